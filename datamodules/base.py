@@ -1,0 +1,133 @@
+"""The only WebDataset code in reprozoo: writing shards with their meta.json, and reading them DDP-safely.
+
+Layout (ARCHITECTURE "Shards"): data/shards/<name>/<split>-%06d.tar, one sample per `__key__` with an
+image (`png`/`jpg`), a `cls` label and `json` annotations, plus meta.json (classes, counts, shard list).
+"""
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import webdataset as wds
+from PIL import Image
+from tqdm import tqdm
+
+from datamodules.episodes import rank_and_world
+from datamodules.files import DataError, atomic_write
+
+META = "meta.json"
+IMAGE_KEYS = ("png", "jpg")
+
+
+def check_images(sample: dict, raw_dir: Path) -> None:
+    """Raise DataError naming the raw file if an image member does not decode."""
+    for key in IMAGE_KEYS:
+        if key in sample:
+            try:
+                Image.open(io.BytesIO(sample[key])).load()
+            except Exception as error:  # PIL raises a zoo of types for truncated or foreign bytes
+                raise DataError(f"{raw_dir / sample['__key__']}.{key}: not a readable image ({error})") from None
+
+
+def write_split(samples: Iterable[dict], out_dir: Path, split: str, *, raw_dir: Path, shard_size: int,
+                on_error: str = "raise") -> dict[str, Any]:
+    """Write one split's samples as tar shards; return its meta entry (count, skipped, shard names)."""
+    count = skipped = 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with wds.ShardWriter(str(out_dir / f"{split}-%06d.tar"), maxcount=shard_size, verbose=0) as sink:
+        for sample in tqdm(samples, desc=f"shard {split}", unit=" samples", mininterval=1.0):
+            try:
+                check_images(sample, raw_dir)
+            except DataError:
+                if on_error != "skip":
+                    raise
+                skipped += 1
+                continue
+            sink.write(sample)
+            count += 1
+    shards = sorted(p.name for p in out_dir.glob(f"{split}-*.tar"))
+    return {"samples": count, "skipped": skipped, "shards": shards}
+
+
+def write_meta(out_dir: Path, meta: dict[str, Any]) -> None:
+    atomic_write(out_dir / META, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def read_meta(shards_dir: Path) -> dict[str, Any]:
+    path = Path(shards_dir) / META
+    if not path.exists():
+        raise DataError(f"{path}: missing; run `reprozoo shard {Path(shards_dir).name}` first")
+    return json.loads(path.read_text())
+
+
+class ShardDataModule(pl.LightningDataModule):
+    """Streams data/shards/<name>/<split>-%06d.tar, written by `reprozoo shard <name>`.
+
+    A dataset file subclasses this, names its sources and splits, and overrides `sample()`.
+    """
+
+    name: ClassVar[str]                                   # the DATASETS key and the params section
+    sources: ClassVar[tuple[str, ...]] = ("synthetic", "download", "local")
+    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+    decode_keys: ClassVar[tuple[str, ...]] = ("png", "jpg", "cls", "json")
+
+    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: int = 32, num_workers: int = 0,
+                 shuffle_buffer: int = 1000):
+        super().__init__()
+        self.shards_dir, self.seed = Path(shards_dir), seed
+        self.batch_size, self.num_workers, self.shuffle_buffer = batch_size, num_workers, shuffle_buffer
+        self.meta = read_meta(self.shards_dir)
+
+    def urls(self, split: str) -> list[str]:
+        if split not in self.meta["splits"]:
+            raise DataError(f"{self.shards_dir / META}: no split {split!r}; has {', '.join(self.meta['splits'])}")
+        return [str(self.shards_dir / name) for name in self.meta["splits"][split]["shards"]]
+
+    def sample(self, split: str) -> Callable[[dict], Any]:
+        """The one thing a streaming dataset overrides: decoded sample dict → what its papers consume."""
+        return lambda sample: sample
+
+    def dataset(self, split: str, *, shuffle: bool = False, nodesplitter: Callable = wds.split_by_node) -> wds.WebDataset:
+        """Decoded samples of a split; with the defaults, each rank reads its own share of the shards."""
+        return (
+            wds.WebDataset(
+                self.urls(split),
+                shardshuffle=100 if shuffle else False,   # None warns: "set explicitly to False or a number"
+                nodesplitter=nodesplitter,                # the default, single_node_only, raises under DDP
+                workersplitter=wds.split_by_worker,
+                empty_check=False,
+                seed=self.seed,
+            )
+            .shuffle(self.shuffle_buffer if shuffle else 0, seed=self.seed)   # unseeded shuffle is not reproducible
+            .decode("pil", only=self.decode_keys)         # .pyd/.pth/.pickle members stay bytes: never unpickled
+        )
+
+    def read_all(self, split: str) -> Iterator[dict]:
+        """Every sample of a split in shard order, on every rank (for in-memory indexes such as episodes)."""
+        return iter(self.dataset(split, nodesplitter=lambda shards: shards))
+
+    def batches_per_rank(self, split: str) -> int:
+        _, world = rank_and_world()
+        samples = self.meta["splits"][split]["samples"]
+        return max(1, samples // (world * self.batch_size))
+
+    def loader(self, split: str) -> wds.WebLoader:
+        train = split == "train"
+        dataset = self.dataset(split, shuffle=train).map(self.sample(split)).batched(self.batch_size, partial=not train)
+        # Every rank must see the same number of batches or DDP hangs at the first all-reduce: with_epoch
+        # cuts (or, on a rank with fewer shards, repeats) the stream to exactly that many batches.
+        return wds.WebLoader(dataset, batch_size=None, num_workers=self.num_workers,
+                             persistent_workers=self.num_workers > 0).with_epoch(self.batches_per_rank(split))
+
+    def train_dataloader(self) -> wds.WebLoader:
+        return self.loader("train")
+
+    def val_dataloader(self) -> wds.WebLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> wds.WebLoader:
+        return self.loader("test")

@@ -1,0 +1,110 @@
+"""File plumbing every dataset shares: atomic writes, resumable checksummed downloads, safe extraction.
+
+Nothing here knows about a dataset. A stage that is killed midway must never leave something a later
+stage would read as complete, so every output is written under a temporary name and renamed at the end.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tarfile
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class DataError(Exception):
+    """Bad or missing data: the message names the file or record and what was expected."""
+
+
+def atomic_write(path: Path, content: str | bytes) -> None:
+    """Write `content` to `path` so that readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(content.encode() if isinstance(content, str) else content)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a scratch folder that replaces `target` only if the block finishes without an error."""
+    scratch = target.with_name(f"{target.name}.partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        yield scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    old = target.with_name(f"{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(scratch, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: Path, md5: str | None) -> Path:
+    """Fetch `url` into `dest`, resuming a partial `dest.part` with an HTTP Range request, then verify md5."""
+    if dest.exists() and (md5 is None or md5sum(dest) == md5):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response, part.open("ab" if offset else "wb") as out:
+            if offset and response.status != 206:  # the server ignored Range: start over
+                out.truncate(0)
+            shutil.copyfileobj(response, out, 1 << 20)
+    except OSError as error:
+        raise DataError(f"{url}: download failed ({error}); {part} is kept and the next run resumes it") from None
+    if md5 is not None and (got := md5sum(part)) != md5:
+        part.unlink()
+        raise DataError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); the partial file was deleted")
+    os.replace(part, dest)
+    return dest
+
+
+def _inside(root: Path, member: str) -> bool:
+    return (root / member).resolve().is_relative_to(root.resolve())
+
+
+def extract(archive: Path, target: Path) -> None:
+    """Unpack a .zip or a tar into `target`, refusing members that would land outside it."""
+    target.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                if not _inside(target, name):
+                    raise DataError(f"{archive}: member {name!r} would be written outside {target}")
+            zf.extractall(target)
+        return
+    try:
+        with tarfile.open(archive) as tf:
+            # The "data" filter (PEP 706) rejects absolute paths, `..`, and links that leave the target.
+            tf.extractall(target, filter="data")
+    except (tarfile.FilterError, tarfile.ReadError) as error:
+        raise DataError(f"{archive}: refused to extract: {error}") from None
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Mirror a user's local copy: hard links where the filesystem allows, copies otherwise."""
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link_or_copy, dirs_exist_ok=True)

@@ -1,0 +1,42 @@
+"""Claims as data: what each paper reports, and the one verdict function that judges a result against it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Status = Literal["reproduced", "not_reproduced", "not_comparable"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    metric: str                   # the key test_step logs, e.g. "test/acc_5way_1shot"
+    claimed: float                # the paper's number, in the unit test_step logs (a fraction, not a percent)
+    source: str                   # where in the paper: "Table 1", "Fig. 3", "§4.2"
+    tolerance: float              # |reproduced - claimed| within this counts as reproduced
+    higher_is_better: bool = True
+
+    def verdict(self, reproduced: float | None, comparable: bool) -> Status:
+        """A result on other data or another recipe is never judged against the paper's number.
+
+        Beating the claim by more than the tolerance still counts as reproduced: the claim held.
+        """
+        if not comparable or reproduced is None:
+            return "not_comparable"
+        gap = reproduced - self.claimed if self.higher_is_better else self.claimed - reproduced
+        return "reproduced" if gap >= -self.tolerance else "not_reproduced"
+
+
+@dataclass(frozen=True)
+class Paper:
+    key: str                      # PAPERS key, params section, DVC stage item, MLflow experiment
+    title: str
+    authors: str
+    year: int
+    arxiv: str
+    dataset: str                  # the dataset the paper used (a fact); params.yaml chooses what a run uses
+    claims: tuple[Claim, ...]
+
+    @property
+    def primary(self) -> Claim:
+        """The claim that ranks models of this paper (best checkpoint, champion in the registry)."""
+        return self.claims[0]

@@ -1,0 +1,98 @@
+"""`reprozoo <verb>` (also `python -m pipelines <verb>`): one small function per DVC stage.
+
+Heavy imports (torch, Lightning, MLflow) happen inside the verbs, so `reprozoo --help` stays fast.
+"""
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.errors import USER_ERRORS
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Reproduce classic deep-learning papers: fetch → shard → train → evaluate → report.")
+console = Console()
+
+
+def params():
+    from pipelines.config import load_params
+    return load_params()
+
+
+@app.command()
+def fetch(dataset: str) -> None:
+    """Write data/raw/<dataset>/ from its configured source (synthetic, download, local)."""
+    from pipelines.fetch import fetch_dataset
+    console.print(f"fetched {dataset} → {fetch_dataset(params(), dataset)}")
+
+
+@app.command()
+def shard(dataset: str) -> None:
+    """Write data/shards/<dataset>/<split>-NNNNNN.tar and meta.json from data/raw/<dataset>/."""
+    from pipelines.shard import describe, shard_dataset
+    console.print(f"sharded {describe(shard_dataset(params(), dataset))}")
+
+
+@app.command()
+def train(paper: str) -> None:
+    """Train one paper; writes models/<paper>/{best,last}.ckpt and run.json, logs curves to MLflow."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from pipelines.train import train_paper
+    run = train_paper(params(), paper)
+    if rank_zero_only.rank == 0:
+        console.print(f"trained {paper}{' (resumed)' if run.resumed else ''}: {run.checkpoint}  (MLflow run {run.mlflow_run_id})")
+
+
+@app.command()
+def evaluate(paper: str) -> None:
+    """Test one paper's best checkpoint; writes metrics/<paper>.json and logs claims to its MLflow run."""
+    from pipelines.evaluate import evaluate_paper
+    result = evaluate_paper(params(), paper)
+    for claim in result["claims"]:
+        console.print(f"{paper} {claim['metric']}: {claim['reproduced']:.4f} (paper {claim['claimed']}) {claim['status']}")
+
+
+@app.command()
+def report() -> None:
+    """Write reports/reproductions.md and .png from every metrics/<paper>.json."""
+    from pipelines import paths
+    from pipelines.report import write_report
+    rows = write_report(params())
+    console.print(f"report: {len(rows)} claims → {paths.REPORT_MD}, {paths.REPORT_PNG}")
+
+
+@app.command(name="list")
+def list_() -> None:
+    """Papers and datasets, with what has been produced for each so far."""
+    from pipelines import paths
+    loaded = params()
+    papers = Table("paper", "dataset", "claims", "status", title=f"papers (profile: {loaded.profile})")
+    for key, section in loaded.papers.items():
+        path = paths.metrics(key)
+        statuses = [c["status"] for c in json.loads(path.read_text())["claims"]] if path.exists() else []
+        summary = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) or "not evaluated"
+        papers.add_row(key, section.dataset, str(len(_claims(key))), summary)
+    datasets = Table("dataset", "source", "raw", "shards", title="datasets")
+    for name, settings in loaded.datasets.items():
+        meta = paths.shards(name) / "meta.json"
+        counts = json.loads(meta.read_text())["splits"] if meta.exists() else {}
+        datasets.add_row(name, settings.source, "yes" if paths.raw(name).exists() else "no",
+                         ", ".join(f"{s} {v['samples']}" for s, v in counts.items()) or "no")
+    console.print(papers, datasets)
+
+
+def _claims(key: str) -> tuple:
+    from lightning_modules import PAPERS
+    return PAPERS[key].paper.claims
+
+
+def main() -> None:
+    try:
+        app()
+    except USER_ERRORS as error:   # one clear line, no traceback: the message names the file or key
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+        raise SystemExit(2) from None

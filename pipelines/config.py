@@ -1,0 +1,208 @@
+"""params.yaml, validated. Every verb calls `load_params()` first, so a wrong key, type or value stops the
+run before any compute, with the dotted path, the bad value and what is allowed.
+
+A paper's recipe (`hparams`) and data settings (`data`) are checked against the keyword-only signature of
+its LightningModule and DataModule: the defaults and the allowed ranges live once, in code, next to the
+paper, and params.yaml names only the recipe.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, create_model
+
+from datamodules import DATASETS
+from lightning_modules import PAPERS
+from pipelines import paths
+from pipelines.errors import ParamsError, UnknownKey
+
+PARTS = ("hparams", "data", "trainer")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MlflowParams(Strict):
+    tracking_uri: str = "sqlite:///mlflow.db"   # MLFLOW_TRACKING_URI in the environment wins
+    artifact_location: str = "mlartifacts"      # where new experiments keep artifacts (a path or a URI)
+
+
+class TrainerParams(Strict):
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: PositiveInt | Literal["auto"] = 1
+    num_nodes: PositiveInt = 1
+    strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp"] = "auto"
+    precision: Literal["32-true", "16-mixed", "bf16-mixed", "bf16-true", "64-true"] = "32-true"
+    max_steps: PositiveInt = 1000
+    val_check_interval: PositiveInt = 500        # optimizer steps between validations
+    limit_val_batches: PositiveInt | None = None
+    checkpoint_every_n_steps: PositiveInt = 500  # how often last.ckpt is refreshed
+    log_every_n_steps: PositiveInt = 50
+    gradient_clip_val: float | None = Field(None, ge=0)
+    deterministic: bool = True
+
+
+class DatasetParams(Strict):
+    source: Literal["synthetic", "download", "local", "bundled"] = "synthetic"
+    path: Path | None = None                     # the existing copy, for source: local
+    seed: int = 0                                # the synthetic replica's seed
+    shard_size: PositiveInt = 1000               # samples per tar shard
+    on_error: Literal["raise", "skip"] = "raise" # an unreadable raw file stops the shard stage, or is counted
+    synthetic: dict[str, Any] = {}               # replica size, checked against the dataset's synthesize()
+
+
+class Overrides(Strict):
+    hparams: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    trainer: dict[str, Any] = {}
+
+
+class PaperParams(Overrides):
+    dataset: str
+    smoke: Overrides = Overrides()               # merged over the section only when profile: smoke
+    tune: dict[str, Any] = {}                    # Ray Tune search space over hparams.*
+
+
+class Params(Strict):
+    profile: Literal["smoke", "paper"] = "smoke"
+    seed: int = 0
+    mlflow: MlflowParams = MlflowParams()
+    trainer: TrainerParams = TrainerParams()
+    datasets: dict[str, DatasetParams]
+    papers: dict[str, PaperParams]
+
+    def paper(self, key: str) -> PaperParams:
+        if key not in self.papers:
+            raise UnknownKey(f"papers.{key}: unknown paper; known: {', '.join(sorted(self.papers))}")
+        return self.papers[key]
+
+    def dataset(self, key: str) -> DatasetParams:
+        if key not in self.datasets:
+            raise UnknownKey(f"datasets.{key}: unknown dataset; known: {', '.join(sorted(self.datasets))}")
+        return self.datasets[key]
+
+    def recipe(self, key: str, profile: str | None = None) -> Recipe:
+        """The effective settings of one paper: its section, with the smoke block merged under profile smoke."""
+        section, profile = self.paper(key), profile or self.profile
+        smoke = section.smoke if profile == "smoke" else Overrides()
+        where = {part: {name: f"papers.{key}.{'smoke.' if name in getattr(smoke, part) else ''}{part}"
+                        for name in {**getattr(section, part), **getattr(smoke, part)}} for part in PARTS}
+        merged = {part: {**getattr(section, part), **getattr(smoke, part)} for part in PARTS}
+        trainer = validate(TrainerParams, {**self.trainer.model_dump(), **merged["trainer"]},
+                           lambda name: where["trainer"].get(name, "trainer"))
+        hparams = check_kwargs(PAPERS[key].__init__, merged["hparams"], lambda name: where["hparams"].get(name, f"papers.{key}.hparams"))
+        data = check_kwargs(DATASETS[section.dataset].__init__, merged["data"], lambda name: where["data"].get(name, f"papers.{key}.data"))
+        return Recipe(key, section.dataset, profile, self.seed, hparams, data, trainer)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    key: str
+    dataset: str
+    profile: str
+    seed: int
+    hparams: dict[str, Any]
+    data: dict[str, Any]
+    trainer: TrainerParams
+
+    def flat(self) -> dict[str, Any]:
+        """`hparams.lr`-style keys, for MLflow params."""
+        parts = {"hparams": self.hparams, "data": self.data, "trainer": self.trainer.model_dump()}
+        return {"dataset": self.dataset, "profile": self.profile, "seed": self.seed,
+                **{f"{part}.{name}": value for part, values in parts.items() for name, value in values.items()}}
+
+    def fingerprint(self) -> str:
+        """Changes whenever a setting that shapes the trained weights changes (resuming across it is wrong)."""
+        return hashlib.sha256(json.dumps(self.flat(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---- validation with messages a person can act on -----------------------------------------------------------
+
+def _fields_at(model: Any, loc: tuple) -> list[str]:
+    """The keys allowed at `loc` inside `model`, to list beside an unknown key."""
+    for part in loc:
+        if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            model = model.model_fields[part].annotation
+        elif typing.get_origin(model) is dict:
+            model = typing.get_args(model)[1]
+        else:
+            return []
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _describe(error: dict, where: str, allowed: list[str]) -> str:
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key" + (f"; allowed: {', '.join(sorted(allowed))}" if allowed else "")
+    if error["type"] == "missing":
+        return f"{where}: required"
+    return f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}, got {error['input']!r}"
+
+
+def _dotted(prefix: str, loc: tuple) -> str:
+    return ".".join(part for part in (prefix, *map(str, loc)) if part)
+
+
+def validate(model: type[BaseModel], values: dict, prefix: typing.Callable[[str], str]) -> Any:
+    """Validate `values` against `model`; `prefix(first key)` gives the dotted path the key came from."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        lines = [_describe(e, _dotted(prefix(str(e["loc"][0])), e["loc"]), _fields_at(model, e["loc"][:-1]))
+                 for e in error.errors()]
+        raise ParamsError("\n".join(lines)) from None
+
+
+def keyword_model(fn: typing.Callable) -> type[BaseModel]:
+    """A pydantic model of the keyword-only arguments of `fn`, with their annotations and defaults."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    fields = {name: (hints.get(name, Any), p.default if p.default is not p.empty else ...)
+              for name, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    return create_model(f"{fn.__qualname__}Kwargs", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def check_kwargs(fn: typing.Callable, values: dict, prefix: typing.Callable[[str], str]) -> dict[str, Any]:
+    """The values given, coerced and range-checked; the defaults stay in the signature of `fn`."""
+    return validate(keyword_model(fn), values, prefix).model_dump(exclude_unset=True)
+
+
+def _check_registries(params: Params) -> None:
+    for name, dataset in params.datasets.items():
+        if name not in DATASETS:
+            raise UnknownKey(f"datasets.{name}: unknown dataset; known: {', '.join(sorted(DATASETS))}")
+        cls = DATASETS[name]
+        if dataset.source not in cls.sources:
+            raise ParamsError(f"datasets.{name}.source: {name} has no {dataset.source!r} source; allowed: {', '.join(cls.sources)}")
+        if dataset.source == "local" and dataset.path is None:
+            raise ParamsError(f"datasets.{name}.path: required when source is 'local' (the folder of your copy)")
+        check_kwargs(cls.synthesize, dataset.synthetic, lambda _: f"datasets.{name}.synthetic")
+    for key, paper in params.papers.items():
+        if key not in PAPERS:
+            raise UnknownKey(f"papers.{key}: unknown paper; known: {', '.join(sorted(PAPERS))}")
+        if paper.dataset not in params.datasets:
+            raise ParamsError(f"papers.{key}.dataset: {paper.dataset!r} has no datasets.{paper.dataset} section; "
+                              f"known: {', '.join(sorted(params.datasets))}")
+        for profile in ("paper", "smoke"):
+            params.recipe(key, profile)
+
+
+def load_params(path: Path = paths.PARAMS) -> Params:
+    """Read and validate the whole of params.yaml; raise ParamsError naming the first bad dotted path."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found in {Path.cwd()}; run reprozoo from the repository root") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    params = validate(Params, raw, lambda name: "")
+    _check_registries(params)
+    return params

@@ -1,0 +1,60 @@
+"""evaluate@<paper>: metrics/<paper>.json with every claim judged, logged to the training's MLflow run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from datamodules import DATASETS
+from datamodules.base import read_meta
+from datamodules.files import DataError, atomic_write
+from lightning_modules import PAPERS
+from pipelines import paths, tracking
+from pipelines.config import Params, Recipe
+from pipelines.errors import StageError
+from pipelines.train import read_record
+
+
+def own_checkpoint(key: str) -> Path:
+    """The checkpoint `train` wrote. Lightning checkpoints unpickle, so only files under models/ are loaded."""
+    record = read_record(key)
+    if record is None or not record.get("finished"):
+        raise StageError(f"{paths.run_record(key)}: no finished training; run `reprozoo train {key}` first")
+    checkpoint = Path(record["best"])
+    if not checkpoint.resolve().is_relative_to(Path("models").resolve()) or not checkpoint.exists():
+        raise DataError(f"{paths.run_record(key)}: checkpoint {checkpoint} is missing or outside models/")
+    return checkpoint
+
+
+def comparable(recipe: Recipe, data_source: str) -> bool:
+    """Only the paper's recipe on the paper's real data is judged against the paper's numbers."""
+    return recipe.profile == "paper" and data_source != "synthetic" and recipe.dataset == PAPERS[recipe.key].paper.dataset
+
+
+def judge(recipe: Recipe, metrics: dict[str, float], data_source: str) -> list[dict]:
+    fair = comparable(recipe, data_source)
+    return [{"metric": c.metric, "claimed": c.claimed, "reproduced": metrics.get(c.metric), "tolerance": c.tolerance,
+             "source": c.source, "higher_is_better": c.higher_is_better, "status": c.verdict(metrics.get(c.metric), fair)}
+            for c in PAPERS[recipe.key].paper.claims]
+
+
+def evaluate_paper(params: Params, key: str) -> dict:
+    recipe = params.recipe(key)
+    checkpoint, record = own_checkpoint(key), read_record(key)
+    shards = paths.shards(recipe.dataset)
+    data_source = read_meta(shards)["source"]["source"]
+    model = PAPERS[key].load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
+    # One process: the test episodes are then exactly the configured ones, with no DDP padding.
+    trainer = pl.Trainer(accelerator=recipe.trainer.accelerator, devices=1, precision=recipe.trainer.precision,
+                         logger=False, enable_checkpointing=False, enable_model_summary=False)
+    trainer.test(model, datamodule=data, verbose=False)
+    metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
+    result = {"paper": key, "profile": recipe.profile, "dataset": recipe.dataset, "data_source": data_source,
+              "checkpoint": str(checkpoint), "mlflow_run_id": record["mlflow_run_id"], "metrics": metrics,
+              "claims": judge(recipe, metrics, data_source)}
+    atomic_write(paths.metrics(key), json.dumps(result, indent=2) + "\n")
+    figures = model.figures(data) if hasattr(model, "figures") else {}
+    tracking.log_evaluation(params, record["mlflow_run_id"], metrics, result["claims"], figures)
+    return result

@@ -1,0 +1,32 @@
+"""Every on-disk path, derived from a key. dvc.yaml is the only other place these appear
+(tests/test_registry.py checks that the two agree). Relative to the repo root, where DVC runs stages."""
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+REPORT_MD = Path("reports/reproductions.md")
+REPORT_PNG = Path("reports/reproductions.png")
+
+
+def raw(dataset: str) -> Path:
+    return Path("data/raw") / dataset
+
+
+def downloads(dataset: str) -> Path:
+    """Archives kept between runs so an interrupted download resumes; not a DVC output."""
+    return Path("data/downloads") / dataset
+
+
+def shards(dataset: str) -> Path:
+    return Path("data/shards") / dataset
+
+
+def model_dir(paper: str) -> Path:
+    return Path("models") / paper
+
+
+def run_record(paper: str) -> Path:
+    return model_dir(paper) / "run.json"
+
+
+def metrics(paper: str) -> Path:
+    return Path("metrics") / f"{paper}.json"

@@ -1,0 +1,74 @@
+"""report: reports/reproductions.md (one row per claim) and reports/reproductions.png (claimed vs reproduced)."""
+from __future__ import annotations
+
+import io
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")          # headless: stages run without a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from datamodules.files import atomic_write  # noqa: E402
+from pipelines import paths  # noqa: E402
+from pipelines.config import Params  # noqa: E402
+
+COLOURS = {"reproduced": "#2e7d32", "not_reproduced": "#c62828", "not_comparable": "#9e9e9e"}
+
+
+def load_results(params: Params) -> list[dict]:
+    """metrics/<paper>.json for every paper in params.yaml that has been evaluated, in params order."""
+    return [json.loads(paths.metrics(key).read_text()) for key in params.papers if paths.metrics(key).exists()]
+
+
+def rows(results: list[dict]) -> list[dict]:
+    return [{"paper": r["paper"], "setting": c["metric"], "claimed": c["claimed"], "reproduced": c["reproduced"],
+             "ci95": r["metrics"].get(f"{c['metric']}_ci95"), "status": c["status"], "source": c["source"],
+             "data_source": r["data_source"], "profile": r["profile"], "mlflow_run_id": r["mlflow_run_id"]}
+            for r in results for c in r["claims"]]
+
+
+def _number(value: float | None, ci95: float | None = None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4f}" + (f" ± {ci95:.4f}" if ci95 is not None else "")
+
+
+def markdown(table: list[dict]) -> str:
+    lines = ["# Reproductions", "",
+             "Status is `reproduced` only for the paper's recipe on the paper's data; smoke and synthetic runs are "
+             "`not_comparable`.", "",
+             "| paper | setting | claimed | reproduced (± 95% CI) | status | claim from | data | profile | MLflow run |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['paper']} | `{r['setting']}` | {_number(r['claimed'])} | {_number(r['reproduced'], r['ci95'])} | "
+              f"{r['status']} | {r['source']} | {r['data_source']} | {r['profile']} | `{r['mlflow_run_id']}` |" for r in table]
+    if not table:
+        lines.append("| — | no paper has been evaluated yet | | | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(table: list[dict]) -> bytes:
+    """One horizontal bar pair per claim: the paper's value (outline) and ours (filled, coloured by status)."""
+    height = max(2.5, 0.45 * len(table) + 1.2)
+    figure, axes = plt.subplots(figsize=(9, height))
+    labels = [f"{r['paper']}  {r['setting']}" for r in table]
+    y = range(len(table))
+    axes.barh([i + 0.2 for i in y], [r["claimed"] for r in table], height=0.4, fill=False, edgecolor="black", label="claimed")
+    axes.barh([i - 0.2 for i in y], [r["reproduced"] or 0 for r in table], height=0.4,
+              xerr=[r["ci95"] or 0 for r in table], color=[COLOURS[r["status"]] for r in table], label="reproduced")
+    axes.set_yticks(list(y), labels)
+    axes.invert_yaxis()
+    axes.set_title("reprozoo: reproduced vs claimed (grey: not comparable, green: reproduced, red: not reproduced)", fontsize=9)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_report(params: Params) -> list[dict]:
+    table = rows(load_results(params))
+    atomic_write(paths.REPORT_MD, markdown(table))
+    atomic_write(paths.REPORT_PNG, chart(table))
+    return table

@@ -1,0 +1,90 @@
+"""MLflow, as the contract says: one experiment per paper, one run per training, continued by evaluate.
+
+The run records the flattened recipe, tags (paper, dataset, profile, data source, git commit, DVC hash of
+the shards), per-step curves (through Lightning's MLFlowLogger), test metrics under the claim keys,
+`claimed/<metric>` and `gap/<metric>`, and the checkpoint.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import yaml
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from pipelines import paths
+from pipelines.config import Params, Recipe
+
+
+def tracking_uri(params: Params) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI", params.mlflow.tracking_uri)
+
+
+def client(params: Params) -> MlflowClient:
+    mlflow.set_tracking_uri(tracking_uri(params))
+    return MlflowClient(tracking_uri(params))
+
+
+def experiment_id(params: Params, name: str) -> str:
+    mlflow_client = client(params)
+    if experiment := mlflow_client.get_experiment_by_name(name):
+        return experiment.experiment_id
+    location = params.mlflow.artifact_location
+    if "://" not in location:                     # a plain folder: make it absolute, MLflow wants a URI
+        location = Path(location).resolve().as_uri()
+    return mlflow_client.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def data_hash(dataset: str) -> str:
+    """The md5 DVC recorded for data/shards/<dataset> in dvc.lock, else a hash of its meta.json."""
+    lock, shards = Path("dvc.lock"), str(paths.shards(dataset))
+    if lock.exists():
+        for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
+            for out in stage.get("outs", []):
+                if out.get("path") == shards and "md5" in out:
+                    return out["md5"]
+    meta = paths.shards(dataset) / "meta.json"
+    return "meta-sha256:" + hashlib.sha256(meta.read_bytes()).hexdigest()[:16] if meta.exists() else "unknown"
+
+
+def start_run(params: Params, recipe: Recipe, data_source: str) -> str:
+    """Create the run a training logs into; return its id."""
+    tags = {"paper": recipe.key, "dataset": recipe.dataset, "profile": recipe.profile, "data_source": data_source,
+            "git_commit": git_commit(), "dvc_data_hash": data_hash(recipe.dataset), "fingerprint": recipe.fingerprint()}
+    mlflow_client = client(params)
+    run = mlflow_client.create_run(experiment_id(params, recipe.key), tags=tags, run_name=f"{recipe.key}-{recipe.profile}")
+    flat = [Param(k, str(v)[:6000]) for k, v in recipe.flat().items()]
+    for i in range(0, len(flat), 100):                                 # MLflow's batch limit is 100 params
+        mlflow_client.log_batch(run.info.run_id, params=flat[i : i + 100])
+    return run.info.run_id
+
+
+def log_checkpoint(params: Params, run_id: str, checkpoint: Path) -> None:
+    client(params).log_artifact(run_id, str(checkpoint), "checkpoints")
+
+
+def log_evaluation(params: Params, run_id: str, metrics: dict[str, float], claims: list[dict[str, Any]],
+                   figures: dict[str, Any]) -> None:
+    """Test metrics under the claim keys, and each claim's claimed value, gap and status, on the training run."""
+    mlflow_client = client(params)
+    values = dict(metrics)
+    for claim in claims:
+        values[f"claimed/{claim['metric']}"] = claim["claimed"]
+        if claim["reproduced"] is not None:
+            values[f"gap/{claim['metric']}"] = claim["reproduced"] - claim["claimed"]
+        mlflow_client.set_tag(run_id, f"status/{claim['metric']}", claim["status"])
+    mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in sorted(values.items())])
+    for name, figure in figures.items():
+        mlflow_client.log_figure(run_id, figure, f"figures/{name}.png")

@@ -1,0 +1,100 @@
+"""train@<paper>: models/<paper>/{last,best}.ckpt and run.json, with the curves in an MLflow run.
+
+`train_paper` is the only place a Trainer for training is built; `reprozoo tune` calls it too.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from datamodules import DATASETS
+from datamodules.base import read_meta
+from datamodules.files import atomic_write
+from lightning_modules import PAPERS
+from pipelines import paths, tracking
+from pipelines.config import Params, Recipe, TrainerParams
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    checkpoint: Path
+    mlflow_run_id: str | None
+    resumed: bool
+
+
+def read_record(key: str) -> dict | None:
+    path = paths.run_record(key)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_record(key: str, record: dict) -> None:
+    atomic_write(paths.run_record(key), json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def resumable(recipe: Recipe) -> dict | None:
+    """The record of an interrupted run of this same recipe, whose last.ckpt can be continued.
+
+    A finished run is never resumed: DVC re-runs a finished stage only because code, data or params
+    changed, and then the model must be trained anew.
+    """
+    record = read_record(recipe.key)
+    last = paths.model_dir(recipe.key) / "last.ckpt"
+    if record and not record["finished"] and record["fingerprint"] == recipe.fingerprint() and last.exists():
+        return record
+    return None
+
+
+def build_trainer(settings: TrainerParams, model_dir: Path, logger: pl.loggers.Logger | bool,
+                  monitor: tuple[str, str]) -> pl.Trainer:
+    best = ModelCheckpoint(dirpath=model_dir, filename="best", monitor=monitor[0], mode=monitor[1], save_top_k=1,
+                           auto_insert_metric_name=False, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=model_dir, save_top_k=0, save_last=True, enable_version_counter=False,
+                           every_n_train_steps=settings.checkpoint_every_n_steps)
+    return pl.Trainer(
+        accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
+        strategy=settings.strategy, precision=settings.precision, deterministic=settings.deterministic,
+        max_steps=settings.max_steps, max_epochs=-1,   # steps, not epochs: episodic streams are endless
+        val_check_interval=settings.val_check_interval, check_val_every_n_epoch=None,
+        limit_val_batches=settings.limit_val_batches, log_every_n_steps=settings.log_every_n_steps,
+        gradient_clip_val=settings.gradient_clip_val, callbacks=[best, last], logger=logger,
+        default_root_dir=model_dir, enable_model_summary=False,
+    )
+
+
+def train_paper(params: Params, key: str) -> TrainedRun:
+    recipe = params.recipe(key)
+    shards, model_dir = paths.shards(recipe.dataset), paths.model_dir(key)
+    data_source = read_meta(shards)["source"]["source"]             # fails early if the shards are missing
+    pl.seed_everything(recipe.seed, workers=True)
+    model = PAPERS[key](**recipe.hparams)
+    data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
+
+    resume, run_id = resumable(recipe), None
+    last, best = model_dir / "last.ckpt", model_dir / "best.ckpt"
+    if rank_zero_only.rank == 0:    # DDP re-executes this command per rank; only rank 0 owns the run
+        record = resume
+        if record is None:
+            for stale in model_dir.glob("*.ckpt"):
+                stale.unlink()
+            record = {"paper": key, "fingerprint": recipe.fingerprint(), "profile": recipe.profile,
+                      "data_source": data_source, "mlflow_run_id": tracking.start_run(params, recipe, data_source),
+                      "finished": False}
+            write_record(key, record)                                  # a killed run can be continued
+        run_id = record["mlflow_run_id"]
+    logger = MLFlowLogger(experiment_name=key, tracking_uri=tracking.tracking_uri(params), run_id=run_id)
+    trainer = build_trainer(recipe.trainer, model_dir, logger, model.monitor)
+    trainer.fit(model, datamodule=data, ckpt_path=last if resume else None)
+    trainer.save_checkpoint(last)   # the final state, whether or not the step count hit a checkpoint interval
+
+    checkpoint = best if best.exists() else last
+    if rank_zero_only.rank == 0:
+        tracking.log_checkpoint(params, run_id, checkpoint)
+        write_record(key, {**record, "finished": True, "global_step": trainer.global_step,
+                           "best": str(checkpoint), "last": str(last)})
+    return TrainedRun(checkpoint, run_id, resumed=resume is not None)

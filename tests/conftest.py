@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny params derived from the real params.yaml, and synthetic Omniglot shards made by
+the real fetch → shard path (session-scoped, so every test reads the same few hundred drawings)."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Shrinks the smoke profile further: a 40-character replica, a few steps, a few test episodes.
+TINY = {
+    "datasets": {"omniglot": {"synthetic": {"alphabets": 4, "characters": 10, "drawers": 20}, "shard_size": 200}},
+    "papers": {"protonets": {"smoke": {
+        "data": {"train_way": 5, "val_episodes": 4, "test_query": 5, "test_episodes": 10},
+        "trainer": {"max_steps": 20, "val_check_interval": 10, "checkpoint_every_n_steps": 10, "log_every_n_steps": 5},
+    }}},
+}
+
+
+def merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def tiny_params(**override) -> dict:
+    return merge(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY), override)
+
+
+@contextlib.contextmanager
+def chdir(path: Path) -> Iterator[Path]:
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield path
+    finally:
+        os.chdir(previous)
+
+
+def write_params(project: Path, params: dict) -> Path:
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return project
+
+
+def cli(project: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m pipelines ARGS` in `project`, as DVC would."""
+    result = subprocess.run([sys.executable, "-m", "pipelines", *args], cwd=project, capture_output=True, text=True,
+                            timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if check and result.returncode != 0:
+        raise AssertionError(f"reprozoo {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def omniglot_project(tmp_path_factory) -> Path:
+    """A project folder with tiny params and fetched + sharded synthetic Omniglot."""
+    from pipelines.config import load_params
+    from pipelines.fetch import fetch_dataset
+    from pipelines.shard import shard_dataset
+
+    project = write_params(tmp_path_factory.mktemp("omniglot"), tiny_params())
+    with chdir(project):
+        params = load_params()
+        fetch_dataset(params, "omniglot")
+        shard_dataset(params, "omniglot")
+    return project
+
+
+@pytest.fixture(scope="session")
+def omniglot_shards(omniglot_project) -> Path:
+    return omniglot_project / "data" / "shards" / "omniglot"
+
+
+@pytest.fixture
+def project(tmp_path, omniglot_project) -> Iterator[Path]:
+    """A fresh project folder (cwd) that reuses the session's raw data and shards through symlinks."""
+    write_params(tmp_path, tiny_params())
+    (tmp_path / "data").mkdir()
+    for part in ("raw", "shards"):
+        (tmp_path / "data" / part).symlink_to(omniglot_project / "data" / part)
+    with chdir(tmp_path):
+        yield tmp_path

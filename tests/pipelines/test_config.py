@@ -1,0 +1,74 @@
+"""params.yaml errors stop a verb before any compute, naming the dotted path, the value and what is allowed."""
+import pytest
+import yaml
+
+from pipelines.config import load_params
+from pipelines.errors import ParamsError, UnknownKey
+from tests.conftest import ROOT, cli, tiny_params, write_params
+
+
+def load(tmp_path, params) -> None:
+    write_params(tmp_path, params)
+    load_params(tmp_path / "params.yaml")
+
+
+def test_the_shipped_params_are_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.profile == "smoke"
+    smoke, paper = params.recipe("protonets", "smoke"), params.recipe("protonets", "paper")
+    assert paper.data["train_way"] == 60 and smoke.data["train_way"] < 60          # the smoke block merges
+    assert paper.hparams == smoke.hparams == {"lr": 1e-3, "lr_halve_every": 2000, "hidden": 64}
+    assert paper.trainer.max_steps == 20000 and smoke.trainer.max_steps < 1000
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"papers": {"protonets": {"hparams": {"lr": -1}}}}, "papers.protonets.hparams.lr: input should be greater than 0, got -1"),
+    ({"papers": {"protonets": {"hparams": {"lrr": 0.1}}}}, "papers.protonets.hparams.lrr: unknown key; allowed: hidden, in_channels, lr, lr_halve_every"),
+    ({"papers": {"protonets": {"smoke": {"data": {"shot": "five"}}}}}, "papers.protonets.smoke.data.shot: input should be a valid integer"),
+    ({"papers": {"protonets": {"trainer": {"max_steps": 0}}}}, "papers.protonets.trainer.max_steps: input should be greater than 0, got 0"),
+    ({"trainer": {"precision": "8-bit"}}, "trainer.precision: input should be '32-true'"),
+    ({"profile": "fast"}, "profile: input should be 'smoke' or 'paper', got 'fast'"),
+    ({"papers": {"protonets": {"hparamz": {}}}}, "papers.protonets.hparamz: unknown key; allowed: data, dataset, hparams, smoke, trainer, tune"),
+    ({"datasets": {"omniglot": {"source": "bundled"}}}, "datasets.omniglot.source: omniglot has no 'bundled' source"),
+    ({"datasets": {"omniglot": {"source": "local"}}}, "datasets.omniglot.path: required when source is 'local'"),
+    ({"datasets": {"omniglot": {"synthetic": {"alphabets": -2}}}}, "datasets.omniglot.synthetic.alphabets: input should be greater than 0"),
+    ({"papers": {"protonets": {"dataset": "omniglotz"}}}, "papers.protonets.dataset: 'omniglotz' has no datasets.omniglotz section"),
+])
+def test_a_bad_value_names_its_dotted_path(tmp_path, override, message):
+    with pytest.raises(ParamsError) as error:
+        load(tmp_path, tiny_params(**override))
+    assert message in str(error.value)
+
+
+def test_an_unknown_paper_lists_the_known_ones(tmp_path):
+    params = tiny_params()
+    params["papers"]["protonet"] = params["papers"].pop("protonets")
+    with pytest.raises(UnknownKey, match="papers.protonet: unknown paper; known: protonets"):
+        load(tmp_path, params)
+
+
+def test_broken_yaml_and_missing_file_are_named(tmp_path):
+    (tmp_path / "params.yaml").write_text("papers: [unclosed\n")
+    with pytest.raises(ParamsError, match="params.yaml: not valid YAML"):
+        load_params(tmp_path / "params.yaml")
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_the_cli_prints_one_line_and_exits_2_before_any_compute(tmp_path):
+    write_params(tmp_path, tiny_params(papers={"protonets": {"hparams": {"lr": -1}}}))
+    result = cli(tmp_path, "train", "protonets", check=False)
+    assert result.returncode == 2
+    assert "papers.protonets.hparams.lr: input should be greater than 0, got -1" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "models").exists()
+    write_params(tmp_path, tiny_params())
+    unknown = cli(tmp_path, "train", "resnet9000", check=False)
+    assert unknown.returncode == 2 and "unknown paper" in unknown.stderr
+
+
+def test_recipe_fingerprint_changes_with_the_recipe():
+    params = load_params(ROOT / "params.yaml")
+    base = params.recipe("protonets")
+    changed = params.model_copy(update={"seed": 1}).recipe("protonets")
+    assert base.fingerprint() != changed.fingerprint() and base.fingerprint() == params.recipe("protonets").fingerprint()
+    assert yaml.safe_dump(base.flat())                                  # MLflow params are plain values

@@ -1,0 +1,45 @@
+"""`dvc repro` end to end on a copy of the repository: outputs, a no-op second run, one paper re-run."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, tiny_params, write_params
+
+PROJECT_FILES = ("dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore", ".dvc/config",
+                 "pipelines", "lightning_modules", "datamodules")
+
+
+def dvc(copy: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(["dvc", *args], cwd=copy, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_dvc_repro_end_to_end_then_noop_then_one_paper(tmp_path):
+    copy = tmp_path / "repo"
+    for name in PROJECT_FILES:
+        source, target = ROOT / name, copy / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+    write_params(copy, tiny_params())
+    subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
+
+    first = dvc(copy, "repro")
+    for stage in ("fetch@omniglot", "shard@omniglot", "train@protonets", "evaluate@protonets", "report"):
+        assert f"Running stage '{stage}'" in first
+    assert (copy / "metrics/protonets.json").exists() and (copy / "reports/reproductions.png").exists()
+    assert (copy / "mlflow.db").exists()
+    assert "test/acc_5way_5shot" in dvc(copy, "metrics", "show")
+
+    assert "Running stage" not in dvc(copy, "repro")                # nothing changed: a no-op
+
+    write_params(copy, tiny_params(papers={"protonets": {"hparams": {"lr": 2e-3}}}))
+    third = dvc(copy, "repro")
+    ran = {line.split("'")[1] for line in third.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train@protonets", "evaluate@protonets", "report"}

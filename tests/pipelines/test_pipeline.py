@@ -1,0 +1,78 @@
+"""train → evaluate → report in-process on the tiny synthetic project: outputs, MLflow, claim statuses."""
+import json
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipelines import paths
+from pipelines.config import load_params
+from pipelines.errors import StageError
+from pipelines.evaluate import evaluate_paper
+from pipelines.report import markdown, rows, write_report
+from pipelines.train import train_paper
+
+
+@pytest.fixture
+def trained(project):
+    params = load_params()
+    return params, train_paper(params, "protonets")
+
+
+def test_train_writes_checkpoints_and_a_finished_record(trained):
+    _, run = trained
+    record = json.loads(paths.run_record("protonets").read_text())
+    assert record["finished"] and record["global_step"] == 20 and record["mlflow_run_id"] == run.mlflow_run_id
+    assert (paths.model_dir("protonets") / "last.ckpt").exists() and (paths.model_dir("protonets") / "best.ckpt").exists()
+    history = MlflowClient("sqlite:///mlflow.db").get_metric_history(run.mlflow_run_id, "train/loss")
+    assert len(history) >= 2                                          # per-step training curve
+
+
+def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
+    params, run = trained
+    result = evaluate_paper(params, "protonets")
+    saved = json.loads(paths.metrics("protonets").read_text())
+    assert saved == result and saved["mlflow_run_id"] == run.mlflow_run_id
+    assert set(saved) >= {"paper", "profile", "data_source", "mlflow_run_id", "metrics", "claims"}
+    assert {c["metric"] for c in saved["claims"]} <= set(saved["metrics"])
+    assert all(c["status"] == "not_comparable" for c in saved["claims"])      # smoke on synthetic data
+    assert 0.2 < saved["metrics"]["test/acc_5way_5shot"] <= 1.0
+    logged = MlflowClient("sqlite:///mlflow.db").get_run(run.mlflow_run_id)
+    assert logged.data.metrics["claimed/test/acc_5way_1shot"] == 0.988
+    assert "gap/test/acc_20way_5shot" in logged.data.metrics and "test/acc_20way_5shot_ci95" in logged.data.metrics
+    assert logged.data.tags["data_source"] == "synthetic" and logged.data.tags["profile"] == "smoke"
+    assert logged.data.params["hparams.lr"] == "0.001"
+    assert mlflow.get_experiment(logged.info.experiment_id).name == "protonets"
+
+
+def test_report_has_one_row_per_claim(trained):
+    params, _ = trained
+    evaluate_paper(params, "protonets")
+    table = write_report(params)
+    assert [r["setting"] for r in table] == ["test/acc_5way_1shot", "test/acc_5way_5shot",
+                                             "test/acc_20way_1shot", "test/acc_20way_5shot"]
+    text = paths.REPORT_MD.read_text()
+    assert text.count("| protonets |") == 4 and "not_comparable" in text
+    assert paths.REPORT_PNG.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_rows_show_the_confidence_interval():
+    result = {"paper": "p", "profile": "paper", "data_source": "local", "mlflow_run_id": "r",
+              "metrics": {"test/acc": 0.95, "test/acc_ci95": 0.01},
+              "claims": [{"metric": "test/acc", "claimed": 0.96, "reproduced": 0.95, "status": "reproduced", "source": "Table 1"}]}
+    assert "| p | `test/acc` | 0.9600 | 0.9500 ± 0.0100 | reproduced | Table 1 | local | paper | `r` |" in markdown(rows([result]))
+
+
+def test_evaluate_before_train_names_the_stage_to_run(project):
+    with pytest.raises(StageError, match="reprozoo train protonets"):
+        evaluate_paper(load_params(), "protonets")
+
+
+def test_a_finished_run_is_retrained_from_scratch_and_an_interrupted_one_resumes(trained):
+    params, first = trained
+    again = train_paper(params, "protonets")                  # DVC re-runs a finished stage only after a change
+    assert not again.resumed and again.mlflow_run_id != first.mlflow_run_id
+    record = json.loads(paths.run_record("protonets").read_text())
+    paths.run_record("protonets").write_text(json.dumps({**record, "finished": False}))   # as if killed
+    resumed = train_paper(params, "protonets")
+    assert resumed.resumed and resumed.mlflow_run_id == again.mlflow_run_id              # the run is continued

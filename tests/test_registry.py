@@ -1,0 +1,47 @@
+"""Every paper and dataset is wired everywhere: registry ↔ params.yaml ↔ tests ↔ dvc.yaml ↔ paths.py."""
+import re
+
+import yaml
+
+from datamodules import DATASETS
+from lightning_modules import PAPERS
+from pipelines import paths
+from pipelines.config import load_params
+from tests.conftest import ROOT
+
+TESTS = ROOT / "tests"
+
+
+def test_every_paper_is_wired_everywhere():
+    params = load_params(ROOT / "params.yaml")
+    assert set(PAPERS) == set(params.papers)
+    for key, module in PAPERS.items():
+        assert module.paper.key == key
+        assert module.paper.dataset in DATASETS and params.papers[key].dataset in DATASETS
+        assert (TESTS / "papers" / f"test_{key}.py").exists()
+        assert (ROOT / "lightning_modules" / f"{key}.py").exists()
+        for claim in module.paper.claims:
+            assert re.fullmatch(r"test/[a-z0-9_]+", claim.metric), claim.metric
+            assert claim.tolerance >= 0
+
+
+def test_every_dataset_is_wired_everywhere():
+    params = load_params(ROOT / "params.yaml")
+    assert set(DATASETS) == set(params.datasets)
+    for name, cls in DATASETS.items():
+        assert cls.name == name
+        assert (TESTS / "datamodules" / f"test_{name}.py").exists()
+        assert (ROOT / "datamodules" / f"{name}.py").exists()
+
+
+def test_dvc_yaml_paths_agree_with_paths_module():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    key = "KEY"
+    fill = lambda text: text.replace("${key}", key)  # noqa: E731
+    assert fill(stages["fetch"]["do"]["outs"][0]) == str(paths.raw(key))
+    assert fill(stages["shard"]["do"]["outs"][0]) == str(paths.shards(key))
+    assert fill(next(iter(stages["train"]["do"]["outs"][0]))) == str(paths.model_dir(key))
+    assert fill(next(iter(stages["evaluate"]["do"]["metrics"][0]))) == str(paths.metrics(key))
+    assert stages["report"]["outs"] == [str(paths.REPORT_MD), str(paths.REPORT_PNG)]
+    for verb in ("fetch", "shard", "train", "evaluate"):
+        assert stages[verb]["do"]["cmd"] == f"reprozoo {verb} ${{key}}"   # only the key: values come from params
