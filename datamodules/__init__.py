@@ -1,9 +1,15 @@
 """The datasets reprozoo shards and streams. A dataset's key is also its params section (datasets.<key>),
 its DVC stages (fetch@<key>, shard@<key>), its data/raw/<key> and data/shards/<key> folders and its test
 file (tests/datamodules/test_<key>.py). To add a dataset, add one line here."""
-from datamodules.base import ShardDataModule
-from datamodules.omniglot import Omniglot
+from __future__ import annotations
 
-DATASETS: dict[str, type[ShardDataModule]] = {
-    "omniglot": Omniglot,
-}
+from typing import TYPE_CHECKING
+
+from datamodules.registry import LazyRegistry
+
+if TYPE_CHECKING:
+    from datamodules.base import ShardDataModule
+
+DATASETS: LazyRegistry[ShardDataModule] = LazyRegistry({
+    "omniglot": "datamodules.omniglot:Omniglot",
+})

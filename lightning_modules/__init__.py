@@ -1,10 +1,15 @@
 """The papers reprozoo reproduces. A paper's key is also its params.yaml section (papers.<key>), its DVC
 stages (train@<key>, evaluate@<key>), its MLflow experiment, its models/<key>/ folder and its test file
 (tests/papers/test_<key>.py). To add a paper, add one line here."""
-import pytorch_lightning as pl
+from __future__ import annotations
 
-from lightning_modules.protonets import ProtoNets
+from typing import TYPE_CHECKING
 
-PAPERS: dict[str, type[pl.LightningModule]] = {
-    "protonets": ProtoNets,
-}
+from datamodules.registry import LazyRegistry
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+PAPERS: LazyRegistry[pl.LightningModule] = LazyRegistry({
+    "protonets": "lightning_modules.protonets:ProtoNets",
+})

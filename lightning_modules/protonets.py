@@ -76,12 +76,17 @@ class ProtoNets(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()          # plain numbers only, so load_from_checkpoint needs nothing else
         self.encoder = encoder(in_channels, hidden)
+        self.example_input_array = torch.zeros(2, in_channels, 28, 28)   # the logged model's signature
         self.test_accuracies: dict[str, list[Tensor]] = defaultdict(list)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(n, C, 28, 28) → (n, 64) embeddings: what the logged model serves (prototypes are built from them)."""
+        return self.encoder(images)
 
     def episode_scores(self, episode: Episode) -> Tensor:
         """Scores (way * query, way) for the queries of one episode."""
         way, shot = episode.support.shape[:2]
-        z = self.encoder(torch.cat([episode.support.flatten(0, 1), episode.query.flatten(0, 1)]))
+        z = self(torch.cat([episode.support.flatten(0, 1), episode.query.flatten(0, 1)]))
         return logits(z[: way * shot].view(way, shot, -1), z[way * shot :])
 
     def episode_loss(self, episode: Episode) -> tuple[Tensor, Tensor]:
@@ -108,6 +113,27 @@ class ProtoNets(pl.LightningModule):
             mean, ci95 = mean_and_ci95(per_episode)
             self.log_dict({key: mean, f"{key}_ci95": ci95}, rank_zero_only=True)   # the claim's key
         self.test_accuracies.clear()
+
+    @torch.no_grad()
+    def figures(self, data) -> dict:
+        """One 5-way 5-shot test episode: support rows, then the queries framed green (right) or red (wrong)."""
+        import matplotlib.pyplot as plt
+
+        episode = next(iter(data.episodes("test", way=5, shot=5, query=5, count=1)))
+        self.eval()
+        predicted = self.episode_scores(episode).argmax(1).view(5, 5)
+        figure, axes = plt.subplots(5, 10, figsize=(10, 5.4))
+        for row in range(5):
+            for col in range(10):
+                image = episode.support[row, col] if col < 5 else episode.query[row, col - 5]
+                ax = axes[row, col]
+                ax.imshow(image[0], cmap="gray_r")
+                ax.set_xticks([]), ax.set_yticks([])
+                if col >= 5:
+                    for spine in ax.spines.values():
+                        spine.set(color="green" if predicted[row, col - 5] == row else "red", linewidth=3)
+        figure.suptitle("ProtoNets: support (left), queries classified by nearest prototype (right)")
+        return {"test_episode": figure}
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

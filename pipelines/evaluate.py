@@ -51,10 +51,10 @@ def evaluate_paper(params: Params, key: str) -> dict:
                          logger=False, enable_checkpointing=False, enable_model_summary=False)
     trainer.test(model, datamodule=data, verbose=False)
     metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
+    claims, run_id = judge(recipe, metrics, data_source), record["mlflow_run_id"]
+    tracking.log_evaluation(params, run_id, metrics, claims, model.figures(data) if hasattr(model, "figures") else {})
     result = {"paper": key, "profile": recipe.profile, "dataset": recipe.dataset, "data_source": data_source,
-              "checkpoint": str(checkpoint), "mlflow_run_id": record["mlflow_run_id"], "metrics": metrics,
-              "claims": judge(recipe, metrics, data_source)}
-    atomic_write(paths.metrics(key), json.dumps(result, indent=2) + "\n")
-    figures = model.figures(data) if hasattr(model, "figures") else {}
-    tracking.log_evaluation(params, record["mlflow_run_id"], metrics, result["claims"], figures)
+              "checkpoint": str(checkpoint), "mlflow_run_id": run_id, "model_uri": tracking.log_model(params, run_id, model),
+              "metrics": metrics, "claims": claims}
+    atomic_write(paths.metrics(key), json.dumps(result, indent=2) + "\n")   # last: its presence means all is logged
     return result

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.pytorch
+import torch
 import yaml
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -73,6 +75,17 @@ def start_run(params: Params, recipe: Recipe, data_source: str) -> str:
 
 def log_checkpoint(params: Params, run_id: str, checkpoint: Path) -> None:
     client(params).log_artifact(run_id, str(checkpoint), "checkpoints")
+
+
+def log_model(params: Params, run_id: str, model: torch.nn.Module) -> str:
+    """The evaluated model as an MLflow logged model, exported with torch.export (no pickle) from its
+    `example_input_array` (batch > 1, so the batch dimension stays dynamic)."""
+    client(params)
+    model.eval()
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(model, name="model", input_example=model.example_input_array.numpy(),
+                                        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    return info.model_uri
 
 
 def log_evaluation(params: Params, run_id: str, metrics: dict[str, float], claims: list[dict[str, Any]],

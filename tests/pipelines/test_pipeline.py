@@ -2,7 +2,9 @@
 import json
 
 import mlflow
+import mlflow.pytorch
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from pipelines import paths
@@ -43,6 +45,10 @@ def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     assert logged.data.tags["data_source"] == "synthetic" and logged.data.tags["profile"] == "smoke"
     assert logged.data.params["hparams.lr"] == "0.001"
     assert mlflow.get_experiment(logged.info.experiment_id).name == "protonets"
+    artifacts = {a.path for a in MlflowClient("sqlite:///mlflow.db").list_artifacts(run.mlflow_run_id, "figures")}
+    assert artifacts == {"figures/test_episode.png"}
+    served = mlflow.pytorch.load_model(saved["model_uri"])             # the logged model: image → embedding
+    assert served(torch.zeros(3, 1, 28, 28)).shape == (3, 64)
 
 
 def test_report_has_one_row_per_claim(trained):
