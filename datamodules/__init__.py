@@ -11,5 +11,13 @@ if TYPE_CHECKING:
     from datamodules.base import ShardDataModule
 
 DATASETS: LazyRegistry[ShardDataModule] = LazyRegistry({
+    "camvid": "datamodules.camvid:CamVid",
+    "cifar10": "datamodules.cifar10:CIFAR10",
+    "coco": "datamodules.coco:COCO",
+    "imagenet": "datamodules.imagenet:ImageNet",
+    "lfw": "datamodules.lfw:LFW",
+    "mnist": "datamodules.mnist:MNIST",
     "omniglot": "datamodules.omniglot:Omniglot",
+    "voc": "datamodules.voc:VOC",
+    "wikitext103": "datamodules.wikitext103:WikiText103",
 })

@@ -23,8 +23,41 @@ META = "meta.json"
 IMAGE_KEYS = ("png", "jpg")
 
 
+def as_rgb_jpeg(data: bytes, quality: int = 95) -> bytes:
+    """Pass an RGB JPEG through untouched; re-encode anything else (grayscale, CMYK, a PNG named .JPEG)."""
+    image = Image.open(io.BytesIO(data))
+    if image.format == "JPEG" and image.mode == "RGB":
+        return data
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def image_of(sample: dict) -> Any:
+    return sample["jpg"] if "jpg" in sample else sample["png"]
+
+
+def open_image(data: bytes) -> Image.Image:
+    """For members left undecoded: webdataset's "pil" decoding converts to RGB, which would wreck label PNGs."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def classification_sample(transform: Callable) -> Callable[[dict], tuple]:
+    """Decoded sample → (transformed image, class index): what every image classifier consumes."""
+    return lambda sample: (transform(image_of(sample)), sample["cls"])
+
+
+def list_collate(samples: list[tuple]) -> tuple[list, ...]:
+    """Detection batches: images and targets stay lists (boxes per image differ in number)."""
+    return tuple(map(list, zip(*samples)))
+
+
 def check_images(sample: dict, raw_dir: Path) -> None:
-    """Raise DataError naming the raw file if an image member does not decode."""
+    """Raise DataError naming the raw file if an image member does not decode (or the parser flagged it)."""
+    if "__error__" in sample:
+        raise DataError(sample["__error__"])
     for key in IMAGE_KEYS:
         if key in sample:
             try:
@@ -74,6 +107,8 @@ class ShardDataModule(pl.LightningDataModule):
     sources: ClassVar[tuple[str, ...]] = ("synthetic", "download", "local")
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     decode_keys: ClassVar[tuple[str, ...]] = ("png", "jpg", "cls", "json")
+    image_mode: ClassVar[str] = "pil"                    # webdataset's decoder: "pilrgb", "pill", ...
+    collate: ClassVar[Callable | None] = None            # None: stack tensors (webdataset's default)
 
     def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: int = 32, num_workers: int = 0,
                  shuffle_buffer: int = 1000):
@@ -91,6 +126,15 @@ class ShardDataModule(pl.LightningDataModule):
         """The one thing a streaming dataset overrides: decoded sample dict → what its papers consume."""
         return lambda sample: sample
 
+    def keep(self, split: str) -> Callable[[dict], bool] | None:
+        """A filter on decoded samples before `sample()` (e.g. drop unannotated images from training)."""
+        return None
+
+    @staticmethod
+    def extras(raw_dir: Path, out_dir: Path) -> dict[str, Any]:
+        """Dataset-wide files the shard stage writes beside the shards (a vocabulary, pair lists); meta entries."""
+        return {}
+
     def dataset(self, split: str, *, shuffle: bool = False, nodesplitter: Callable = wds.split_by_node) -> wds.WebDataset:
         """Decoded samples of a split; with the defaults, each rank reads its own share of the shards."""
         return (
@@ -103,7 +147,7 @@ class ShardDataModule(pl.LightningDataModule):
                 seed=self.seed,
             )
             .shuffle(self.shuffle_buffer if shuffle else 0, seed=self.seed)   # unseeded shuffle is not reproducible
-            .decode("pil", only=self.decode_keys)         # .pyd/.pth/.pickle members stay bytes: never unpickled
+            .decode(self.image_mode, only=self.decode_keys)   # .pyd/.pth/.pickle members stay bytes: never unpickled
         )
 
     def read_all(self, split: str) -> Iterator[dict]:
@@ -117,7 +161,11 @@ class ShardDataModule(pl.LightningDataModule):
 
     def loader(self, split: str) -> wds.WebLoader:
         train = split == "train"
-        dataset = self.dataset(split, shuffle=train).map(self.sample(split)).batched(self.batch_size, partial=not train)
+        dataset = self.dataset(split, shuffle=train)
+        if keep := self.keep(split):
+            dataset = dataset.select(keep)
+        dataset = (dataset.map(self.sample(split))
+                   .batched(self.batch_size, partial=not train, **({"collation_fn": self.collate} if self.collate else {})))
         # Every rank must see the same number of batches or DDP hangs at the first all-reduce: with_epoch
         # cuts (or, on a rank with fewer shards, repeats) the stream to exactly that many batches.
         return wds.WebLoader(dataset, batch_size=None, num_workers=self.num_workers,

@@ -17,7 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Shrinks the smoke profile further: a 40-character replica, a few steps, a few test episodes.
 TINY = {
-    "datasets": {"omniglot": {"synthetic": {"alphabets": 4, "characters": 10, "drawers": 20}, "shard_size": 200}},
+    "datasets": {"omniglot": {"synthetic": {"alphabets": 4, "characters": 10, "drawers": 20}, "shard_size": 200},
+                 "cifar10": {"synthetic": {"train": 100, "test": 20}},
+                 "imagenet": {"synthetic": {"classes": 3, "train_per_class": 5, "val_per_class": 2}},
+                 "voc": {"synthetic": {"voc2007_trainval": 4, "voc2007_test": 4, "voc2012_trainval": 4}},
+                 "coco": {"synthetic": {"train": 6, "val": 4}},
+                 "camvid": {"synthetic": {"train": 2, "val": 1, "test": 1}},
+                 "lfw": {"synthetic": {"people": 24, "pairs_per_fold": 1, "dev_pairs": 2}}},
     "papers": {"protonets": {"smoke": {
         "data": {"train_way": 5, "val_episodes": 4, "test_query": 5, "test_episodes": 10},
         "trainer": {"max_steps": 20, "val_check_interval": 10, "checkpoint_every_n_steps": 10, "log_every_n_steps": 5},
@@ -59,6 +65,15 @@ def cli(project: Path, *args: str, check: bool = True, timeout: int = 600) -> su
     if check and result.returncode != 0:
         raise AssertionError(f"reprozoo {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def synthetic_shards(cls: type, root: Path, **synthetic) -> Path:
+    """A dataset's replica, written by its synthesize() and sharded by the real shard code; returns the shards."""
+    from pipelines.shard import shard_raw
+    raw, out = root / "raw", root / "shards"
+    cls.synthesize(raw, 0, **synthetic)
+    shard_raw(cls, raw, out, source={"source": "synthetic"}, shard_size=50)
+    return out
 
 
 @pytest.fixture(scope="session")

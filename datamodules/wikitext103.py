@@ -1,0 +1,135 @@
+"""WikiText-103 (Merity et al. 2016): 28,475 Wikipedia articles, 103M tokens; the raw (untokenised) release.
+
+Raw layout: wikitext-103-raw/wiki.{train,valid,test}.raw, articles headed by " = Title = " lines, sections by
+" = = Section = = ", paragraphs separated by blank lines. A sample is one article (`txt`). The shard stage
+also trains a WordPiece vocabulary (BERT's tokeniser, `tokenizers` library) on the training split and
+writes it beside the shards as vocab.txt. The replica is real English text: the Python standard library's
+documentation topics (pydoc_data), set out as WikiText articles.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from annotated_types import Gt
+
+from datamodules.base import ShardDataModule
+from datamodules.files import DataError, download as fetch_url, extract
+
+URL = "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-raw-v1.zip"
+ARCHIVE_BYTES = 191_984_949        # no md5 is published; the release's size is checked instead
+FILES = {"train": "wiki.train.raw", "val": "wiki.valid.raw", "test": "wiki.test.raw"}
+TITLE = re.compile(r"^ = [^=].* = $")       # " = Title = ", not " = = Section = = "
+VOCAB, SPECIAL = "vocab.txt", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+Positive = Annotated[int, Gt(0)]
+
+
+def folder(raw_dir: Path) -> Path:
+    return raw_dir / "wikitext-103-raw"
+
+
+def download(raw_dir: Path, downloads: Path) -> None:
+    archive = fetch_url(URL, downloads / "wikitext-103-raw-v1.zip", None)
+    if archive.stat().st_size != ARCHIVE_BYTES:
+        archive.unlink()
+        raise DataError(f"{URL}: expected {ARCHIVE_BYTES} bytes; the download was deleted")
+    extract(archive, raw_dir)
+
+
+def check_layout(raw_dir: Path) -> None:
+    if missing := [f for f in FILES.values() if not (folder(raw_dir) / f).exists()]:
+        raise DataError(f"{folder(raw_dir)}: not WikiText-103 (raw); missing {', '.join(missing)}")
+
+
+def articles(path: Path) -> Iterator[tuple[str, str]]:
+    """(title, text) per article; text keeps the section headings and paragraphs, without the blank lines."""
+    title, lines = None, []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if TITLE.match(line):
+            if title is not None:
+                yield title, "\n".join(lines)
+            title, lines = line.strip(" =").strip(), []
+        elif line.strip():
+            lines.append(line.strip())
+    if title is not None:
+        yield title, "\n".join(lines)
+
+
+def classes(raw_dir: Path, split: str) -> list[str]:
+    return []
+
+
+def samples(raw_dir: Path, split: str) -> Iterator[dict]:
+    check_layout(raw_dir)
+    for number, (title, text) in enumerate(articles(folder(raw_dir) / FILES[split])):
+        yield {"__key__": f"{split}/{number:06d}", "txt": text, "json": {"title": title}}
+
+
+def extras(raw_dir: Path, out_dir: Path) -> dict:
+    """A BERT-style WordPiece vocabulary (30,000 pieces, the paper's size) from the training text."""
+    from tokenizers import BertWordPieceTokenizer
+    tokenizer = BertWordPieceTokenizer(lowercase=True)
+    texts = (text for _, text in articles(folder(raw_dir) / FILES["train"]))
+    tokenizer.train_from_iterator(texts, vocab_size=30_000, min_frequency=2, special_tokens=SPECIAL, show_progress=False)
+    tokenizer.save_model(str(out_dir))
+    return {"vocab": VOCAB, "vocab_size": tokenizer.get_vocab_size()}
+
+
+STDLIB = ("argparse", "asyncio", "calendar", "collections", "csv", "datetime", "decimal", "email", "fractions",
+          "functools", "http.client", "inspect", "itertools", "json", "logging", "pathlib", "random", "shutil",
+          "sqlite3", "statistics", "string", "tarfile", "textwrap", "threading", "typing", "unittest", "zipfile")
+
+
+def _documentation() -> list[tuple[str, str]]:
+    """(title, text): pydoc's documentation topics, then the docstrings of some standard-library modules."""
+    import importlib
+    import inspect
+    from pydoc_data.topics import topics
+    docs = sorted(topics.items())
+    for name in STDLIB:
+        module = importlib.import_module(name)
+        members = [inspect.getdoc(obj) for _, obj in sorted(vars(module).items())
+                   if not _.startswith("_") and getattr(obj, "__module__", None) == module.__name__ and inspect.getdoc(obj)]
+        docs.append((f"{name} module", "\n\n".join([inspect.getdoc(module) or name, *members])))
+    return docs
+
+
+def synthesize(raw_dir: Path, seed: int = 0, *, val_fraction: float = 0.05, test_fraction: float = 0.05) -> None:
+    """Each documentation topic becomes an article; its indented blocks become sections, in WikiText's format."""
+    rng = np.random.default_rng(seed)
+    topics = _documentation()
+    order = rng.permutation(len(topics))
+    n_val, n_test = max(1, int(len(topics) * val_fraction)), max(1, int(len(topics) * test_fraction))
+    parts = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
+    folder(raw_dir).mkdir(parents=True)
+    for split, chosen in parts.items():
+        out = []
+        for i in sorted(chosen):
+            title, text = topics[i]
+            out += ["", f" = {title.replace('-', ' @-@ ')} = ", ""]          # WikiText writes hyphens as " @-@ "
+            for k, paragraph in enumerate(p for p in re.split(r"\n\s*\n", text) if p.strip()):
+                if k and k % 4 == 0:
+                    out += [f" = = Part {k // 4} = = ", ""]
+                out += [" " + " ".join(paragraph.split()) + " ", ""]
+        (folder(raw_dir) / FILES[split]).write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+class WikiText103(ShardDataModule):
+    """Articles as text, with the WordPiece vocabulary's path; a paper builds its own sequences from them."""
+
+    name = "wikitext103"
+    decode_keys = ("txt", "json")
+    collate = staticmethod(list)                     # a batch of articles is a list of strings
+    download, synthesize, samples, classes, check_layout, extras = map(
+        staticmethod, (download, synthesize, samples, classes, check_layout, extras))
+
+    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 32, num_workers: int = 0,
+                 shuffle_buffer: Positive = 1000):
+        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
+        self.vocab = self.shards_dir / self.meta["vocab"]
+
+    def sample(self, split: str):
+        return lambda s: s["txt"]
