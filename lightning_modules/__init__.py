@@ -12,4 +12,6 @@ if TYPE_CHECKING:
 
 PAPERS: LazyRegistry[pl.LightningModule] = LazyRegistry({
     "protonets": "lightning_modules.protonets:ProtoNets",
+    "resnet": "lightning_modules.resnet:ResNet",
+    "spp_net": "lightning_modules.spp_net:SPPNet",
 })

@@ -115,7 +115,7 @@ class ProtoNets(pl.LightningModule):
         self.test_accuracies.clear()
 
     @torch.no_grad()
-    def figures(self, data) -> dict:
+    def figures(self, data, history: dict) -> dict:
         """One 5-way 5-shot test episode: support rows, then the queries framed green (right) or red (wrong)."""
         import matplotlib.pyplot as plt
 

@@ -70,12 +70,12 @@ def list_() -> None:
     """Papers and datasets, with what has been produced for each so far."""
     from pipelines import paths
     loaded = params()
-    papers = Table("paper", "dataset", "claims", "status", title=f"papers (profile: {loaded.profile})")
+    papers = Table("experiment", "paper", "dataset", "claims judged", "status", title=f"papers (profile: {loaded.profile})")
     for key, section in loaded.papers.items():
         path = paths.metrics(key)
         statuses = [c["status"] for c in json.loads(path.read_text())["claims"]] if path.exists() else []
         summary = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) or "not evaluated"
-        papers.add_row(key, section.dataset, str(len(_claims(key))), summary)
+        papers.add_row(key, section.paper, section.dataset, str(len(statuses)), summary)
     datasets = Table("dataset", "source", "raw", "shards", title="datasets")
     for name, settings in loaded.datasets.items():
         meta = paths.shards(name) / "meta.json"
@@ -83,11 +83,6 @@ def list_() -> None:
         datasets.add_row(name, settings.source, "yes" if paths.raw(name).exists() else "no",
                          ", ".join(f"{s} {v['samples']}" for s, v in counts.items()) or "no")
     console.print(papers, datasets)
-
-
-def _claims(key: str) -> tuple:
-    from lightning_modules import PAPERS
-    return PAPERS[key].paper.claims
 
 
 def main() -> None:

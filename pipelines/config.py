@@ -66,6 +66,7 @@ class Overrides(Strict):
 
 
 class PaperParams(Overrides):
+    paper: str                                   # the PAPERS key whose file this experiment runs
     dataset: str
     smoke: Overrides = Overrides()               # merged over the section only when profile: smoke
     tune: dict[str, Any] = {}                    # Ray Tune search space over hparams.*
@@ -98,14 +99,15 @@ class Params(Strict):
         merged = {part: {**getattr(section, part), **getattr(smoke, part)} for part in PARTS}
         trainer = validate(TrainerParams, {**self.trainer.model_dump(), **merged["trainer"]},
                            lambda name: where["trainer"].get(name, "trainer"))
-        hparams = check_kwargs(PAPERS[key].__init__, merged["hparams"], lambda name: where["hparams"].get(name, f"papers.{key}.hparams"))
+        hparams = check_kwargs(PAPERS[section.paper].__init__, merged["hparams"], lambda name: where["hparams"].get(name, f"papers.{key}.hparams"))
         data = check_kwargs(DATASETS[section.dataset].__init__, merged["data"], lambda name: where["data"].get(name, f"papers.{key}.data"))
-        return Recipe(key, section.dataset, profile, self.seed, hparams, data, trainer)
+        return Recipe(key, section.paper, section.dataset, profile, self.seed, hparams, data, trainer)
 
 
 @dataclass(frozen=True)
 class Recipe:
-    key: str
+    key: str                  # the experiment: the params section, DVC stage item, MLflow experiment, models/<key>
+    paper: str                # the PAPERS key
     dataset: str
     profile: str
     seed: int
@@ -116,7 +118,7 @@ class Recipe:
     def flat(self) -> dict[str, Any]:
         """`hparams.lr`-style keys, for MLflow params."""
         parts = {"hparams": self.hparams, "data": self.data, "trainer": self.trainer.model_dump()}
-        return {"dataset": self.dataset, "profile": self.profile, "seed": self.seed,
+        return {"paper": self.paper, "dataset": self.dataset, "profile": self.profile, "seed": self.seed,
                 **{f"{part}.{name}": value for part, values in parts.items() for name, value in values.items()}}
 
     def fingerprint(self) -> str:
@@ -184,8 +186,8 @@ def _check_registries(params: Params) -> None:
             raise ParamsError(f"datasets.{name}.path: required when source is 'local' (the folder of your copy)")
         check_kwargs(cls.synthesize, dataset.synthetic, lambda _: f"datasets.{name}.synthetic")
     for key, paper in params.papers.items():
-        if key not in PAPERS:
-            raise UnknownKey(f"papers.{key}: unknown paper; known: {', '.join(sorted(PAPERS))}")
+        if paper.paper not in PAPERS:
+            raise UnknownKey(f"papers.{key}.paper: unknown paper {paper.paper!r}; known: {', '.join(sorted(PAPERS))}")
         if paper.dataset not in params.datasets:
             raise ParamsError(f"papers.{key}.dataset: {paper.dataset!r} has no datasets.{paper.dataset} section; "
                               f"known: {', '.join(sorted(params.datasets))}")

@@ -29,14 +29,15 @@ def own_checkpoint(key: str) -> Path:
 
 def comparable(recipe: Recipe, data_source: str) -> bool:
     """Only the paper's recipe on the paper's real data is judged against the paper's numbers."""
-    return recipe.profile == "paper" and data_source != "synthetic" and recipe.dataset == PAPERS[recipe.key].paper.dataset
+    return recipe.profile == "paper" and data_source != "synthetic" and recipe.dataset == PAPERS[recipe.paper].paper.dataset
 
 
 def judge(recipe: Recipe, metrics: dict[str, float], data_source: str) -> list[dict]:
+    """Every claim this experiment measured (a paper's other experiments measure the rest)."""
     fair = comparable(recipe, data_source)
     return [{"metric": c.metric, "claimed": c.claimed, "reproduced": metrics.get(c.metric), "tolerance": c.tolerance,
              "source": c.source, "higher_is_better": c.higher_is_better, "status": c.verdict(metrics.get(c.metric), fair)}
-            for c in PAPERS[recipe.key].paper.claims]
+            for c in PAPERS[recipe.paper].paper.claims if c.metric in metrics]
 
 
 def evaluate_paper(params: Params, key: str) -> dict:
@@ -44,7 +45,7 @@ def evaluate_paper(params: Params, key: str) -> dict:
     checkpoint, record = own_checkpoint(key), read_record(key)
     shards = paths.shards(recipe.dataset)
     data_source = read_meta(shards)["source"]["source"]
-    model = PAPERS[key].load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    model = PAPERS[recipe.paper].load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
     data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
     # One process: the test episodes are then exactly the configured ones, with no DDP padding.
     trainer = pl.Trainer(accelerator=recipe.trainer.accelerator, devices=1, precision=recipe.trainer.precision,
@@ -52,7 +53,8 @@ def evaluate_paper(params: Params, key: str) -> dict:
     trainer.test(model, datamodule=data, verbose=False)
     metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
     claims, run_id = judge(recipe, metrics, data_source), record["mlflow_run_id"]
-    tracking.log_evaluation(params, run_id, metrics, claims, model.figures(data) if hasattr(model, "figures") else {})
+    figures = model.figures(data, tracking.training_curves(params, run_id)) if hasattr(model, "figures") else {}
+    tracking.log_evaluation(params, run_id, metrics, claims, figures)
     result = {"paper": key, "profile": recipe.profile, "dataset": recipe.dataset, "data_source": data_source,
               "checkpoint": str(checkpoint), "mlflow_run_id": run_id, "model_uri": tracking.log_model(params, run_id, model),
               "metrics": metrics, "claims": claims}

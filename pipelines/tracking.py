@@ -63,7 +63,7 @@ def data_hash(dataset: str) -> str:
 
 def start_run(params: Params, recipe: Recipe, data_source: str) -> str:
     """Create the run a training logs into; return its id."""
-    tags = {"paper": recipe.key, "dataset": recipe.dataset, "profile": recipe.profile, "data_source": data_source,
+    tags = {"experiment": recipe.key, "paper": recipe.paper, "dataset": recipe.dataset, "profile": recipe.profile, "data_source": data_source,
             "git_commit": git_commit(), "dvc_data_hash": data_hash(recipe.dataset), "fingerprint": recipe.fingerprint()}
     mlflow_client = client(params)
     run = mlflow_client.create_run(experiment_id(params, recipe.key), tags=tags, run_name=f"{recipe.key}-{recipe.profile}")
@@ -71,6 +71,13 @@ def start_run(params: Params, recipe: Recipe, data_source: str) -> str:
     for i in range(0, len(flat), 100):                                 # MLflow's batch limit is 100 params
         mlflow_client.log_batch(run.info.run_id, params=flat[i : i + 100])
     return run.info.run_id
+
+
+def training_curves(params: Params, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Every `train/...` metric of the run as (step, value) pairs, for papers that plot their curves."""
+    mlflow_client = client(params)
+    keys = [k for k in mlflow_client.get_run(run_id).data.metrics if k.startswith("train/")]
+    return {k: [(m.step, m.value) for m in mlflow_client.get_metric_history(run_id, k)] for k in keys}
 
 
 def log_checkpoint(params: Params, run_id: str, checkpoint: Path) -> None:

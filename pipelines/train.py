@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,12 @@ def resumable(recipe: Recipe) -> dict | None:
     return None
 
 
+def with_class_count(cls: type, hparams: dict, meta: dict) -> dict:
+    """A classifier's `num_classes` comes from the shards (1000 for ImageNet, 10 for its replica) unless set."""
+    takes = "num_classes" in inspect.signature(cls.__init__).parameters
+    return {"num_classes": len(meta["splits"]["train"]["classes"]), **hparams} if takes else hparams
+
+
 def build_trainer(settings: TrainerParams, model_dir: Path, logger: pl.loggers.Logger | bool,
                   monitor: tuple[str, str]) -> pl.Trainer:
     best = ModelCheckpoint(dirpath=model_dir, filename="best", monitor=monitor[0], mode=monitor[1], save_top_k=1,
@@ -72,7 +79,7 @@ def train_paper(params: Params, key: str) -> TrainedRun:
     shards, model_dir = paths.shards(recipe.dataset), paths.model_dir(key)
     data_source = read_meta(shards)["source"]["source"]             # fails early if the shards are missing
     pl.seed_everything(recipe.seed, workers=True)
-    model = PAPERS[key](**recipe.hparams)
+    model = PAPERS[recipe.paper](**with_class_count(PAPERS[recipe.paper], recipe.hparams, read_meta(shards)))
     data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
 
     resume, run_id = resumable(recipe), None

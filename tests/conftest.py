@@ -105,3 +105,32 @@ def project(tmp_path, omniglot_project) -> Iterator[Path]:
         (tmp_path / "data" / part).symlink_to(omniglot_project / "data" / part)
     with chdir(tmp_path):
         yield tmp_path
+
+
+@pytest.fixture(scope="session")
+def imagenet_shards(tmp_path_factory) -> Path:
+    from datamodules.imagenet import ImageNet
+    return synthetic_shards(ImageNet, tmp_path_factory.mktemp("imagenet"), classes=4, train_per_class=30, val_per_class=10)
+
+
+@pytest.fixture(scope="session")
+def mnist_shards(tmp_path_factory) -> Path:
+    """The bundled real digits."""
+    from datamodules.mnist import MNIST
+    from pipelines.shard import shard_raw
+    root = tmp_path_factory.mktemp("mnist")
+    MNIST.bundled(root / "raw")
+    shard_raw(MNIST, root / "raw", root / "shards", source={"source": "bundled"}, shard_size=1000)
+    return root / "shards"
+
+
+@pytest.fixture(scope="session")
+def lfw_shards(tmp_path_factory) -> Path:
+    from datamodules.lfw import LFW
+    return synthetic_shards(LFW, tmp_path_factory.mktemp("lfw"), people=60, pairs_per_fold=6, dev_pairs=10)
+
+
+@pytest.fixture(scope="session")
+def cifar10_shards(tmp_path_factory) -> Path:
+    from datamodules.cifar10 import CIFAR10
+    return synthetic_shards(CIFAR10, tmp_path_factory.mktemp("cifar10"), train=600, test=200)

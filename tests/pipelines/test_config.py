@@ -28,7 +28,7 @@ def test_the_shipped_params_are_valid():
     ({"papers": {"protonets": {"trainer": {"max_steps": 0}}}}, "papers.protonets.trainer.max_steps: input should be greater than 0, got 0"),
     ({"trainer": {"precision": "8-bit"}}, "trainer.precision: input should be '32-true'"),
     ({"profile": "fast"}, "profile: input should be 'smoke' or 'paper', got 'fast'"),
-    ({"papers": {"protonets": {"hparamz": {}}}}, "papers.protonets.hparamz: unknown key; allowed: data, dataset, hparams, smoke, trainer, tune"),
+    ({"papers": {"protonets": {"hparamz": {}}}}, "papers.protonets.hparamz: unknown key; allowed: data, dataset, hparams, paper, smoke, trainer, tune"),
     ({"datasets": {"omniglot": {"source": "bundled"}}}, "datasets.omniglot.source: omniglot has no 'bundled' source"),
     ({"datasets": {"omniglot": {"source": "local"}}}, "datasets.omniglot.path: required when source is 'local'"),
     ({"datasets": {"omniglot": {"synthetic": {"alphabets": -2}}}}, "datasets.omniglot.synthetic.alphabets: input should be greater than 0"),
@@ -43,7 +43,8 @@ def test_a_bad_value_names_its_dotted_path(tmp_path, override, message):
 def test_an_unknown_paper_lists_the_known_ones(tmp_path):
     params = tiny_params()
     params["papers"]["protonet"] = params["papers"].pop("protonets")
-    with pytest.raises(UnknownKey, match="papers.protonet: unknown paper; known: protonets"):
+    params["papers"]["protonet"]["paper"] = "protonet"
+    with pytest.raises(UnknownKey, match="papers.protonet.paper: unknown paper 'protonet'; known: protonets"):
         load(tmp_path, params)
 
 

@@ -1,0 +1,43 @@
+"""Pieces several papers share: classification errors, SGD with step milestones, and training curves as a figure."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def topk_errors(logits: Tensor, target: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[Tensor]:
+    """Fraction of samples whose label is not among the k highest scores, for each k (capped at the class count)."""
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    hits = top == target[:, None]
+    return [1.0 - hits[:, : min(k, logits.shape[1])].any(dim=1).float().mean() for k in ks]
+
+
+def classification_step(net: nn.Module, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Cross-entropy, top-1 error and top-5 error of `net` on one batch."""
+    logits = net(images)
+    top1, top5 = topk_errors(logits, labels)
+    return F.cross_entropy(logits, labels), top1, top5
+
+
+def sgd_with_milestones(parameters, *, lr: float, momentum: float, weight_decay: float, milestones: list[int],
+                        gamma: float = 0.1) -> dict:
+    """SGD whose learning rate is multiplied by `gamma` at each milestone (counted in optimizer steps)."""
+    optimizer = torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def curves_figure(history: dict[str, list[tuple[int, float]]], keys: list[str], title: str, ylabel: str):
+    """Training curves (step, value) of several logged metrics on one axis."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for key in keys:
+        if history.get(key):
+            steps, values = zip(*history[key])
+            axes.plot(steps, values, label=key)
+    axes.set(xlabel="step", ylabel=ylabel, title=title)
+    axes.legend()
+    figure.tight_layout()
+    return figure
