@@ -146,7 +146,9 @@ class ShardDataModule(pl.LightningDataModule):
                 empty_check=False,
                 seed=self.seed,
             )
-            .shuffle(self.shuffle_buffer if shuffle else 0, seed=self.seed)   # unseeded shuffle is not reproducible
+            # Seeded (unseeded is not reproducible), and filled before the first sample leaves: webdataset's
+            # default starts after 100, which hands out runs of one class from a class-sorted file.
+            .shuffle(self.shuffle_buffer if shuffle else 0, initial=self.shuffle_buffer, seed=self.seed)
             .decode(self.image_mode, only=self.decode_keys)   # .pyd/.pth/.pickle members stay bytes: never unpickled
         )
 

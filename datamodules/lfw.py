@@ -21,6 +21,7 @@ from torchvision.datasets.lfw import _LFW
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule, classification_sample
+from datamodules.episodes import EpisodeSampler
 from datamodules.files import DataError, download as fetch_url, extract
 from datamodules.synthetic import background, encode
 
@@ -168,9 +169,11 @@ class LFW(ShardDataModule):
         staticmethod, (download, synthesize, samples, classes, check_layout, extras))
 
     def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 64, num_workers: int = 0,
-                 shuffle_buffer: Positive = 2000, size: Positive = 160, crop: Positive = 250):
+                 shuffle_buffer: Positive = 2000, size: Positive = 160, crop: Positive = 250,
+                 identities_per_batch: Positive = 45, faces_per_identity: Positive = 40):
         super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
         self.size, self.crop = size, crop
+        self.identities_per_batch, self.faces_per_identity = identities_per_batch, faces_per_identity
         self.pairs = self.meta["pairs"]
 
     def transform(self, split: str) -> v2.Compose:
@@ -180,11 +183,29 @@ class LFW(ShardDataModule):
         return v2.Compose([v2.ToImage(), *steps, v2.ToDtype(torch.float32, scale=True)])
 
     def sample(self, split: str):
-        return classification_sample(self.transform(split))
+        if split == "train":
+            return classification_sample(self.transform(split))
+        transform = self.transform(split)
+        return lambda s: (transform(s["jpg"]), s["__key__"])     # keys let the protocol find each pair's images
 
     def images(self, split: str) -> dict[str, torch.Tensor]:
         """Every image of a split by key, for embedding all pair members once."""
         transform = self.transform("test")
         return {s["__key__"]: transform(s["jpg"]) for s in self.read_all(split)}
+
+    def train_dataloader(self):
+        """FaceNet's batches (§3.2): P identities × K faces, drawn like episodes from identities with K or more
+        photos (a face may repeat across batches, never within one)."""
+        by_identity: dict[int, list[torch.Tensor]] = {}
+        resize = v2.Compose([v2.ToImage(), v2.CenterCrop(self.crop), v2.Resize(self.size, antialias=True)])
+        for s in self.read_all("train"):
+            by_identity.setdefault(s["cls"], []).append(resize(s["jpg"]))
+        classes = [torch.stack(faces) for faces in by_identity.values() if len(faces) >= self.faces_per_identity]
+        sampler = EpisodeSampler(classes, way=min(self.identities_per_batch, len(classes)), shot=self.faces_per_identity,
+                                 query=0, seed=self.seed, start=self.trainer.global_step if self.trainer else 0)
+        return torch.utils.data.DataLoader(sampler, batch_size=None, num_workers=self.num_workers)
+
+    def val_dataloader(self):
+        return self.loader("test")
 
 

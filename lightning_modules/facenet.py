@@ -1,0 +1,159 @@
+"""FaceNet: A Unified Embedding for Face Recognition and Clustering (Schroff, Kalenichenko & Philbin, CVPR 2015,
+arXiv:1503.03832).
+
+Paper:    a CNN maps a face to a 128-d unit vector; a triplet loss pulls an anchor's own faces within a margin α
+          of it and pushes others beyond; triplets are mined online, with semi-hard negatives, inside large
+          batches of many faces per identity; verification thresholds the squared distance.
+Faithful: 128-d L2-normalised embedding; triplet loss on squared distances with α = 0.2; every anchor-positive
+          pair of a batch with a semi-hard negative d(a,p) < d(a,n) < d(a,p) + α (the nearest such); batches of
+          P identities × K faces; AdaGrad; LFW's 10-fold protocol (threshold chosen on nine folds, applied to
+          the tenth), accuracy as mean ± standard deviation; the fixed-centre-crop evaluation variant.
+Differs:  the backbone is torchvision's GoogLeNet (Inception v1, close to NN2's 7.5M parameters) or, for smoke
+          runs, a small CNN; training uses LFW identities disjoint from the test pairs instead of the paper's
+          private 100-200M-image set, so results are `not_comparable` even on real LFW. Where a batch has no
+          semi-hard negative for a pair, the farthest negative is used (as TensorFlow's semi-hard loss does).
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from annotated_types import Gt
+from torch import Tensor, nn
+from torchvision.models import googlenet
+
+from datamodules.episodes import Episode
+from lightning_modules.paper import Claim, Paper
+
+PAPER = Paper(
+    key="facenet", title="FaceNet: A Unified Embedding for Face Recognition and Clustering",
+    authors="Schroff, Kalenichenko, Philbin", year=2015, arxiv="1503.03832", dataset="lfw",
+    claims=(Claim("test/lfw_acc", claimed=0.9887, source="§5.7 (fixed centre crop)", tolerance=0.005),),
+)
+
+
+def small_cnn(embedding: int) -> nn.Sequential:
+    blocks = [nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2))
+              for i, o in ((3, 32), (32, 64), (64, 128), (128, 128))]
+    return nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, embedding))
+
+
+def build_backbone(name: str, embedding: int) -> nn.Module:
+    if name == "googlenet":
+        return googlenet(weights=None, aux_logits=False, init_weights=True, num_classes=embedding)
+    return small_cnn(embedding)
+
+
+def squared_distances(embeddings: Tensor) -> Tensor:
+    return torch.cdist(embeddings, embeddings).pow(2)
+
+
+def semi_hard_triplets(embeddings: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(anchor, positive, negative) indices: every positive pair, with its nearest semi-hard negative (§3.2)."""
+    d = squared_distances(embeddings)
+    same = labels[:, None] == labels[None, :]
+    anchors, positives = torch.nonzero(same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device), as_tuple=True)
+    d_ap = d[anchors, positives][:, None]
+    d_an = d[anchors]
+    negative = ~same[anchors]
+    semi_hard = negative & (d_an > d_ap) & (d_an < d_ap + margin)
+    nearest_semi_hard = torch.where(semi_hard, d_an, torch.inf).argmin(1)
+    farthest = torch.where(negative, d_an, -torch.inf).argmax(1)
+    return anchors, positives, torch.where(semi_hard.any(1), nearest_semi_hard, farthest)
+
+
+def triplet_loss(embeddings: Tensor, labels: Tensor, margin: float = 0.2) -> Tensor:
+    """Σ [‖f(a) − f(p)‖² − ‖f(a) − f(n)‖² + α]₊ averaged over the mined triplets (Eq. 1)."""
+    a, p, n = semi_hard_triplets(embeddings, labels, margin)
+    d = squared_distances(embeddings)
+    return F.relu(d[a, p] - d[a, n] + margin).mean()
+
+
+def ten_fold_accuracy(distances: Tensor, same: Tensor, folds: Tensor) -> tuple[Tensor, Tensor]:
+    """LFW's protocol: per fold, the threshold that is best on the other nine folds, scored on this one."""
+    scores = []
+    for fold in folds.unique():
+        train, test = folds != fold, folds == fold
+        candidates = torch.cat([distances[train], distances.new_tensor([0.0])]).sort().values
+        thresholds = (candidates[:-1] + candidates[1:]) / 2 if len(candidates) > 1 else candidates
+        accuracy = ((distances[train][None, :] < thresholds[:, None]) == same[train][None, :]).float().mean(1)
+        best = thresholds[accuracy.argmax()]
+        scores.append(((distances[test] < best) == same[test]).float().mean())
+    scores = torch.stack(scores)
+    return scores.mean(), scores.std(unbiased=False)
+
+
+class FaceNet(pl.LightningModule):
+    paper = PAPER
+    monitor = ("val/lfw_acc", "max")
+
+    def __init__(self, *, backbone: Literal["googlenet", "small"] = "googlenet", embedding: Annotated[int, Gt(0)] = 128,
+                 margin: Annotated[float, Gt(0)] = 0.2, lr: Annotated[float, Gt(0)] = 0.05, image_size: Annotated[int, Gt(0)] = 160):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_backbone(backbone, embedding)
+        self.embedded: dict[str, Tensor] = {}
+        self.example_input_array = torch.zeros(2, 3, image_size, image_size)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(n, 3, H, W) → (n, 128) unit vectors: the embedding lives on the hypersphere (§3)."""
+        return F.normalize(self.net(images), dim=1)
+
+    def training_step(self, batch: Episode, batch_idx: int) -> Tensor:
+        identities, faces = batch.support.shape[:2]
+        labels = torch.arange(identities, device=self.device).repeat_interleave(faces)
+        embeddings = self(batch.support.flatten(0, 1).float() / 255.0)
+        loss = triplet_loss(embeddings, labels, self.hparams.margin)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def embed(self, batch) -> None:
+        images, keys = batch
+        self.embedded.update(zip(keys, self(images)))
+
+    def verification(self, stage: str) -> None:
+        pairs = [p for p in self.trainer.datamodule.pairs["pairs"] if p["a"] in self.embedded and p["b"] in self.embedded]
+        if pairs:
+            a = torch.stack([self.embedded[p["a"]] for p in pairs])
+            b = torch.stack([self.embedded[p["b"]] for p in pairs])
+            same = torch.tensor([p["same"] for p in pairs], device=a.device)
+            folds = torch.tensor([p["fold"] for p in pairs], device=a.device)
+            mean, std = ten_fold_accuracy((a - b).pow(2).sum(1), same, folds)
+            self.log_dict({f"{stage}/lfw_acc": mean, f"{stage}/lfw_acc_std": std})
+        self.embedded.clear()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.embed(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self.verification("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.embed(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.verification("test")
+
+    def configure_optimizers(self):
+        return torch.optim.Adagrad(self.parameters(), lr=self.hparams.lr)     # §4: AdaGrad
+
+    @torch.no_grad()
+    def figures(self, data, history: dict) -> dict:
+        """The ROC curve of the verification pairs (all folds)."""
+        import matplotlib.pyplot as plt
+        from torchmetrics.functional.classification import binary_auroc, binary_roc
+
+        self.eval()
+        images = data.images("test")
+        pairs = [p for p in data.pairs["pairs"] if p["a"] in images and p["b"] in images]
+        a, b = (self(torch.stack([images[p[k]] for p in pairs])) for k in ("a", "b"))
+        scores, same = -(a - b).pow(2).sum(1), torch.tensor([int(p["same"]) for p in pairs])
+        fpr, tpr, _ = binary_roc(scores, same)
+        figure, axes = plt.subplots(figsize=(4.5, 4.5))
+        axes.plot(fpr, tpr, label=f"AUC {binary_auroc(scores, same):.3f}")
+        axes.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+        axes.set(xlabel="false accept rate", ylabel="validation rate", title="FaceNet on LFW pairs")
+        axes.legend(loc="lower right")
+        return {"roc": figure}

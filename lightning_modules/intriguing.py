@@ -1,0 +1,169 @@
+"""Intriguing properties of neural networks (Szegedy, Zaremba, Sutskever, Bruna, Erhan, Goodfellow & Fergus,
+ICLR 2014, arXiv:1312.6199).
+
+Paper:    for every image x and target label l ≠ f(x) there is a small r with f(x + r) = l: minimise
+          c·|r| + loss_f(x + r, l) subject to x + r ∈ [0, 1] with box-constrained L-BFGS, line-searching the
+          largest c (smallest |r|) that still reaches l. Such examples transfer to other models.
+Faithful: the MNIST models of Table 1 (FC10 softmax with weight decay λ, FC100-100-10, FC200-200-10, AE400-10);
+          SciPy's L-BFGS-B for the box constraint; distortion sqrt(Σr²/n); a second model (a different
+          architecture, trained on the same batches) that the adversarial examples are transferred to.
+Differs:  AE400-10's autoencoder is trained jointly with its classifier rather than first; the c search is
+          geometric (10⁰ … 10⁻⁶, then c = 0); |r|² replaces |r| in the objective so it is smooth for L-BFGS;
+          the search runs on the first `adversarial_images` test images. Synthetic-data results are
+          `not_comparable`; the bundled real digits are a 5,000-image subset of MNIST, so also not comparable.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from annotated_types import Gt
+from scipy.optimize import minimize
+from torch import Tensor, nn
+
+from lightning_modules.paper import Claim, Paper
+
+PAPER = Paper(
+    key="intriguing", title="Intriguing properties of neural networks",
+    authors="Szegedy, Zaremba, Sutskever, Bruna, Erhan, Goodfellow, Fergus", year=2013, arxiv="1312.6199", dataset="mnist",
+    claims=(  # Table 1: test error and mean minimum distortion (fractions)
+        Claim("test/err_fc100_100_10", claimed=0.0164, source="Table 1", tolerance=0.005, higher_is_better=False),
+        Claim("test/distortion_fc100_100_10", claimed=0.058, source="Table 1", tolerance=0.02),
+        Claim("test/err_fc200_200_10", claimed=0.0154, source="Table 1", tolerance=0.005, higher_is_better=False),
+        Claim("test/distortion_fc200_200_10", claimed=0.065, source="Table 1", tolerance=0.02),
+        Claim("test/err_ae400_10", claimed=0.019, source="Table 1", tolerance=0.005, higher_is_better=False),
+        Claim("test/distortion_ae400_10", claimed=0.086, source="Table 1", tolerance=0.02),
+        Claim("test/err_fc10", claimed=0.074, source="Table 1 (λ = 1e-4)", tolerance=0.01, higher_is_better=False),
+        Claim("test/distortion_fc10", claimed=0.062, source="Table 1 (λ = 1e-4)", tolerance=0.02),
+    ),
+)
+Model = Literal["fc10", "fc100_100_10", "fc200_200_10", "ae400_10"]
+
+
+class Classifier(nn.Module):
+    """One of Table 1's networks on flattened 28×28 digits; `reconstruction` is AE400-10's decoder loss."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        hidden = {"fc10": [], "fc100_100_10": [100, 100], "fc200_200_10": [200, 200], "ae400_10": [400]}[kind]
+        layers, width = [], 784
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.Sigmoid()]
+            width = h
+        self.features, self.head = nn.Sequential(nn.Flatten(), *layers), nn.Linear(width, 10)
+        self.decoder = nn.Sequential(nn.Linear(400, 784), nn.Sigmoid()) if kind == "ae400_10" else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+    def reconstruction(self, x: Tensor) -> Tensor:
+        return F.mse_loss(self.decoder(self.features(x)), x.flatten(1)) if self.decoder is not None else x.new_zeros(())
+
+
+def distortion(r: Tensor) -> Tensor:
+    """sqrt(Σ r² / n), the paper's measure of how far an adversarial example is from its original."""
+    return r.pow(2).mean().sqrt()
+
+
+def adversarial(net: nn.Module, x: Tensor, target: int, cs=(1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 0.0)) -> Tensor | None:
+    """x + r with f(x + r) = target and x + r ∈ [0, 1], for the largest c in `cs` that reaches it (§4.1)."""
+    device = next(net.parameters()).device
+    shape, x0, original = x.shape, x.detach().double().flatten().cpu().numpy(), x.detach().flatten().to(device)
+    wanted = torch.tensor([target], device=device)
+
+    def objective(z: np.ndarray, c: float) -> tuple[float, np.ndarray]:
+        image = torch.tensor(z, dtype=torch.float32, device=device, requires_grad=True)
+        loss = c * (image - original).pow(2).sum() + F.cross_entropy(net(image.view(1, *shape)), wanted)
+        loss.backward()
+        return loss.item(), image.grad.double().cpu().numpy()
+
+    for c in cs:
+        z = minimize(objective, x0, args=(c,), jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * x0.size,
+                     options={"maxiter": 100}).x
+        candidate = torch.tensor(z, dtype=torch.float32).view(shape)
+        if net(candidate[None].to(device)).argmax(1).item() == target:
+            return candidate
+    return None
+
+
+class Intriguing(pl.LightningModule):
+    paper = PAPER
+
+    def __init__(self, *, model: Model = "fc100_100_10", transfer_model: Model = "fc200_200_10",
+                 weight_decay: float = 1e-4, lr: Annotated[float, Gt(0)] = 0.1, momentum: float = 0.9,
+                 adversarial_images: Annotated[int, Gt(0)] = 100):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net, self.other = Classifier(model), Classifier(transfer_model)
+        self.monitor = (f"val/err_{model}", "min")
+        self.example_input_array = torch.zeros(2, 1, 28, 28)
+        self.found: list[tuple[Tensor, Tensor, int, int]] = []
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        images, labels = batch
+        total = 0.0
+        for name, net in ((self.hparams.model, self.net), (self.hparams.transfer_model, self.other)):
+            logits = net(images)
+            loss = F.cross_entropy(logits, labels) + net.reconstruction(images)
+            self.log_dict({f"train/loss_{name}": loss, f"train/err_{name}": (logits.argmax(1) != labels).float().mean()})
+            total = total + loss
+        return total
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        self.log(f"val/err_{self.hparams.model}", (self.net(images).argmax(1) != labels).float().mean(), sync_dist=True)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        for name, net in ((self.hparams.model, self.net), (self.hparams.transfer_model, self.other)):
+            self.log(f"test/err_{name}", (net(images).argmax(1) != labels).float().mean())
+        with torch.enable_grad(), torch.inference_mode(False):
+            self.search(images.clone(), labels.clone())
+
+    def search(self, images: Tensor, labels: Tensor) -> None:
+        """Adversarial examples for a random wrong target, for the first `adversarial_images` test images."""
+        generator = torch.Generator().manual_seed(len(self.found))
+        for x, y in zip(images.cpu(), labels.cpu().tolist()):
+            if len(self.found) >= self.hparams.adversarial_images:
+                return
+            target = (y + 1 + int(torch.randint(9, (1,), generator=generator))) % 10
+            self.found.append((x, adversarial(self.net, x, target), y, target))
+
+    def on_test_epoch_end(self) -> None:
+        found = [(x, a, y) for x, a, y, _ in self.found if a is not None]
+        name = self.hparams.model
+        metrics = {f"test/adversarial_found_{name}": len(found) / max(1, len(self.found))}
+        if found:
+            originals, examples = torch.stack([x for x, _, _ in found]), torch.stack([a for _, a, _ in found])
+            labels = torch.tensor([y for _, _, y in found])
+            metrics[f"test/distortion_{name}"] = torch.stack([distortion(a - x) for x, a, _ in found]).mean()
+            with torch.no_grad():   # the other model, on examples made for this one (Table 2's cross-model column)
+                other = lambda images: self.other(images.to(self.device)).argmax(1).cpu()  # noqa: E731
+                metrics[f"test/transfer_err_{self.hparams.transfer_model}"] = (other(examples) != labels).float().mean()
+                metrics[f"test/clean_err_{self.hparams.transfer_model}"] = (other(originals) != labels).float().mean()
+        self.log_dict(metrics)
+
+    def configure_optimizers(self):
+        # λ‖w‖² as weight decay, as the paper's FC10(λ) rows; SGD with momentum (the paper does not say more).
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
+                               weight_decay=self.hparams.weight_decay)
+
+    def figures(self, data, history: dict) -> dict:
+        """Originals, adversarial examples and their perturbation magnified ×10 (the paper's Fig. 5 layout)."""
+        import matplotlib.pyplot as plt
+
+        shown = [(x, a, y, t) for x, a, y, t in self.found if a is not None][:8]
+        figure, axes = plt.subplots(3, max(1, len(shown)), figsize=(1.3 * max(1, len(shown)), 4.2), squeeze=False)
+        for col, (x, a, y, t) in enumerate(shown):
+            for row, (image, title) in enumerate(((x, f"{y}"), (a, f"→ {t}"), ((a - x) * 10 + 0.5, "r ×10"))):
+                axes[row, col].imshow(image[0].clamp(0, 1), cmap="gray", vmin=0, vmax=1)
+                axes[row, col].set_title(title, fontsize=8)
+                axes[row, col].axis("off")
+        figure.suptitle("adversarial examples (top: original, middle: adversarial, bottom: perturbation)", fontsize=9)
+        return {"adversarial_examples": figure}

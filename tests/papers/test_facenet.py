@@ -1,0 +1,47 @@
+"""FaceNet: unit-norm embeddings, the semi-hard mining condition, the 10-fold protocol, learning on LFW-format faces."""
+import torch
+
+from datamodules.lfw import LFW
+from lightning_modules.facenet import FaceNet, semi_hard_triplets, ten_fold_accuracy, triplet_loss
+from tests.papers.helpers import fit_and_score
+
+
+def test_embeddings_have_unit_norm():
+    model = FaceNet(backbone="small", image_size=64)
+    assert torch.allclose(model(torch.rand(3, 3, 64, 64)).norm(dim=1), torch.ones(3))
+
+
+def test_mined_negatives_are_semi_hard_when_one_exists():
+    torch.manual_seed(0)
+    embeddings = torch.nn.functional.normalize(torch.randn(24, 8), dim=1)
+    labels = torch.arange(6).repeat_interleave(4)
+    a, p, n = semi_hard_triplets(embeddings, labels, margin=0.2)
+    d = torch.cdist(embeddings, embeddings).pow(2)
+    assert len(a) == 6 * 4 * 3 and (labels[a] == labels[p]).all() and (labels[a] != labels[n]).all()
+    semi = (d[a, n] > d[a, p]) & (d[a, n] < d[a, p] + 0.2)
+    available = [((labels != labels[i]) & (d[i] > d[i, j]) & (d[i] < d[i, j] + 0.2)).any() for i, j in zip(a, p)]
+    assert semi.sum() > 0 and all(s or not av for s, av in zip(semi, available))
+
+
+def test_triplet_loss_is_zero_when_every_negative_is_beyond_the_margin():
+    embeddings = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0]])
+    assert triplet_loss(embeddings, torch.tensor([0, 0, 1, 1])) == 0
+    assert triplet_loss(embeddings, torch.tensor([0, 1, 0, 1])) > 0
+
+
+def test_ten_fold_protocol_on_known_distances():
+    # Folds 0-9; matched pairs at distance 0.1, mismatched at 0.9, except fold 3 has two swapped pairs.
+    same = torch.tensor([True, False] * 10 * 5)
+    folds = torch.arange(10).repeat_interleave(10)
+    distances = torch.where(same, 0.1, 0.9)
+    distances[30], distances[31] = 0.9, 0.1                          # fold 3: one matched and one mismatched wrong
+    mean, std = ten_fold_accuracy(distances, same, folds)
+    per_fold = torch.tensor([1.0] * 3 + [0.8] + [1.0] * 6)
+    assert torch.isclose(mean, per_fold.mean()) and torch.isclose(std, per_fold.std(unbiased=False))
+
+
+def test_learns_lfw_format_identities(lfw_shards):
+    model = FaceNet(backbone="small", image_size=64, lr=0.05)
+    data = LFW(lfw_shards, 0, size=64, crop=200, identities_per_batch=8, faces_per_identity=2, batch_size=32)
+    before, after = fit_and_score(model, data, steps=60, metric="test/lfw_acc")
+    assert after > 0.7 and after > before, (before, after)

@@ -1,0 +1,39 @@
+"""Intriguing properties: Table 1's networks, the distortion formula, box-constrained adversarial search."""
+import pytest
+import torch
+
+from datamodules.mnist import MNIST
+from lightning_modules.intriguing import Classifier, Intriguing, adversarial, distortion
+from tests.papers.helpers import trainer
+
+
+@pytest.mark.parametrize(("kind", "parameters"), [("fc10", 7850), ("fc100_100_10", 89610), ("fc200_200_10", 199210)])
+def test_table_1_networks_have_the_stated_layers(kind, parameters):
+    net = Classifier(kind)
+    assert sum(p.numel() for p in net.parameters()) == parameters and net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_distortion_is_root_mean_square():
+    assert distortion(torch.full((1, 28, 28), 0.1)) == pytest.approx(0.1)
+
+
+def test_found_perturbation_changes_the_prediction_and_stays_in_the_box():
+    torch.manual_seed(0)
+    net = Classifier("fc10")
+    x = torch.rand(1, 28, 28)
+    target = (net(x[None]).argmax(1).item() + 3) % 10
+    example = adversarial(net, x, target)
+    assert example is not None and net(example[None]).argmax(1).item() == target
+    assert example.min() >= 0 and example.max() <= 1 and distortion(example - x) > 0
+
+
+@pytest.mark.slow
+def test_smoke_model_has_an_adversarial_for_every_image(mnist_shards):
+    model = Intriguing(adversarial_images=8)
+    data = MNIST(mnist_shards, 0, batch_size=100)
+    trainer(200).fit(model, datamodule=data)
+    results = trainer(1).test(model, datamodule=data, verbose=False)[0]
+    assert results["test/err_fc100_100_10"] < 0.2                       # it learned the real digits
+    assert results["test/adversarial_found_fc100_100_10"] == 1.0        # an adversarial for every image tried
+    assert 0 < results["test/distortion_fc100_100_10"] < 0.3
+    assert results["test/transfer_err_fc200_200_10"] > results["test/clean_err_fc200_200_10"]
