@@ -157,9 +157,16 @@ class ShardDataModule(pl.LightningDataModule):
         return iter(self.dataset(split, nodesplitter=lambda shards: shards))
 
     def batches_per_rank(self, split: str) -> int:
+        """Full batches per rank (training drops the last partial one); an impossible split fails here, before
+        training, because a stream that yields no batch would make with_epoch() restart it forever."""
         _, world = rank_and_world()
         samples = self.meta["splits"][split]["samples"]
-        return max(1, samples // (world * self.batch_size))
+        if split == "train" and samples < world * self.batch_size:
+            raise DataError(f"{self.shards_dir / META}: split {split!r} has {samples} samples, fewer than one batch "
+                            f"of {self.batch_size} per rank × {world} ranks; lower data.batch_size or add data")
+        if samples == 0:
+            raise DataError(f"{self.shards_dir / META}: split {split!r} is empty")
+        return max(1, -(-samples // (world * self.batch_size)) if split != "train" else samples // (world * self.batch_size))
 
     def loader(self, split: str) -> wds.WebLoader:
         train = split == "train"

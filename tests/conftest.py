@@ -19,12 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "datasets": {"omniglot": {"synthetic": {"alphabets": 4, "characters": 10, "drawers": 20}, "shard_size": 200},
                  "cifar10": {"synthetic": {"train": 100, "test": 20}},
-                 "imagenet": {"synthetic": {"classes": 3, "train_per_class": 5, "val_per_class": 2}},
+                 "imagenet": {"synthetic": {"classes": 3, "train_per_class": 8, "val_per_class": 2}},
                  "voc": {"synthetic": {"voc2007_trainval": 4, "voc2007_test": 4, "voc2012_trainval": 4}},
                  "coco": {"synthetic": {"train": 6, "val": 4}},
                  "camvid": {"synthetic": {"train": 2, "val": 1, "test": 1}},
                  "lfw": {"synthetic": {"people": 24, "pairs_per_fold": 1, "dev_pairs": 2}}},
-    "papers": {"protonets": {"smoke": {
+    "papers": {"intriguing": {"smoke": {"hparams": {"adversarial_images": 3}}},
+               "protonets": {"smoke": {
         "data": {"train_way": 5, "val_episodes": 4, "test_query": 5, "test_episodes": 10},
         "trainer": {"max_steps": 20, "val_check_interval": 10, "checkpoint_every_n_steps": 10, "log_every_n_steps": 5},
     }}},

@@ -28,7 +28,9 @@ def test_dvc_repro_end_to_end_then_noop_then_one_paper(tmp_path):
         source, target = ROOT / name, copy / name
         target.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
-    write_params(copy, tiny_params())
+    params = tiny_params()
+    params["papers"] = {"protonets": params["papers"]["protonets"]}     # one paper; every dataset
+    write_params(copy, params)
     subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
 
     first = dvc(copy, "repro")
@@ -43,7 +45,8 @@ def test_dvc_repro_end_to_end_then_noop_then_one_paper(tmp_path):
 
     assert "Running stage" not in dvc(copy, "repro")                # nothing changed: a no-op
 
-    write_params(copy, tiny_params(papers={"protonets": {"hparams": {"lr": 2e-3}}}))
+    params["papers"]["protonets"]["hparams"]["lr"] = 2e-3
+    write_params(copy, params)
     third = dvc(copy, "repro")
     ran = {line.split("'")[1] for line in third.splitlines() if line.startswith("Running stage")}
     assert ran == {"train@protonets", "evaluate@protonets", "report"}
