@@ -168,12 +168,12 @@ class ShardDataModule(pl.LightningDataModule):
             raise DataError(f"{self.shards_dir / META}: split {split!r} is empty")
         return max(1, -(-samples // (world * self.batch_size)) if split != "train" else samples // (world * self.batch_size))
 
-    def loader(self, split: str) -> wds.WebLoader:
+    def loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> wds.WebLoader:
         train = split == "train"
         dataset = self.dataset(split, shuffle=train)
         if keep := self.keep(split):
             dataset = dataset.select(keep)
-        dataset = (dataset.map(self.sample(split))
+        dataset = (dataset.map(sample or self.sample(split))
                    .batched(self.batch_size, partial=not train, **({"collation_fn": self.collate} if self.collate else {})))
         # Every rank must see the same number of batches or DDP hangs at the first all-reduce: with_epoch
         # cuts (or, on a rank with fewer shards, repeats) the stream to exactly that many batches.

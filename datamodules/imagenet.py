@@ -14,7 +14,7 @@ import io
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -155,9 +155,9 @@ class ImageNet(ShardDataModule):
 
     def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 256, num_workers: int = 0,
                  shuffle_buffer: Positive = 5000, crop: Positive = 224, resize: Positive = 256,
-                 scale: tuple[float, float] = (0.08, 1.0)):
+                 scale: tuple[float, float] = (0.08, 1.0), test_crops: Literal[1, 10] = 1):
         super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
-        self.crop, self.resize, self.scale = crop, resize, tuple(scale)
+        self.crop, self.resize, self.scale, self.test_crops = crop, resize, tuple(scale), test_crops
 
     def transform(self, split: str) -> v2.Compose:
         if split == "train":
@@ -168,3 +168,13 @@ class ImageNet(ShardDataModule):
 
     def sample(self, split: str):
         return classification_sample(self.transform(split))
+
+    def ten_crops(self) -> v2.Compose:
+        """ResNet's 10-crop testing (§3.4): the four corners and the centre, and their mirror images."""
+        normalise = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+        return v2.Compose([v2.ToImage(), v2.Resize(self.resize, antialias=True), v2.TenCrop(self.crop),
+                           lambda crops: torch.stack([normalise(c) for c in crops])])
+
+    def test_dataloader(self):
+        sample = classification_sample(self.ten_crops()) if self.test_crops == 10 else None
+        return self.loader("val", sample=sample)

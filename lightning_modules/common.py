@@ -13,9 +13,17 @@ def topk_errors(logits: Tensor, target: Tensor, ks: tuple[int, ...] = (1, 5)) ->
     return [1.0 - hits[:, : min(k, logits.shape[1])].any(dim=1).float().mean() for k in ks]
 
 
+def crop_averaged_logits(net: nn.Module, images: Tensor) -> Tensor:
+    """(n, C, H, W) → logits; (n, crops, C, H, W) → log of the crops' mean softmax (multi-crop testing)."""
+    if images.dim() == 4:
+        return net(images)
+    n, crops = images.shape[:2]
+    return net(images.flatten(0, 1)).softmax(-1).view(n, crops, -1).mean(1).log()
+
+
 def classification_step(net: nn.Module, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Cross-entropy, top-1 error and top-5 error of `net` on one batch."""
-    logits = net(images)
+    """Cross-entropy, top-1 error and top-5 error of `net` on one batch (of images, or of crops per image)."""
+    logits = crop_averaged_logits(net, images)
     top1, top5 = topk_errors(logits, labels)
     return F.cross_entropy(logits, labels), top1, top5
 

@@ -5,9 +5,10 @@ Paper:    stacks of layers learn residuals F(x) + x through identity shortcuts, 
 Faithful: ImageNet ResNet-18/34/50/101/152 as torchvision builds them; the CIFAR nets (6n+2 layers, 16/32/64
           filters, option-A shortcuts: stride-2 subsampling with zero-padded channels); the plain twin of
           either, trained on the same batches so one run shows the degradation gap; SGD momentum 0.9,
-          weight decay 1e-4, lr 0.1 ÷10 at the CIFAR milestones 32k/48k (ImageNet: ÷10 at plateaus).
+          weight decay 1e-4, lr 0.1 ÷10 at the CIFAR milestones 32k/48k (ImageNet: ÷10 at plateaus);
+          10-crop testing on ImageNet (softmax averaged over the crops).
 Differs:  torchvision's Bottleneck strides in the 3×3 conv ("ResNet V1.5"), the paper in the first 1×1;
-          ImageNet milestones are fixed steps; testing uses the single centre crop, not 10 crops.
+          ImageNet milestones are fixed steps; the paper's multi-scale fully-convolutional test is not run.
           Results on synthetic data are `not_comparable`.
 """
 from __future__ import annotations

@@ -135,3 +135,10 @@ def lfw_shards(tmp_path_factory) -> Path:
 def cifar10_shards(tmp_path_factory) -> Path:
     from datamodules.cifar10 import CIFAR10
     return synthetic_shards(CIFAR10, tmp_path_factory.mktemp("cifar10"), train=600, test=200)
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same random state, so a result never depends on which tests ran before."""
+    import pytorch_lightning as pl
+    pl.seed_everything(0, verbose=False)

@@ -3,6 +3,7 @@ import io
 import tarfile
 
 import pytest
+import torch
 from PIL import Image
 
 from datamodules.base import read_meta
@@ -33,6 +34,12 @@ def test_grayscale_cmyk_and_png_files_become_rgb_jpegs(shards):
         assert sample["jpg"].mode == "RGB"
     images, labels = next(iter(ImageNet(shards, 0, batch_size=4, crop=64, resize=72).val_dataloader()))
     assert images.shape == (4, 3, 64, 64)
+
+
+def test_ten_crop_testing_gives_corners_centre_and_mirrors(shards):
+    images, labels = next(iter(ImageNet(shards, 0, batch_size=2, crop=48, resize=64, test_crops=10).test_dataloader()))
+    assert images.shape == (2, 10, 3, 48, 48) and labels.shape == (2,)
+    assert torch.allclose(images[:, 5], images[:, 1].flip(-1), atol=1e-5)      # mirrored top-left = flipped top-right
 
 
 def test_validation_labels_follow_the_ground_truth_file(shards):
