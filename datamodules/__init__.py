@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from datamodules.base import ShardDataModule
 
 DATASETS: LazyRegistry[ShardDataModule] = LazyRegistry({
+    "associative_retrieval": "datamodules.associative_retrieval:AssociativeRetrieval",
     "camvid": "datamodules.camvid:CamVid",
     "cifar10": "datamodules.cifar10:CIFAR10",
     "coco": "datamodules.coco:COCO",

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 PAPERS: LazyRegistry[pl.LightningModule] = LazyRegistry({
     "batch_norm": "lightning_modules.batch_norm:BatchNorm",
     "facenet": "lightning_modules.facenet:FaceNet",
+    "fast_weights": "lightning_modules.fast_weights:FastWeights",
     "intriguing": "lightning_modules.intriguing:Intriguing",
     "protonets": "lightning_modules.protonets:ProtoNets",
     "resnet": "lightning_modules.resnet:ResNet",

@@ -28,6 +28,20 @@ def classification_step(net: nn.Module, images: Tensor, labels: Tensor) -> tuple
     return F.cross_entropy(logits, labels), top1, top5
 
 
+def log_classification_errors(module, nets: list[tuple[str, nn.Module]], batch: tuple[Tensor, Tensor], stage: str) -> None:
+    """`<stage>/top1_err_<name>` and `<stage>/top5_err_<name>` of each named net on one batch."""
+    for name, net in nets:
+        _, top1, top5 = classification_step(net, *batch)
+        module.log_dict({f"{stage}/top1_err_{name}": top1, f"{stage}/top5_err_{name}": top5}, sync_dist=True)
+
+
+def sgd_from_hparams(module) -> dict:
+    """SGD with step milestones, from the module's `lr`, `momentum`, `weight_decay` and `milestones`."""
+    h = module.hparams
+    return sgd_with_milestones(module.parameters(), lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay,
+                               milestones=h.milestones)
+
+
 def sgd_with_milestones(parameters, *, lr: float, momentum: float, weight_decay: float, milestones: list[int],
                         gamma: float = 0.1) -> dict:
     """SGD whose learning rate is multiplied by `gamma` at each milestone (counted in optimizer steps)."""

@@ -22,7 +22,7 @@ from annotated_types import Gt
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet as TorchvisionResNet
 
-from lightning_modules.common import classification_step, curves_figure, sgd_with_milestones
+from lightning_modules.common import classification_step, curves_figure, log_classification_errors, sgd_from_hparams
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
@@ -135,20 +135,14 @@ class ResNet(pl.LightningModule):
             total = total + loss
         return total
 
-    def evaluate(self, batch, stage: str) -> None:
-        for name, net in self.nets():
-            _, top1, top5 = classification_step(net, *batch)
-            self.log_dict({f"{stage}/top1_err_{name}": top1, f"{stage}/top5_err_{name}": top5}, sync_dist=True)
-
     def validation_step(self, batch, batch_idx: int) -> None:
-        self.evaluate(batch, "val")
+        log_classification_errors(self, self.nets(), batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self.evaluate(batch, "test")
+        log_classification_errors(self, self.nets(), batch, "test")
 
     def configure_optimizers(self):
-        return sgd_with_milestones(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
-                                   weight_decay=self.hparams.weight_decay, milestones=self.hparams.milestones)
+        return sgd_from_hparams(self)
 
     def figures(self, data, history: dict) -> dict:
         keys = [f"train/top1_err_{name}" for name, _ in self.nets()]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from annotated_types import Gt
 from torch import Tensor, nn
 
-from lightning_modules.common import classification_step, sgd_with_milestones
+from lightning_modules.common import classification_step, log_classification_errors, sgd_from_hparams
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
@@ -103,18 +103,11 @@ class SPPNet(pl.LightningModule):
                        "train/top1_err_no_spp": top1_base, "train/size": float(size)}, prog_bar=True)
         return loss_spp + loss_base          # disjoint parameters: the sum trains both nets independently
 
-    def evaluate(self, batch, stage: str) -> None:
-        images, labels = batch
-        for name, net in (("spp", self.spp), ("no_spp", self.no_spp)):
-            _, top1, top5 = classification_step(net, images, labels)
-            self.log_dict({f"{stage}/top1_err_{name}": top1, f"{stage}/top5_err_{name}": top5}, sync_dist=True)
-
     def validation_step(self, batch, batch_idx: int) -> None:
-        self.evaluate(batch, "val")
+        log_classification_errors(self, [("spp", self.spp), ("no_spp", self.no_spp)], batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self.evaluate(batch, "test")
+        log_classification_errors(self, [("spp", self.spp), ("no_spp", self.no_spp)], batch, "test")
 
     def configure_optimizers(self):
-        return sgd_with_milestones(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
-                                   weight_decay=self.hparams.weight_decay, milestones=self.hparams.milestones)
+        return sgd_from_hparams(self)

@@ -51,7 +51,7 @@ class TrainerParams(Strict):
 
 
 class DatasetParams(Strict):
-    source: Literal["synthetic", "download", "local", "bundled"] = "synthetic"
+    source: Literal["synthetic", "generated", "download", "local", "bundled"] = "synthetic"   # generated: a task defined by its generator
     path: Path | None = None                     # the existing copy, for source: local
     seed: int = 0                                # the synthetic replica's seed
     shard_size: PositiveInt = 1000               # samples per tar shard

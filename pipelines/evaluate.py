@@ -28,9 +28,9 @@ def own_checkpoint(key: str) -> Path:
 
 
 def comparable(recipe: Recipe, data_source: str) -> bool:
-    """Only the paper's recipe on the paper's real data is judged against the paper's numbers: not a synthetic
-    replica, and not the bundled 5,000-digit subset of MNIST."""
-    return recipe.profile == "paper" and data_source in ("download", "local") and recipe.dataset == PAPERS[recipe.paper].paper.dataset
+    """Only the paper's recipe on the paper's data is judged against the paper's numbers: real data, or a task the
+    paper defines by its generator; never a synthetic replica or the bundled 5,000-digit subset of MNIST."""
+    return recipe.profile == "paper" and data_source in ("download", "local", "generated") and recipe.dataset == PAPERS[recipe.paper].paper.dataset
 
 
 def judge(recipe: Recipe, metrics: dict[str, float], data_source: str) -> list[dict]:

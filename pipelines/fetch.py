@@ -16,7 +16,7 @@ def fetch_dataset(params: Params, name: str) -> Path:
     """Replace data/raw/<name> with a fresh copy; an interrupted fetch leaves the previous one intact."""
     settings, cls, target = params.dataset(name), DATASETS[name], paths.raw(name)
     with atomic_dir(target) as scratch:
-        if settings.source == "synthetic":
+        if settings.source in ("synthetic", "generated"):   # a replica, or a task that *is* its generator
             cls.synthesize(scratch, settings.seed, **settings.synthetic)
         elif settings.source == "download":
             cls.download(scratch, paths.downloads(name))
