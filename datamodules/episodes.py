@@ -40,7 +40,7 @@ class EpisodeSampler(IterableDataset):
 
     def __init__(self, classes: list[Tensor], *, way: int, shot: int, query: int, seed: int,
                  episodes: int | None = None, start: int = 0):
-        smallest = min(len(c) for c in classes)
+        smallest = min((len(c) for c in classes), default=0)
         if way > len(classes) or shot + query > smallest:
             raise DataError(
                 f"a {way}-way {shot}-shot episode with {query} queries per class needs {way} classes with "

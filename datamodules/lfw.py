@@ -201,7 +201,7 @@ class LFW(ShardDataModule):
         for s in self.read_all("train"):
             by_identity.setdefault(s["cls"], []).append(resize(s["jpg"]))
         classes = [torch.stack(faces) for faces in by_identity.values() if len(faces) >= self.faces_per_identity]
-        sampler = EpisodeSampler(classes, way=min(self.identities_per_batch, len(classes)), shot=self.faces_per_identity,
+        sampler = EpisodeSampler(classes, way=min(self.identities_per_batch, max(1, len(classes))), shot=self.faces_per_identity,
                                  query=0, seed=self.seed, start=self.trainer.global_step if self.trainer else 0)
         return torch.utils.data.DataLoader(sampler, batch_size=None, num_workers=self.num_workers)
 

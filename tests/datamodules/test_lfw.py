@@ -36,9 +36,11 @@ def test_round_trip_identities_are_disjoint_and_pairs_point_at_test_images(tmp_p
     meta = read_meta(shards)
     assert not set(meta["splits"]["train"]["classes"]) & set(meta["splits"]["test"]["classes"])
     assert len(meta["pairs"]["pairs"]) == 10 * 2 * 2 and {p["fold"] for p in meta["pairs"]["pairs"]} == set(range(10))
-    data = LFW(shards, 0, batch_size=4, size=96)
+    data = LFW(shards, 0, batch_size=4, size=96, identities_per_batch=3, faces_per_identity=2)
     test_images = data.images("test")
     assert all(p["a"] in test_images and p["b"] in test_images for p in meta["pairs"]["pairs"])
     assert next(iter(test_images.values())).shape == (3, 96, 96)
-    images, identities = next(iter(data.train_dataloader()))
-    assert images.shape == (4, 3, 96, 96) and identities.max() < len(meta["splits"]["train"]["classes"])
+    batch = next(iter(data.train_dataloader()))                      # P identities × K faces, as FaceNet trains
+    assert batch.support.shape == (3, 2, 3, 96, 96)
+    with pytest.raises(DataError, match="50 images each"):
+        LFW(shards, 0, faces_per_identity=50).train_dataloader()
