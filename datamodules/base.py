@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -146,9 +147,11 @@ class ShardDataModule(pl.LightningDataModule):
                 empty_check=False,
                 seed=self.seed,
             )
-            # Seeded (unseeded is not reproducible), and filled before the first sample leaves: webdataset's
-            # default starts after 100, which hands out runs of one class from a class-sorted file.
-            .shuffle(self.shuffle_buffer if shuffle else 0, initial=self.shuffle_buffer, seed=self.seed)
+            # One seeded generator per pipeline: reproducible (an unseeded shuffle is not), yet each epoch that
+            # with_epoch() replays draws a new order (a `seed=` would restart the same order every epoch). The
+            # buffer fills before the first sample leaves: webdataset's default starts after 100, which hands out
+            # runs of one class from a class-sorted file.
+            .shuffle(self.shuffle_buffer if shuffle else 0, initial=self.shuffle_buffer, rng=random.Random(self.seed))
             .decode(self.image_mode, only=self.decode_keys)   # .pyd/.pth/.pickle members stay bytes: never unpickled
         )
 

@@ -49,6 +49,14 @@ def test_shuffle_is_reproducible_by_seed(numbered_shards):
     assert sorted(order(1)) == list(range(40))
 
 
+def test_each_epoch_draws_a_new_order_reproducibly(numbered_shards):
+    def two_epochs():
+        stream = iter(ShardDataModule(numbered_shards, seed=3).dataset("train", shuffle=True).repeat(2))
+        return [next(stream)["cls"] for _ in range(80)]
+    first, again = two_epochs(), two_epochs()
+    assert first == again and first[:40] != first[40:] and sorted(first[40:]) == list(range(40))
+
+
 def test_pickled_members_stay_bytes(numbered_shards):
     sample = next(iter(ShardDataModule(numbered_shards).dataset("train")))
     assert isinstance(sample["pyd"], bytes)                       # decode(only=...) never unpickles
