@@ -77,9 +77,10 @@ def build_trainer(settings: TrainerParams, model_dir: Path, logger: pl.loggers.L
 def train_paper(params: Params, key: str) -> TrainedRun:
     recipe = params.recipe(key)
     shards, model_dir = paths.shards(recipe.dataset), paths.model_dir(key)
-    data_source = read_meta(shards)["source"]["source"]             # fails early if the shards are missing
+    meta = read_meta(shards)                                           # fails early if the shards are missing
+    data_source = meta["source"]["source"]
     pl.seed_everything(recipe.seed, workers=True)
-    model = PAPERS[recipe.paper](**with_class_count(PAPERS[recipe.paper], recipe.hparams, read_meta(shards)))
+    model = PAPERS[recipe.paper](**with_class_count(PAPERS[recipe.paper], recipe.hparams, meta))
     data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
 
     resume, run_id = resumable(recipe), None

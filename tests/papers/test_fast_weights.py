@@ -1,4 +1,5 @@
 """Fast weights: the unrolled form of A(t), per-sequence memory, gradients only to slow weights, learning."""
+import numpy as np
 import torch
 
 from datamodules.associative_retrieval import VOCABULARY, AssociativeRetrieval, example
@@ -32,7 +33,7 @@ def test_irnn_starts_from_the_identity():
 
 
 def test_generator_makes_the_papers_example_format():
-    text, value = example(__import__("numpy").random.default_rng(0), 4)
+    text, value = example(np.random.default_rng(0), 4)
     assert len(text) == 11 and text[8:10] == "??" and text[10] in text[:8:2]
     assert text[text.index(text[10]) + 1] == str(value) and set(text) <= set(VOCABULARY)
 
