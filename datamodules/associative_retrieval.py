@@ -68,6 +68,7 @@ class AssociativeRetrieval(ShardDataModule):
     name = "associative_retrieval"
     sources = ("generated",)
     decode_keys = ("txt", "cls")
+    in_memory = True                                      # 130,000 sequences of 11 characters
     synthesize, samples, classes, check_layout = map(staticmethod, (synthesize, samples, classes, check_layout))
 
     def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 128, num_workers: int = 0,

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
+import torch
 import webdataset as wds
 from PIL import Image
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from datamodules.episodes import rank_and_world
@@ -110,6 +112,9 @@ class ShardDataModule(pl.LightningDataModule):
     decode_keys: ClassVar[tuple[str, ...]] = ("png", "jpg", "cls", "json")
     image_mode: ClassVar[str] = "pil"                    # webdataset's decoder: "pilrgb", "pill", ...
     collate: ClassVar[Callable | None] = None            # None: stack tensors (webdataset's default)
+    # Small datasets of small samples (token sequences, digit vectors) are read once into memory: for them the
+    # per-sample stream (untar, decode, map) costs ten times the model's own step.
+    in_memory: ClassVar[bool] = False
 
     def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: int = 32, num_workers: int = 0,
                  shuffle_buffer: int = 1000):
@@ -117,6 +122,7 @@ class ShardDataModule(pl.LightningDataModule):
         self.shards_dir, self.seed = Path(shards_dir), seed
         self.batch_size, self.num_workers, self.shuffle_buffer = batch_size, num_workers, shuffle_buffer
         self.meta = read_meta(self.shards_dir)
+        self._in_memory: dict[str, list] = {}
 
     def urls(self, split: str) -> list[str]:
         if split not in self.meta["splits"]:
@@ -183,12 +189,27 @@ class ShardDataModule(pl.LightningDataModule):
         return wds.WebLoader(dataset, batch_size=None, num_workers=self.num_workers,
                              persistent_workers=self.num_workers > 0).with_epoch(self.batches_per_rank(split))
 
-    def train_dataloader(self) -> wds.WebLoader:
-        return self.loader("train")
+    def memory_loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> DataLoader:
+        """The split as a list in RAM behind a plain DataLoader: Lightning adds a DistributedSampler under DDP,
+        and the seeded generator draws a new, reproducible order every epoch."""
+        if split not in self._in_memory:
+            keep, to_sample = self.keep(split) or (lambda _: True), sample or self.sample(split)
+            self._in_memory[split] = [to_sample(s) for s in self.read_all(split) if keep(s)]
+        train = split == "train"
+        self.batches_per_rank(split)                                      # the same early check as streaming
+        return DataLoader(self._in_memory[split], batch_size=self.batch_size, shuffle=train, drop_last=train,
+                          generator=torch.Generator().manual_seed(self.seed), collate_fn=self.collate,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
-    def val_dataloader(self) -> wds.WebLoader:
-        return self.loader("val")
+    def split_loader(self, split: str) -> DataLoader | wds.WebLoader:
+        return self.memory_loader(split) if self.in_memory else self.loader(split)
 
-    def test_dataloader(self) -> wds.WebLoader:
+    def train_dataloader(self) -> DataLoader | wds.WebLoader:
+        return self.split_loader("train")
+
+    def val_dataloader(self) -> DataLoader | wds.WebLoader:
+        return self.split_loader("val")
+
+    def test_dataloader(self) -> DataLoader | wds.WebLoader:
         # ImageNet and COCO publish no test labels: their papers report the validation split.
-        return self.loader("test" if "test" in self.splits else "val")
+        return self.split_loader("test" if "test" in self.splits else "val")

@@ -14,6 +14,8 @@ class Claim:
     source: str                   # where in the paper: "Table 1", "Fig. 3", "§4.2"
     tolerance: float              # |reproduced - claimed| within this counts as reproduced
     higher_is_better: bool = True
+    row: str | None = None        # the claim's cell in its source table ("lstm", "R=20"), for the report's grid
+    column: str | None = None
 
     def verdict(self, reproduced: float | None, comparable: bool) -> Status:
         """A result on other data or another recipe is never judged against the paper's number.

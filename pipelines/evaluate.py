@@ -13,6 +13,7 @@ from lightning_modules import PAPERS
 from pipelines import paths, tracking
 from pipelines.config import Params, Recipe
 from pipelines.errors import StageError
+from pipelines.report import claim_tables
 from pipelines.train import read_record
 
 
@@ -37,7 +38,8 @@ def judge(recipe: Recipe, metrics: dict[str, float], data_source: str) -> list[d
     """Every claim this experiment measured (a paper's other experiments measure the rest)."""
     fair = comparable(recipe, data_source)
     return [{"metric": c.metric, "claimed": c.claimed, "reproduced": metrics.get(c.metric), "tolerance": c.tolerance,
-             "source": c.source, "higher_is_better": c.higher_is_better, "status": c.verdict(metrics.get(c.metric), fair)}
+             "source": c.source, "higher_is_better": c.higher_is_better, "status": c.verdict(metrics.get(c.metric), fair),
+             "row": c.row, "column": c.column}
             for c in PAPERS[recipe.paper].paper.claims if c.metric in metrics]
 
 
@@ -55,7 +57,7 @@ def evaluate_paper(params: Params, key: str) -> dict:
     metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
     claims, run_id = judge(recipe, metrics, data_source), record["mlflow_run_id"]
     figures = model.figures(data, tracking.training_curves(params, run_id)) if hasattr(model, "figures") else {}
-    tracking.log_evaluation(params, run_id, metrics, claims, figures)
+    tracking.log_evaluation(params, run_id, metrics, claims, figures, claim_tables(claims))
     result = {"paper": key, "profile": recipe.profile, "dataset": recipe.dataset, "data_source": data_source,
               "checkpoint": str(checkpoint), "mlflow_run_id": run_id, "model_uri": tracking.log_model(params, run_id, model),
               "metrics": metrics, "claims": claims}

@@ -24,8 +24,25 @@ def load_results(params: Params) -> list[dict]:
 def rows(results: list[dict]) -> list[dict]:
     return [{"paper": r["paper"], "setting": c["metric"], "claimed": c["claimed"], "reproduced": c["reproduced"],
              "ci95": r["metrics"].get(f"{c['metric']}_ci95"), "status": c["status"], "source": c["source"],
-             "data_source": r["data_source"], "profile": r["profile"], "mlflow_run_id": r["mlflow_run_id"]}
+             "data_source": r["data_source"], "profile": r["profile"], "mlflow_run_id": r["mlflow_run_id"],
+             "row": c.get("row"), "column": c.get("column")}
             for r in results for c in r["claims"]]
+
+
+def claim_tables(claims: list[dict], paper: str = "") -> dict[str, str]:
+    """The paper's tables rebuilt from the claims that name a cell: "ours (paper's)" in each cell, so a
+    reader compares a whole row or column at a glance, as in the paper."""
+    tables: dict[str, str] = {}
+    for source in dict.fromkeys(c["source"] for c in claims if c.get("row")):
+        cells = [c for c in claims if c["source"] == source and c.get("row")]
+        rows_, columns = list(dict.fromkeys(c["row"] for c in cells)), list(dict.fromkeys(c["column"] for c in cells))
+        grid = {(c["row"], c["column"]): f"{_number(c['reproduced'])} ({c['claimed']:.4f})" for c in cells}
+        statuses = sorted({c["status"] for c in cells})
+        lines = [f"**{' '.join(filter(None, (paper, source)))}**: ours (paper's); status {', '.join(statuses)}", "",
+                 "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        lines += [f"| {row} | " + " | ".join(grid.get((row, col), "—") for col in columns) + " |" for row in rows_]
+        tables[" ".join(filter(None, (paper, source)))] = "\n".join(lines) + "\n"
+    return tables
 
 
 def _number(value: float | None, ci95: float | None = None) -> str:
@@ -44,6 +61,9 @@ def markdown(table: list[dict]) -> str:
               f"{r['status']} | {r['source']} | {r['data_source']} | {r['profile']} | `{r['mlflow_run_id']}` |" for r in table]
     if not table:
         lines.append("| — | no paper has been evaluated yet | | | | | | | |")
+    for paper in dict.fromkeys(r["paper"] for r in table):
+        for grid in claim_tables([r | {"metric": r["setting"]} for r in table if r["paper"] == paper], paper).values():
+            lines += ["", grid.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

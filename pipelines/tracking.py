@@ -96,8 +96,9 @@ def log_model(params: Params, run_id: str, model: torch.nn.Module) -> str:
 
 
 def log_evaluation(params: Params, run_id: str, metrics: dict[str, float], claims: list[dict[str, Any]],
-                   figures: dict[str, Any]) -> None:
-    """Test metrics under the claim keys, and each claim's claimed value, gap and status, on the training run."""
+                   figures: dict[str, Any], tables: dict[str, str]) -> None:
+    """Test metrics under the claim keys, each claim's claimed value, gap and status, and the paper's tables
+    (ours beside the paper's, as markdown) on the training run."""
     mlflow_client = client(params)
     values = dict(metrics)
     for claim in claims:
@@ -108,3 +109,5 @@ def log_evaluation(params: Params, run_id: str, metrics: dict[str, float], claim
     mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in sorted(values.items())])
     for name, figure in figures.items():
         mlflow_client.log_figure(run_id, figure, f"figures/{name}.png")
+    for name, table in tables.items():
+        mlflow_client.log_text(run_id, table, f"tables/{name.replace(' ', '_')}.md")

@@ -38,15 +38,28 @@ def test_generator_makes_the_papers_example_format():
     assert text[text.index(text[10]) + 1] == str(value) and set(text) <= set(VOCABULARY)
 
 
-def test_claims_are_table_1():
+def test_claims_are_table_1_and_one_run_trains_and_logs_its_every_cell():
     assert len(PAPER.claims) == 9
     assert {c.metric: c.claimed for c in PAPER.claims}["test/err_fast_weights_r20"] == 0.0181
+    module = FastWeights()
+    assert {f"test/err_{name}" for name in module.nets} == {c.metric for c in PAPER.claims}
+    assert module(torch.zeros(3, 11, dtype=torch.long)).shape == (3, 9, 10)
+
+
+def test_nets_trained_side_by_side_get_the_gradients_they_would_get_alone():
+    module, tokens, values = FastWeights(models=("fast_weights", "lstm"), hidden=(5,)), torch.randint(0, 37, (4, 11)), torch.randint(0, 10, (4,))
+    module.step((tokens, values), "train").backward()
+    together = module.nets["lstm_r5"].head.weight.grad.clone()
+    module.zero_grad()
+    alone = torch.nn.functional.cross_entropy(module(tokens)[:, 1], values)
+    alone.backward()
+    assert torch.allclose(together, module.nets["lstm_r5"].head.weight.grad)
 
 
 def test_fast_weights_learn_the_retrieval_task(tmp_path):
     """Learning, not the paper's comparison: the R × model table is the paper-profile run (Table 1)."""
     shards = synthetic_shards(AssociativeRetrieval, tmp_path, pairs=2, train=4000, val=200, test=400)
     data = AssociativeRetrieval(shards, 0, batch_size=64)
-    before, after = fit_and_score(FastWeights(cell="fast_weights", hidden=20, lr=1e-2), data, steps=250,
+    before, after = fit_and_score(FastWeights(models=("fast_weights",), hidden=(20,), lr=1e-2), data, steps=250,
                                   metric="test/err_fast_weights_r20")
     assert before > 0.8 and after < 0.6, (before, after)                # chance error is 0.9

@@ -11,7 +11,7 @@ from pipelines import paths
 from pipelines.config import load_params
 from pipelines.errors import StageError
 from pipelines.evaluate import evaluate_paper
-from pipelines.report import markdown, rows, write_report
+from pipelines.report import claim_tables, markdown, rows, write_report
 from pipelines.train import train_paper
 
 
@@ -67,6 +67,15 @@ def test_report_rows_show_the_confidence_interval():
               "metrics": {"test/acc": 0.95, "test/acc_ci95": 0.01},
               "claims": [{"metric": "test/acc", "claimed": 0.96, "reproduced": 0.95, "status": "reproduced", "source": "Table 1"}]}
     assert "| p | `test/acc` | 0.9600 | 0.9500 ± 0.0100 | reproduced | Table 1 | local | paper | `r` |" in markdown(rows([result]))
+
+
+def test_claims_that_name_a_cell_are_rebuilt_as_the_papers_table():
+    claims = [{"metric": f"test/err_{m}_r{r}", "claimed": c, "reproduced": c + 0.1, "status": "not_comparable",
+               "source": "Table 1", "row": m, "column": f"R={r}"}
+              for m, r, c in (("lstm", 20, 0.6), ("lstm", 50, 0.02), ("fw", 20, 0.0181))]
+    grid = claim_tables(claims)["Table 1"].splitlines()
+    assert grid[2:] == ["| | R=20 | R=50 |", "|---|---|---|", "| lstm | 0.7000 (0.6000) | 0.1200 (0.0200) |",
+                        "| fw | 0.1181 (0.0181) | — |"]
 
 
 def test_evaluate_before_train_names_the_stage_to_run(project):
