@@ -23,6 +23,12 @@ class Episode(NamedTuple):
     query_labels: Tensor   # (way * query,): class index 0..way-1, grouped by class
 
 
+class Sequence(NamedTuple):
+    """An episode as a stream (MANN): every image of `way` classes × `shot` instances in a random order."""
+    images: Tensor         # (way * shot, C, H, W)
+    labels: Tensor         # (way * shot,): class index 0..way-1; the class order is random per episode
+
+
 def rank_and_world() -> tuple[int, int]:
     """This process's DDP rank and the world size; RANK/WORLD_SIZE (set by launchers) count before init."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -39,7 +45,7 @@ class EpisodeSampler(IterableDataset):
     """
 
     def __init__(self, classes: list[Tensor], *, way: int, shot: int, query: int, seed: int,
-                 episodes: int | None = None, start: int = 0):
+                 episodes: int | None = None, start: int = 0, sequence: bool = False):
         smallest = min((len(c) for c in classes), default=0)
         if way > len(classes) or shot + query > smallest:
             raise DataError(
@@ -47,9 +53,9 @@ class EpisodeSampler(IterableDataset):
                 f"{shot + query} images each; this split has {len(classes)} classes, the smallest with {smallest}"
             )
         self.classes, self.way, self.shot, self.query = classes, way, shot, query
-        self.seed, self.episodes, self.start = seed, episodes, start
+        self.seed, self.episodes, self.start, self.sequence = seed, episodes, start, sequence
 
-    def episode(self, index: int, stream: int) -> Episode:
+    def episode(self, index: int, stream: int) -> Episode | Sequence:
         g = torch.Generator().manual_seed(hash((self.seed, stream, index)) & 0x7FFF_FFFF_FFFF_FFFF)
         chosen = torch.randperm(len(self.classes), generator=g)[: self.way]
         images = []
@@ -57,10 +63,13 @@ class EpisodeSampler(IterableDataset):
             pick = torch.randperm(len(self.classes[c]), generator=g)[: self.shot + self.query]
             images.append(self.classes[c][pick])
         images = torch.stack(images)                                   # (way, shot + query, C, H, W)
+        if self.sequence:
+            order = torch.randperm(self.way * self.shot, generator=g)
+            return Sequence(images[:, : self.shot].flatten(0, 1)[order], torch.arange(self.way).repeat_interleave(self.shot)[order])
         labels = torch.arange(self.way).repeat_interleave(self.query)
         return Episode(images[:, : self.shot], images[:, self.shot :], labels)
 
-    def __iter__(self) -> Iterator[Episode]:
+    def __iter__(self) -> Iterator[Episode | Sequence]:
         rank, world = rank_and_world()
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -166,8 +166,10 @@ class Omniglot(ShardDataModule):
     def __init__(self, shards_dir: Path, seed: int = 0, *, train_way: Positive = 60, shot: Positive = 5,
                  query: Positive = 5, val_way: Positive = 5, val_episodes: Positive = 100, test_query: Positive = 15,
                  test_settings: list[tuple[Positive, Positive]] = [(5, 1), (5, 5), (20, 1), (20, 5)],  # noqa: B006
-                 test_episodes: Positive = 1000, image_size: Positive = 28, num_workers: int = 0):
-        super().__init__(shards_dir, seed, num_workers=num_workers)
+                 test_episodes: Positive = 1000, image_size: Positive = 28, layout: Literal["episodes", "sequences"] = "episodes",
+                 batch_size: Positive = 1, num_workers: int = 0):
+        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers)
+        self.layout = layout         # episodes: support/query sets (ProtoNets); sequences: batches of streams (MANN)
         self.train_way, self.shot, self.query, self.val_way, self.val_episodes = train_way, shot, query, val_way, val_episodes
         self.test_query, self.test_settings, self.test_episodes = test_query, [tuple(s) for s in test_settings], test_episodes
         self.image_size, self.index = image_size, {}
@@ -187,13 +189,16 @@ class Omniglot(ShardDataModule):
         return lambda s: (to_input(s["png"], self.image_size), s["cls"])
 
     def episodes(self, split: str, way: int, shot: int, query: int, count: int | None, start: int = 0) -> torch.utils.data.DataLoader:
-        sampler = EpisodeSampler(self.class_images(split), way=way, shot=shot, query=query, seed=self.seed,
-                                 episodes=count, start=start)
-        return torch.utils.data.DataLoader(sampler, batch_size=None, num_workers=self.num_workers)
+        sequences = self.layout == "sequences"
+        sampler = EpisodeSampler(self.class_images(split), way=way, shot=shot, query=0 if sequences else query,
+                                 seed=self.seed, episodes=count, start=start, sequence=sequences)
+        # An Episode is a batch in itself; sequences are stacked `batch_size` at a time (B, L, C, H, W).
+        return torch.utils.data.DataLoader(sampler, batch_size=self.batch_size if sequences else None,
+                                           num_workers=self.num_workers)
 
     def train_dataloader(self):
         # Episode i is a function of (seed, rank, i): starting at the restored global step resumes exactly.
-        start = self.trainer.global_step if self.trainer is not None else 0
+        start = self.trainer.global_step * (self.batch_size if self.layout == "sequences" else 1) if self.trainer is not None else 0
         return self.episodes("train", self.train_way, self.shot, self.query, None, start)
 
     def val_dataloader(self):

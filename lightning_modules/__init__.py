@@ -15,6 +15,7 @@ PAPERS: LazyRegistry[pl.LightningModule] = LazyRegistry({
     "facenet": "lightning_modules.facenet:FaceNet",
     "fast_weights": "lightning_modules.fast_weights:FastWeights",
     "intriguing": "lightning_modules.intriguing:Intriguing",
+    "mann": "lightning_modules.mann:MANN",
     "protonets": "lightning_modules.protonets:ProtoNets",
     "resnet": "lightning_modules.resnet:ResNet",
     "spp_net": "lightning_modules.spp_net:SPPNet",

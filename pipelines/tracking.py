@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import mlflow.pytorch
 import torch
 import yaml
 from mlflow.entities import Metric, Param
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
 from mlflow.tracking import MlflowClient
 
 from pipelines import paths
@@ -89,8 +92,14 @@ def log_model(params: Params, run_id: str, model: torch.nn.Module) -> str:
     `example_input_array` (batch > 1, so the batch dimension stays dynamic)."""
     client(params)
     model.eval()
+    example = model.example_input_array           # one tensor, or a tuple for a model of several inputs
+    example = [t.numpy() for t in (example if isinstance(example, tuple) else (example,))]
+    # Declared, not inferred: MLflow infers no tensor signature from several inputs; -1 keeps the batch dynamic.
+    signature = ModelSignature(inputs=Schema([TensorSpec(e.dtype, (-1, *e.shape[1:]), name=f"input_{i}")
+                                              for i, e in enumerate(example)]))
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(model, name="model", input_example=model.example_input_array.numpy(),
+        info = mlflow.pytorch.log_model(model, name="model", input_example=example if len(example) > 1 else example[0],
+                                        signature=signature,
                                         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     return info.model_uri
 
@@ -106,7 +115,8 @@ def log_evaluation(params: Params, run_id: str, metrics: dict[str, float], claim
         if claim["reproduced"] is not None:
             values[f"gap/{claim['metric']}"] = claim["reproduced"] - claim["claimed"]
         mlflow_client.set_tag(run_id, f"status/{claim['metric']}", claim["status"])
-    mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in sorted(values.items())])
+    now = int(time.time() * 1000)    # a real timestamp: a re-run evaluation adds a point instead of colliding
+    mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in sorted(values.items())])
     for name, figure in figures.items():
         mlflow_client.log_figure(run_id, figure, f"figures/{name}.png")
     for name, table in tables.items():

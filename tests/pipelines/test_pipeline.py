@@ -51,6 +51,12 @@ def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     assert served(torch.zeros(3, 1, 28, 28)).shape == (3, 64)
 
 
+def test_an_evaluation_can_be_run_again_on_the_same_training_run(trained):
+    params, _ = trained
+    first, again = evaluate_paper(params, "protonets"), evaluate_paper(params, "protonets")
+    assert first["mlflow_run_id"] == again["mlflow_run_id"] and first["metrics"] == again["metrics"]
+
+
 def test_report_has_one_row_per_claim(trained):
     params, _ = trained
     evaluate_paper(params, "protonets")
