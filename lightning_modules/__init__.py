@@ -17,6 +17,7 @@ PAPERS: LazyRegistry[pl.LightningModule] = LazyRegistry({
     "intriguing": "lightning_modules.intriguing:Intriguing",
     "mann": "lightning_modules.mann:MANN",
     "protonets": "lightning_modules.protonets:ProtoNets",
+    "recurrent_bn": "lightning_modules.recurrent_bn:RecurrentBN",
     "resnet": "lightning_modules.resnet:ResNet",
     "spp_net": "lightning_modules.spp_net:SPPNet",
 })

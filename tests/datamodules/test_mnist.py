@@ -56,3 +56,12 @@ def test_round_trip_and_views(shards):
     shuffled, _ = next(iter(permuted.test_dataloader()))
     assert torch.equal(shuffled, images.reshape(8, 784, 1)[:, permuted.permutation])
     assert torch.equal(permuted.permutation, MNIST(shards, 0, view="permuted").permutation)   # fixed by the seed
+    rows, _ = next(iter(MNIST(shards, 0, batch_size=8, view="sequence", pixels_per_step=28).test_dataloader()))
+    assert torch.equal(rows, images.reshape(8, 28, 28))                                      # row by row
+
+
+def test_the_permutation_travels_with_the_checkpoint_and_a_foreign_one_is_refused(shards):
+    trained = MNIST(shards, 0, view="permuted")
+    MNIST(shards, 0, view="permuted").load_state_dict(trained.state_dict())
+    with pytest.raises(DataError, match="another pixel permutation"):
+        MNIST(shards, 1, view="permuted").load_state_dict(trained.state_dict())
