@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 PAPERS: LazyRegistry[pl.LightningModule] = LazyRegistry({
     "batch_norm": "lightning_modules.batch_norm:BatchNorm",
+    "bert": "lightning_modules.bert:BERT",
     "facenet": "lightning_modules.facenet:FaceNet",
     "fast_weights": "lightning_modules.fast_weights:FastWeights",
     "intriguing": "lightning_modules.intriguing:Intriguing",

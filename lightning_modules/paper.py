@@ -37,6 +37,9 @@ class Paper:
     arxiv: str
     dataset: str                  # the dataset the paper used (a fact); params.yaml chooses what a run uses
     claims: tuple[Claim, ...]
+    # False where `dataset` only stands in for the paper's data (BERT's BooksCorpus + Wikipedia is not
+    # WikiText-103): then no run is judged against the paper's numbers, whatever its profile.
+    dataset_is_the_papers: bool = True
 
     @property
     def primary(self) -> Claim:

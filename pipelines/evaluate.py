@@ -31,7 +31,9 @@ def own_checkpoint(key: str) -> Path:
 def comparable(recipe: Recipe, data_source: str) -> bool:
     """Only the paper's recipe on the paper's data is judged against the paper's numbers: real data, or a task the
     paper defines by its generator; never a synthetic replica or the bundled 5,000-digit subset of MNIST."""
-    return recipe.profile == "paper" and data_source in ("download", "local", "generated") and recipe.dataset == PAPERS[recipe.paper].paper.dataset
+    paper = PAPERS[recipe.paper].paper
+    return (recipe.profile == "paper" and data_source in ("download", "local", "generated")
+            and recipe.dataset == paper.dataset and paper.dataset_is_the_papers)
 
 
 def judge(recipe: Recipe, metrics: dict[str, float], data_source: str) -> list[dict]:

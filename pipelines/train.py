@@ -51,10 +51,12 @@ def resumable(recipe: Recipe) -> dict | None:
     return None
 
 
-def with_class_count(cls: type, hparams: dict, meta: dict) -> dict:
-    """A classifier's `num_classes` comes from the shards (1000 for ImageNet, 10 for its replica) unless set."""
-    takes = "num_classes" in inspect.signature(cls.__init__).parameters
-    return {"num_classes": len(meta["splits"]["train"]["classes"]), **hparams} if takes else hparams
+def with_data_facts(cls: type, hparams: dict, meta: dict) -> dict:
+    """Sizes the shards know, unless params set them: a classifier's `num_classes` (1000 for ImageNet, 10 for its
+    replica), a language model's `vocab_size` (the WordPiece vocabulary the shard stage trained)."""
+    takes = inspect.signature(cls.__init__).parameters
+    facts = {"num_classes": len(meta["splits"]["train"]["classes"]), "vocab_size": meta.get("vocab_size")}
+    return {**{k: v for k, v in facts.items() if k in takes and v is not None}, **hparams}
 
 
 def build_trainer(settings: TrainerParams, model_dir: Path, logger: pl.loggers.Logger | bool,
@@ -80,7 +82,7 @@ def train_paper(params: Params, key: str) -> TrainedRun:
     meta = read_meta(shards)                                           # fails early if the shards are missing
     data_source = meta["source"]["source"]
     pl.seed_everything(recipe.seed, workers=True)
-    model = PAPERS[recipe.paper](**with_class_count(PAPERS[recipe.paper], recipe.hparams, meta))
+    model = PAPERS[recipe.paper](**with_data_facts(PAPERS[recipe.paper], recipe.hparams, meta))
     data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
 
     resume, run_id = resumable(recipe), None

@@ -116,6 +116,13 @@ def imagenet_shards(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def wikitext_shards(tmp_path_factory) -> Path:
+    """The replica: real English text from the standard library's documentation, with its WordPiece vocabulary."""
+    from datamodules.wikitext103 import WikiText103
+    return synthetic_shards(WikiText103, tmp_path_factory.mktemp("wikitext103"))
+
+
+@pytest.fixture(scope="session")
 def mnist_shards(tmp_path_factory) -> Path:
     """The bundled real digits."""
     from datamodules.mnist import MNIST
