@@ -15,6 +15,7 @@ PAPERS: LazyRegistry[pl.LightningModule] = LazyRegistry({
     "bert": "lightning_modules.bert:BERT",
     "facenet": "lightning_modules.facenet:FaceNet",
     "fast_weights": "lightning_modules.fast_weights:FastWeights",
+    "fcn": "lightning_modules.fcn:FCN",
     "intriguing": "lightning_modules.intriguing:Intriguing",
     "mann": "lightning_modules.mann:MANN",
     "protonets": "lightning_modules.protonets:ProtoNets",

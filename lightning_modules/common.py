@@ -63,3 +63,50 @@ def curves_figure(history: dict[str, list[tuple[int, float]]], keys: list[str], 
     axes.legend()
     figure.tight_layout()
     return figure
+
+
+# ---- semantic segmentation: the FCN paper's four scores, and predictions drawn beside the truth ---------------
+
+class SegmentationScores(nn.Module):
+    """Pixel accuracy, mean accuracy, mean IU and frequency-weighted IU (Long et al. 2015, §5) from one confusion
+    matrix accumulated over a whole split; `ignore_index` pixels (VOC borders, CamVid void) count nowhere.
+    Classes absent from both truth and prediction are left out of the means (NaN-mean), as the FCN code does."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255):
+        super().__init__()
+        from torchmetrics.classification import MulticlassConfusionMatrix
+        self.confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
+
+    def update(self, logits: Tensor, mask: Tensor) -> None:
+        """logits (B, classes, H, W), mask (B, H, W)."""
+        self.confusion.update(logits.argmax(1), mask)
+
+    def compute(self) -> dict[str, Tensor]:
+        n = self.confusion.compute().double()            # n[i, j]: pixels of class i predicted as j
+        truth, hits = n.sum(1), n.diag()
+        iu = hits / (truth + n.sum(0) - hits)
+        return {"pixel_acc": hits.sum() / truth.sum(), "mean_acc": (hits / truth).nanmean(), "mean_iu": iu.nanmean(),
+                "fw_iu": (truth * iu).nansum() / truth.sum()}
+
+    def reset(self) -> None:
+        self.confusion.reset()
+
+
+def segmentation_figure(images: list[Tensor], truths: list[Tensor], predictions: list[Tensor], num_classes: int,
+                        title: str, ignore_index: int = 255):
+    """One row per image: the image, the true mask, the predicted mask (ignored pixels black)."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(images), 3, figsize=(9, 3 * len(images)), squeeze=False)
+    colours = plt.get_cmap("tab20", max(num_classes, 2))
+    for row, (image, truth, prediction) in enumerate(zip(images, truths, predictions)):
+        for col, (shown, name) in enumerate(((image.permute(1, 2, 0).clamp(0, 1), "image"), (truth, "truth"), (prediction, "prediction"))):
+            if col:
+                shown = colours(shown.clamp(max=num_classes - 1).numpy() / max(num_classes - 1, 1))
+                shown[truth.numpy() == ignore_index] = (0, 0, 0, 1)
+            axes[row, col].imshow(shown)
+            axes[row, col].set_title(name, fontsize=8)
+            axes[row, col].axis("off")
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,197 @@
+"""Fully Convolutional Networks for Semantic Segmentation (Long, Shelhamer & Darrell, CVPR 2015, arXiv:1411.4038).
+
+Paper:    VGG-16 with its fully connected layers cast as convolutions (fc6 7×7, fc7 1×1) scores a coarse map;
+          transposed convolutions upsample it to the input. Skips add finer predictions: FCN-16s fuses a score
+          of pool4, FCN-8s also one of pool3. Nets are trained in stages, 32s → 16s → 8s, each starting from
+          the previous one with its new score layer zero-initialised.
+Faithful: the reference Caffe net's geometry: conv1_1 padded by 100, ceil-mode pooling, and the crop offsets
+          (19; 5 and 27; 9 and 31) that align every map with the input; score layers zero-initialised;
+          upsampling initialised to bilinear interpolation, learned for the 2× layers and fixed for the final
+          one; 255 ignored; SGD momentum 0.99, weight decay 5e-4, batch 1 with the unnormalised (summed) loss.
+          One run trains the stages in order: at each boundary of `stage_steps` the next skip switches on,
+          which is the paper's "initialise 16s from 32s" with the zero-initialised layer already in place.
+          Metrics: pixel accuracy, mean accuracy, mean IU and frequency-weighted IU (§5), of the last stage.
+Differs:  `width` < 1 thins every VGG layer for smoke runs on a CPU (the paper profile uses 1); the optimiser's momentum carries over a stage boundary (the paper restarts it); the replica, or
+          VOC 2012 val instead of the paper's VOC 2011 val subset, is `not_comparable`.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from annotated_types import Ge, Gt
+from torch import Tensor, nn
+from torchvision.models import VGG, VGG16_Weights, vgg16
+from torchvision.models.vgg import cfgs as vgg_cfgs, make_layers
+
+from lightning_modules.common import SegmentationScores, segmentation_figure
+from lightning_modules.paper import Claim, Paper
+
+Variant = Literal["32s", "16s", "8s"]
+PAPER = Paper(
+    key="fcn", title="Fully Convolutional Networks for Semantic Segmentation", authors="Long, Shelhamer, Darrell",
+    year=2015, arxiv="1411.4038", dataset="voc",
+    claims=tuple(  # Table 2: skip ablation on a VOC 2011 val subset (fractions, verify)
+        Claim(f"test/{score}_fcn{variant}", claimed=value, source="Table 2", tolerance=0.02, row=f"FCN-{variant}", column=score)
+        for variant, row in {"32s": (0.891, 0.733, 0.594, 0.814), "16s": (0.900, 0.757, 0.624, 0.830),
+                             "8s": (0.903, 0.759, 0.627, 0.832)}.items()
+        for score, value in zip(("pixel_acc", "mean_acc", "mean_iu", "fw_iu"), row)),
+)
+IGNORE = 255
+
+
+def bilinear_kernel(channels: int, size: int) -> Tensor:
+    """Weights making a (channels → channels) transposed convolution bilinear upsampling (FCN's surgery.py)."""
+    factor = (size + 1) // 2
+    centre = factor - 1 if size % 2 else factor - 0.5
+    ramp = 1 - (torch.arange(size, dtype=torch.float32) - centre).abs() / factor
+    weight = torch.zeros(channels, channels, size, size)
+    weight[range(channels), range(channels)] = ramp[:, None] * ramp[None, :]
+    return weight
+
+
+def upsampler(channels: int, factor: int, learned: bool) -> nn.ConvTranspose2d:
+    layer = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, bias=False)
+    layer.weight.data.copy_(bilinear_kernel(channels, 2 * factor))
+    layer.weight.requires_grad_(learned)
+    return layer
+
+
+def crop(x: Tensor, offset: int, like: Tensor) -> Tensor:
+    """Caffe's Crop layer: the window of `like`'s size starting `offset` pixels in."""
+    return x[:, :, offset : offset + like.shape[2], offset : offset + like.shape[3]]
+
+
+def score_layer(channels: int, classes: int) -> nn.Conv2d:
+    layer = nn.Conv2d(channels, classes, 1)
+    nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
+    return layer
+
+
+def thin_vgg16(width: float) -> nn.Module:
+    """VGG-16 (configuration "D") with every width scaled, for smoke runs on a CPU; width 1 is torchvision's."""
+    scaled = [c if c == "M" else max(4, int(c * width)) for c in vgg_cfgs["D"]]
+    vgg = VGG(make_layers(scaled), init_weights=True)
+    fc = max(16, int(4096 * width))
+    vgg.classifier = nn.Sequential(nn.Linear(scaled[-2] * 49, fc), nn.ReLU(True), nn.Dropout(), nn.Linear(fc, fc))
+    return vgg
+
+
+class FCNVGG16(nn.Module):
+    def __init__(self, classes: int, pretrained: bool = False, width: float = 1.0):
+        super().__init__()
+        if pretrained and width != 1.0:
+            raise ValueError(f"hparams.width: ImageNet weights exist for width 1.0 only, got {width}")
+        vgg = vgg16(weights=VGG16_Weights.IMAGENET1K_V1 if pretrained else None) if width == 1.0 else thin_vgg16(width)
+        features = vgg.features
+        features[0].padding = (100, 100)                 # so that fc6's 7×7 sees any input size
+        for layer in features:
+            if isinstance(layer, nn.MaxPool2d):
+                layer.ceil_mode = True                   # Caffe's pooling: the crop offsets assume it
+        self.to_pool3, self.to_pool4, self.to_pool5 = features[:17], features[17:24], features[24:]
+        (fc, trunk), pool3_channels = vgg.classifier[0].weight.shape, features[14].out_channels
+        fc6, fc7 = nn.Conv2d(trunk // 49, fc, 7), nn.Conv2d(fc, fc, 1)
+        fc6.weight.data.copy_(vgg.classifier[0].weight.data.view(fc, trunk // 49, 7, 7))   # "cast as convolutions"
+        fc6.bias.data.copy_(vgg.classifier[0].bias.data)
+        fc7.weight.data.copy_(vgg.classifier[3].weight.data.view(fc, fc, 1, 1))
+        fc7.bias.data.copy_(vgg.classifier[3].bias.data)
+        self.fc = nn.Sequential(fc6, nn.ReLU(inplace=True), nn.Dropout2d(), fc7, nn.ReLU(inplace=True), nn.Dropout2d())
+        self.score_fr = score_layer(fc, classes)
+        self.score_pool4, self.score_pool3 = score_layer(trunk // 49, classes), score_layer(pool3_channels, classes)
+        self.upscore32, self.upscore16, self.upscore8 = (upsampler(classes, f, learned=False) for f in (32, 16, 8))
+        self.upscore2, self.upscore_pool4 = upsampler(classes, 2, learned=True), upsampler(classes, 2, learned=True)
+
+    def forward(self, images: Tensor, variant: Variant = "8s") -> Tensor:
+        """(B, 3, H, W) → (B, classes, H, W) for any H, W."""
+        pool3 = self.to_pool3(images)
+        pool4 = self.to_pool4(pool3)
+        scores = self.score_fr(self.fc(self.to_pool5(pool4)))
+        if variant == "32s":
+            return crop(self.upscore32(scores), 19, images)
+        fused = self.upscore2(scores)
+        fused = fused + crop(self.score_pool4(pool4), 5, fused)
+        if variant == "16s":
+            return crop(self.upscore16(fused), 27, images)
+        fused = self.upscore_pool4(fused)
+        fused = fused + crop(self.score_pool3(pool3), 9, fused)
+        return crop(self.upscore8(fused), 31, images)
+
+
+class FCN(pl.LightningModule):
+    paper = PAPER
+
+    def __init__(self, *, classes: Annotated[int, Gt(1)] = 21, stages: tuple[Variant, ...] = ("32s", "16s", "8s"),
+                 stage_steps: tuple[Annotated[int, Ge(0)], ...] = (), pretrained: bool = False,
+                 width: Annotated[float, Gt(0)] = 1.0,
+                 lr: Annotated[float, Gt(0)] = 1e-10, momentum: Annotated[float, Ge(0)] = 0.99,
+                 weight_decay: Annotated[float, Ge(0)] = 5e-4):
+        super().__init__()
+        if len(stage_steps) != len(stages) - 1 or list(stage_steps) != sorted(stage_steps):
+            raise ValueError(f"hparams.stage_steps: {len(stages) - 1} increasing step(s) at which the next of "
+                             f"stages {list(stages)} begins, got {list(stage_steps)}")
+        self.save_hyperparameters()
+        self.net = FCNVGG16(classes, pretrained, width)
+        self.scores = nn.ModuleDict({stage: SegmentationScores(classes, IGNORE) for stage in ("val", "test")})
+        # Stage index + mean IU: the best checkpoint is the best one of the latest stage, as the paper takes each
+        # stage's net to start the next and reports the last (a key per stage would be missing in the others).
+        self.monitor = ("val/stage_and_mean_iu", "max")
+        self.example_input_array = torch.zeros(2, 3, 64, 64)
+
+    @property
+    def variant(self) -> Variant:
+        """The stage the run is in: training walks through `stages`; evaluation uses the last stage reached."""
+        step = self.global_step if self._trainer is not None else 0
+        if self._trainer is not None and not self.trainer.training and self.trainer.state.fn != "fit":
+            return self.hparams.stages[-1]
+        return self.hparams.stages[sum(step >= s for s in self.hparams.stage_steps)]
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images, self.variant)
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        images, masks = batch
+        # Batch 1, unnormalised loss (§4.3): the summed pixel losses of each image; images differ in size.
+        loss = sum(F.cross_entropy(self(image[None]), mask[None], ignore_index=IGNORE, reduction="sum")
+                   for image, mask in zip(images, masks))
+        self.log("train/loss", loss / len(images), batch_size=len(images), prog_bar=True)
+        self.log("train/stage", float(self.hparams.stages.index(self.variant)), batch_size=len(images))
+        return loss
+
+    def evaluation_step(self, batch, stage: str) -> None:
+        scores = self.scores[stage]
+        for image, mask in zip(*batch):
+            scores.update(self(image[None]), mask[None])
+
+    def on_evaluation_epoch_end(self, stage: str) -> None:
+        values = self.scores[stage].compute()
+        self.log_dict({f"{stage}/{k}_fcn{self.variant}": v.float() for k, v in values.items()}, sync_dist=True)
+        if stage == "val":
+            self.log("val/stage_and_mean_iu", self.hparams.stages.index(self.variant) + values["mean_iu"].float(), sync_dist=True)
+        self.scores[stage].reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.evaluation_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.on_evaluation_epoch_end("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.on_evaluation_epoch_end("test")
+
+    def configure_optimizers(self):
+        trainable = [p for p in self.parameters() if p.requires_grad]   # the final upsamplers stay bilinear
+        return torch.optim.SGD(trainable, lr=self.hparams.lr, momentum=self.hparams.momentum,
+                               weight_decay=self.hparams.weight_decay)
+
+    @torch.no_grad()
+    def figures(self, data, history: dict) -> dict:
+        images, masks = next(iter(data.test_dataloader()))
+        self.eval()
+        predictions = [self(image[None])[0].argmax(0) for image in images[:3]]
+        return {"test_predictions": segmentation_figure(images[:3], masks[:3], predictions, self.hparams.classes,
+                                                        f"FCN-{self.variant}: image, truth, prediction")}
