@@ -22,4 +22,5 @@ PAPERS: LazyRegistry[pl.LightningModule] = LazyRegistry({
     "recurrent_bn": "lightning_modules.recurrent_bn:RecurrentBN",
     "resnet": "lightning_modules.resnet:ResNet",
     "spp_net": "lightning_modules.spp_net:SPPNet",
+    "tiramisu": "lightning_modules.tiramisu:Tiramisu",
 })

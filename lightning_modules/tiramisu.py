@@ -1,0 +1,159 @@
+"""The One Hundred Layers Tiramisu: Fully Convolutional DenseNets for Semantic Segmentation (Jégou, Drozdzal,
+Vazquez, Romero & Bengio, CVPRW 2017, arXiv:1611.09326).
+
+Paper:    a DenseNet down path (dense blocks, each layer BN-ReLU-3×3 conv-dropout adding `growth` maps, the
+          block's input concatenated with all its new maps; transitions down BN-ReLU-1×1 conv-dropout-2×2
+          max-pool) and a mirrored up path (3×3 transposed convolutions with stride 2) joined by skips. To
+          keep the up path affordable, only a dense block's *new* maps are upsampled, never its input.
+Faithful: Table 2's FC-DenseNet56 (4 layers per block, growth 12), 67 (5, growth 16) and 103 (4 5 7 10 12 |
+          15 | 12 10 7 5 4, growth 16), 48 filters in the first 3×3 conv, dropout 0.2, HeUniform
+          initialisation, RMSprop lr 1e-3 decayed by 0.995 per epoch, weight decay 1e-4, 224×224 random crops
+          with flips; CamVid's 11 classes with void ignored. Metrics: mean IoU and global accuracy (Table 1).
+Differs:  no class-balancing weights and no second fine-tuning stage on full-size images; the replica is
+          `not_comparable`.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from annotated_types import Ge, Gt
+from torch import Tensor, nn
+
+from lightning_modules.common import SegmentationScores, segmentation_figure
+from lightning_modules.paper import Claim, Paper
+
+IGNORE = 255
+ARCHITECTURES = {  # Table 2 and §4.1: (layers per dense block down, bottleneck, up; growth rate)
+    56: ((4,) * 5 + (4,) + (4,) * 5, 12),
+    67: ((5,) * 5 + (5,) + (5,) * 5, 16),
+    103: ((4, 5, 7, 10, 12) + (15,) + (12, 10, 7, 5, 4), 16),
+}
+PAPER = Paper(
+    key="tiramisu", title="The One Hundred Layers Tiramisu: Fully Convolutional DenseNets for Semantic Segmentation",
+    authors="Jégou, Drozdzal, Vazquez, Romero, Bengio", year=2017, arxiv="1611.09326", dataset="camvid",
+    claims=(  # Table 1, CamVid test set (fractions; 56 and 67 to verify)
+        *(Claim(f"test/mean_iu_fc_densenet{d}", claimed=v, source="Table 1", tolerance=0.02, row=f"FC-DenseNet{d}",
+                column="mean IoU") for d, v in ((56, 0.589), (67, 0.658), (103, 0.669))),
+        Claim("test/pixel_acc_fc_densenet103", claimed=0.915, source="Table 1", tolerance=0.01, row="FC-DenseNet103",
+              column="global accuracy"),
+    ),
+)
+
+
+def bn_relu_conv(channels: int, out: int, kernel: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+                         nn.Conv2d(channels, out, kernel, padding=kernel // 2), nn.Dropout2d(dropout))
+
+
+class DenseBlock(nn.Module):
+    """Returns (input ⊕ new maps, new maps): the down path keeps the first, the up path upsamples the second."""
+
+    def __init__(self, channels: int, layers: int, growth: int, dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList(bn_relu_conv(channels + i * growth, growth, 3, dropout) for i in range(layers))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        new = []
+        for layer in self.layers:
+            new.append(layer(x))
+            x = torch.cat([x, new[-1]], 1)
+        return x, torch.cat(new, 1)
+
+
+class FCDenseNet(nn.Module):
+    def __init__(self, classes: int, depth: int = 103, first_filters: int = 48, dropout: float = 0.2):
+        super().__init__()
+        blocks, growth = ARCHITECTURES[depth]
+        down, bottleneck, up = blocks[:5], blocks[5], blocks[6:]
+        self.first = nn.Conv2d(3, first_filters, 3, padding=1)
+        self.down, self.transitions_down, skips, channels = nn.ModuleList(), nn.ModuleList(), [], first_filters
+        for layers in down:
+            self.down.append(DenseBlock(channels, layers, growth, dropout))
+            channels += layers * growth
+            skips.append(channels)
+            self.transitions_down.append(nn.Sequential(bn_relu_conv(channels, channels, 1, dropout), nn.MaxPool2d(2)))
+        self.bottleneck = DenseBlock(channels, bottleneck, growth, dropout)
+        self.transitions_up, self.up, upsampled = nn.ModuleList(), nn.ModuleList(), bottleneck * growth
+        for layers, skip in zip(up, reversed(skips)):
+            self.transitions_up.append(nn.ConvTranspose2d(upsampled, upsampled, 3, stride=2))
+            self.up.append(DenseBlock(upsampled + skip, layers, growth, dropout))
+            upsampled, channels = layers * growth, upsampled + skip + layers * growth
+        self.last = nn.Conv2d(channels, classes, 1)
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")     # HeUniform
+                nn.init.zeros_(module.bias)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) → (B, classes, H, W)."""
+        x, skips = self.first(images), []
+        for block, transition in zip(self.down, self.transitions_down):
+            x, _ = block(x)
+            skips.append(x)
+            x = transition(x)
+        x, new = self.bottleneck(x)
+        for transition, block, skip in zip(self.transitions_up, self.up, reversed(skips)):
+            upsampled = transition(new)[:, :, : skip.shape[2], : skip.shape[3]]   # "valid" crop to the skip's size
+            x, new = block(torch.cat([upsampled, skip], 1))
+        return self.last(x)
+
+
+class Tiramisu(pl.LightningModule):
+    paper = PAPER
+
+    def __init__(self, *, num_classes: Annotated[int, Gt(1)] = 11, depth: Literal[56, 67, 103] = 103,
+                 dropout: Annotated[float, Ge(0)] = 0.2, lr: Annotated[float, Gt(0)] = 1e-3,
+                 decay: Annotated[float, Gt(0)] = 0.995, weight_decay: Annotated[float, Ge(0)] = 1e-4):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = FCDenseNet(num_classes, depth, dropout=dropout)
+        self.name = f"fc_densenet{depth}"
+        self.scores = nn.ModuleDict({stage: SegmentationScores(num_classes, IGNORE) for stage in ("val", "test")})
+        self.monitor = (f"val/mean_iu_{self.name}", "max")
+        self.example_input_array = torch.zeros(2, 3, 64, 64)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        images, masks = batch
+        loss = F.cross_entropy(self(images), masks, ignore_index=IGNORE)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        return loss
+
+    def evaluation_step(self, batch, stage: str) -> None:
+        images, masks = batch
+        self.scores[stage].update(self(images), masks)
+
+    def on_evaluation_epoch_end(self, stage: str) -> None:
+        values = self.scores[stage].compute()
+        self.log_dict({f"{stage}/{k}_{self.name}": values[k].float() for k in ("mean_iu", "pixel_acc")}, sync_dist=True)
+        self.scores[stage].reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.evaluation_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.on_evaluation_epoch_end("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.on_evaluation_epoch_end("test")
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.RMSprop(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, self.hparams.decay)   # × 0.995 per epoch
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+
+    @torch.no_grad()
+    def figures(self, data, history: dict) -> dict:
+        images, masks = next(iter(data.test_dataloader()))
+        self.eval()
+        predictions = self(images[:3]).argmax(1)
+        return {"test_predictions": segmentation_figure(list(images[:3]), list(masks[:3]), list(predictions),
+                                                        self.hparams.num_classes, f"FC-DenseNet{self.hparams.depth}")}
