@@ -22,5 +22,6 @@ PAPERS: LazyRegistry[pl.LightningModule] = LazyRegistry({
     "recurrent_bn": "lightning_modules.recurrent_bn:RecurrentBN",
     "resnet": "lightning_modules.resnet:ResNet",
     "spp_net": "lightning_modules.spp_net:SPPNet",
+    "ssd": "lightning_modules.ssd:SSD",
     "tiramisu": "lightning_modules.tiramisu:Tiramisu",
 })
