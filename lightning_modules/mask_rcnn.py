@@ -1,0 +1,46 @@
+"""Mask R-CNN (He, Gkioxari, Dollár & Girshick, ICCV 2017, arXiv:1703.06870).
+
+Paper:    Faster R-CNN with FPN plus a mask branch: for each RoI, a small FCN predicts one 28×28 mask per class
+          with a per-pixel sigmoid; the loss is the binary cross-entropy of the ground-truth class's mask only,
+          so masks do not compete across classes (classification is left to the box head). RoIAlign samples
+          the features bilinearly at unquantised RoI coordinates.
+Faithful: torchvision's Mask R-CNN ResNet-50-FPN (RoIAlign from torchvision.ops, the 4-conv mask head with a
+          deconvolution to 28×28, per-class sigmoid masks, maskrcnn_loss on the true class), L = L_cls + L_box
+          + L_mask, 800-pixel short side, SGD lr 0.02 (÷10 at 120k and 160k of 180k iterations, 16 images a
+          step), momentum 0.9, weight decay 1e-4. Metrics: COCO box AP and mask AP.
+Differs:  results on the COCO replica are `not_comparable`.
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+from annotated_types import Ge, Gt
+from torchvision.models import ResNet50_Weights
+from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+from lightning_modules.detection import TorchvisionDetector
+from lightning_modules.paper import Claim, Paper
+
+PAPER = Paper(
+    key="mask_rcnn", title="Mask R-CNN", authors="He, Gkioxari, Dollár, Girshick", year=2017, arxiv="1703.06870",
+    dataset="coco",
+    claims=(  # Table 2 (a), ResNet-50-FPN on COCO minival; fractions (verify)
+        Claim("test/mask_ap_mask_rcnn", claimed=0.336, source="Table 2 (a)", tolerance=0.01),
+        Claim("test/mask_ap50_mask_rcnn", claimed=0.552, source="Table 2 (a)", tolerance=0.01),
+    ),
+)
+
+
+class MaskRCNN(TorchvisionDetector):
+    paper = PAPER
+    iou_types = ("bbox", "segm")
+
+    def __init__(self, *, num_classes: Annotated[int, Gt(0)] = 80, pretrained: bool = False,
+                 min_size: Annotated[int, Gt(0)] = 800, max_size: Annotated[int, Gt(0)] = 1333,
+                 lr: Annotated[float, Gt(0)] = 0.02, momentum: Annotated[float, Ge(0)] = 0.9,
+                 weight_decay: Annotated[float, Ge(0)] = 1e-4, milestones: tuple[int, ...] = (120_000, 160_000)):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = maskrcnn_resnet50_fpn(weights=None, num_classes=num_classes + 1, min_size=min_size, max_size=max_size,
+                                         weights_backbone=ResNet50_Weights.IMAGENET1K_V1 if pretrained else None)
+        self.setup_metrics("mask_rcnn")

@@ -1,0 +1,38 @@
+"""FPN: P2–P6 at 256 channels, one anchor scale per level × 3 ratios, and the COCO scores on the replica."""
+import pytest
+import torch
+
+from lightning_modules.fpn import FPN
+
+
+@pytest.fixture(scope="module")
+def model():
+    return FPN(num_classes=10, min_size=128, max_size=192).eval()
+
+
+def test_pyramid_levels_and_channels(model):
+    features = model.net.backbone(torch.zeros(1, 3, 128, 128))
+    assert list(features) == ["0", "1", "2", "3", "pool"]                 # P2, P3, P4, P5 and P6 ("pool")
+    assert all(f.shape[1] == 256 for f in features.values())
+    assert [f.shape[-1] for f in features.values()] == [32, 16, 8, 4, 2]   # strides 4 … 64
+
+
+def test_one_anchor_scale_per_level_and_three_ratios(model):
+    generator = model.net.rpn.anchor_generator
+    assert generator.sizes == ((32,), (64,), (128,), (256,), (512,))
+    assert all(r == (0.5, 1.0, 2.0) for r in generator.aspect_ratios)
+    assert generator.num_anchors_per_location() == [3] * 5
+
+
+@pytest.mark.slow
+def test_trains_and_scores_box_ap_and_rpn_recall(tmp_path):
+    from datamodules.coco import COCO
+    from tests.conftest import synthetic_shards
+    from tests.papers.helpers import trainer
+    shards = synthetic_shards(COCO, tmp_path, train=6, val=4)
+    data = COCO(shards, 0, batch_size=2, masks=False)
+    model = FPN(num_classes=10, min_size=128, max_size=192, lr=0.005)
+    trainer(3).fit(model, datamodule=data)
+    metrics = trainer(1).test(model, datamodule=data, verbose=False)[0]
+    assert {"test/box_ap_fpn", "test/box_ap_s_fpn", "test/rpn_ar1000_fpn"} <= set(metrics)
+    assert 0.0 <= metrics["test/rpn_ar1000_fpn"] <= 1.0
