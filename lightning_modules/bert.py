@@ -30,7 +30,7 @@ from lightning_modules.paper import Claim, Paper
 
 
 def size_name(layers: int, hidden: int, heads: int) -> str:
-    return f"L{layers}_H{hidden}_A{heads}"
+    return f"l{layers}_h{hidden}_a{heads}"            # metric keys are lower case
 
 
 PAPER = Paper(

@@ -29,6 +29,8 @@ class TorchvisionDetector(pl.LightningModule):
 
     iou_types: tuple[str, ...] = ("bbox",)
     net: nn.Module
+    exportable = False      # NMS keeps a data-dependent number of boxes: torch.export cannot trace it; the
+                            # checkpoint logged with the run is the model
 
     def setup_metrics(self, name: str) -> None:
         self.name = name

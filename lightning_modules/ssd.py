@@ -48,6 +48,7 @@ def default_boxes() -> DefaultBoxGenerator:
 
 class SSD(pl.LightningModule):
     paper = PAPER
+    exportable = False      # NMS keeps a data-dependent number of boxes; the run's checkpoint is the model
 
     def __init__(self, *, num_classes: Annotated[int, Gt(1)] = 20, pretrained: bool = False,
                  lr: Annotated[float, Gt(0)] = 1e-3, momentum: Annotated[float, Ge(0)] = 0.9,

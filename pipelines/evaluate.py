@@ -60,8 +60,9 @@ def evaluate_paper(params: Params, key: str) -> dict:
     claims, run_id = judge(recipe, metrics, data_source), record["mlflow_run_id"]
     figures = model.figures(data, tracking.training_curves(params, run_id)) if hasattr(model, "figures") else {}
     tracking.log_evaluation(params, run_id, metrics, claims, figures, claim_tables(claims))
+    model_uri = tracking.log_model(params, run_id, model) if getattr(model, "exportable", True) else None
     result = {"paper": key, "profile": recipe.profile, "dataset": recipe.dataset, "data_source": data_source,
-              "checkpoint": str(checkpoint), "mlflow_run_id": run_id, "model_uri": tracking.log_model(params, run_id, model),
+              "checkpoint": str(checkpoint), "mlflow_run_id": run_id, "model_uri": model_uri,
               "metrics": metrics, "claims": claims}
     atomic_write(paths.metrics(key), json.dumps(result, indent=2) + "\n")   # last: its presence means all is logged
     return result

@@ -95,7 +95,8 @@ def log_model(params: Params, run_id: str, model: torch.nn.Module) -> str:
     example = model.example_input_array           # one tensor, or a tuple for a model of several inputs
     example = [t.numpy() for t in (example if isinstance(example, tuple) else (example,))]
     # Declared, not inferred: MLflow infers no tensor signature from several inputs; -1 keeps the batch dynamic.
-    signature = ModelSignature(inputs=Schema([TensorSpec(e.dtype, (-1, *e.shape[1:]), name=f"input_{i}")
+    # One input stays unnamed: MLflow's serving check then feeds it an array, not a dict it cannot pass on.
+    signature = ModelSignature(inputs=Schema([TensorSpec(e.dtype, (-1, *e.shape[1:]), name=f"input_{i}" if len(example) > 1 else None)
                                               for i, e in enumerate(example)]))
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(model, name="model", input_example=example if len(example) > 1 else example[0],

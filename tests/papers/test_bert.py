@@ -23,7 +23,7 @@ def test_biases_and_layer_norms_are_not_decayed():
 
 
 def test_claims_are_table_6_and_never_judged_on_wikitext():
-    assert {c.metric for c in PAPER.claims} >= {"test/mlm_ppl_L12_H768_A12", "test/mlm_ppl_L24_H1024_A16"}
+    assert {c.metric for c in PAPER.claims} >= {"test/mlm_ppl_l12_h768_a12", "test/mlm_ppl_l24_h1024_a16"}
     recipe = Recipe(key="bert", paper="bert", dataset="wikitext103", profile="paper", seed=0, hparams={}, data={}, trainer=None)
     assert not comparable(recipe, "download")
 
@@ -31,5 +31,5 @@ def test_claims_are_table_6_and_never_judged_on_wikitext():
 def test_a_small_bert_learns_the_masked_words_of_real_text(wikitext_shards):
     data = WikiText103(wikitext_shards, 0, layout="pretraining", batch_size=16, max_length=64)
     model = BERT(vocab_size=data.meta["vocab_size"], layers=2, hidden=64, heads=2, max_positions=64, lr=2e-3, warmup_steps=10)
-    before, after = fit_and_score(model, data, steps=80, metric="test/mlm_ppl_L2_H64_A2")
+    before, after = fit_and_score(model, data, steps=80, metric="test/mlm_ppl_l2_h64_a2")
     assert after < 0.5 * before, (before, after)

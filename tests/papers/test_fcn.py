@@ -32,13 +32,12 @@ def test_upsampling_starts_bilinear_and_the_final_one_stays_fixed():
     assert not upsampler(3, 32, learned=False).weight.requires_grad
 
 
-def test_skip_score_layers_start_at_zero_so_16s_starts_as_its_32s(net):
+def test_skip_score_layers_start_at_zero_so_a_new_stage_starts_from_the_last(net):
     assert not net.score_pool4.weight.any() and not net.score_pool3.weight.any()
-    net.score_fr.weight.data.normal_()                    # a 32s net that has learned something
     with torch.no_grad():
-        x = torch.randn(1, 3, 64, 64)
-        assert torch.allclose(net(x, "16s").argmax(1), net(x, "8s").argmax(1))   # the skips add nothing yet
-    net.score_fr.weight.data.zero_()
+        pool3 = net.to_pool3(torch.randn(1, 3, 64, 64))
+        pool4 = net.to_pool4(pool3)
+        assert not net.score_pool4(pool4).any() and not net.score_pool3(pool3).any()   # the skips add exactly 0
 
 
 def test_pixels_marked_255_are_ignored():
