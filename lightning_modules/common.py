@@ -92,6 +92,40 @@ class SegmentationScores(nn.Module):
         self.confusion.reset()
 
 
+class SegmentationEvaluation:
+    """Validation and test hooks for a segmentation LightningModule: each image's prediction goes into the split's
+    SegmentationScores (images may differ in size), and at the end of the split `logged_scores` are logged as
+    `<stage>/<score>_<self.score_suffix>`. The module sets `self.scores = segmentation_scores(classes)`."""
+
+    logged_scores: tuple[str, ...] = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
+
+    def update_scores(self, batch, stage: str) -> None:
+        for image, mask in zip(*batch):
+            self.scores[stage].update(self(image[None]), mask[None])
+
+    def log_scores(self, stage: str) -> dict[str, Tensor]:
+        values = self.scores[stage].compute()
+        self.log_dict({f"{stage}/{k}_{self.score_suffix}": values[k].float() for k in self.logged_scores}, sync_dist=True)
+        self.scores[stage].reset()
+        return values
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.update_scores(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_scores("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.update_scores(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_scores("test")
+
+
+def segmentation_scores(num_classes: int, ignore_index: int = 255) -> nn.ModuleDict:
+    return nn.ModuleDict({stage: SegmentationScores(num_classes, ignore_index) for stage in ("val", "test")})
+
+
 def segmentation_figure(images: list[Tensor], truths: list[Tensor], predictions: list[Tensor], num_classes: int,
                         title: str, ignore_index: int = 255):
     """One row per image: the image, the true mask, the predicted mask (ignored pixels black)."""

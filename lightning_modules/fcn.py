@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torchvision.models import VGG, VGG16_Weights, vgg16
 from torchvision.models.vgg import cfgs as vgg_cfgs, make_layers
 
-from lightning_modules.common import SegmentationScores, segmentation_figure
+from lightning_modules.common import SegmentationEvaluation, segmentation_figure, segmentation_scores
 from lightning_modules.paper import Claim, Paper
 
 Variant = Literal["32s", "16s", "8s"]
@@ -119,7 +119,7 @@ class FCNVGG16(nn.Module):
         return crop(self.upscore8(fused), 31, images)
 
 
-class FCN(pl.LightningModule):
+class FCN(SegmentationEvaluation, pl.LightningModule):
     paper = PAPER
 
     def __init__(self, *, classes: Annotated[int, Gt(1)] = 21, stages: tuple[Variant, ...] = ("32s", "16s", "8s"),
@@ -133,7 +133,7 @@ class FCN(pl.LightningModule):
                              f"stages {list(stages)} begins, got {list(stage_steps)}")
         self.save_hyperparameters()
         self.net = FCNVGG16(classes, pretrained, width)
-        self.scores = nn.ModuleDict({stage: SegmentationScores(classes, IGNORE) for stage in ("val", "test")})
+        self.scores = segmentation_scores(classes, IGNORE)
         # Stage index + mean IU: the best checkpoint is the best one of the latest stage, as the paper takes each
         # stage's net to start the next and reports the last (a key per stage would be missing in the others).
         self.monitor = ("val/stage_and_mean_iu", "max")
@@ -159,29 +159,13 @@ class FCN(pl.LightningModule):
         self.log("train/stage", float(self.hparams.stages.index(self.variant)), batch_size=len(images))
         return loss
 
-    def evaluation_step(self, batch, stage: str) -> None:
-        scores = self.scores[stage]
-        for image, mask in zip(*batch):
-            scores.update(self(image[None]), mask[None])
-
-    def on_evaluation_epoch_end(self, stage: str) -> None:
-        values = self.scores[stage].compute()
-        self.log_dict({f"{stage}/{k}_fcn{self.variant}": v.float() for k, v in values.items()}, sync_dist=True)
-        if stage == "val":
-            self.log("val/stage_and_mean_iu", self.hparams.stages.index(self.variant) + values["mean_iu"].float(), sync_dist=True)
-        self.scores[stage].reset()
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self.evaluation_step(batch, "val")
+    @property
+    def score_suffix(self) -> str:
+        return f"fcn{self.variant}"
 
     def on_validation_epoch_end(self) -> None:
-        self.on_evaluation_epoch_end("val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self.evaluation_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self.on_evaluation_epoch_end("test")
+        values = self.log_scores("val")
+        self.log("val/stage_and_mean_iu", self.hparams.stages.index(self.variant) + values["mean_iu"].float(), sync_dist=True)
 
     def configure_optimizers(self):
         trainable = [p for p in self.parameters() if p.requires_grad]   # the final upsamplers stay bilinear

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt
 from torch import Tensor, nn
 
-from lightning_modules.common import SegmentationScores, segmentation_figure
+from lightning_modules.common import SegmentationEvaluation, segmentation_figure, segmentation_scores
 from lightning_modules.paper import Claim, Paper
 
 IGNORE = 255
@@ -101,8 +101,9 @@ class FCDenseNet(nn.Module):
         return self.last(x)
 
 
-class Tiramisu(pl.LightningModule):
+class Tiramisu(SegmentationEvaluation, pl.LightningModule):
     paper = PAPER
+    logged_scores = ("mean_iu", "pixel_acc")              # Table 1: mean IoU and global accuracy
 
     def __init__(self, *, num_classes: Annotated[int, Gt(1)] = 11, depth: Literal[56, 67, 103] = 103,
                  dropout: Annotated[float, Ge(0)] = 0.2, lr: Annotated[float, Gt(0)] = 1e-3,
@@ -110,9 +111,9 @@ class Tiramisu(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.net = FCDenseNet(num_classes, depth, dropout=dropout)
-        self.name = f"fc_densenet{depth}"
-        self.scores = nn.ModuleDict({stage: SegmentationScores(num_classes, IGNORE) for stage in ("val", "test")})
-        self.monitor = (f"val/mean_iu_{self.name}", "max")
+        self.score_suffix = f"fc_densenet{depth}"
+        self.scores = segmentation_scores(num_classes, IGNORE)
+        self.monitor = (f"val/mean_iu_{self.score_suffix}", "max")
         self.example_input_array = torch.zeros(2, 3, 64, 64)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -123,27 +124,6 @@ class Tiramisu(pl.LightningModule):
         loss = F.cross_entropy(self(images), masks, ignore_index=IGNORE)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
         return loss
-
-    def evaluation_step(self, batch, stage: str) -> None:
-        images, masks = batch
-        self.scores[stage].update(self(images), masks)
-
-    def on_evaluation_epoch_end(self, stage: str) -> None:
-        values = self.scores[stage].compute()
-        self.log_dict({f"{stage}/{k}_{self.name}": values[k].float() for k in ("mean_iu", "pixel_acc")}, sync_dist=True)
-        self.scores[stage].reset()
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self.evaluation_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self.on_evaluation_epoch_end("val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self.evaluation_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self.on_evaluation_epoch_end("test")
 
     def configure_optimizers(self):
         optimizer = torch.optim.RMSprop(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
