@@ -225,6 +225,7 @@ class WikiText103(ShardDataModule):
         self.layout, self.max_length = layout, max_length
         self.long_max_length, self.long_after_step = long_max_length, long_after_step
         self._pairs: dict[tuple[str, int], list] = {}
+        self._documents: dict[str, list] = {}
 
     def sample(self, split: str):
         return lambda s: s["txt"]
@@ -234,15 +235,21 @@ class WikiText103(ShardDataModule):
         # transformers 5 takes the vocabulary as `vocab=` (a `vocab_file=` is silently ignored: all [UNK]).
         return BertTokenizer(vocab=str(self.vocab), do_lower_case=True)
 
+    def documents(self, split: str) -> list[list[list[int]]]:
+        """The split's articles as sentences of WordPiece ids, read and tokenised once (both lengths use them)."""
+        if split not in self._documents:
+            tokenizer = self.tokenizer()
+            # One batched (Rust) call per article: per-sentence calls would take hours on the real corpus.
+            tokenised = (tokenizer(sentences(sample["txt"]), add_special_tokens=False)["input_ids"]
+                         for sample in self.read_all(split))
+            self._documents[split] = [d for d in tokenised if d]
+        return self._documents[split]
+
     def pairs(self, split: str, max_length: int) -> list[tuple[list[int], list[int], int]]:
         """The split's sentence pairs at one length, built once per (split, length) with a seeded generator."""
         if (split, max_length) not in self._pairs:
-            tokenizer = self.tokenizer()
-            # One batched (Rust) call per article: per-sentence calls would take hours on the real corpus.
-            documents = [tokenizer(sentences(sample["txt"]), add_special_tokens=False)["input_ids"]
-                         for sample in self.read_all(split)]
             rng = np.random.default_rng([self.seed, max_length, SPLITS_ORDER.index(split)])
-            self._pairs[split, max_length] = sentence_pairs([d for d in documents if d], max_length, rng)
+            self._pairs[split, max_length] = sentence_pairs(self.documents(split), max_length, rng)
             if not self._pairs[split, max_length]:
                 raise DataError(f"{self.shards_dir}: split {split!r} yields no sentence pair of at most {max_length} tokens")
         return self._pairs[split, max_length]
