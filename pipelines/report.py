@@ -25,7 +25,7 @@ def rows(results: list[dict]) -> list[dict]:
     return [{"paper": r["paper"], "setting": c["metric"], "claimed": c["claimed"], "reproduced": c["reproduced"],
              "ci95": r["metrics"].get(f"{c['metric']}_ci95"), "status": c["status"], "source": c["source"],
              "data_source": r["data_source"], "profile": r["profile"], "mlflow_run_id": r["mlflow_run_id"],
-             "row": c.get("row"), "column": c.get("column")}
+             "row": c.get("row"), "column": c.get("column"), "untrained": c.get("untrained")}
             for r in results for c in r["claims"]]
 
 
@@ -54,13 +54,15 @@ def _number(value: float | None, ci95: float | None = None) -> str:
 def markdown(table: list[dict]) -> str:
     lines = ["# Reproductions", "",
              "Status is `reproduced` only for the paper's recipe on the paper's data; smoke and synthetic runs are "
-             "`not_comparable`.", "",
-             "| paper | setting | claimed | reproduced (± 95% CI) | status | claim from | data | profile | MLflow run |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "`not_comparable`. *Untrained* is the same net at its seeded initialisation on the same test set, measured "
+             "for smoke runs: the floor a run must clear to show it learned.", "",
+             "| paper | setting | claimed | reproduced (± 95% CI) | untrained | status | claim from | data | profile | MLflow run |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['paper']} | `{r['setting']}` | {_number(r['claimed'])} | {_number(r['reproduced'], r['ci95'])} | "
-              f"{r['status']} | {r['source']} | {r['data_source']} | {r['profile']} | `{r['mlflow_run_id']}` |" for r in table]
+              f"{_number(r['untrained'])} | {r['status']} | {r['source']} | {r['data_source']} | {r['profile']} | "
+              f"`{r['mlflow_run_id']}` |" for r in table]
     if not table:
-        lines.append("| — | no paper has been evaluated yet | | | | | | | |")
+        lines.append("| — | no paper has been evaluated yet | | | | | | | | |")
     for paper in dict.fromkeys(r["paper"] for r in table):
         for grid in claim_tables([r | {"metric": r["setting"]} for r in table if r["paper"] == paper], paper).values():
             lines += ["", grid.rstrip("\n")]

@@ -115,6 +115,8 @@ def log_evaluation(params: Params, run_id: str, metrics: dict[str, float], claim
         values[f"claimed/{claim['metric']}"] = claim["claimed"]
         if claim["reproduced"] is not None:
             values[f"gap/{claim['metric']}"] = claim["reproduced"] - claim["claimed"]
+        if claim.get("untrained") is not None:
+            values[f"untrained/{claim['metric']}"] = claim["untrained"]
         mlflow_client.set_tag(run_id, f"status/{claim['metric']}", claim["status"])
     now = int(time.time() * 1000)    # a real timestamp: a re-run evaluation adds a point instead of colliding
     mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in sorted(values.items())])

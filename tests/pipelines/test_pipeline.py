@@ -39,7 +39,12 @@ def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     assert {c["metric"] for c in saved["claims"]} <= set(saved["metrics"])
     assert all(c["status"] == "not_comparable" for c in saved["claims"])      # smoke on synthetic data
     assert 0.2 < saved["metrics"]["test/acc_5way_5shot"] <= 1.0
+    # The smoke floor: the same net at its seeded initialisation, on the same episodes.
+    assert set(saved["untrained_metrics"]) == set(saved["metrics"])
+    assert saved["untrained_metrics"] != saved["metrics"]
+    assert all(c["untrained"] == saved["untrained_metrics"][c["metric"]] for c in saved["claims"])
     logged = MlflowClient("sqlite:///mlflow.db").get_run(run.mlflow_run_id)
+    assert logged.data.metrics["untrained/test/acc_5way_1shot"] == saved["untrained_metrics"]["test/acc_5way_1shot"]
     assert logged.data.metrics["claimed/test/acc_5way_1shot"] == 0.988
     assert "gap/test/acc_20way_5shot" in logged.data.metrics and "test/acc_20way_5shot_ci95" in logged.data.metrics
     assert logged.data.tags["data_source"] == "synthetic" and logged.data.tags["profile"] == "smoke"
@@ -72,7 +77,7 @@ def test_report_rows_show_the_confidence_interval():
     result = {"paper": "p", "profile": "paper", "data_source": "local", "mlflow_run_id": "r",
               "metrics": {"test/acc": 0.95, "test/acc_ci95": 0.01},
               "claims": [{"metric": "test/acc", "claimed": 0.96, "reproduced": 0.95, "status": "reproduced", "source": "Table 1"}]}
-    assert "| p | `test/acc` | 0.9600 | 0.9500 ± 0.0100 | reproduced | Table 1 | local | paper | `r` |" in markdown(rows([result]))
+    assert "| p | `test/acc` | 0.9600 | 0.9500 ± 0.0100 | — | reproduced | Table 1 | local | paper | `r` |" in markdown(rows([result]))
 
 
 def test_claims_that_name_a_cell_are_rebuilt_as_the_papers_table():
