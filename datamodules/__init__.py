@@ -18,7 +18,9 @@ DATASETS: LazyRegistry[ShardDataModule] = LazyRegistry({
     "imagenet": "datamodules.imagenet:ImageNet",
     "lfw": "datamodules.lfw:LFW",
     "mnist": "datamodules.mnist:MNIST",
+    "multiagent": "datamodules.multiagent:MultiAgent",
     "omniglot": "datamodules.omniglot:Omniglot",
+    "style": "datamodules.style:Style",
     "voc": "datamodules.voc:VOC",
     "wikitext103": "datamodules.wikitext103:WikiText103",
 })

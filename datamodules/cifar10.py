@@ -107,15 +107,16 @@ class CIFAR10(ShardDataModule):
     download, synthesize, samples, classes, check_layout = map(staticmethod, (download, synthesize, samples, classes, check_layout))
 
     def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 128, num_workers: int = 0,
-                 shuffle_buffer: Positive = 5000, augment: bool = True):
+                 shuffle_buffer: Positive = 5000, augment: bool = True, normalize: bool = True):
         super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
-        self.augment = augment
+        self.augment, self.normalize = augment, normalize    # density models (pixelcnn) read raw [0, 1] pixels
 
     def transform(self, split: str) -> v2.Compose:
         steps = [v2.ToImage()]
         if split == "train" and self.augment:
             steps += [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
-        return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+        steps.append(v2.ToDtype(torch.float32, scale=True))
+        return v2.Compose([*steps, *([v2.Normalize(MEAN, STD)] if self.normalize else [])])
 
     def sample(self, split: str):
         return classification_sample(self.transform(split))

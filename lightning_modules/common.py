@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models import VGG
+from torchvision.models.vgg import cfgs as vgg_cfgs, make_layers
 
 
 def topk_errors(logits: Tensor, target: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[Tensor]:
@@ -43,10 +45,17 @@ def sgd_from_hparams(module) -> dict:
 
 
 def sgd_with_milestones(parameters, *, lr: float, momentum: float, weight_decay: float, milestones: list[int],
-                        gamma: float = 0.1) -> dict:
-    """SGD whose learning rate is multiplied by `gamma` at each milestone (counted in optimizer steps)."""
+                        gamma: float = 0.1, warmup_steps: int = 0, warmup_factor: float = 1 / 3) -> dict:
+    """SGD whose learning rate is multiplied by `gamma` at each milestone (counted in optimizer steps), after an
+    optional linear warm-up from `warmup_factor` · lr (Detectron's, without which large-lr detectors diverge)."""
+    from bisect import bisect_right
+
+    def factor(step: int) -> float:
+        warm = warmup_factor + (1 - warmup_factor) * step / warmup_steps if step < warmup_steps else 1.0
+        return warm * gamma ** bisect_right(sorted(milestones), step)
+
     optimizer = torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
@@ -90,6 +99,16 @@ class SegmentationScores(nn.Module):
 
     def reset(self) -> None:
         self.confusion.reset()
+
+
+class SameStepForValAndTest:
+    """validation_step and test_step are one `evaluation_step(batch, stage)`, logging `<stage>/<metric>`."""
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.evaluation_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.evaluation_step(batch, "test")
 
 
 class SegmentationEvaluation:
@@ -186,3 +205,43 @@ def voc07_average_precision(detections: list[dict], truths: list[dict], num_clas
         results[c] = float(sum((precision[recall >= t].max() if (recall >= t).any() else torch.tensor(0.0))
                                for t in torch.linspace(0, 1, 11, dtype=torch.float64)) / 11)
     return results
+
+
+def thinned(channels: int, width: float) -> int:
+    return max(4, int(channels * width))
+
+
+def thin_vgg16(width: float, batch_norm: bool = False) -> VGG:
+    """VGG-16 (configuration "D") with every width scaled (and batch norm after each convolution if asked), for
+    smoke runs from random initialisation on a CPU; width 1 without batch norm is torchvision's."""
+    scaled = [c if c == "M" else thinned(c, width) for c in vgg_cfgs["D"]]
+    vgg = VGG(make_layers(scaled, batch_norm=batch_norm), init_weights=True)
+    fc = max(16, int(4096 * width))
+    vgg.classifier = nn.Sequential(nn.Linear(scaled[-2] * 49, fc), nn.ReLU(True), nn.Dropout(), nn.Linear(fc, fc))
+    return vgg
+
+
+def thin_convolutions(module: nn.Module, width: float) -> nn.Module:
+    """Every convolution (and batch norm) of `module` with its channels scaled by `width` (the 3 colour channels
+    kept), freshly initialised: the same architecture, thinner, for smoke runs of nets built by torchvision."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.Conv2d):
+            channels_in = child.in_channels if child.in_channels == 3 else thinned(child.in_channels, width)
+            setattr(module, name, nn.Conv2d(channels_in, thinned(child.out_channels, width), child.kernel_size,
+                                            child.stride, child.padding, child.dilation, bias=child.bias is not None))
+        elif isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, nn.BatchNorm2d(thinned(child.num_features, width)))
+        else:
+            thin_convolutions(child, width)
+    return module
+
+
+def gather_lists(items: list) -> list:
+    """Every DDP rank's `items`, concatenated in rank order, on every rank: metrics that need the whole test set
+    (VOC07 AP, proposal recall) are then exact under DDP. Outside DDP, `items` itself."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return items
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, items)
+    return [item for part in parts for item in part]

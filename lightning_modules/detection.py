@@ -83,7 +83,7 @@ class TorchvisionDetector(pl.LightningModule):
     def configure_optimizers(self):
         h = self.hparams
         return sgd_with_milestones([p for p in self.parameters() if p.requires_grad], lr=h.lr, momentum=h.momentum,
-                                   weight_decay=h.weight_decay, milestones=list(h.milestones))
+                                   weight_decay=h.weight_decay, milestones=list(h.milestones), warmup_steps=h.warmup_steps)
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:

@@ -9,9 +9,12 @@ Faithful: the reference Caffe net's geometry: conv1_1 padded by 100, ceil-mode p
           upsampling initialised to bilinear interpolation, learned for the 2× layers and fixed for the final
           one; 255 ignored; SGD momentum 0.99, weight decay 5e-4, batch 1 with the unnormalised (summed) loss.
           One run trains the stages in order: at each boundary of `stage_steps` the next skip switches on,
-          which is the paper's "initialise 16s from 32s" with the zero-initialised layer already in place.
+          which is the paper's "initialise 16s from 32s" with the zero-initialised layer already in place;
+          the momentum restarts at each boundary, as a new solver's would.
           Metrics: pixel accuracy, mean accuracy, mean IU and frequency-weighted IU (§5), of the last stage.
-Differs:  `width` < 1 thins every VGG layer for smoke runs on a CPU (the paper profile uses 1); the optimiser's momentum carries over a stage boundary (the paper restarts it); the replica, or
+Differs:  smoke runs train from random initialisation on a CPU: `width` < 1 thins every VGG layer and
+          `batch_norm` adds VGG-16-BN's normalisation, without which the thin net's ReLUs die before it learns
+          (the paper profile uses neither); the replica, or
           VOC 2012 val instead of the paper's VOC 2011 val subset, is `not_comparable`.
 """
 from __future__ import annotations
@@ -23,10 +26,9 @@ import torch
 import torch.nn.functional as F
 from annotated_types import Ge, Gt
 from torch import Tensor, nn
-from torchvision.models import VGG, VGG16_Weights, vgg16
-from torchvision.models.vgg import cfgs as vgg_cfgs, make_layers
+from torchvision.models import VGG16_Weights, vgg16
 
-from lightning_modules.common import SegmentationEvaluation, segmentation_figure, segmentation_scores
+from lightning_modules.common import SegmentationEvaluation, segmentation_figure, segmentation_scores, thin_vgg16
 from lightning_modules.paper import Claim, Paper
 
 Variant = Literal["32s", "16s", "8s"]
@@ -38,6 +40,7 @@ PAPER = Paper(
         for variant, row in {"32s": (0.891, 0.733, 0.594, 0.814), "16s": (0.900, 0.757, 0.624, 0.830),
                              "8s": (0.903, 0.759, 0.627, 0.832)}.items()
         for score, value in zip(("pixel_acc", "mean_acc", "mean_iu", "fw_iu"), row)),
+    primary_metric="test/mean_iu_fcn8s",    # the paper's headline: FCN-8s mean IU
 )
 IGNORE = 255
 
@@ -70,28 +73,23 @@ def score_layer(channels: int, classes: int) -> nn.Conv2d:
     return layer
 
 
-def thin_vgg16(width: float) -> nn.Module:
-    """VGG-16 (configuration "D") with every width scaled, for smoke runs on a CPU; width 1 is torchvision's."""
-    scaled = [c if c == "M" else max(4, int(c * width)) for c in vgg_cfgs["D"]]
-    vgg = VGG(make_layers(scaled), init_weights=True)
-    fc = max(16, int(4096 * width))
-    vgg.classifier = nn.Sequential(nn.Linear(scaled[-2] * 49, fc), nn.ReLU(True), nn.Dropout(), nn.Linear(fc, fc))
-    return vgg
-
-
 class FCNVGG16(nn.Module):
-    def __init__(self, classes: int, pretrained: bool = False, width: float = 1.0):
+    def __init__(self, classes: int, pretrained: bool = False, width: float = 1.0, batch_norm: bool = False):
         super().__init__()
-        if pretrained and width != 1.0:
-            raise ValueError(f"hparams.width: ImageNet weights exist for width 1.0 only, got {width}")
-        vgg = vgg16(weights=VGG16_Weights.IMAGENET1K_V1 if pretrained else None) if width == 1.0 else thin_vgg16(width)
+        if pretrained and (width != 1.0 or batch_norm):
+            raise ValueError(f"hparams.width, hparams.batch_norm: ImageNet weights exist for width 1.0 without batch "
+                             f"norm only, got width {width}, batch_norm {batch_norm}")
+        vgg = (vgg16(weights=VGG16_Weights.IMAGENET1K_V1 if pretrained else None) if width == 1.0 and not batch_norm
+               else thin_vgg16(width, batch_norm))
         features = vgg.features
         features[0].padding = (100, 100)                 # so that fc6's 7×7 sees any input size
         for layer in features:
             if isinstance(layer, nn.MaxPool2d):
                 layer.ceil_mode = True                   # Caffe's pooling: the crop offsets assume it
-        self.to_pool3, self.to_pool4, self.to_pool5 = features[:17], features[17:24], features[24:]
-        (fc, trunk), pool3_channels = vgg.classifier[0].weight.shape, features[14].out_channels
+        pools = [i + 1 for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]
+        self.to_pool3, self.to_pool4, self.to_pool5 = features[: pools[2]], features[pools[2] : pools[3]], features[pools[3] :]
+        pool3_channels = [layer for layer in self.to_pool3 if isinstance(layer, nn.Conv2d)][-1].out_channels
+        fc, trunk = vgg.classifier[0].weight.shape
         fc6, fc7 = nn.Conv2d(trunk // 49, fc, 7), nn.Conv2d(fc, fc, 1)
         fc6.weight.data.copy_(vgg.classifier[0].weight.data.view(fc, trunk // 49, 7, 7))   # "cast as convolutions"
         fc6.bias.data.copy_(vgg.classifier[0].bias.data)
@@ -124,7 +122,7 @@ class FCN(SegmentationEvaluation, pl.LightningModule):
 
     def __init__(self, *, classes: Annotated[int, Gt(1)] = 21, stages: tuple[Variant, ...] = ("32s", "16s", "8s"),
                  stage_steps: tuple[Annotated[int, Ge(0)], ...] = (), pretrained: bool = False,
-                 width: Annotated[float, Gt(0)] = 1.0,
+                 width: Annotated[float, Gt(0)] = 1.0, batch_norm: bool = False,
                  lr: Annotated[float, Gt(0)] = 1e-10, momentum: Annotated[float, Ge(0)] = 0.99,
                  weight_decay: Annotated[float, Ge(0)] = 5e-4):
         super().__init__()
@@ -132,7 +130,7 @@ class FCN(SegmentationEvaluation, pl.LightningModule):
             raise ValueError(f"hparams.stage_steps: {len(stages) - 1} increasing step(s) at which the next of "
                              f"stages {list(stages)} begins, got {list(stage_steps)}")
         self.save_hyperparameters()
-        self.net = FCNVGG16(classes, pretrained, width)
+        self.net = FCNVGG16(classes, pretrained, width, batch_norm)
         self.scores = segmentation_scores(classes, IGNORE)
         # Stage index + mean IU: the best checkpoint is the best one of the latest stage, as the paper takes each
         # stage's net to start the next and reports the last (a key per stage would be missing in the others).
@@ -158,6 +156,14 @@ class FCN(SegmentationEvaluation, pl.LightningModule):
         self.log("train/loss", loss / len(images), batch_size=len(images), prog_bar=True)
         self.log("train/stage", float(self.hparams.stages.index(self.variant)), batch_size=len(images))
         return loss
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Each stage is a new net initialised from the last one's weights (§4.2): its solver starts without the
+        # previous stage's momentum, which at 0.99 would otherwise carry ~100 steps of the old net's gradients.
+        if self.global_step in self.hparams.stage_steps:
+            for optimizer in self.trainer.optimizers:
+                for state in optimizer.state.values():
+                    state.pop("momentum_buffer", None)
 
     @property
     def score_suffix(self) -> str:

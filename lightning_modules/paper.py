@@ -40,8 +40,9 @@ class Paper:
     # False where `dataset` only stands in for the paper's data (BERT's BooksCorpus + Wikipedia is not
     # WikiText-103): then no run is judged against the paper's numbers, whatever its profile.
     dataset_is_the_papers: bool = True
+    primary_metric: str | None = None       # the headline claim when it is not the first one listed
 
     @property
     def primary(self) -> Claim:
         """The claim that ranks models of this paper (best checkpoint, champion in the registry)."""
-        return self.claims[0]
+        return next((c for c in self.claims if c.metric == self.primary_metric), self.claims[0])

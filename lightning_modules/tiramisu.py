@@ -8,9 +8,11 @@ Paper:    a DenseNet down path (dense blocks, each layer BN-ReLU-3×3 conv-dropo
 Faithful: Table 2's FC-DenseNet56 (4 layers per block, growth 12), 67 (5, growth 16) and 103 (4 5 7 10 12 |
           15 | 12 10 7 5 4, growth 16), 48 filters in the first 3×3 conv, dropout 0.2, HeUniform
           initialisation, RMSprop lr 1e-3 decayed by 0.995 per epoch, weight decay 1e-4, 224×224 random crops
-          with flips; CamVid's 11 classes with void ignored. Metrics: mean IoU and global accuracy (Table 1).
-Differs:  no class-balancing weights and no second fine-tuning stage on full-size images; the replica is
-          `not_comparable`.
+          with flips (taken here from the full images the loader gives), then fine-tuning on the full-size
+          images at lr 1e-4 from step `finetune_after_step` in the same run; CamVid's 11 classes with void
+          ignored. Metrics: mean IoU and global accuracy (Table 1).
+Differs:  the fine-tuning keeps the crop stage's batch size (the paper drops to 1); no class-balancing weights
+          (the paper's text does not use them); the replica is `not_comparable`.
 """
 from __future__ import annotations
 
@@ -107,7 +109,9 @@ class Tiramisu(SegmentationEvaluation, pl.LightningModule):
 
     def __init__(self, *, num_classes: Annotated[int, Gt(1)] = 11, depth: Literal[56, 67, 103] = 103,
                  dropout: Annotated[float, Ge(0)] = 0.2, lr: Annotated[float, Gt(0)] = 1e-3,
-                 decay: Annotated[float, Gt(0)] = 0.995, weight_decay: Annotated[float, Ge(0)] = 1e-4):
+                 decay: Annotated[float, Gt(0)] = 0.995, weight_decay: Annotated[float, Ge(0)] = 1e-4,
+                 crop: Annotated[int, Gt(0)] | None = 224, finetune_after_step: Annotated[int, Ge(0)] | None = None,
+                 finetune_lr: Annotated[float, Gt(0)] = 1e-4):
         super().__init__()
         self.save_hyperparameters()
         self.net = FCDenseNet(num_classes, depth, dropout=dropout)
@@ -119,8 +123,34 @@ class Tiramisu(SegmentationEvaluation, pl.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
 
+    @property
+    def finetuning(self) -> bool:
+        after = self.hparams.finetune_after_step
+        return after is not None and self.global_step >= after
+
+    def crop_and_flip(self, images: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
+        """§4.1: one random `crop` × `crop` window and a horizontal flip per image, the same for its mask."""
+        size = self.hparams.crop
+        if size is None or self.finetuning:
+            return images, masks
+        height, width = images.shape[-2:]
+        if size > min(height, width):
+            raise ValueError(f"hparams.crop: {size} is larger than the {height}×{width} training images")
+        pairs = []
+        for image, mask in zip(images, masks):
+            y, x = (int(torch.randint(0, n - size + 1, ())) for n in (height, width))
+            image, mask = image[:, y : y + size, x : x + size], mask[y : y + size, x : x + size]
+            pairs.append((image.flip(-1), mask.flip(-1)) if torch.rand(()) < 0.5 else (image, mask))
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.hparams.finetune_after_step is not None and self.global_step == self.hparams.finetune_after_step:
+            for optimizer in self.trainer.optimizers:            # the fine-tuning stage's own learning rate
+                for group in optimizer.param_groups:
+                    group["lr"] = self.hparams.finetune_lr
+
     def training_step(self, batch, batch_idx: int) -> Tensor:
-        images, masks = batch
+        images, masks = self.crop_and_flip(*batch)
         loss = F.cross_entropy(self(images), masks, ignore_index=IGNORE)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
         return loss

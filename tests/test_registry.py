@@ -26,6 +26,8 @@ def test_every_paper_is_wired_everywhere():
         for claim in module.paper.claims:
             assert re.fullmatch(r"test/[a-z0-9_]+", claim.metric), claim.metric
             assert claim.tolerance >= 0
+        named = module.paper.primary_metric
+        assert named is None or named in {c.metric for c in module.paper.claims}, f"{key}: primary_metric {named}"
 
 
 def test_every_dataset_is_wired_everywhere():

@@ -72,3 +72,20 @@ def test_stages_switch_at_the_configured_steps_and_a_bad_schedule_is_named():
     assert model.variant == "32s"
     with pytest.raises(ValueError, match="hparams.stage_steps"):
         FCN(classes=3, stage_steps=(10,))
+
+
+def test_each_stage_starts_its_solver_without_the_last_stages_momentum():
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    class MomentumSeen(pl.Callback):
+        seen: list[bool] = []
+
+        def on_before_optimizer_step(self, trainer, module, optimizer):
+            self.seen.append(any("momentum_buffer" in state for state in optimizer.state.values()))
+
+    model = FCN(classes=3, stages=("32s", "16s"), stage_steps=(2,), width=0.125, lr=1e-6, momentum=0.9)
+    batches = DataLoader([([torch.rand(3, 32, 32)], [torch.randint(0, 3, (32, 32))])] * 4, batch_size=None)
+    pl.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, limit_val_batches=0, callbacks=[MomentumSeen()]).fit(model, batches)
+    assert MomentumSeen.seen == [False, True, False, True]      # step 2 begins 16s with a fresh momentum

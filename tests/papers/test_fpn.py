@@ -36,3 +36,15 @@ def test_trains_and_scores_box_ap_and_rpn_recall(tmp_path):
     metrics = trainer(1).test(model, datamodule=data, verbose=False)[0]
     assert {"test/box_ap_fpn", "test/box_ap_s_fpn", "test/rpn_ar1000_fpn"} <= set(metrics)
     assert 0.0 <= metrics["test/rpn_ar1000_fpn"] <= 1.0
+
+
+def test_the_learning_rate_warms_up_linearly_then_steps_down_at_the_milestones():
+    from lightning_modules.common import sgd_with_milestones
+    schedule = sgd_with_milestones([torch.nn.Parameter(torch.zeros(1))], lr=0.3, momentum=0.9, weight_decay=0,
+                                   milestones=[20], warmup_steps=10)["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(25):
+        rates.append(schedule.get_last_lr()[0])
+        schedule.optimizer.step(), schedule.step()
+    assert rates[0] == pytest.approx(0.1) and rates[5] == pytest.approx(0.2) and rates[10:20] == pytest.approx([0.3] * 10)
+    assert rates[20:] == pytest.approx([0.03] * 5)

@@ -26,6 +26,36 @@ def test_ssd300_has_8732_default_boxes_at_the_papers_scales(model):
     assert sides[1].tolist() == [round((0.1 * 0.2) ** 0.5 * 300)] * 2   # s' = √(0.1 · 0.2)
 
 
+def test_ssd512_has_the_papers_seven_maps_and_24564_default_boxes():
+    model = SSD(num_classes=20, size=512, width=0.125)
+    images = torch.zeros(1, 3, 512, 512)
+    features = list(model.net.backbone(images).values())
+    assert [f.shape[-1] for f in features] == [64, 32, 16, 8, 4, 2, 1]
+    boxes = model.net.anchor_generator(ImageList(images, [(512, 512)]), features)[0]
+    assert boxes.shape == (24564, 4)
+    assert (boxes[0, 2:] - boxes[0, :2]).round().tolist() == [round(0.07 * 512)] * 2      # conv4_3 at s = 0.07
+
+
+def test_at_full_width_the_net_is_torchvisions_ssd300_parameter_for_parameter(model):
+    from torchvision.models.detection import ssd300_vgg16
+    theirs = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21).state_dict()
+    assert {k: v.shape for k, v in model.net.state_dict().items()} == {k: v.shape for k, v in theirs.items()}
+
+
+def test_a_thinned_net_keeps_the_layout_with_fewer_channels(model):
+    thin = SSD(num_classes=20, width=0.125)
+    images = torch.zeros(1, 3, 300, 300)
+    assert [f.shape[-2:] for f in thin.net.backbone(images).values()] == [f.shape[-2:] for f in model.net.backbone(images).values()]
+    assert sum(p.numel() for p in thin.parameters()) < sum(p.numel() for p in model.parameters()) / 30
+
+
+def test_imagenet_weights_exist_only_at_full_width():
+    with pytest.raises(ValueError, match="hparams.width"):
+        SSD(num_classes=20, pretrained=True, width=0.5)
+    with pytest.raises(ValueError, match="hparams.batch_norm"):
+        SSD(num_classes=20, pretrained=True, batch_norm=True)
+
+
 def test_the_heads_predict_background_plus_the_object_classes(model):
     assert model.net.head.classification_head.num_columns == 21
 

@@ -19,3 +19,29 @@ def test_two_process_ddp_training_finishes_with_one_mlflow_run(project):
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1                                   # rank 1 re-runs the command but owns no run
     assert runs[0].data.metrics["train/loss"] > 0
+
+
+def _gather_on_rank(rank: int, world: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    from lightning_modules.common import gather_lists
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        results[rank] = gather_lists([f"rank{rank}-a", f"rank{rank}-b"][: rank + 1])
+    finally:
+        dist.destroy_process_group()
+
+
+def test_whole_test_set_metrics_gather_every_ranks_items_in_rank_order():
+    """VOC07 AP and proposal recall are computed from lists, not running sums: under DDP each rank must score
+    the union of all ranks' detections, or the logged mAP would be one rank's share."""
+    import socket
+
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_gather_on_rank, args=(2, port, results), nprocs=2, join=True)
+        assert dict(results) == {0: ["rank0-a", "rank1-a", "rank1-b"], 1: ["rank0-a", "rank1-a", "rank1-b"]}

@@ -1,0 +1,159 @@
+"""Multi-agent gridworld trajectories for Relational Forward Models (Tacchetti et al. 2018): the paper's three
+games, played by scripted agents whose behaviour is written down here, so what a model must predict is known.
+
+Games (a `size` × `size` grid; actions stay, up, down, left, right):
+- `coop_nav`, cooperative navigation: as many landmarks as agents; each agent heads for the landmark that the
+  greedy nearest-pair assignment gives it, so its move depends on where the other agents are.
+- `stag_hunt`: one stag and two apples; an agent hunts the stag only when another agent is at least as close
+  to the stag as itself (the stag needs two hunters), else it takes the nearest apple.
+- `coin_game`: coins of each agent's colour; an agent takes the nearest coin of its own colour unless another
+  agent is closer to that coin, in which case it takes the nearest coin of any colour.
+Every agent moves at random with probability `epsilon`, so no action is fully determined.
+Raw layout: {train,val,test}.jsonl, one episode per line: {"game", "entities": [[x, y, type] per entity] per
+step, "actions": [action per agent] per step}. The data are generated (source `generated`); they stand in for
+the paper's trajectories of trained A2C agents, so no result on them is judged against the paper.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from annotated_types import Ge, Gt, Le
+
+from datamodules.base import ShardDataModule
+from datamodules.files import DataError
+
+Game = Literal["coop_nav", "stag_hunt", "coin_game"]
+GAMES: tuple[Game, ...] = ("coop_nav", "stag_hunt", "coin_game")
+TYPES = ("agent", "landmark", "stag", "apple", "coin_0", "coin_1")
+MOVES = np.array([(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)])      # stay, up, down, left, right
+SPLITS = ("train", "val", "test")
+AGENTS = 2
+Positive = Annotated[int, Gt(0)]
+
+
+def objects(game: Game) -> list[str]:
+    return {"coop_nav": ["landmark"] * AGENTS, "stag_hunt": ["stag", "apple", "apple"],
+            "coin_game": ["coin_0", "coin_1", "coin_0", "coin_1"]}[game]
+
+
+def step_towards(position: np.ndarray, goal: np.ndarray) -> int:
+    """The move that shortens the larger of the two distances (rows first on ties)."""
+    dx, dy = goal - position
+    if dx == dy == 0:
+        return 0
+    if abs(dy) >= abs(dx):
+        return 2 if dy > 0 else 1
+    return 4 if dx > 0 else 3
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a - b).sum())
+
+
+def goals(game: Game, agents: np.ndarray, things: np.ndarray, kinds: list[str]) -> list[np.ndarray]:
+    """Each agent's target under the game's scripted policy (see the module docstring)."""
+    if game == "coop_nav":                         # greedy assignment: the closest (agent, landmark) pair first
+        pairs = sorted((distance(a, t), i, j) for i, a in enumerate(agents) for j, t in enumerate(things))
+        chosen: dict[int, int] = {}
+        for _, i, j in pairs:
+            if i not in chosen and j not in chosen.values():
+                chosen[i] = j
+        return [things[chosen[i]] for i in range(len(agents))]
+    found = []
+    for i, me in enumerate(agents):
+        others = [a for k, a in enumerate(agents) if k != i]
+        if game == "stag_hunt":
+            stag = things[kinds.index("stag")]
+            partner = any(distance(o, stag) <= distance(me, stag) for o in others)
+            apples = [t for t, kind in zip(things, kinds) if kind == "apple"]
+            found.append(stag if partner else min(apples, key=lambda t: distance(me, t)))
+        else:
+            mine = [t for t, kind in zip(things, kinds) if kind == f"coin_{i}"]
+            target = min(mine, key=lambda t: distance(me, t))
+            if any(distance(o, target) < distance(me, target) for o in others):
+                target = min(things, key=lambda t: distance(me, t))
+            found.append(target)
+    return found
+
+
+def episode(rng: np.random.Generator, game: Game, size: int, steps: int, epsilon: float) -> dict:
+    kinds = objects(game)
+    cells = rng.choice(size * size, AGENTS + len(kinds), replace=False)
+    positions = np.stack([cells % size, cells // size], 1)
+    agents, things = positions[:AGENTS].copy(), positions[AGENTS:].copy()
+    entities, actions = [], []
+    for _ in range(steps):
+        entities.append([[int(x), int(y), 0] for x, y in agents] +
+                        [[int(x), int(y), TYPES.index(k)] for (x, y), k in zip(things, kinds)])
+        chosen = [step_towards(a, g) for a, g in zip(agents, goals(game, agents, things, kinds))]
+        chosen = [int(rng.integers(len(MOVES))) if rng.random() < epsilon else c for c in chosen]
+        actions.append(chosen)
+        agents = np.clip(agents + MOVES[chosen], 0, size - 1)
+        for j, thing in enumerate(things):         # a reached object reappears elsewhere (a fresh goal)
+            if any((a == thing).all() for a in agents) and (kinds[j] != "stag" or sum((a == thing).all() for a in agents) == AGENTS):
+                things[j] = rng.integers(0, size, 2)
+    return {"game": game, "size": size, "entities": entities, "actions": actions}
+
+
+def generate(raw_dir: Path, seed: int = 0, *, games: tuple[Game, ...] = GAMES, size: Annotated[int, Ge(4)] = 8,
+             steps: Positive = 20, epsilon: Annotated[float, Ge(0), Le(1)] = 0.1, train: Positive = 2000,
+             val: Positive = 200, test: Positive = 400) -> None:
+    """`train`/`val`/`test` episodes of each game."""
+    rng = np.random.default_rng(seed)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for split, count in zip(SPLITS, (train, val, test)):
+        lines = (json.dumps(episode(rng, game, size, steps, epsilon)) for game in games for _ in range(count))
+        (raw_dir / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def check_layout(raw_dir: Path) -> None:
+    if missing := [f"{s}.jsonl" for s in SPLITS if not (raw_dir / f"{s}.jsonl").exists()]:
+        raise DataError(f"{raw_dir}: missing {', '.join(missing)} (one JSON episode per line)")
+
+
+def classes(raw_dir: Path, split: str) -> list[str]:
+    return ["stay", "up", "down", "left", "right"]
+
+
+def samples(raw_dir: Path, split: str) -> Iterator[dict]:
+    check_layout(raw_dir)
+    path = raw_dir / f"{split}.jsonl"
+    for number, line in enumerate(path.read_text().splitlines()):
+        record = json.loads(line)
+        if record.get("game") not in GAMES or len(record["entities"]) != len(record["actions"]):
+            yield {"__key__": f"{split}/{number:06d}", "__error__": f"{path}:{number + 1}: not an episode of {GAMES}"}
+            continue
+        yield {"__key__": f"{split}/{number:06d}", "json": record}
+
+
+def features(entities: list, size: int) -> torch.Tensor:
+    """(T, E, 2 + types): each entity's position scaled to [0, 1] and its type one-hot."""
+    table = torch.tensor(entities, dtype=torch.float32)
+    kinds = torch.nn.functional.one_hot(table[..., 2].long(), len(TYPES)).float()
+    return torch.cat([table[..., :2] / (size - 1), kinds], -1)
+
+
+class MultiAgent(ShardDataModule):
+    """Episodes of one game: (entities (T, E, F), actions (T, agents)); agents are the first entities."""
+
+    name = "multiagent"
+    sources = ("generated",)
+    in_memory = True
+    synthesize = staticmethod(generate)
+    samples, classes, check_layout = map(staticmethod, (samples, classes, check_layout))
+
+    def __init__(self, shards_dir: Path, seed: int = 0, *, game: Game = "stag_hunt", batch_size: Positive = 64,
+                 num_workers: int = 0, shuffle_buffer: Positive = 2000):
+        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
+        self.game = game
+
+    def keep(self, split: str):
+        return lambda s: s["json"]["game"] == self.game
+
+    def sample(self, split: str):
+        return lambda s: (features(s["json"]["entities"], s["json"]["size"]), torch.tensor(s["json"]["actions"]))

@@ -1,0 +1,139 @@
+"""A Neural Algorithm of Artistic Style (Gatys, Ecker & Bethge 2015, arXiv:1508.06576).
+
+Paper:    an image is synthesised by gradient descent on its pixels so that its VGG-19 responses match a
+          photograph's at one layer (content: ½ Σ (F − P)² at conv4_2) and the Gram matrices of a painting's
+          responses at five layers (style: Σ_l w_l / (4 N_l² M_l²) Σ (G − A)², conv1_1 … conv5_1, w_l = 1/5),
+          with the total α·content + β·style at α/β = 10⁻³ or 10⁻⁴; max pooling is replaced by average
+          pooling; L-BFGS, starting from white noise.
+Faithful: exactly those layers, normalisations, weights and ratio, VGG-19's features with average pooling,
+          torchvision's ImageNet VGG-19 weights when `pretrained` (a clear error if they cannot be fetched),
+          L-BFGS on the pixels of one image per content–style pair, from white noise (or the content image
+          with `init: content`). Metrics: the final content and style losses (no numeric claim: the paper has
+          no table), and the stylised images beside their content and style images.
+Differs:  without ImageNet weights (smoke) the features are those of a randomly initialised VGG-19 — the
+          losses still fall, but the pictures are not the paper's.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import pytorch_lightning as pl
+import torch
+from annotated_types import Gt
+from torch import Tensor, nn
+from torchvision.models import VGG19_Weights, vgg19
+
+from lightning_modules.common import SameStepForValAndTest
+from lightning_modules.paper import Paper
+
+PAPER = Paper(key="neural_style", title="A Neural Algorithm of Artistic Style", authors="Gatys, Ecker, Bethge",
+              year=2015, arxiv="1508.06576", dataset="style", claims=())
+# Indices of VGG-19's `features` whose ReLU outputs the paper reads (conv1_1 … conv5_1; conv4_2).
+STYLE_LAYERS = {"conv1_1": 1, "conv2_1": 6, "conv3_1": 11, "conv4_1": 20, "conv5_1": 29}
+CONTENT_LAYER = {"conv4_2": 22}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def gram(features: Tensor) -> Tensor:
+    """(B, N, H, W) → (B, N, N): G_ij = Σ_k F_ik F_jk over the M = H·W positions."""
+    flat = features.flatten(2)
+    return flat @ flat.transpose(1, 2)
+
+
+def style_layer_loss(features: Tensor, target_gram: Tensor) -> Tensor:
+    """E_l = 1 / (4 N² M²) Σ (G − A)², per image, for N maps of M positions."""
+    n, m = features.shape[1], features.shape[2] * features.shape[3]
+    return ((gram(features) - target_gram) ** 2).sum((1, 2)) / (4 * n**2 * m**2)
+
+
+def content_loss(features: Tensor, target: Tensor) -> Tensor:
+    """½ Σ (F − P)², per image."""
+    return 0.5 * ((features - target) ** 2).flatten(1).sum(1)
+
+
+class VGGFeatures(nn.Module):
+    """VGG-19's convolutional part with average pooling, returning the named layers' responses."""
+
+    def __init__(self, pretrained: bool):
+        super().__init__()
+        features = vgg19(weights=VGG19_Weights.IMAGENET1K_V1 if pretrained else None).features
+        self.layers = nn.Sequential(*[nn.AvgPool2d(2, 2) if isinstance(m, nn.MaxPool2d) else m
+                                      for m in features[: max(STYLE_LAYERS.values()) + 1]])
+        for layer in self.layers:
+            if isinstance(layer, nn.ReLU):
+                layer.inplace = False          # the responses are kept, so later layers must not overwrite them
+        self.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN)[:, None, None])
+        self.register_buffer("std", torch.tensor(IMAGENET_STD)[:, None, None])
+
+    def forward(self, images: Tensor) -> dict[int, Tensor]:
+        x, wanted, found = (images - self.mean) / self.std, {*STYLE_LAYERS.values(), *CONTENT_LAYER.values()}, {}
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index in wanted:
+                found[index] = x
+        return found
+
+
+class NeuralStyle(SameStepForValAndTest, pl.LightningModule):
+    """The parameters are the images being synthesised, one per content–style pair (`num_classes` pairs)."""
+
+    paper = PAPER
+    exportable = False       # the "model" is its images, logged as pictures; there is no network to serve
+
+    def __init__(self, *, num_classes: Annotated[int, Gt(0)] = 1, size: Annotated[int, Gt(0)] = 512,
+                 ratio: Annotated[float, Gt(0)] = 1e-3, init: Literal["noise", "content"] = "noise",
+                 pretrained: bool = False, lr: Annotated[float, Gt(0)] = 1.0,
+                 iterations_per_step: Annotated[int, Gt(0)] = 20):
+        super().__init__()
+        self.save_hyperparameters()
+        self.vgg = VGGFeatures(pretrained)
+        self.images = nn.Parameter(torch.rand(num_classes, 3, size, size))       # white noise, as the paper
+        self.monitor = ("val/total_loss", "min")
+        self.register_buffer("initialised", torch.tensor(init == "noise"))      # in the checkpoint: done once
+
+    def losses(self, batch) -> dict[str, Tensor]:
+        contents, styles, index = batch
+        if contents.shape[-1] != self.hparams.size:
+            raise ValueError(f"data.size: the images are {contents.shape[-1]} pixels, hparams.size is "
+                             f"{self.hparams.size}; set both to the same size")
+        if self.training and not self.initialised:                 # init: content starts from the photographs
+            with torch.no_grad():
+                self.images[index] = contents
+                self.initialised.fill_(True)
+        with torch.no_grad():
+            content_features, style_features = self.vgg(contents), self.vgg(styles)
+        made = self.vgg(self.images[index])
+        (name, at), = CONTENT_LAYER.items()
+        content = content_loss(made[at], content_features[at]).mean()
+        style = sum(style_layer_loss(made[i], gram(style_features[i])) for i in STYLE_LAYERS.values()).mean() / len(STYLE_LAYERS)
+        # α·content + β·style with α/β = ratio; β = 1 keeps the style term's scale as the paper's.
+        return {"content_loss": content, "style_loss": style, "total_loss": self.hparams.ratio * content + style}
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        found = self.losses(batch)
+        self.log_dict({f"train/{k}": v for k, v in found.items()}, batch_size=len(batch[0]))
+        return found["total_loss"]
+
+    def evaluation_step(self, batch, stage: str) -> None:
+        self.log_dict({f"{stage}/{k}": v for k, v in self.losses(batch).items()}, batch_size=len(batch[0]))
+
+    def configure_optimizers(self):
+        return torch.optim.LBFGS([self.images], lr=self.hparams.lr, max_iter=self.hparams.iterations_per_step,
+                                 history_size=50, line_search_fn="strong_wolfe")
+
+    @torch.no_grad()
+    def figures(self, data, history: dict) -> dict:
+        """Each pair: content, style, and the synthesised image."""
+        import matplotlib.pyplot as plt
+
+        contents, styles, index = next(iter(data.test_dataloader()))
+        figure, axes = plt.subplots(len(index), 3, figsize=(9, 3 * len(index)), squeeze=False)
+        for row, (content, style, i) in enumerate(zip(contents, styles, index)):
+            for col, (image, title) in enumerate(((content, "content"), (style, "style"),
+                                                  (self.images[i].clamp(0, 1), "synthesised"))):
+                axes[row, col].imshow(image.permute(1, 2, 0).cpu())
+                axes[row, col].set_title(title, fontsize=8)
+                axes[row, col].axis("off")
+        figure.tight_layout()
+        return {"stylised": figure}
