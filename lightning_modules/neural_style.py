@@ -8,10 +8,12 @@ Paper:    an image is synthesised by gradient descent on its pixels so that its 
 Faithful: exactly those layers, normalisations, weights and ratio, VGG-19's features with average pooling,
           torchvision's ImageNet VGG-19 weights when `pretrained` (a clear error if they cannot be fetched),
           L-BFGS on the pixels of one image per content–style pair, from white noise (or the content image
-          with `init: content`). Metrics: the final content and style losses (no numeric claim: the paper has
+          with `init: content`). Metrics: the final content and style losses beside their yardsticks, the
+          photograph's own style distance and the painting's content distance (no numeric claim: the paper has
           no table), and the stylised images beside their content and style images.
-Differs:  without ImageNet weights (smoke) the features are those of a randomly initialised VGG-19 — the
-          losses still fall, but the pictures are not the paper's.
+Differs:  without ImageNet weights (smoke) the features are those of a randomly initialised VGG-19, whose
+          style term is ~100× smaller, so the smoke ratio is 1e-5; the losses fall as the paper's do, but the
+          pictures are not the paper's.
 """
 from __future__ import annotations
 
@@ -103,12 +105,26 @@ class NeuralStyle(SameStepForValAndTest, pl.LightningModule):
                 self.initialised.fill_(True)
         with torch.no_grad():
             content_features, style_features = self.vgg(contents), self.vgg(styles)
+        style_grams = {i: gram(style_features[i]) for i in STYLE_LAYERS.values()}
         made = self.vgg(self.images[index])
-        (name, at), = CONTENT_LAYER.items()
-        content = content_loss(made[at], content_features[at]).mean()
-        style = sum(style_layer_loss(made[i], gram(style_features[i])) for i in STYLE_LAYERS.values()).mean() / len(STYLE_LAYERS)
+        content, style = self.content_and_style(made, content_features, style_grams)
         # α·content + β·style with α/β = ratio; β = 1 keeps the style term's scale as the paper's.
-        return {"content_loss": content, "style_loss": style, "total_loss": self.hparams.ratio * content + style}
+        found = {"content_loss": content, "style_loss": style, "total_loss": self.hparams.ratio * content + style}
+        if not self.training:
+            # The yardsticks of the paper's claim: the photograph's own style distance to the painting, and
+            # the painting's content distance to the photograph; a stylised image sits far below both.
+            with torch.no_grad():
+                found["style_loss_of_content_image"] = self.content_and_style(content_features, content_features, style_grams)[1]
+                found["content_loss_of_style_image"] = self.content_and_style(style_features, content_features, style_grams)[0]
+        return found
+
+    @staticmethod
+    def content_and_style(features: dict[int, Tensor], content_features: dict[int, Tensor],
+                          style_grams: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
+        (at,) = CONTENT_LAYER.values()
+        content = content_loss(features[at], content_features[at]).mean()
+        style = sum(style_layer_loss(features[i], style_grams[i]) for i in STYLE_LAYERS.values()).mean() / len(STYLE_LAYERS)
+        return content, style
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         found = self.losses(batch)
@@ -119,8 +135,10 @@ class NeuralStyle(SameStepForValAndTest, pl.LightningModule):
         self.log_dict({f"{stage}/{k}": v for k, v in self.losses(batch).items()}, batch_size=len(batch[0]))
 
     def configure_optimizers(self):
+        # No early stop on small gradients: the loss's scale depends on the VGG weights (tiny for random ones),
+        # so every step runs its `iterations_per_step` L-BFGS iterations.
         return torch.optim.LBFGS([self.images], lr=self.hparams.lr, max_iter=self.hparams.iterations_per_step,
-                                 history_size=50, line_search_fn="strong_wolfe")
+                                 history_size=50, line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0)
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:
