@@ -26,8 +26,11 @@ def fetch_dataset(params: Params, name: str) -> Path:
             if not settings.path.is_dir():
                 raise DataError(f"datasets.{name}.path: {settings.path} does not exist or is not a folder; "
                                 f"expected a copy of {name} in its official layout")
-            cls.check_layout(settings.path)
-            copy_tree(settings.path, scratch)
+            if hasattr(cls, "import_local"):       # a raw layout derived from the user's files (frames from videos)
+                cls.import_local(settings.path, scratch)
+            else:                                  # a copy in the official layout, mirrored
+                cls.check_layout(settings.path)
+                copy_tree(settings.path, scratch)
         record = {"source": settings.source, "seed": settings.seed, "synthetic": settings.synthetic,
                   "path": str(settings.path) if settings.path else None}
         (scratch / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n")

@@ -1,0 +1,337 @@
+"""Everybody Dance Now (Chan, Ginosar, Zhou & Efros, ICCV 2019, arXiv:1808.07371).
+
+Paper:    a pose stick figure → video frame GAN (pix2pixHD's global generator, multi-scale patch discriminators,
+          LSGAN + feature matching + VGG perceptual losses); temporal smoothing: frame t is generated from pose t
+          and the generated frame t − 1, and the discriminator judges pairs of consecutive frames; a face GAN
+          then adds a residual to a crop around the face, trained after the body generator is frozen; for
+          transfer, a global pose normalisation maps the source's ankle positions and heights onto the target's.
+          Table 1 compares pose-to-frame only, + temporal smoothing, + face GAN by SSIM and LPIPS on held-out
+          target frames, and by the distance between the input pose and the pose detected in the output.
+Faithful: that generator (reflection-padded 7×7 stem, strided downsampling, residual blocks, transposed
+          upsampling, instance norm), discriminators and losses (λ_FM = λ_VGG = 10, Adam 2e-4, β₁ 0.5, linear decay
+          over the second half), the frame-by-frame model trained beside the temporal one on the same batches, the
+          face GAN as a second stage (`face_after_step`) on the frozen temporal generator, the normalisation's
+          formulas; SSIM (torchmetrics) for the three variants and on the face crop, flicker (the frame-to-frame
+          change that differs from the real video's), LPIPS and pose distance (Keypoint R-CNN standing in for
+          OpenPose) where their weights are available (`lpips`, `pose_distance`).
+Differs:  without ImageNet VGG-19 weights (`pretrained: false`, smoke) the perceptual term is an L1 term on the
+          pixels; the paper's face crop is 128 px of a 512 px frame, here `face_fraction` of the frame resized to
+          `face_size`. The paper's videos are not public: no claim is judged (dataset_is_the_papers is False).
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from annotated_types import Gt
+from torch import Tensor, nn
+from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+from datamodules.dance import render_pose
+from lightning_modules.paper import Paper
+
+PAPER = Paper(key="everybody_dance_now", title="Everybody Dance Now", authors="Chan, Ginosar, Zhou, Efros", year=2018,
+              arxiv="1808.07371", dataset="dance", claims=(), dataset_is_the_papers=False)
+NOSE, ANKLES, HEAD = 0, (15, 16), slice(0, 5)
+
+
+def conv_block(inputs: int, outputs: int, kernel: int, stride: int = 1, transpose: bool = False) -> list[nn.Module]:
+    conv = (nn.ConvTranspose2d(inputs, outputs, 3, 2, 1, output_padding=1) if transpose else
+            nn.Conv2d(inputs, outputs, kernel, stride, kernel // 2 if kernel == 3 else 0))
+    return [conv, nn.InstanceNorm2d(outputs), nn.ReLU(True)]
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels),
+                                  nn.ReLU(True), nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+def global_generator(inputs: int, ngf: int, downsamplings: int, blocks: int) -> nn.Sequential:
+    """pix2pixHD's G1: 7×7 stem, `downsamplings` strided convs, residual blocks, mirrored upsampling, tanh."""
+    layers: list[nn.Module] = [nn.ReflectionPad2d(3), *conv_block(inputs, ngf, 7)]
+    for i in range(downsamplings):
+        layers += conv_block(ngf * 2**i, ngf * 2 ** (i + 1), 3, stride=2)
+    layers += [ResidualBlock(ngf * 2**downsamplings) for _ in range(blocks)]
+    for i in reversed(range(downsamplings)):
+        layers += conv_block(ngf * 2 ** (i + 1), ngf * 2**i, 3, transpose=True)
+    return nn.Sequential(*layers, nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh())
+
+
+class PatchDiscriminator(nn.Module):
+    """pix2pixHD's n-layer patch discriminator; returns every layer's output (for feature matching)."""
+
+    def __init__(self, inputs: int, ndf: int, layers: int = 3):
+        super().__init__()
+        widths = [inputs] + [ndf * 2 ** min(i, 3) for i in range(layers + 1)]
+        stages = [nn.Sequential(nn.Conv2d(widths[0], widths[1], 4, 2, 2), nn.LeakyReLU(0.2, True))]
+        for i in range(1, layers + 1):
+            stages.append(nn.Sequential(nn.Conv2d(widths[i], widths[i + 1], 4, 2 if i < layers else 1, 2),
+                                        nn.InstanceNorm2d(widths[i + 1]), nn.LeakyReLU(0.2, True)))
+        stages.append(nn.Conv2d(widths[-1], 1, 4, 1, 2))
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        outputs = []
+        for stage in self.stages:
+            x = stage(x)
+            outputs.append(x)
+        return outputs
+
+
+class MultiscaleDiscriminator(nn.Module):
+    def __init__(self, inputs: int, ndf: int, scales: int):
+        super().__init__()
+        self.scales = nn.ModuleList(PatchDiscriminator(inputs, ndf) for _ in range(scales))
+
+    def forward(self, x: Tensor) -> list[list[Tensor]]:
+        found = []
+        for d in self.scales:
+            found.append(d(x))
+            x = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
+        return found
+
+
+def adversarial(scores: list[list[Tensor]], real: bool) -> Tensor:
+    """LSGAN: the last layer of each scale towards 1 (real) or 0 (fake)."""
+    return sum(F.mse_loss(s[-1], torch.full_like(s[-1], float(real))) for s in scores) / len(scores)
+
+
+def feature_matching(fake: list[list[Tensor]], real: list[list[Tensor]]) -> Tensor:
+    """pix2pixHD's weights: 4 / (layers + 1) per layer, averaged over scales; the real features are constants."""
+    weight = 4.0 / (len(fake[0]) - 1) / len(fake)
+    return weight * sum(F.l1_loss(f, r.detach()) for fs, rs in zip(fake, real) for f, r in zip(fs[:-1], rs[:-1]))
+
+
+class Perceptual(nn.Module):
+    """pix2pixHD's VGG loss (relu1_1 … relu5_1, weights 1/32 … 1); with random weights, an L1 on the pixels."""
+
+    def __init__(self, pretrained: bool):
+        super().__init__()
+        self.vgg = None
+        if pretrained:
+            from torchvision.models import VGG19_Weights, vgg19
+            features = vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features[:30].eval().requires_grad_(False)
+            self.vgg, self.cuts = features, (2, 7, 12, 21, 30)
+
+    def forward(self, fake: Tensor, real: Tensor) -> Tensor:
+        if self.vgg is None:
+            return F.l1_loss(fake, real)
+        loss, x, y, start = 0.0, fake, real, 0
+        for weight, cut in zip((1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0), self.cuts):
+            x, y = self.vgg[start:cut](x), self.vgg[start:cut](y)
+            loss, start = loss + weight * F.l1_loss(x, y.detach()), cut
+        return loss
+
+
+def pose_statistics(keypoints: np.ndarray, near: float = 0.05) -> dict[str, float]:
+    """A video's closest and farthest ankle heights (image y) and the tallest figure within `near` of each.
+
+    keypoints (frames, 17, 3) in pixels; a figure's height runs from its highest head point to its lower ankle.
+    """
+    ankle = keypoints[:, ANKLES, 1].max(1)
+    height = ankle - keypoints[:, HEAD, 1].min(1)
+    close, far = ankle.max(), ankle.min()
+    span = max(close - far, 1e-6)
+    return {"close": float(close), "far": float(far), "height_close": float(height[ankle >= close - near * span].max()),
+            "height_far": float(height[ankle <= far + near * span].max())}
+
+
+def normalise_pose(keypoints: np.ndarray, source: dict[str, float], target: dict[str, float]) -> np.ndarray:
+    """§3.3: the ankle's relative place between the source's far and close positions sets the target's ankle
+    position (translation) and interpolates the target/source height ratios at far and close (scale)."""
+    ankle = keypoints[ANKLES, 1].max()
+    alpha = (ankle - source["far"]) / max(source["close"] - source["far"], 1e-6)
+    new_ankle = target["far"] + alpha * (target["close"] - target["far"])
+    scale_far, scale_close = target["height_far"] / source["height_far"], target["height_close"] / source["height_close"]
+    scale = scale_far + alpha * (scale_close - scale_far)
+    out = keypoints.copy()
+    centre_x = keypoints[:, 0].mean()
+    out[:, 0] = centre_x + scale * (keypoints[:, 0] - centre_x)
+    out[:, 1] = new_ankle + scale * (keypoints[:, 1] - ankle)
+    return out
+
+
+def face_boxes(keypoints: Tensor, size: int, fraction: float) -> list[tuple[int, int, int]]:
+    """A square of side `fraction` · size centred on the nose, kept inside the frame: (top, left, side)."""
+    side = max(4, round(fraction * size))
+    return [(int(min(max(y - side / 2, 0), size - side)), int(min(max(x - side / 2, 0), size - side)), side)
+            for x, y in keypoints[:, NOSE, :2].tolist()]
+
+
+def crop(images: Tensor, boxes, out: int) -> Tensor:
+    return torch.cat([F.interpolate(im[None, :, t : t + s, l : l + s], size=(out, out), mode="bilinear", align_corners=False)
+                      for im, (t, l, s) in zip(images, boxes)])
+
+
+def paste(images: Tensor, faces: Tensor, boxes) -> Tensor:
+    out = images.clone()
+    for i, (t, l, s) in enumerate(boxes):
+        out[i, :, t : t + s, l : l + s] = F.interpolate(faces[i : i + 1], size=(s, s), mode="bilinear", align_corners=False)[0]
+    return out
+
+
+class EverybodyDanceNow(pl.LightningModule):
+    """Batches: poses (B, 2, 3, S, S), frames (B, 2, 3, S, S) in [0, 1], keypoints (B, 2, 17, 3); index 0 is t − 1."""
+
+    paper = PAPER
+    exportable = False       # three generators and a face stage: the checkpoint is the model
+
+    def __init__(self, *, ngf: Annotated[int, Gt(0)] = 64, downsamplings: Annotated[int, Gt(0)] = 4,
+                 blocks: Annotated[int, Gt(0)] = 9, ndf: Annotated[int, Gt(0)] = 64, scales: Annotated[int, Gt(0)] = 3,
+                 face_fraction: Annotated[float, Gt(0)] = 0.25, face_size: Annotated[int, Gt(0)] = 128,
+                 face_after_step: Annotated[int, Gt(0)] = 100_000, lr: Annotated[float, Gt(0)] = 2e-4,
+                 lambda_fm: float = 10.0, lambda_perceptual: float = 10.0, pretrained: bool = True,
+                 lpips: bool = True, pose_distance: bool = True):
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False            # G and D step on their own losses (one optimizer, two groups)
+        self.generators = nn.ModuleDict({"frame": global_generator(3, ngf, downsamplings, blocks),
+                                         "temporal": global_generator(6, ngf, downsamplings, blocks),
+                                         "face": global_generator(6, max(ngf // 2, 8), 2, max(blocks // 3, 1))})
+        self.discriminators = nn.ModuleDict({"frame": MultiscaleDiscriminator(6, ndf, scales),
+                                             "temporal": MultiscaleDiscriminator(12, ndf, scales),     # pairs of frames
+                                             "face": MultiscaleDiscriminator(6, ndf, 1)})
+        self.perceptual = Perceptual(pretrained)
+        self.monitor = ("val/ssim_full", "max")
+
+    def generate(self, poses: Tensor) -> dict[str, Tensor]:
+        """Frames t − 1 and t of the frame-by-frame and the temporal model, in [0, 1]: (B, 2, 3, S, S) each."""
+        x = poses * 2 - 1
+        frame = torch.stack([self.generators["frame"](x[:, i]) for i in (0, 1)], 1)
+        previous = self.generators["temporal"](torch.cat([x[:, 0], torch.zeros_like(x[:, 0])], 1))   # no earlier frame
+        current = self.generators["temporal"](torch.cat([x[:, 1], previous], 1))
+        return {"frame": (frame + 1) / 2, "temporal": (torch.stack([previous, current], 1) + 1) / 2}
+
+    def face(self, poses: Tensor, frames: Tensor, keypoints: Tensor) -> tuple[Tensor, Tensor, list]:
+        """The face GAN's residual on the crop around frame t's nose: (refined crop, pose crop, boxes)."""
+        boxes = face_boxes(keypoints[:, 1], frames.shape[-1], self.hparams.face_fraction)
+        pose_crop, body_crop = (crop(im, boxes, self.hparams.face_size) for im in (poses[:, 1], frames))
+        residual = self.generators["face"](torch.cat([pose_crop * 2 - 1, body_crop * 2 - 1], 1))
+        return (body_crop + residual).clamp(0, 1), pose_crop, boxes
+
+    def gan_losses(self, name: str, condition: Tensor, fake: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
+        """(generator loss, discriminator loss) for one conditional GAN; D sees [condition, image] stacks."""
+        d = self.discriminators[name]
+        d.requires_grad_(False)                         # the generator's loss must not train D
+        fake_scores, real_scores = d(torch.cat([condition, fake], 1)), d(torch.cat([condition, real], 1))
+        g_loss = (adversarial(fake_scores, True) + self.hparams.lambda_fm * feature_matching(fake_scores, real_scores)
+                  + self.hparams.lambda_perceptual * self.perceptual(fake, real))
+        d.requires_grad_(True)
+        d_loss = 0.5 * (adversarial(d(torch.cat([condition, fake.detach()], 1)), False)
+                        + adversarial(d(torch.cat([condition, real], 1)), True))
+        return g_loss, d_loss
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        poses, frames, keypoints = batch
+        optimizer, losses = self.optimizers(), {}
+        if self.global_step < self.hparams.face_after_step:
+            made = self.generate(poses)
+            losses["frame"] = self.gan_losses("frame", poses[:, 1], made["frame"][:, 1], frames[:, 1])
+            pair = lambda images: torch.cat([images[:, 0], images[:, 1]], 1)          # noqa: E731
+            losses["temporal"] = self.gan_losses("temporal", pair(poses), pair(made["temporal"]), pair(frames))
+        else:                                           # stage 2: the body generator is frozen
+            with torch.no_grad():
+                body = self.generate(poses)["temporal"][:, 1]
+            refined, pose_crop, boxes = self.face(poses, body, keypoints)
+            losses["face"] = self.gan_losses("face", pose_crop, refined, crop(frames[:, 1], boxes, self.hparams.face_size))
+        optimizer.zero_grad()
+        self.manual_backward(sum(g + d for g, d in losses.values()))
+        optimizer.step()
+        self.lr_schedulers().step()
+        self.log_dict({f"train/{part}_{name}": value for name, (g, d) in losses.items()
+                       for part, value in (("g_loss", g), ("d_loss", d))}, batch_size=len(poses))
+
+    def outputs(self, batch) -> dict[str, Tensor]:
+        """Frames t − 1 and t of the three variants (the full model pastes the refined face into the temporal one)."""
+        poses, frames, keypoints = batch
+        made = self.generate(poses)
+        refined, _, boxes = self.face(poses, made["temporal"][:, 1], keypoints)
+        full = torch.stack([made["temporal"][:, 0], paste(made["temporal"][:, 1], refined, boxes)], 1)
+        return {**made, "full": full}
+
+    def evaluation_step(self, batch, stage: str) -> None:
+        poses, frames, keypoints = batch
+        made, n = self.outputs(batch), len(poses)
+        real_change = frames[:, 1] - frames[:, 0]
+        for name, video in made.items():
+            self.log(f"{stage}/ssim_{name}", ssim(video[:, 1], frames[:, 1], data_range=1.0), batch_size=n)
+            # Flicker: how much the frame-to-frame change differs from the real video's (0 for a perfect video).
+            self.log(f"{stage}/flicker_{name}", (video[:, 1] - video[:, 0] - real_change).abs().mean(), batch_size=n)
+        boxes = face_boxes(keypoints[:, 1], frames.shape[-1], self.hparams.face_fraction)
+        real_face = crop(frames[:, 1], boxes, self.hparams.face_size)
+        for name in ("temporal", "full"):
+            self.log(f"{stage}/face_ssim_{name}", ssim(crop(made[name][:, 1], boxes, self.hparams.face_size), real_face,
+                                                       data_range=1.0), batch_size=n)
+        if stage == "test" and self.hparams.lpips:
+            self.log_dict({f"test/lpips_{name}": self.lpips(video[:, 1], frames[:, 1]) for name, video in made.items()}, batch_size=n)
+        if stage == "test" and self.hparams.pose_distance:
+            self.log("test/pose_distance_full", pose_distance(made["full"][:, 1], keypoints[:, 1]), batch_size=n)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.evaluation_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.evaluation_step(batch, "test")
+
+    def lpips(self, fake: Tensor, real: Tensor) -> Tensor:
+        from torchmetrics.functional.image import learned_perceptual_image_patch_similarity
+        return learned_perceptual_image_patch_similarity(fake, real, net_type="alex", normalize=True)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        optimizer = torch.optim.Adam(self.parameters(), lr=h.lr, betas=(0.5, 0.999))
+
+        def linear_decay(step: int) -> float:          # pix2pixHD: constant, then linearly to 0 over the second half
+            total = self.trainer.max_steps if self.trainer.max_steps > 0 else step + 1
+            return min(1.0, 2 * (1 - step / total)) if step > total / 2 else 1.0
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay)}
+
+    @torch.no_grad()
+    def figures(self, data, history: dict) -> dict:
+        """Held-out target frames (pose, three variants, truth) and the source dancer's normalised poses transferred."""
+        import matplotlib.pyplot as plt
+
+        self.eval()
+        batch = next(iter(data.test_dataloader()))
+        made, shown = self.outputs(batch), min(4, len(batch[0]))
+        rows = [("pose", batch[0][:, 1]), *((name, made[name][:, 1]) for name in ("frame", "temporal", "full")), ("real", batch[1][:, 1])]
+        transfer = self.transfer(data, shown)
+        rows += [("source", transfer[0]), ("normalised pose", transfer[1]), ("transferred", transfer[2])]
+        figure, axes = plt.subplots(len(rows), shown, figsize=(2 * shown, 2 * len(rows)), squeeze=False)
+        for r, (title, images) in enumerate(rows):
+            for c in range(shown):
+                axes[r, c].imshow(images[c].clamp(0, 1).permute(1, 2, 0).cpu())
+                axes[r, c].axis("off")
+            axes[r, 0].set_title(title, fontsize=8, loc="left")
+        figure.tight_layout()
+        return {"frames": figure}
+
+    def transfer(self, data, count: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The source dancer's frames, their poses normalised onto the target's (§3.3) and the generated target."""
+        target = torch.cat([k[:, 1] for _, _, k in data.memory_loader("train")]).numpy()
+        source_batch = next(iter(data.source_loader()))
+        source_poses = source_batch[2][:count, 1].numpy()
+        every_source = torch.cat([k[:, 1] for _, _, k in data.source_loader()]).numpy()
+        stats = pose_statistics(every_source), pose_statistics(target)
+        normalised = [normalise_pose(k, *stats) for k in source_poses]
+        size = source_batch[1].shape[-1]
+        poses = torch.stack([torch.from_numpy(render_pose(k, size).copy()).permute(2, 0, 1).float() / 255 for k in normalised])
+        made = self.generate(torch.stack([poses, poses], 1))["temporal"][:, 1]
+        return source_batch[1][:count, 1], poses, made
+
+
+def pose_distance(images: Tensor, keypoints: Tensor) -> Tensor:
+    """Mean pixel distance between the input keypoints and those Keypoint R-CNN finds in the generated frames."""
+    from datamodules.dance import detect_poses
+    found = torch.tensor(np.stack(detect_poses([(im.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8) for im in images])),
+                         dtype=torch.float32)
+    seen = (found[..., 2] > 0) & (keypoints[..., 2].cpu() > 0)
+    return (found[..., :2] - keypoints[..., :2].cpu()).norm(dim=-1)[seen].mean()
