@@ -81,22 +81,48 @@ def goals(game: Game, agents: np.ndarray, things: np.ndarray, kinds: list[str]) 
     return found
 
 
-def episode(rng: np.random.Generator, game: Game, size: int, steps: int, epsilon: float) -> dict:
+def start(rng: np.random.Generator, game: Game, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Agents and objects on distinct cells: (agent positions, object positions, object kinds)."""
     kinds = objects(game)
     cells = rng.choice(size * size, AGENTS + len(kinds), replace=False)
     positions = np.stack([cells % size, cells // size], 1)
-    agents, things = positions[:AGENTS].copy(), positions[AGENTS:].copy()
+    return positions[:AGENTS].copy(), positions[AGENTS:].copy(), kinds
+
+
+def entities_of(agents: np.ndarray, things: np.ndarray, kinds: list[str]) -> list[list[int]]:
+    return [[int(x), int(y), 0] for x, y in agents] + [[int(x), int(y), TYPES.index(k)] for (x, y), k in zip(things, kinds)]
+
+
+def scripted_actions(rng: np.random.Generator, game: Game, agents: np.ndarray, things: np.ndarray, kinds: list[str],
+                     epsilon: float) -> list[int]:
+    chosen = [step_towards(a, g) for a, g in zip(agents, goals(game, agents, things, kinds))]
+    return [int(rng.integers(len(MOVES))) if rng.random() < epsilon else c for c in chosen]
+
+
+def advance(rng: np.random.Generator, agents: np.ndarray, things: np.ndarray, kinds: list[str], actions: list[int],
+            size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Move the agents; a reached object reappears elsewhere (a fresh goal). Returns (agents, each agent's reward):
+    an apple, a landmark or a coin of one's colour 1; a stag 5 to each hunter, only when all agents stand on it;
+    a coin of another's colour 1 to the taker and −2 to its owner (the coin game's social dilemma)."""
+    agents, rewards = np.clip(agents + MOVES[actions], 0, size - 1), np.zeros(AGENTS)
+    for j, thing in enumerate(things):
+        on = [i for i, a in enumerate(agents) if (a == thing).all()]
+        if on and (kinds[j] != "stag" or len(on) == AGENTS):
+            for i in on:
+                owner = int(kinds[j][-1]) if kinds[j].startswith("coin") else i
+                rewards[i] += 5 if kinds[j] == "stag" else 1
+                rewards[owner] -= 2 if owner != i else 0
+            things[j] = rng.integers(0, size, 2)
+    return agents, rewards
+
+
+def episode(rng: np.random.Generator, game: Game, size: int, steps: int, epsilon: float) -> dict:
+    agents, things, kinds = start(rng, game, size)
     entities, actions = [], []
     for _ in range(steps):
-        entities.append([[int(x), int(y), 0] for x, y in agents] +
-                        [[int(x), int(y), TYPES.index(k)] for (x, y), k in zip(things, kinds)])
-        chosen = [step_towards(a, g) for a, g in zip(agents, goals(game, agents, things, kinds))]
-        chosen = [int(rng.integers(len(MOVES))) if rng.random() < epsilon else c for c in chosen]
-        actions.append(chosen)
-        agents = np.clip(agents + MOVES[chosen], 0, size - 1)
-        for j, thing in enumerate(things):         # a reached object reappears elsewhere (a fresh goal)
-            if any((a == thing).all() for a in agents) and (kinds[j] != "stag" or sum((a == thing).all() for a in agents) == AGENTS):
-                things[j] = rng.integers(0, size, 2)
+        entities.append(entities_of(agents, things, kinds))
+        actions.append(scripted_actions(rng, game, agents, things, kinds, epsilon))
+        agents = advance(rng, agents, things, kinds, actions[-1], size)[0]
     return {"game": game, "size": size, "entities": entities, "actions": actions}
 
 

@@ -11,22 +11,27 @@ Faithful: encoder → GN core (edge GRU on [e_ij, v_i, v_j, u], node GRU on [v_i
           permutes the predictions; the two baselines trained side by side on the same batches; accuracy of
           the next-action prediction at every step of held-out episodes; the agent-to-agent edge norms as
           a figure.
-Differs:  the trajectories come from the scripted agents of datamodules/multiagent.py, not trained A2C agents;
-          the second experiment (agents given RFM predictions learn faster) is not built. The paper reports no
-          numeric table, so there is no claim to judge; the metrics are the three models' accuracies.
+          The second experiment (`agents: true`): after `rfm_steps` of that training, the RFM is frozen and two A2C
+          learners play agent 0 beside a scripted partner, one given the RFM's prediction of the partner's next
+          action, the other the same input with zeros there; both learn on the same seeds, and their returns are
+          the reward curves and the test returns.
+Differs:  the trajectories come from the scripted agents of datamodules/multiagent.py, not trained A2C agents
+          (and the partner of the learners is scripted). The paper reports no numeric table, so there is no claim
+          to judge; the metrics are the three models' accuracies and, with agents, the two learners' returns.
 """
 from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Gt
+from annotated_types import Ge, Gt, Le
 from torch import Tensor, nn
 
-from datamodules.multiagent import AGENTS, MOVES
-from lightning_modules.common import SameStepForValAndTest
+from datamodules.multiagent import AGENTS, MOVES, Game, advance, entities_of, features, scripted_actions, start
+from lightning_modules.common import SameStepForValAndTest, curves_figure
 from lightning_modules.paper import Paper
 
 PAPER = Paper(key="relational_forward_model", title="Relational Forward Modeling of Multi-Agent Systems",
@@ -74,18 +79,24 @@ class RFMNet(nn.Module):
         self.core = RelationalCore(hidden)
         self.decode = mlp(2 * hidden, hidden, ACTIONS)
 
+    def initial_state(self, batch: int, count: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        zeros = like.new_zeros
+        return zeros(batch, count, count, self.hidden), zeros(batch, count, self.hidden), zeros(batch, self.hidden)
+
+    def step(self, x: Tensor, state: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """One time step: scene (B, E, F) → the agents' action logits (B, agents, actions) and the new state."""
+        count = x.shape[1]
+        nodes = self.encode_node(x)
+        pairs = torch.cat([x[:, :, None].expand(-1, -1, count, -1), x[:, None].expand(-1, count, -1, -1)], -1)
+        state = self.core(nodes, self.encode_edge(pairs), nodes.mean(1), state)
+        return self.decode(torch.cat([state[1][:, :AGENTS], nodes[:, :AGENTS]], -1)), state
+
     def forward(self, scenes: Tensor) -> tuple[Tensor, Tensor]:
         batch, steps, count, _ = scenes.shape
-        zeros = scenes.new_zeros
-        state = (zeros(batch, count, count, self.hidden), zeros(batch, count, self.hidden), zeros(batch, self.hidden))
-        logits, edge_norms = [], []
+        state, logits, edge_norms = self.initial_state(batch, count, scenes), [], []
         for t in range(steps):
-            x = scenes[:, t]
-            nodes = self.encode_node(x)
-            pairs = torch.cat([x[:, :, None].expand(-1, -1, count, -1), x[:, None].expand(-1, count, -1, -1)], -1)
-            edges, world = self.encode_edge(pairs), nodes.mean(1)
-            state = self.core(nodes, edges, world, state)
-            logits.append(self.decode(torch.cat([state[1][:, :AGENTS], nodes[:, :AGENTS]], -1)))
+            found, state = self.step(scenes[:, t], state)
+            logits.append(found)
             edge_norms.append(state[0].norm(dim=-1))
         return torch.stack(logits, 1), torch.stack(edge_norms, 1)
 
@@ -113,15 +124,54 @@ class FlatLSTM(nn.Module):
         return self.head(self.lstm(scenes.flatten(2))[0]).unflatten(-1, (AGENTS, ACTIONS))
 
 
+class GridGames:
+    """`count` copies of one game in lockstep: agent 0 is the learner, the others play the scripted policy."""
+
+    def __init__(self, game: Game, count: int, size: int, steps: int, epsilon: float, seed: int):
+        self.game, self.size, self.steps, self.epsilon = game, size, steps, epsilon
+        self.rng = np.random.default_rng(seed)
+        self.states = [start(self.rng, game, size) for _ in range(count)]
+        self.t, self.returns, self.finished = 0, np.zeros(count), []
+
+    def observe(self) -> Tensor:
+        """(count, E, F) scene features, as the RFM was trained on."""
+        return torch.stack([features([entities_of(*state)], self.size)[0] for state in self.states])
+
+    def step(self, learner: list[int]) -> tuple[Tensor, bool]:
+        """Everyone moves; returns agent 0's rewards (count,) and whether the episodes ended (then all restart)."""
+        rewards = []
+        for i, (agents, things, kinds) in enumerate(self.states):
+            actions = [learner[i]] + scripted_actions(self.rng, self.game, agents, things, kinds, self.epsilon)[1:]
+            agents, reward = advance(self.rng, agents, things, kinds, actions, self.size)
+            self.states[i] = (agents, things, kinds)
+            rewards.append(reward[0])
+        self.returns += rewards
+        self.t += 1
+        if done := self.t == self.steps:
+            self.finished += list(self.returns)
+            self.states = [start(self.rng, self.game, self.size) for _ in self.states]
+            self.t, self.returns = 0, np.zeros(len(self.states))
+        return torch.tensor(rewards, dtype=torch.float32), done
+
+
 class RFM(SameStepForValAndTest, pl.LightningModule):
     """The RFM and both baselines trained side by side on the same batches (no shared parameter)."""
 
     paper = PAPER
 
     def __init__(self, *, features: Annotated[int, Gt(0)] = 8, entities: Annotated[int, Gt(AGENTS - 1)] = 5,
-                 hidden: Annotated[int, Gt(0)] = 64, lr: Annotated[float, Gt(0)] = 1e-3):
+                 hidden: Annotated[int, Gt(0)] = 64, lr: Annotated[float, Gt(0)] = 1e-3, agents: bool = False,
+                 rfm_steps: Annotated[int, Ge(0)] = 0, game: Game = "stag_hunt", grid: Annotated[int, Ge(4)] = 8,
+                 episode_steps: Annotated[int, Gt(0)] = 20, epsilon: Annotated[float, Ge(0), Le(1)] = 0.1,
+                 envs: Annotated[int, Gt(0)] = 16, rollout: Annotated[int, Gt(0)] = 5, gamma: float = 0.95,
+                 eval_episodes: Annotated[int, Gt(0)] = 64):
+        """`agents`: the second experiment; `game` … `epsilon` must describe the game the trajectories came from."""
         super().__init__()
         self.save_hyperparameters()
+        if agents:              # the learner sees the scene and (or zeros in place of) the RFM's partner prediction
+            inputs = entities * features + (AGENTS - 1) * ACTIONS
+            self.learners = nn.ModuleDict({name: mlp(inputs, hidden, ACTIONS + 1) for name in ("with_rfm", "without_rfm")})
+            self.games = {name: self.new_games(self.hparams.envs, seed=0) for name in self.learners}
         self.rfm = RFMNet(features, hidden)
         self.baselines = nn.ModuleDict({"mlp": FlatMLP(features, entities, hidden), "lstm": FlatLSTM(features, entities, hidden)})
         self.monitor = ("val/acc_rfm", "max")
@@ -139,6 +189,8 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
         return {"rfm": self(scenes), **{name: net(scenes) for name, net in self.baselines.items()}}
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
+        if self.hparams.agents and self.global_step >= self.hparams.rfm_steps:
+            return sum(self.a2c_loss(name) for name in self.learners)
         scenes, actions = batch
         losses = {k: F.cross_entropy(v.flatten(0, 2), actions.flatten()) for k, v in self.predictions(scenes).items()}
         self.log_dict({f"train/loss_{k}": v for k, v in losses.items()}, batch_size=len(scenes))
@@ -151,6 +203,64 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+    # ---- the second experiment: A2C learners with and without the RFM's predictions ---------------------------
+
+    def new_games(self, count: int, seed: int) -> GridGames:
+        h = self.hparams
+        return GridGames(h.game, count, h.grid, h.episode_steps, h.epsilon, seed)
+
+    def act(self, name: str, scenes: Tensor, rfm_state) -> tuple[Tensor, Tensor, tuple]:
+        """The learner's (action logits, value) and the RFM's next state; the RFM is frozen."""
+        with torch.no_grad():
+            predicted, rfm_state = self.rfm.step(scenes, rfm_state)
+        partner = predicted[:, 1:].softmax(-1).flatten(1)
+        out = self.learners[name](torch.cat([scenes.flatten(1), partner if name == "with_rfm" else torch.zeros_like(partner)], 1))
+        return out[:, :ACTIONS], out[:, ACTIONS], rfm_state
+
+    def a2c_loss(self, name: str) -> Tensor:
+        """`rollout` steps in the learner's games, n-step returns bootstrapped by the critic (advantage actor-critic)."""
+        games, h = self.games[name], self.hparams
+        state = getattr(self, f"_rfm_state_{name}", None) or self.rfm.initial_state(len(games.states), self.hparams.entities, self.rfm.decode[0].weight)
+        log_probs, values, entropies, rewards, dones = [], [], [], [], []
+        for _ in range(h.rollout):
+            logits, value, state = self.act(name, games.observe().to(self.device), state)
+            policy = torch.distributions.Categorical(logits=logits)
+            action = policy.sample()
+            reward, done = games.step(action.tolist())
+            log_probs.append(policy.log_prob(action)), values.append(value), entropies.append(policy.entropy())
+            rewards.append(reward.to(self.device)), dones.append(done)
+            if done:
+                state = self.rfm.initial_state(len(games.states), self.hparams.entities, self.rfm.decode[0].weight)
+        setattr(self, f"_rfm_state_{name}", state)
+        with torch.no_grad():
+            ret = torch.zeros_like(values[-1]) if dones[-1] else self.act(name, games.observe().to(self.device), state)[1]
+        returns = []
+        for reward, done in zip(reversed(rewards), reversed(dones)):
+            ret = reward + h.gamma * ret * (not done)
+            returns.insert(0, ret)
+        advantage = torch.stack(returns) - torch.stack(values)
+        if games.finished:
+            self.log(f"train/return_{name}", float(np.mean(games.finished[-h.envs:])))
+        return (-(torch.stack(log_probs) * advantage.detach()).mean() + 0.5 * advantage.pow(2).mean()
+                - 0.01 * torch.stack(entropies).mean())
+
+    @torch.no_grad()
+    def test_returns(self) -> dict[str, float]:
+        """Each learner's mean return over `eval_episodes` fresh episodes (the same seed for both)."""
+        found = {}
+        for name in self.learners:
+            games = self.new_games(self.hparams.eval_episodes, seed=1)
+            state = self.rfm.initial_state(self.hparams.eval_episodes, self.hparams.entities, self.rfm.decode[0].weight)
+            for _ in range(self.hparams.episode_steps):
+                logits, _, state = self.act(name, games.observe().to(self.device), state)
+                games.step(torch.distributions.Categorical(logits=logits).sample().tolist())
+            found[f"return_{name}"] = float(np.mean(games.finished))
+        return found
+
+    def on_test_epoch_end(self) -> None:
+        if self.hparams.agents:
+            self.log_dict({f"test/{k}": v for k, v in self.test_returns().items()})
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:
@@ -169,4 +279,6 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
         axes.set_title("RFM edge activation (mean ‖e_ij‖)", fontsize=9)
         figure.colorbar(shown)
         figure.tight_layout()
-        return {"edge_activations": figure}
+        curves = {"reward_curves": curves_figure(history, [f"train/return_{n}" for n in self.learners], "A2C learners beside a "
+                                                 "scripted partner", "mean episode return")} if self.hparams.agents else {}
+        return {"edge_activations": figure, **curves}

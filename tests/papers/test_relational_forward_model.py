@@ -45,3 +45,40 @@ def test_the_rfm_predicts_stag_hunt_actions_better_than_the_mlp(tmp_path):
     trainer(250).fit(model, datamodule=data)
     scores = trainer(1).test(model, datamodule=data, verbose=False)[0]
     assert scores["test/acc_rfm"] > scores["test/acc_mlp"] and scores["test/acc_rfm"] > 0.5
+
+
+def test_a_stag_pays_only_when_every_agent_stands_on_it():
+    import numpy as np
+
+    from datamodules.multiagent import advance
+    things, kinds = np.array([[3, 3], [0, 0], [7, 7]]), ["stag", "apple", "apple"]
+    _, alone = advance(np.random.default_rng(0), np.array([[3, 2], [5, 5]]), things.copy(), kinds, [2, 0], 8)
+    _, together = advance(np.random.default_rng(0), np.array([[3, 2], [3, 4]]), things.copy(), kinds, [2, 1], 8)
+    assert alone.tolist() == [0, 0] and together.tolist() == [5, 5]
+
+
+def test_taking_anothers_coin_costs_its_owner():
+    import numpy as np
+
+    from datamodules.multiagent import advance
+    _, rewards = advance(np.random.default_rng(0), np.array([[0, 1], [5, 5]]), np.array([[0, 0], [7, 7]]),
+                         ["coin_1", "coin_0"], [1, 0], 8)
+    assert rewards.tolist() == [1, -2]
+
+
+def test_the_learners_see_the_rfms_prediction_or_zeros_in_its_place():
+    torch.manual_seed(0)
+    model = RFM(entities=5, hidden=16, agents=True, envs=3, eval_episodes=4, episode_steps=3)
+    scenes = model.games["with_rfm"].observe()
+    state = model.rfm.initial_state(3, 5, scenes)
+    with_logits, _, _ = model.act("with_rfm", scenes, state)
+    assert with_logits.shape == (3, 5) and set(model.test_returns()) == {"return_with_rfm", "return_without_rfm"}
+    model.learners["without_rfm"].load_state_dict(model.learners["with_rfm"].state_dict())
+    assert not torch.allclose(model.act("without_rfm", scenes, state)[0], with_logits)   # only the input differs
+
+
+def test_episodes_restart_together_and_count_their_returns():
+    from lightning_modules.relational_forward_model import GridGames
+    games = GridGames("stag_hunt", 4, 8, 3, 0.0, seed=0)
+    done = [games.step([0, 0, 0, 0])[1] for _ in range(3)]
+    assert done == [False, False, True] and len(games.finished) == 4 and games.t == 0
