@@ -5,6 +5,7 @@ from pathlib import Path
 PARAMS = Path("params.yaml")
 REPORT_MD = Path("reports/reproductions.md")
 REPORT_PNG = Path("reports/reproductions.png")
+REPORT_FIGURES = Path("reports/figures")          # each evaluated run's figures, copied from MLflow
 
 
 def raw(dataset: str) -> Path:

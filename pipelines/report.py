@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")          # headless: stages run without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from datamodules.files import atomic_write  # noqa: E402
+from datamodules.files import atomic_dir, atomic_write  # noqa: E402
 from pipelines import paths  # noqa: E402
 from pipelines.config import Params  # noqa: E402
 
@@ -89,8 +89,47 @@ def chart(table: list[dict]) -> bytes:
     return buffer.getvalue()
 
 
+def measured_without_claims(results: list[dict]) -> str:
+    """Papers with no numeric claim (or metrics beyond their claims' cells): every test metric beside the untrained
+    net's, so a run that learned nothing shows it here too."""
+    lines = []
+    for r in results:
+        claimed = {c["metric"] for c in r["claims"]}
+        others = {k: v for k, v in r["metrics"].items() if k not in claimed and not k.endswith("_ci95")}
+        if r["claims"] or not others:
+            continue
+        untrained = r.get("untrained_metrics") or {}
+        lines += ["", f"**{r['paper']}** ({r['profile']}, {r['data_source']} data; no numeric claim in the paper)", "",
+                  "| metric | trained | untrained |", "|---|---|---|"]
+        lines += [f"| `{k}` | {v:.4g} | {'—' if untrained.get(k) is None else f'{untrained[k]:.4g}'} |" for k, v in others.items()]
+    return "\n".join(["", "## Measured without a claim", *lines]) + "\n" if lines else ""
+
+
+def copy_figures(params: Params, results: list[dict]) -> str:
+    """Each evaluated run's figures (the `figures/` artifacts evaluate logged) under reports/figures/<paper>/,
+    and the markdown that shows them; a run whose tracking store is gone is skipped, not fatal."""
+    from pipelines import tracking
+
+    lines = []
+    with atomic_dir(paths.REPORT_FIGURES) as scratch:
+        mlflow_client = tracking.client(params)
+        for r in results:
+            try:
+                names = [a.path for a in mlflow_client.list_artifacts(r["mlflow_run_id"], "figures")]
+            except Exception:   # noqa: BLE001 — a deleted run or another tracking server: the report still renders
+                continue
+            if not names:
+                continue
+            (scratch / r["paper"]).mkdir()
+            mlflow_client.download_artifacts(r["mlflow_run_id"], "figures", str(scratch / r["paper"]))
+            lines += ["", f"### {r['paper']}", ""]
+            lines += [f"![{r['paper']} {name}](figures/{r['paper']}/figures/{name.split('/')[-1]})" for name in names]
+    return "\n".join(["", "## Figures", *lines]) + "\n" if lines else ""
+
+
 def write_report(params: Params) -> list[dict]:
-    table = rows(load_results(params))
-    atomic_write(paths.REPORT_MD, markdown(table))
+    results = load_results(params)
+    table = rows(results)
+    atomic_write(paths.REPORT_MD, markdown(table) + measured_without_claims(results) + copy_figures(params, results))
     atomic_write(paths.REPORT_PNG, chart(table))
     return table

@@ -47,6 +47,6 @@ def test_dvc_yaml_paths_agree_with_paths_module():
     assert fill(stages["shard"]["do"]["outs"][0]) == str(paths.shards(key))
     assert fill(next(iter(stages["train"]["do"]["outs"][0]))) == str(paths.model_dir(key))
     assert fill(next(iter(stages["evaluate"]["do"]["metrics"][0]))) == str(paths.metrics(key))
-    assert stages["report"]["outs"] == [str(paths.REPORT_MD), str(paths.REPORT_PNG)]
+    assert stages["report"]["outs"] == [str(paths.REPORT_MD), str(paths.REPORT_PNG), str(paths.REPORT_FIGURES)]
     for verb in ("fetch", "shard", "train", "evaluate"):
         assert stages[verb]["do"]["cmd"] == f"reprozoo {verb} ${{key}}"   # only the key: values come from params

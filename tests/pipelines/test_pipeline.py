@@ -11,7 +11,7 @@ from pipelines import paths
 from pipelines.config import load_params
 from pipelines.errors import StageError
 from pipelines.evaluate import evaluate_paper
-from pipelines.report import claim_tables, markdown, rows, write_report
+from pipelines.report import claim_tables, markdown, measured_without_claims, rows, write_report
 from pipelines.train import train_paper
 
 
@@ -71,6 +71,14 @@ def test_report_has_one_row_per_claim(trained):
     text = paths.REPORT_MD.read_text()
     assert text.count("| protonets |") == 4 and "not_comparable" in text
     assert paths.REPORT_PNG.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figures = list((paths.REPORT_FIGURES / "protonets").rglob("*.png"))       # copied from the run's MLflow artifacts
+    assert figures and f"figures/protonets/figures/{figures[0].name}" in text
+
+
+def test_papers_without_a_claim_are_reported_beside_their_untrained_net():
+    result = {"paper": "p", "profile": "smoke", "data_source": "synthetic", "mlflow_run_id": "r", "claims": [],
+              "metrics": {"test/ssim": 0.43}, "untrained_metrics": {"test/ssim": 0.05}}
+    assert "| `test/ssim` | 0.43 | 0.05 |" in measured_without_claims([result])
 
 
 def test_report_rows_show_the_confidence_interval():
