@@ -15,6 +15,7 @@ PAPERS: LazyRegistry[pl.LightningModule] = LazyRegistry({
     "bert": "lightning_modules.bert:BERT",
     "facenet": "lightning_modules.facenet:FaceNet",
     "fast_weights": "lightning_modules.fast_weights:FastWeights",
+    "everybody_dance_now": "lightning_modules.everybody_dance_now:EverybodyDanceNow",
     "fcn": "lightning_modules.fcn:FCN",
     "fpn": "lightning_modules.fpn:FPN",
     "intriguing": "lightning_modules.intriguing:Intriguing",
@@ -28,5 +29,6 @@ PAPERS: LazyRegistry[pl.LightningModule] = LazyRegistry({
     "resnet": "lightning_modules.resnet:ResNet",
     "spp_net": "lightning_modules.spp_net:SPPNet",
     "ssd": "lightning_modules.ssd:SSD",
+    "taskonomy": "lightning_modules.taskonomy:Taskonomy",
     "tiramisu": "lightning_modules.tiramisu:Tiramisu",
 })
