@@ -104,7 +104,7 @@ def conv(inputs: int, outputs: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(inputs, outputs, 3, stride, 1), nn.BatchNorm2d(outputs), nn.ReLU(True))
 
 
-def encoder(kind: str, width: int, representation: int) -> nn.Module:
+def make_encoder(kind: str, width: int, representation: int) -> nn.Module:
     """Image → representation at 1/8 resolution (`representation` channels)."""
     if kind == "resnet50":
         from torchvision.models import resnet50
@@ -175,13 +175,12 @@ class Taskonomy(pl.LightningModule):
                  supervision_budget: Annotated[int, Ge(1)] = 3, lr: Annotated[float, Gt(0)] = 1e-3):
         super().__init__()
         self.save_hyperparameters()
-        kind = encoder
-        self.encoders = nn.ModuleDict({t: globals()["encoder"](kind, width, representation) for t in tasks})
+        self.encoders = nn.ModuleDict({t: make_encoder(encoder, width, representation) for t in tasks})
         self.decoders = nn.ModuleDict({t: decoder(representation, width, outputs_of(t)) for t in tasks})
         self.transfers = nn.ModuleDict({f"{s}__{t}": nn.Sequential(conv(representation, representation), conv(representation, representation),
                                                                      decoder(representation, width, outputs_of(t)))
                                         for t in tasks for s in tasks if s != t})
-        self.scratch = nn.ModuleDict({t: nn.Sequential(globals()["encoder"]("small", width, representation),
+        self.scratch = nn.ModuleDict({t: nn.Sequential(make_encoder("small", width, representation),
                                                        decoder(representation, width, outputs_of(t))) for t in tasks})
         self.monitor = ("val/loss_all", "min")
         self.results: dict = {}
