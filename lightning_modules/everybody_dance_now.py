@@ -317,15 +317,15 @@ class EverybodyDanceNow(pl.LightningModule):
     def transfer(self, data, count: int) -> tuple[Tensor, Tensor, Tensor]:
         """The source dancer's frames, their poses normalised onto the target's (§3.3) and the generated target."""
         target = torch.cat([k[:, 1] for _, _, k in data.memory_loader("train")]).numpy()
-        source_batch = next(iter(data.source_loader()))
-        source_poses = source_batch[2][:count, 1].numpy()
-        every_source = torch.cat([k[:, 1] for _, _, k in data.source_loader()]).numpy()
+        source = [batch for batch in data.source_loader()]                  # in memory: decoded once
+        every_source = torch.cat([k[:, 1] for _, _, k in source]).numpy()
         stats = pose_statistics(every_source), pose_statistics(target)
-        normalised = [normalise_pose(k, *stats) for k in source_poses]
-        size = source_batch[1].shape[-1]
-        poses = torch.stack([torch.from_numpy(render_pose(k, size).copy()).permute(2, 0, 1).float() / 255 for k in normalised])
+        normalised = [normalise_pose(k, *stats) for k in every_source[:count]]
+        frames = source[0][1][:count, 1]
+        poses = torch.stack([torch.from_numpy(render_pose(k, frames.shape[-1]).copy()).permute(2, 0, 1).float() / 255
+                             for k in normalised])
         made = self.generate(torch.stack([poses, poses], 1))["temporal"][:, 1]
-        return source_batch[1][:count, 1], poses, made
+        return frames, poses, made
 
 
 def pose_distance(images: Tensor, keypoints: Tensor) -> Tensor:

@@ -132,6 +132,7 @@ class GridGames:
         self.rng = np.random.default_rng(seed)
         self.states = [start(self.rng, game, size) for _ in range(count)]
         self.t, self.returns, self.finished = 0, np.zeros(count), []
+        self.rfm_state: tuple | None = None          # the RFM's recurrent state over the current episodes
 
     def observe(self) -> Tensor:
         """(count, E, F) scene features, as the RFM was trained on."""
@@ -150,7 +151,7 @@ class GridGames:
         if done := self.t == self.steps:
             self.finished += list(self.returns)
             self.states = [start(self.rng, self.game, self.size) for _ in self.states]
-            self.t, self.returns = 0, np.zeros(len(self.states))
+            self.t, self.returns, self.rfm_state = 0, np.zeros(len(self.states)), None
         return torch.tensor(rewards, dtype=torch.float32), done
 
 
@@ -210,6 +211,9 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
         h = self.hparams
         return GridGames(h.game, count, h.grid, h.episode_steps, h.epsilon, seed)
 
+    def fresh_state(self, count: int) -> tuple[Tensor, Tensor, Tensor]:
+        return self.rfm.initial_state(count, self.hparams.entities, self.rfm.decode[0].weight)
+
     def act(self, name: str, scenes: Tensor, rfm_state) -> tuple[Tensor, Tensor, tuple]:
         """The learner's (action logits, value) and the RFM's next state; the RFM is frozen."""
         with torch.no_grad():
@@ -221,18 +225,17 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
     def a2c_loss(self, name: str) -> Tensor:
         """`rollout` steps in the learner's games, n-step returns bootstrapped by the critic (advantage actor-critic)."""
         games, h = self.games[name], self.hparams
-        state = getattr(self, f"_rfm_state_{name}", None) or self.rfm.initial_state(len(games.states), self.hparams.entities, self.rfm.decode[0].weight)
+        state = games.rfm_state or self.fresh_state(len(games.states))
         log_probs, values, entropies, rewards, dones = [], [], [], [], []
         for _ in range(h.rollout):
-            logits, value, state = self.act(name, games.observe().to(self.device), state)
+            logits, value, state = self.act(name, games.observe().to(self.device), state or self.fresh_state(len(games.states)))
             policy = torch.distributions.Categorical(logits=logits)
             action = policy.sample()
             reward, done = games.step(action.tolist())
             log_probs.append(policy.log_prob(action)), values.append(value), entropies.append(policy.entropy())
             rewards.append(reward.to(self.device)), dones.append(done)
-            if done:
-                state = self.rfm.initial_state(len(games.states), self.hparams.entities, self.rfm.decode[0].weight)
-        setattr(self, f"_rfm_state_{name}", state)
+            state = None if done else state
+        games.rfm_state = state
         with torch.no_grad():
             ret = torch.zeros_like(values[-1]) if dones[-1] else self.act(name, games.observe().to(self.device), state)[1]
         returns = []
@@ -251,10 +254,11 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
         found = {}
         for name in self.learners:
             games = self.new_games(self.hparams.eval_episodes, seed=1)
-            state = self.rfm.initial_state(self.hparams.eval_episodes, self.hparams.entities, self.rfm.decode[0].weight)
+            state = self.fresh_state(self.hparams.eval_episodes)
+            draws = torch.Generator().manual_seed(1)            # the same action draws for both learners, every run
             for _ in range(self.hparams.episode_steps):
                 logits, _, state = self.act(name, games.observe().to(self.device), state)
-                games.step(torch.distributions.Categorical(logits=logits).sample().tolist())
+                games.step(torch.multinomial(logits.softmax(-1).cpu(), 1, generator=draws)[:, 0].tolist())
             found[f"return_{name}"] = float(np.mean(games.finished))
         return found
 

@@ -68,7 +68,10 @@ def task_io(task: str, view: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor 
     """(network input, target, pixels that count) of one task on a batch of views."""
     rgb = view["rgb"]
     if task == "denoising":
-        noise = torch.randn(rgb.shape, generator=torch.Generator().manual_seed(0)).to(rgb.device)   # fixed noise
+        # Noise drawn from the images themselves: reproducible (evaluation compares networks on the same noisy
+        # inputs) yet different for every batch, so no network can learn one fixed pattern.
+        seed = int((rgb.flatten()[:: max(1, rgb.numel() // 4096)] * 1e4).sum()) % 2**31
+        noise = torch.randn(rgb.shape, generator=torch.Generator().manual_seed(seed)).to(rgb.device)
         return (rgb + 0.1 * noise).clamp(0, 1), rgb, None
     if task == "colorization":
         return gray(rgb).expand_as(rgb), rgb, None
