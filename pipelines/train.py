@@ -1,6 +1,6 @@
 """train@<paper>: models/<paper>/{last,best}.ckpt and run.json, with the curves in an MLflow run.
 
-`train_paper` is the only place a Trainer for training is built; `reprozoo tune` calls it too.
+`build_trainer` is the only place a Trainer for training is built; `reprozoo tune`'s trials use it too.
 """
 from __future__ import annotations
 
@@ -59,31 +59,45 @@ def with_data_facts(cls: type, hparams: dict, meta: dict) -> dict:
     return {**{k: v for k, v in facts.items() if k in takes and v is not None}, **hparams}
 
 
-def build_trainer(settings: TrainerParams, model_dir: Path, logger: pl.loggers.Logger | bool,
-                  monitor: tuple[str, str]) -> pl.Trainer:
+def build_model_and_data(recipe: Recipe) -> tuple[pl.LightningModule, pl.LightningDataModule, dict]:
+    """The paper's LightningModule and its dataset's DataModule for one recipe, seeded; and the shards' meta."""
+    shards = paths.shards(recipe.dataset)
+    meta = read_meta(shards)                                           # fails early if the shards are missing
+    pl.seed_everything(recipe.seed, workers=True)
+    model = PAPERS[recipe.paper](**with_data_facts(PAPERS[recipe.paper], recipe.hparams, meta))
+    return model, DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data), meta
+
+
+def checkpoints(settings: TrainerParams, model_dir: Path, monitor: tuple[str, str]) -> list[ModelCheckpoint]:
+    """best.ckpt on the paper's monitor, and last.ckpt every `checkpoint_every_n_steps` (what a resume reads)."""
     best = ModelCheckpoint(dirpath=model_dir, filename="best", monitor=monitor[0], mode=monitor[1], save_top_k=1,
                            auto_insert_metric_name=False, enable_version_counter=False)
     last = ModelCheckpoint(dirpath=model_dir, save_top_k=0, save_last=True, enable_version_counter=False,
                            every_n_train_steps=settings.checkpoint_every_n_steps)
+    return [best, last]
+
+
+def build_trainer(settings: TrainerParams, root: Path, logger: pl.loggers.Logger | bool,
+                  callbacks: list[pl.Callback], **placement) -> pl.Trainer:
+    """The one Trainer recipe. `placement` replaces where it runs (accelerator, devices, strategy, plugins) for
+    Ray Train, which owns the processes itself."""
+    where = {"accelerator": settings.accelerator, "devices": settings.devices, "num_nodes": settings.num_nodes,
+             "strategy": settings.strategy, **placement}
     return pl.Trainer(
-        accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
-        strategy=settings.strategy, precision=settings.precision, deterministic=settings.deterministic,
+        **where, precision=settings.precision, deterministic=settings.deterministic,
         max_steps=settings.max_steps, max_epochs=-1,   # steps, not epochs: episodic streams are endless
         val_check_interval=settings.val_check_interval, check_val_every_n_epoch=None,
         limit_val_batches=settings.limit_val_batches, log_every_n_steps=settings.log_every_n_steps,
-        gradient_clip_val=settings.gradient_clip_val, callbacks=[best, last], logger=logger,
-        default_root_dir=model_dir, enable_model_summary=False,
+        gradient_clip_val=settings.gradient_clip_val, callbacks=callbacks, logger=logger,
+        default_root_dir=root, enable_model_summary=False,
     )
 
 
 def train_paper(params: Params, key: str) -> TrainedRun:
     recipe = params.recipe(key)
-    shards, model_dir = paths.shards(recipe.dataset), paths.model_dir(key)
-    meta = read_meta(shards)                                           # fails early if the shards are missing
+    model_dir = paths.model_dir(key)
+    model, data, meta = build_model_and_data(recipe)
     data_source = meta["source"]["source"]
-    pl.seed_everything(recipe.seed, workers=True)
-    model = PAPERS[recipe.paper](**with_data_facts(PAPERS[recipe.paper], recipe.hparams, meta))
-    data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
 
     resume, run_id = resumable(recipe), None
     last, best = model_dir / "last.ckpt", model_dir / "best.ckpt"
@@ -98,7 +112,7 @@ def train_paper(params: Params, key: str) -> TrainedRun:
             write_record(key, record)                                  # a killed run can be continued
         run_id = record["mlflow_run_id"]
     logger = MLFlowLogger(experiment_name=key, tracking_uri=tracking.tracking_uri(params), run_id=run_id)
-    trainer = build_trainer(recipe.trainer, model_dir, logger, model.monitor)
+    trainer = build_trainer(recipe.trainer, model_dir, logger, checkpoints(recipe.trainer, model_dir, model.monitor))
     trainer.fit(model, datamodule=data, ckpt_path=last if resume else None)
     trainer.save_checkpoint(last)   # the final state, whether or not the step count hit a checkpoint interval
 
