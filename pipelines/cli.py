@@ -65,6 +65,58 @@ def report() -> None:
     console.print(f"report: {len(rows)} claims → {paths.REPORT_MD}, {paths.REPORT_PNG}")
 
 
+@app.command(name="tune")
+def tune_(paper: str,
+          address: str = typer.Option(None, help="a Ray cluster (ray://… or host:port); default: RAY_ADDRESS, else a local Ray"),
+          num_cpus: int = typer.Option(None, help="CPUs for a local Ray (default: all)"),
+          num_samples: int = typer.Option(None, help="override papers.<paper>.tune.num_samples")) -> None:
+    """Ray Tune sweep over papers.<paper>.tune; best config → reports/tune/<paper>.json, trials as nested MLflow runs."""
+    from pipelines import paths
+    from pipelines.tune import run_sweep
+    summary = run_sweep(params(), paper, address=address, num_cpus=num_cpus, num_samples=num_samples)
+    trials = Table("trial", "config", "status", "validations", summary["metric"], title=f"tune {paper} ({summary['wall_seconds']:.0f} s)")
+    for trial in summary["trials"]:
+        value = trial[summary["metric"]]
+        config = " ".join(f"{k.split('.', 1)[1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.', 1)[1]}={v}"
+                          for k, v in trial["config"].items())
+        trials.add_row(trial["trial_id"], config, trial["status"], str(trial["validations"]),
+                       "—" if value is None else f"{value:.4f}")
+    console.print(trials)
+    console.print(f"best {summary['metric']} {summary['best_value']:.4f}: {json.dumps(summary['best_config'])} → {paths.tune_report(paper)}"
+                  f"  (MLflow parent run {summary['mlflow_parent_run_id']})")
+
+
+@app.command()
+def submit(command: list[str] = typer.Argument(None, help="after --: the command the job runs"),
+           address: str = typer.Option(None, help="the cluster's dashboard, e.g. http://head:8265 (default: RAY_ADDRESS, else 127.0.0.1:8265)"),
+           wait: bool = typer.Option(True, help="stream the logs and exit with the job's status; --no-wait prints the job id"),
+           env: str = typer.Option("lock", help="lock: install constraints.txt in the job; cluster: the cluster's Python as is"),
+           status: str = typer.Option(None, help="print the status of job ID"),
+           logs: str = typer.Option(None, help="print the logs of job ID"),
+           stop: str = typer.Option(None, help="stop job ID")) -> None:
+    """Run a reprozoo command (tune, train, `dvc repro …`) as a Ray job: `reprozoo submit -- reprozoo tune protonets`."""
+    from pipelines import submit as jobs
+    if status or logs or stop:
+        client = jobs.client(address)
+        if status:
+            console.print(client.get_job_status(jobs.known(client, status)).value)
+        if logs:
+            console.print(client.get_job_logs(jobs.known(client, logs)), end="", markup=False, highlight=False)
+        if stop:
+            console.print(f"{stop}: {'stop requested' if client.stop_job(jobs.known(client, stop)) else 'already finished'}")
+        return
+    if env not in ("lock", "cluster"):
+        raise typer.BadParameter(f"--env: expected lock or cluster, got {env!r}")
+    client, job_id = jobs.submit(command or [], address, env)
+    if not wait:
+        console.print(job_id)
+        return
+    console.print(f"submitted {job_id}; following its logs (Ctrl-C stops following, not the job)")
+    final = jobs.follow(client, job_id)
+    console.print(f"{job_id}: {final.value}")
+    raise typer.Exit(0 if final.value == "SUCCEEDED" else 1)
+
+
 @app.command(name="list")
 def list_() -> None:
     """Papers and datasets, with what has been produced for each so far."""

@@ -65,11 +65,35 @@ class Overrides(Strict):
     trainer: dict[str, Any] = {}
 
 
+class Resources(Strict):
+    cpu: float = Field(1, ge=0)
+    gpu: float = Field(0, ge=0)
+
+
+class TuneParams(Strict):
+    """`reprozoo tune <key>`: a Ray Tune sweep. `space` maps `hparams.X`, `data.X` or `trainer.X` to one
+    distribution: `{choice: [..]}`, `{grid: [..]}`, `{uniform: [lo, hi]}`, `{loguniform: [lo, hi]}`,
+    `{randint: [lo, hi]}` (hi excluded)."""
+    space: dict[str, dict[Literal["choice", "grid", "uniform", "loguniform", "randint"], list]] = {}
+    num_samples: PositiveInt = 4                 # with grid axes: samples of the whole grid
+    metric: str | None = None                    # a validation metric; default: the paper's `monitor`
+    mode: Literal["min", "max"] | None = None    # default: the monitor's mode
+    scheduler: Literal["asha", "fifo"] = "asha"  # asha stops weak trials at validation rungs
+    grace_period: PositiveInt = 1                # validations every trial gets before ASHA may stop it
+    reduction_factor: float = Field(2, gt=1)
+    search: str = "random"                       # or any name ray.tune.search.create_searcher knows (optuna, hyperopt, …)
+    max_concurrent_trials: PositiveInt | None = None
+    resources_per_trial: Resources = Resources() # per worker when workers_per_trial > 1
+    workers_per_trial: PositiveInt = 1           # > 1: each trial is a Ray Train DDP run of this many workers
+    use_gpu: bool = False                        # Ray Train workers each take a GPU
+    max_failures: int = Field(1, ge=0)           # a trial whose worker dies restarts from its last checkpoint
+
+
 class PaperParams(Overrides):
     paper: str                                   # the PAPERS key whose file this experiment runs
     dataset: str
     smoke: Overrides = Overrides()               # merged over the section only when profile: smoke
-    tune: dict[str, Any] = {}                    # Ray Tune search space over hparams.*
+    tune: TuneParams = TuneParams()
 
 
 class Params(Strict):
@@ -90,18 +114,32 @@ class Params(Strict):
             raise UnknownKey(f"datasets.{key}: unknown dataset; known: {', '.join(sorted(self.datasets))}")
         return self.datasets[key]
 
-    def recipe(self, key: str, profile: str | None = None) -> Recipe:
-        """The effective settings of one paper: its section, with the smoke block merged under profile smoke."""
+    def recipe(self, key: str, profile: str | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
+        """The effective settings of one paper: its section, with the smoke block merged under profile smoke,
+        then `overrides` (`{"hparams.lr": 0.01}`: a Tune trial's sample) over both."""
         section, profile = self.paper(key), profile or self.profile
         smoke = section.smoke if profile == "smoke" else Overrides()
-        where = {part: {name: f"papers.{key}.{'smoke.' if name in getattr(smoke, part) else ''}{part}"
-                        for name in {**getattr(section, part), **getattr(smoke, part)}} for part in PARTS}
-        merged = {part: {**getattr(section, part), **getattr(smoke, part)} for part in PARTS}
+        trial = split_dotted(overrides or {}, f"papers.{key}.tune.space")
+        layers = [("", section), ("smoke.", smoke), ("tune.space.", trial)]
+        where = {part: {name: f"papers.{key}.{prefix}{part}" for prefix, layer in layers for name in getattr(layer, part)}
+                 for part in PARTS}
+        merged = {part: {k: v for _, layer in layers for k, v in getattr(layer, part).items()} for part in PARTS}
         trainer = validate(TrainerParams, {**self.trainer.model_dump(), **merged["trainer"]},
                            lambda name: where["trainer"].get(name, "trainer"))
         hparams = check_kwargs(PAPERS[section.paper].__init__, merged["hparams"], lambda name: where["hparams"].get(name, f"papers.{key}.hparams"))
         data = check_kwargs(DATASETS[section.dataset].__init__, merged["data"], lambda name: where["data"].get(name, f"papers.{key}.data"))
         return Recipe(key, section.paper, section.dataset, profile, self.seed, hparams, data, trainer)
+
+
+def split_dotted(values: dict[str, Any], where: str) -> Overrides:
+    """`{"hparams.lr": 0.01}` → Overrides(hparams={"lr": 0.01}); any other prefix is an error naming `where`."""
+    parts: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
+    for dotted, value in values.items():
+        part, _, name = dotted.partition(".")
+        if part not in PARTS or not name:
+            raise ParamsError(f"{where}.{dotted}: expected hparams.<name>, data.<name> or trainer.<name>")
+        parts[part][name] = value
+    return Overrides(**parts)
 
 
 @dataclass(frozen=True)
@@ -193,6 +231,32 @@ def _check_registries(params: Params) -> None:
                               f"known: {', '.join(sorted(params.datasets))}")
         for profile in ("paper", "smoke"):
             params.recipe(key, profile)
+        _check_space(params, key)
+
+
+RANGES = ("uniform", "loguniform", "randint")
+
+
+def _check_space(params: Params, key: str) -> None:
+    """Each distribution is well formed, and its extreme values (every choice) pass the recipe's own checks,
+    so a sweep cannot sample a value the paper's signature rejects only after hours of other trials."""
+    for dotted, distribution in params.papers[key].tune.space.items():
+        where = f"papers.{key}.tune.space.{dotted}"
+        if len(distribution) != 1:
+            raise ParamsError(f"{where}: expected exactly one of choice, grid, {', '.join(RANGES)}; got {sorted(distribution) or 'none'}")
+        (kind, values), = distribution.items()
+        if kind in RANGES:
+            if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
+                    or values[0] >= values[1] or (kind == "loguniform" and values[0] <= 0):
+                raise ParamsError(f"{where}.{kind}: expected [low, high] numbers with low < high"
+                                  f"{' and low > 0' if kind == 'loguniform' else ''}, got {values!r}")
+            candidates = [values[0], values[1] - 1 if kind == "randint" else values[1]]
+        elif not values:
+            raise ParamsError(f"{where}.{kind}: expected a non-empty list of values")
+        else:
+            candidates = values
+        for value in candidates:
+            params.recipe(key, overrides={dotted: value})
 
 
 def load_params(path: Path = paths.PARAMS) -> Params:

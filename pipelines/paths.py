@@ -6,6 +6,7 @@ PARAMS = Path("params.yaml")
 REPORT_MD = Path("reports/reproductions.md")
 REPORT_PNG = Path("reports/reproductions.png")
 REPORT_FIGURES = Path("reports/figures")          # each evaluated run's figures, copied from MLflow
+TUNE_RUNS = Path("ray_results")                   # Tune's experiment folders: trial checkpoints, results (not DVC's)
 
 
 def raw(dataset: str) -> Path:
@@ -31,3 +32,8 @@ def run_record(paper: str) -> Path:
 
 def metrics(paper: str) -> Path:
     return Path("metrics") / f"{paper}.json"
+
+
+def tune_report(paper: str) -> Path:
+    """The last sweep's best configuration and every trial's outcome."""
+    return Path("reports/tune") / f"{paper}.json"

@@ -64,16 +64,52 @@ def data_hash(dataset: str) -> str:
     return "meta-sha256:" + hashlib.sha256(meta.read_bytes()).hexdigest()[:16] if meta.exists() else "unknown"
 
 
-def start_run(params: Params, recipe: Recipe, data_source: str) -> str:
-    """Create the run a training logs into; return its id."""
-    tags = {"experiment": recipe.key, "paper": recipe.paper, "dataset": recipe.dataset, "profile": recipe.profile, "data_source": data_source,
-            "git_commit": git_commit(), "dvc_data_hash": data_hash(recipe.dataset), "fingerprint": recipe.fingerprint()}
-    mlflow_client = client(params)
-    run = mlflow_client.create_run(experiment_id(params, recipe.key), tags=tags, run_name=f"{recipe.key}-{recipe.profile}")
-    flat = [Param(k, str(v)[:6000]) for k, v in recipe.flat().items()]
+def log_params(mlflow_client: MlflowClient, run_id: str, values: dict[str, Any]) -> None:
+    flat = [Param(k, str(v)[:6000]) for k, v in values.items()]
     for i in range(0, len(flat), 100):                                 # MLflow's batch limit is 100 params
-        mlflow_client.log_batch(run.info.run_id, params=flat[i : i + 100])
+        mlflow_client.log_batch(run_id, params=flat[i : i + 100])
+
+
+def start_run(params: Params, recipe: Recipe, data_source: str, run_name: str | None = None,
+              tags: dict[str, str] | None = None) -> str:
+    """Create the run a training (or a Tune trial, with its parent's tags) logs into; return its id."""
+    tags = {"experiment": recipe.key, "paper": recipe.paper, "dataset": recipe.dataset, "profile": recipe.profile, "data_source": data_source,
+            "git_commit": git_commit(), "dvc_data_hash": data_hash(recipe.dataset), "fingerprint": recipe.fingerprint(), **(tags or {})}
+    mlflow_client = client(params)
+    run = mlflow_client.create_run(experiment_id(params, recipe.key), tags=tags, run_name=run_name or f"{recipe.key}-{recipe.profile}")
+    log_params(mlflow_client, run.info.run_id, recipe.flat())
     return run.info.run_id
+
+
+def start_sweep(params: Params, key: str, settings: dict[str, Any], metric: str, mode: str) -> str:
+    """The parent run of a Tune sweep: its settings as params; each trial is a child run."""
+    mlflow_client = client(params)
+    tags = {"experiment": key, "paper": params.paper(key).paper, "profile": params.profile, "git_commit": git_commit(),
+            "reprozoo.kind": "sweep", "tune.metric": metric, "tune.mode": mode}
+    run = mlflow_client.create_run(experiment_id(params, key), tags=tags, run_name=f"tune-{key}-{time.strftime('%Y%m%d-%H%M%S')}")
+    log_params(mlflow_client, run.info.run_id, {f"tune.{k}": v for k, v in settings.items()})
+    return run.info.run_id
+
+
+def finish_sweep(params: Params, parent_run_id: str, summary: dict[str, Any], report: Path) -> None:
+    """The best trial's config and metric on the parent; each child closed, tagged with how its trial ended
+    (a trial ASHA stopped was killed mid-run, so its run would otherwise stay RUNNING)."""
+    mlflow_client = client(params)
+    children = {run.data.tags.get("tune.trial_id"): run for run in mlflow_client.search_runs(
+        [mlflow_client.get_run(parent_run_id).info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")}
+    for trial in summary["trials"]:
+        if child := children.get(trial["trial_id"]):
+            mlflow_client.set_tag(child.info.run_id, "tune.status", trial["status"])
+            mlflow_client.set_terminated(child.info.run_id, "FAILED" if trial["status"] == "error" else "FINISHED")
+    log_params(mlflow_client, parent_run_id, {f"best.{k}": v for k, v in summary["best_config"].items()})
+    if best := children.get(summary["best_trial"]):
+        mlflow_client.set_tag(parent_run_id, "tune.best_run_id", best.info.run_id)
+    mlflow_client.set_tag(parent_run_id, "tune.best_trial", summary["best_trial"])
+    mlflow_client.log_batch(parent_run_id, metrics=[Metric(f"best/{summary['metric']}", float(summary["best_value"]), int(time.time() * 1000), 0),
+                                                    Metric("tune/trials", len(summary["trials"]), int(time.time() * 1000), 0),
+                                                    Metric("tune/wall_seconds", summary["wall_seconds"], int(time.time() * 1000), 0)])
+    mlflow_client.log_artifact(parent_run_id, str(report), "tune")
+    mlflow_client.set_terminated(parent_run_id, "FINISHED")
 
 
 def training_curves(params: Params, run_id: str) -> dict[str, list[tuple[int, float]]]:
