@@ -91,6 +91,9 @@ def submit(command: list[str] = typer.Argument(None, help="after --: the command
            address: str = typer.Option(None, help="the cluster's dashboard, e.g. http://head:8265 (default: RAY_ADDRESS, else 127.0.0.1:8265)"),
            wait: bool = typer.Option(True, help="stream the logs and exit with the job's status; --no-wait prints the job id"),
            env: str = typer.Option("lock", help="lock: install constraints.txt in the job; cluster: the cluster's Python as is"),
+           cwd: str = typer.Option(None, help="run in this checkout on the cluster instead of uploading this working tree"),
+           cpus: float = typer.Option(None, help="CPUs the command itself needs (Ray places it on a node with them)"),
+           gpus: float = typer.Option(None, help="GPUs the command itself needs (a `dvc repro` or `train` on a GPU node)"),
            status: str = typer.Option(None, help="print the status of job ID"),
            logs: str = typer.Option(None, help="print the logs of job ID"),
            stop: str = typer.Option(None, help="stop job ID")) -> None:
@@ -107,7 +110,7 @@ def submit(command: list[str] = typer.Argument(None, help="after --: the command
         return
     if env not in ("lock", "cluster"):
         raise typer.BadParameter(f"--env: expected lock or cluster, got {env!r}")
-    client, job_id = jobs.submit(command or [], address, env)
+    client, job_id = jobs.submit(command or [], address, env, cwd, cpus, gpus)
     if not wait:
         console.print(job_id)
         return
@@ -115,6 +118,42 @@ def submit(command: list[str] = typer.Argument(None, help="after --: the command
     final = jobs.follow(client, job_id)
     console.print(f"{job_id}: {final.value}")
     raise typer.Exit(0 if final.value == "SUCCEEDED" else 1)
+
+
+@app.command()
+def retrain(paper: list[str] = typer.Option(None, "--paper", help="only these experiments (repeatable); default: all"),
+            max_age: float = typer.Option(None, help="also re-run experiments whose champion is older than this many days"),
+            dry_run: bool = typer.Option(False, help="say what would re-run, run nothing")) -> None:
+    """Re-run what DVC says is stale, then promote each new model to champion only if it beats the old one."""
+    import time
+
+    from pipelines.retrain import retrain as run_retrain
+    from pipelines.retrain import summary
+    started = time.time()
+    decisions = run_retrain(params(), paper or None, max_age, dry_run)
+    console.print(summary(decisions, time.time() - started), highlight=False, markup=False)
+    raise typer.Exit(1 if any(d.action == "failed" for d in decisions) else 0)
+
+
+@app.command()
+def ui(port: int = typer.Option(5000, help="loopback port"),
+       host: str = typer.Option("127.0.0.1", help="the interface to bind; anything but loopback exposes every run")) -> None:
+    """The MLflow UI over this project's tracking store, on 127.0.0.1; prints the URL."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pipelines import tracking
+    loaded = params()
+    uri = tracking.tracking_uri(loaded)
+    if uri.startswith(("http://", "https://")):
+        console.print(f"the runs live on a tracking server: open {uri}")
+        return
+    artifacts = Path(loaded.mlflow.artifact_location).resolve() if "://" not in loaded.mlflow.artifact_location else loaded.mlflow.artifact_location
+    console.print(f"MLflow UI for {uri}: http://{host}:{port}  (Ctrl-C stops it)", soft_wrap=True, highlight=False)
+    command = [str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", uri,
+               "--artifacts-destination", str(artifacts), "--host", host, "--port", str(port)]
+    raise typer.Exit(subprocess.call(command))
 
 
 @app.command(name="list")

@@ -10,7 +10,7 @@ from datamodules import DATASETS
 from datamodules.base import read_meta
 from datamodules.files import DataError, atomic_write
 from lightning_modules import PAPERS
-from pipelines import paths, tracking
+from pipelines import paths, registry, tracking
 from pipelines.config import Params, Recipe
 from pipelines.errors import StageError
 from pipelines.report import claim_tables
@@ -79,5 +79,6 @@ def evaluate_paper(params: Params, key: str) -> dict:
     result = {"paper": key, "profile": recipe.profile, "dataset": recipe.dataset, "data_source": data_source,
               "checkpoint": str(checkpoint), "mlflow_run_id": run_id, "model_uri": model_uri,
               "metrics": metrics, "untrained_metrics": untrained, "claims": claims}
+    registry.register(params, result, recipe.paper)                      # a new `challenger` version of reprozoo.<key>
     atomic_write(paths.metrics(key), json.dumps(result, indent=2) + "\n")   # last: its presence means all is logged
     return result

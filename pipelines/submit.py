@@ -63,11 +63,12 @@ def entrypoint(command: list[str]) -> str:
     return shlex.join(command)
 
 
-def runtime_env(env: Literal["lock", "cluster"]) -> dict[str, Any]:
-    """The working tree (minus EXCLUDES), and with env=lock the locked packages: a cluster built from
-    infra/ (which installs the same lock) can skip that with env=cluster."""
-    runtime: dict[str, Any] = {"working_dir": ".", "excludes": EXCLUDES,
-                               "env_vars": {name: os.environ[name] for name in FORWARDED if name in os.environ}}
+def runtime_env(env: Literal["lock", "cluster"], upload: bool = True) -> dict[str, Any]:
+    """The working tree (minus EXCLUDES) unless the job runs in a checkout on the cluster, and with env=lock the
+    locked packages: a cluster built from infra/ (which installs the same lock) can skip that with env=cluster."""
+    runtime: dict[str, Any] = {"env_vars": {name: os.environ[name] for name in FORWARDED if name in os.environ}}
+    if upload:
+        runtime |= {"working_dir": ".", "excludes": EXCLUDES}
     if env == "lock":
         if not LOCK.exists():
             raise SubmitError(f"{LOCK}: not found in {Path.cwd()}; run reprozoo submit from the repository root")
@@ -76,9 +77,15 @@ def runtime_env(env: Literal["lock", "cluster"]) -> dict[str, Any]:
     return runtime
 
 
-def submit(command: list[str], address: str | None, env: Literal["lock", "cluster"] = "lock") -> tuple[JobSubmissionClient, str]:
+def submit(command: list[str], address: str | None, env: Literal["lock", "cluster"] = "lock", cwd: str | None = None,
+           cpus: float | None = None, gpus: float | None = None) -> tuple[JobSubmissionClient, str]:
+    """Submit; `cwd`: run in that folder on the cluster (a persistent checkout, as scheduled retraining needs)
+    instead of an uploaded copy; `cpus`/`gpus`: what the command itself needs, so Ray places it on a node that has
+    them (a `dvc repro` trains in the job's own process)."""
     jobs = client(address)
-    job_id = jobs.submit_job(entrypoint=entrypoint(command), runtime_env=runtime_env(env),
+    line = entrypoint(command) if cwd is None else f"cd {shlex.quote(cwd)} && {entrypoint(command)}"
+    job_id = jobs.submit_job(entrypoint=line, runtime_env=runtime_env(env, upload=cwd is None),
+                             entrypoint_num_cpus=cpus, entrypoint_num_gpus=gpus,
                              metadata={"tool": "reprozoo", "command": shlex.join(command)})
     return jobs, job_id
 

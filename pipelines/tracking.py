@@ -26,23 +26,40 @@ from pipelines import paths
 from pipelines.config import Params, Recipe
 
 
+# Read once: mlflow.set_tracking_uri() writes this variable too, so a later read would see our own last choice.
+USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 def tracking_uri(params: Params) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", params.mlflow.tracking_uri)
+    """MLFLOW_TRACKING_URI, else params'. A relative sqlite path is made absolute against the repository root (the
+    cwd of every verb): MLflow caches stores by URI, so a relative one would follow whatever the cwd was first."""
+    uri = USER_TRACKING_URI or params.mlflow.tracking_uri
+    path = uri.removeprefix("sqlite:///")
+    return f"sqlite:///{Path(path).resolve()}" if uri.startswith("sqlite:///") and not path.startswith("/") else uri
 
 
 def client(params: Params) -> MlflowClient:
-    mlflow.set_tracking_uri(tracking_uri(params))
-    return MlflowClient(tracking_uri(params))
+    """Runs and the model registry in the same store (MLflow would otherwise resolve the registry on its own)."""
+    uri = tracking_uri(params)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(uri, registry_uri=uri)
+
+
+# MLflow 3's UI opens an experiment of unknown kind on its GenAI pages (traces); ours are model training.
+KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def experiment_id(params: Params, name: str) -> str:
     mlflow_client = client(params)
     if experiment := mlflow_client.get_experiment_by_name(name):
+        if "mlflow.experimentKind" not in experiment.tags:
+            mlflow_client.set_experiment_tag(experiment.experiment_id, *next(iter(KIND.items())))
         return experiment.experiment_id
     location = params.mlflow.artifact_location
     if "://" not in location:                     # a plain folder: make it absolute, MLflow wants a URI
         location = Path(location).resolve().as_uri()
-    return mlflow_client.create_experiment(name, artifact_location=location)
+    return mlflow_client.create_experiment(name, artifact_location=location, tags=KIND)
 
 
 def git_commit() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -67,6 +68,24 @@ def cli(project: Path, *args: str, check: bool = True, timeout: int = 600) -> su
     if check and result.returncode != 0:
         raise AssertionError(f"reprozoo {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+# What `dvc repro` needs of the repository, for tests that run the real pipeline in a copy.
+PROJECT_FILES = ("dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore", ".dvc/config",
+                 "pipelines", "lightning_modules", "datamodules")
+
+
+def copy_repository(target: Path) -> Path:
+    """A copy of the repository's pipeline files (no data, caches or tracking store), a git repo as DVC wants."""
+    for name in PROJECT_FILES:
+        source, destination = ROOT / name, target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, destination)
+    subprocess.run(["git", "init", "-q"], cwd=target, check=True)
+    return target
 
 
 def synthetic_shards(cls: type, root: Path, **synthetic) -> Path:

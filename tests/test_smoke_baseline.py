@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from lightning_modules import PAPERS
 from pipelines.config import load_params
+from pipelines.registry import headline
 from tests.conftest import ROOT
 
 PARAMS = load_params(ROOT / "params.yaml")
@@ -18,11 +18,8 @@ NOT_YET = {"mann": "MANN needs ~10^5 episodes (the paper's schedule); 300 smoke 
                                         if k in NOT_YET else k for k in PARAMS.papers])
 def test_the_smoke_run_beats_its_untrained_net(experiment):
     result = json.loads((ROOT / "metrics" / f"{experiment}.json").read_text())
-    paper = PAPERS[PARAMS.papers[experiment].paper].paper
-    headlines = [paper.primary, *paper.claims] if paper.claims else []
-    measured = [c for c in headlines if c.metric in result["metrics"]]
-    if result["profile"] != "smoke" or not measured:
-        pytest.skip(f"{experiment}: not a smoke run, or it measures none of {paper.key}'s numeric claims")
-    headline = measured[0]                         # the paper's headline, or this experiment's first measured claim
-    trained, untrained = result["metrics"][headline.metric], result["untrained_metrics"][headline.metric]
-    assert (trained > untrained) if headline.higher_is_better else (trained < untrained), (headline.metric, trained, untrained)
+    claim = headline(PARAMS.papers[experiment].paper, result["metrics"])   # what the registry ranks models by
+    if result["profile"] != "smoke" or claim is None:
+        pytest.skip(f"{experiment}: not a smoke run, or it measures none of its paper's numeric claims")
+    trained, untrained = result["metrics"][claim.metric], result["untrained_metrics"][claim.metric]
+    assert (trained > untrained) if claim.higher_is_better else (trained < untrained), (claim.metric, trained, untrained)

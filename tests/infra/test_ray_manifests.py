@@ -9,8 +9,9 @@ from tests.conftest import ROOT
 
 RAY_VERSION = re.search(r"^ray==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M).group(1)
 CLUSTER = yaml.safe_load((ROOT / "infra/ray/cluster.yaml").read_text())
-KUBERAY = {doc["kind"]: doc for name in ("raycluster.yaml", "rayjob.yaml")
+KUBERAY = {(doc["kind"], doc["metadata"]["name"]): doc for name in ("raycluster.yaml", "rayjob.yaml")
            for doc in yaml.safe_load_all((ROOT / "infra/kuberay" / name).read_text())}
+RAYCLUSTER = KUBERAY["RayCluster", "reprozoo"]
 
 
 def test_the_cluster_launcher_config_passes_rays_schema():
@@ -31,7 +32,7 @@ def test_the_cluster_scales_gpu_workers_and_installs_the_lock():
 
 
 def test_the_raycluster_has_an_autoscaled_gpu_group_and_a_shared_data_volume():
-    cluster = KUBERAY["RayCluster"]
+    cluster = RAYCLUSTER
     assert cluster["apiVersion"] == "ray.io/v1" and cluster["spec"]["rayVersion"] == RAY_VERSION
     assert cluster["spec"]["enableInTreeAutoscaling"] is True
     head = cluster["spec"]["headGroupSpec"]
@@ -44,14 +45,14 @@ def test_the_raycluster_has_an_autoscaled_gpu_group_and_a_shared_data_volume():
         assert container["image"] == head["template"]["spec"]["containers"][0]["image"] and not container["image"].endswith(":latest")
         assert {"name": "data", "mountPath": f"{container['workingDir']}/data"} in container["volumeMounts"]
         assert {"name": "data", "persistentVolumeClaim": {"claimName": "reprozoo-data"}} in pod["volumes"]
-    assert KUBERAY["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert KUBERAY["PersistentVolumeClaim", "reprozoo-data"]["spec"]["accessModes"] == ["ReadWriteMany"]
     assert f"FROM rayproject/ray:{RAY_VERSION}-" in (ROOT / "infra/kuberay/Dockerfile").read_text()
 
 
 def test_the_rayjob_runs_a_sweep_on_that_cluster():
-    job = KUBERAY["RayJob"]
+    job = KUBERAY["RayJob", "reprozoo-tune-protonets"]
     assert job["apiVersion"] == "ray.io/v1"
-    assert job["spec"]["clusterSelector"] == {"ray.io/cluster": KUBERAY["RayCluster"]["metadata"]["name"]}
+    assert job["spec"]["clusterSelector"] == {"ray.io/cluster": RAYCLUSTER["metadata"]["name"]}
     assert job["spec"]["entrypoint"].startswith("cd /home/ray/reprozoo") and "python -m pipelines tune protonets" in job["spec"]["entrypoint"]
     assert job["spec"]["submissionMode"] == "K8sJobMode"
 

@@ -1,6 +1,5 @@
 """`dvc repro` end to end on a copy of the repository: outputs, a no-op second run, one paper re-run."""
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,10 +7,7 @@ from pathlib import Path
 import pytest
 
 from datamodules import DATASETS
-from tests.conftest import ROOT, tiny_params, write_params
-
-PROJECT_FILES = ("dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore", ".dvc/config",
-                 "pipelines", "lightning_modules", "datamodules")
+from tests.conftest import ROOT, copy_repository, tiny_params, write_params
 
 
 def dvc(copy: Path, *args: str) -> str:
@@ -23,15 +19,10 @@ def dvc(copy: Path, *args: str) -> str:
 
 @pytest.mark.slow
 def test_dvc_repro_end_to_end_then_noop_then_one_paper(tmp_path):
-    copy = tmp_path / "repo"
-    for name in PROJECT_FILES:
-        source, target = ROOT / name, copy / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+    copy = copy_repository(tmp_path / "repo")
     params = tiny_params()
     params["papers"] = {"protonets": params["papers"]["protonets"]}     # one paper; every dataset
     write_params(copy, params)
-    subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
 
     first = dvc(copy, "repro")
     for stage in ("train@protonets", "evaluate@protonets", "report"):
