@@ -30,6 +30,12 @@ from pipelines.config import Params, Recipe
 USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
+def follow(uri: str) -> None:
+    """Log where a driver logs: a Ray worker's environment is its raylet's, not the driver's that started the sweep."""
+    global USER_TRACKING_URI
+    USER_TRACKING_URI = uri
+
+
 def tracking_uri(params: Params) -> str:
     """MLFLOW_TRACKING_URI, else params'. A relative sqlite path is made absolute against the repository root (the
     cwd of every verb): MLflow caches stores by URI, so a relative one would follow whatever the cwd was first."""

@@ -45,6 +45,7 @@ class Sweep:
     key: str
     root: str              # the project root: every path in the contract is relative to it
     parent_run_id: str
+    tracking_uri: str      # the driver's store, absolute: trials log their child runs there
     metric: str
     mode: str
     settings: TuneParams
@@ -104,6 +105,7 @@ def fit_trial(sweep: Sweep, overrides: dict[str, Any], trial_id: str, *, report:
               latest: Callable[[], Any], rank: int = 0, **placement) -> None:
     """One trial's training, on one process or as one rank of a Ray Train group."""
     os.chdir(sweep.root)                                  # Tune starts trials in their own folder
+    tracking.follow(sweep.tracking_uri)
     torch.set_num_threads(max(1, int(sweep.settings.resources_per_trial.cpu)))   # no oversubscribed OpenMP
     recipe = sweep.params.recipe(sweep.key, overrides=overrides)
     model, data, meta = build_model_and_data(recipe)
@@ -216,7 +218,7 @@ def run_sweep(params: Params, key: str, *, address: str | None = None, num_cpus:
     metric, mode = objective(params, key)
     rungs = validation_rungs(params, key)
     parent = tracking.start_sweep(params, key, settings.model_dump(), metric, mode)
-    sweep = Sweep(params, key, str(Path.cwd()), parent, metric, mode, settings)
+    sweep = Sweep(params, key, str(Path.cwd()), parent, tracking.tracking_uri(params), metric, mode, settings)
     connect(address, num_cpus)
     started = time.time()
     try:

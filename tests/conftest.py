@@ -97,6 +97,21 @@ def synthetic_shards(cls: type, root: Path, **synthetic) -> Path:
     return out
 
 
+# mlflow.set_tracking_uri() also writes these into os.environ, where a later test's subprocesses (`dvc repro`, the
+# CLI) would inherit a previous test's store. Each test starts from the environment the session started with.
+TRACKING_ENV = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+
+
+@pytest.fixture(autouse=True)
+def tracking_env_of_the_session() -> Iterator[None]:
+    yield
+    for name, value in TRACKING_ENV.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def omniglot_project(tmp_path_factory) -> Path:
     """A project folder with tiny params and fetched + sharded synthetic Omniglot."""

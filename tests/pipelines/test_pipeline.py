@@ -1,5 +1,6 @@
 """train → evaluate → report in-process on the tiny synthetic project: outputs, MLflow, claim statuses."""
 import json
+from pathlib import Path
 
 import mlflow
 import mlflow.pytorch
@@ -26,7 +27,7 @@ def test_train_writes_checkpoints_and_a_finished_record(trained):
     record = json.loads(paths.run_record("protonets").read_text())
     assert record["finished"] and record["global_step"] == 20 and record["mlflow_run_id"] == run.mlflow_run_id
     assert (paths.model_dir("protonets") / "last.ckpt").exists() and (paths.model_dir("protonets") / "best.ckpt").exists()
-    history = MlflowClient("sqlite:///mlflow.db").get_metric_history(run.mlflow_run_id, "train/loss")
+    history = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}").get_metric_history(run.mlflow_run_id, "train/loss")
     assert len(history) >= 2                                          # per-step training curve
 
 
@@ -43,14 +44,14 @@ def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     assert set(saved["untrained_metrics"]) == set(saved["metrics"])
     assert saved["untrained_metrics"] != saved["metrics"]
     assert all(c["untrained"] == saved["untrained_metrics"][c["metric"]] for c in saved["claims"])
-    logged = MlflowClient("sqlite:///mlflow.db").get_run(run.mlflow_run_id)
+    logged = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}").get_run(run.mlflow_run_id)
     assert logged.data.metrics["untrained/test/acc_5way_1shot"] == saved["untrained_metrics"]["test/acc_5way_1shot"]
     assert logged.data.metrics["claimed/test/acc_5way_1shot"] == 0.988
     assert "gap/test/acc_20way_5shot" in logged.data.metrics and "test/acc_20way_5shot_ci95" in logged.data.metrics
     assert logged.data.tags["data_source"] == "synthetic" and logged.data.tags["profile"] == "smoke"
     assert logged.data.params["hparams.lr"] == "0.001"
     assert mlflow.get_experiment(logged.info.experiment_id).name == "protonets"
-    artifacts = {a.path for a in MlflowClient("sqlite:///mlflow.db").list_artifacts(run.mlflow_run_id, "figures")}
+    artifacts = {a.path for a in MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}").list_artifacts(run.mlflow_run_id, "figures")}
     assert artifacts == {"figures/test_episode.png"}
     served = mlflow.pytorch.load_model(saved["model_uri"])             # the logged model: image → embedding
     assert served(torch.zeros(3, 1, 28, 28)).shape == (3, 64)
