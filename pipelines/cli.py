@@ -131,7 +131,7 @@ def retrain(paper: list[str] = typer.Option(None, "--paper", help="only these ex
     from pipelines.retrain import summary
     started = time.time()
     decisions = run_retrain(params(), paper or None, max_age, dry_run)
-    console.print(summary(decisions, time.time() - started), highlight=False, markup=False)
+    console.print(summary(decisions, time.time() - started), highlight=False, markup=False, soft_wrap=True)   # one line per paper, for logs
     raise typer.Exit(1 if any(d.action == "failed" for d in decisions) else 0)
 
 
