@@ -59,12 +59,16 @@ def objective(params: Params, key: str) -> tuple[str, str]:
     """The metric Tune optimises: params' choice, else the paper's `monitor` (what best.ckpt tracks, the
     validation stand-in for its primary claim)."""
     settings, monitor = params.paper(key).tune, PAPERS[params.paper(key).paper].monitor
-    return settings.metric or monitor[0], settings.mode or (monitor[1] if settings.metric in (None, monitor[0]) else "max")
+    if settings.metric in (None, monitor[0]):
+        return monitor[0], settings.mode or monitor[1]
+    if settings.mode is None:
+        raise ParamsError(f"papers.{key}.tune.mode: required with metric {settings.metric!r} (min or max)")
+    return settings.metric, settings.mode
 
 
-def validation_rungs(params: Params, key: str, overrides: dict[str, Any] | None = None) -> int:
+def validation_rungs(params: Params, key: str) -> int:
     """How many reports a full trial makes: one per validation (ASHA's `max_t`)."""
-    trainer = params.recipe(key, overrides=overrides).trainer
+    trainer = params.recipe(key).trainer
     return max(1, trainer.max_steps // trainer.val_check_interval)
 
 

@@ -93,6 +93,8 @@ def test_the_space_maps_to_ray_distributions_and_the_default_metric_is_the_monit
     assert objective(params, "protonets") == ("val/acc", "max")
     assert validation_rungs(params, "protonets") == 2                    # tiny profile: 20 steps, validation every 10
     assert params.recipe("protonets", overrides={"data.shot": 1}).data["shot"] == 1
+    with pytest.raises(ParamsError, match="papers.protonets.tune.mode: required with metric 'val/loss'"):
+        objective(sweep_params(project, space={"hparams.lr": {"choice": [1e-3]}}, metric="val/loss"), "protonets")
 
 
 def test_an_unknown_search_algorithm_is_named_before_ray_starts(project):
