@@ -5,6 +5,7 @@ image (`png`/`jpg`), a `cls` label and `json` annotations, plus meta.json (class
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
@@ -12,11 +13,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import webdataset as wds
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from datamodules.episodes import rank_and_world
@@ -69,12 +71,36 @@ def check_images(sample: dict, raw_dir: Path) -> None:
                 raise DataError(f"{raw_dir / sample['__key__']}.{key}: not a readable image ({error})") from None
 
 
+def unreadable_shard(error: Exception) -> bool:
+    """webdataset's handler for a shard it cannot read (a truncated tar, a corrupt header): name the file."""
+    url = next((a for a in reversed(error.args) if isinstance(a, str)), "a shard")   # webdataset appends the url
+    raise DataError(f"{url}: unreadable shard ({error.args[0] if error.args else type(error).__name__}); "
+                    f"re-run `reprozoo shard {Path(url).parent.name}`") from error
+
+
+def decoding(image_mode: str, keys: tuple[str, ...]) -> Callable[[dict], dict]:
+    """webdataset's decoder for `keys` (other members stay bytes: a .pyd/.pth/.pickle is never unpickled), with a
+    record that does not decode (a truncated JPEG) named by shard and key instead of a bare DecodingError."""
+    decode = wds.autodecode.Decoder([wds.autodecode.imagehandler(image_mode)], only=list(keys))
+
+    def decoded(sample: dict) -> dict:
+        try:
+            return decode(sample)
+        except Exception as error:
+            cause = error.__cause__ or error.__context__ or error
+            url = sample.get("__url__", "a shard")
+            raise DataError(f"{url}: record {sample.get('__key__')!r} does not decode ({cause}); "
+                            f"re-run `reprozoo shard {Path(url).parent.name}` from an intact raw copy") from None
+    return decoded
+
+
 def write_split(samples: Iterable[dict], out_dir: Path, split: str, *, raw_dir: Path, shard_size: int,
                 on_error: str = "raise") -> dict[str, Any]:
     """Write one split's samples as tar shards; return its meta entry (count, skipped, shard names)."""
     count = skipped = 0
     out_dir.mkdir(parents=True, exist_ok=True)
-    with wds.ShardWriter(str(out_dir / f"{split}-%06d.tar"), maxcount=shard_size, verbose=0) as sink:
+    # A fixed mtime: the same samples give byte-identical shards, so DVC's hash of data/shards/ is reproducible.
+    with wds.ShardWriter(str(out_dir / f"{split}-%06d.tar"), maxcount=shard_size, verbose=0, mtime=0) as sink:
         for sample in tqdm(samples, desc=f"shard {split}", unit=" samples", mininterval=1.0):
             try:
                 check_images(sample, raw_dir)
@@ -86,7 +112,8 @@ def write_split(samples: Iterable[dict], out_dir: Path, split: str, *, raw_dir: 
             sink.write(sample)
             count += 1
     shards = sorted(p.name for p in out_dir.glob(f"{split}-*.tar"))
-    return {"samples": count, "skipped": skipped, "shards": shards}
+    # Sizes let a reader catch a truncated shard by a stat: tarfile reads a tar cut mid-member as a shorter one.
+    return {"samples": count, "skipped": skipped, "shards": shards, "bytes": {n: (out_dir / n).stat().st_size for n in shards}}
 
 
 def write_meta(out_dir: Path, meta: dict[str, Any]) -> None:
@@ -98,6 +125,95 @@ def read_meta(shards_dir: Path) -> dict[str, Any]:
     if not path.exists():
         raise DataError(f"{path}: missing; run `reprozoo shard {Path(shards_dir).name}` first")
     return json.loads(path.read_text())
+
+
+def rng_states() -> dict[str, Any]:
+    """The process's global RNGs (torch, CUDA, numpy, random) as tensors and plain lists: a checkpoint holding them
+    still loads with `torch.load(weights_only=True)` (a numpy array would need unpickling)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [kind, keys.tolist(), position, has_gauss, gauss], "python": random.getstate()}
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
+    version, state, python_gauss = states["python"]
+    random.setstate((version, tuple(state), python_gauss))
+
+
+def seeded_rng_states(seed: int) -> dict[str, Any]:
+    """Fresh RNG states from `seed`, leaving the process's own untouched."""
+    saved = rng_states()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    states = rng_states()
+    set_rng_states(saved)
+    return states
+
+
+class ResumableLoader:
+    """The training loader as Lightning sees it, made so that a killed run resumes exactly where it stopped.
+
+    - Its randomness is its own: random crops, shuffles in the main process and the workers' seeds draw from RNGs
+      seeded by (data seed, rank), swapped in around each fetch, never from the training's global RNG. Otherwise a
+      batch would depend on when Lightning prefetched it, and a resumed run could not draw the same crops.
+    - After a restore it skips the `epochs` and `batches` the checkpoint's run had trained on: it reads them again
+      (the stream is deterministic) but trains on none. Loaders whose stream seeks by index (episodes) start at
+      the restored step themselves and skip nothing.
+    """
+
+    def __init__(self, loader: Iterable, seed: int, *, epochs: int = 0, batches: int = 0):
+        self.loader, self.skip_epochs, self.skip_batches, self.epoch = loader, epochs, batches, 0
+        self.rng = seeded_rng_states(hash((seed, rank_and_world()[0])) & 0xFFFF_FFFF)
+
+    def __len__(self) -> int:
+        return len(self.loader)                      # a TypeError for an unsized stream, as Lightning expects
+
+    @contextlib.contextmanager
+    def own_rng(self) -> Iterator[None]:
+        training = rng_states()
+        set_rng_states(self.rng)
+        try:
+            yield
+        finally:
+            self.rng = rng_states()
+            set_rng_states(training)
+
+    def start_epoch(self) -> Iterator[Any]:
+        # Lightning sets a DistributedSampler's epoch only on the DataLoaders it sees; this one is wrapped.
+        if callable(set_epoch := getattr(getattr(self.loader, "sampler", None), "set_epoch", None)):
+            set_epoch(self.epoch)
+        self.epoch += 1
+        return iter(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        with self.own_rng():
+            for _ in range(self.skip_epochs):        # whole epochs the restored run had finished
+                for _ in self.start_epoch():
+                    pass
+            iterator = self.start_epoch()
+            for _ in range(self.skip_batches):       # and the restored epoch's batches it had trained on
+                next(iterator, None)
+        self.skip_epochs = self.skip_batches = 0
+        while True:
+            with self.own_rng():
+                batch = next(iterator, StopIteration)
+            if batch is StopIteration:
+                return
+            yield batch
+
+
+def trained_position(trainer: pl.Trainer | None) -> tuple[int, int]:
+    """(finished epochs, batches of the current epoch) a restored trainer had trained on; (0, 0) on a fresh one.
+    Read when Lightning builds the training loader, after a checkpoint restored its loops."""
+    if trainer is None:
+        return 0, 0
+    return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
 
 class ShardDataModule(pl.LightningDataModule):
@@ -125,9 +241,19 @@ class ShardDataModule(pl.LightningDataModule):
         self._in_memory: dict[str, list] = {}
 
     def urls(self, split: str) -> list[str]:
+        """The split's shards, each checked to be there and non-empty before any compute starts."""
         if split not in self.meta["splits"]:
             raise DataError(f"{self.shards_dir / META}: no split {split!r}; has {', '.join(self.meta['splits'])}")
-        return [str(self.shards_dir / name) for name in self.meta["splits"][split]["shards"]]
+        info = self.meta["splits"][split]
+        paths = [self.shards_dir / name for name in info["shards"]]
+        for path in paths:
+            size = path.stat().st_size if path.is_file() else None
+            expected = info.get("bytes", {}).get(path.name)
+            if not size or (expected is not None and size != expected):
+                problem = ("missing" if size is None else "empty" if not size else
+                           f"{size} bytes where the shard stage wrote {expected} (truncated or altered)")
+                raise DataError(f"{path}: listed in {META} but {problem}; re-run `reprozoo shard {self.shards_dir.name}`")
+        return [str(path) for path in paths]
 
     def sample(self, split: str) -> Callable[[dict], Any]:
         """The one thing a streaming dataset overrides: decoded sample dict → what its papers consume."""
@@ -152,13 +278,14 @@ class ShardDataModule(pl.LightningDataModule):
                 workersplitter=wds.split_by_worker,
                 empty_check=False,
                 seed=self.seed,
+                handler=unreadable_shard,
             )
             # One seeded generator per pipeline: reproducible (an unseeded shuffle is not), yet each epoch that
             # with_epoch() replays draws a new order (a `seed=` would restart the same order every epoch). The
             # buffer fills before the first sample leaves: webdataset's default starts after 100, which hands out
             # runs of one class from a class-sorted file.
             .shuffle(self.shuffle_buffer if shuffle else 0, initial=self.shuffle_buffer, rng=random.Random(self.seed))
-            .decode(self.image_mode, only=self.decode_keys)   # .pyd/.pth/.pickle members stay bytes: never unpickled
+            .map(decoding(self.image_mode, self.decode_keys))
         )
 
     def read_all(self, split: str) -> Iterator[dict]:
@@ -195,17 +322,29 @@ class ShardDataModule(pl.LightningDataModule):
         if split not in self._in_memory:
             keep, to_sample = self.keep(split) or (lambda _: True), sample or self.sample(split)
             self._in_memory[split] = [to_sample(s) for s in self.read_all(split) if keep(s)]
-        train = split == "train"
+        train, (rank, world) = split == "train", rank_and_world()
         self.batches_per_rank(split)                                      # the same early check as streaming
-        return DataLoader(self._in_memory[split], batch_size=self.batch_size, shuffle=train, drop_last=train,
-                          generator=torch.Generator().manual_seed(self.seed), collate_fn=self.collate,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        # Lightning adds a DistributedSampler to the evaluation loaders; the training one reaches it wrapped in a
+        # ResumableLoader, which Lightning leaves alone, so it brings its own.
+        sampler = (DistributedSampler(self._in_memory[split], world, rank, shuffle=True, seed=self.seed, drop_last=True)
+                   if train and world > 1 else None)
+        return DataLoader(self._in_memory[split], batch_size=self.batch_size, shuffle=train and sampler is None,
+                          sampler=sampler, drop_last=train, generator=torch.Generator().manual_seed(self.seed),
+                          collate_fn=self.collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def split_loader(self, split: str) -> DataLoader | wds.WebLoader:
         return self.memory_loader(split) if self.in_memory else self.loader(split)
 
-    def train_dataloader(self) -> DataLoader | wds.WebLoader:
+    # The training stream starts at the restored step by itself (episode i is a function of i): nothing to skip.
+    seeks_by_step: ClassVar[bool] = False
+
+    def train_loader(self) -> Iterable:
+        """The training stream from its start (or, if `seeks_by_step`, from the trainer's restored step)."""
         return self.split_loader("train")
+
+    def train_dataloader(self) -> ResumableLoader:
+        epochs, batches = (0, 0) if self.seeks_by_step else trained_position(self.trainer)
+        return ResumableLoader(self.train_loader(), self.seed, epochs=epochs, batches=batches)
 
     def val_dataloader(self) -> DataLoader | wds.WebLoader:
         return self.split_loader("val")

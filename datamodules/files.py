@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -67,9 +68,16 @@ def download(url: str, dest: Path, md5: str | None) -> Path:
         with urllib.request.urlopen(request, timeout=60) as response, part.open("ab" if offset else "wb") as out:
             if offset and response.status != 206:  # the server ignored Range: start over
                 out.truncate(0)
+                out.seek(0)
+            expected = out.tell() + int(response.headers.get("Content-Length", -1))
             shutil.copyfileobj(response, out, 1 << 20)
-    except OSError as error:
-        raise DataError(f"{url}: download failed ({error}); {part} is kept and the next run resumes it") from None
+            # A connection dropped mid-body reads as a short end of file, not an error: compare with the length.
+            if response.headers.get("Content-Length") is not None and out.tell() < expected:
+                raise http.client.IncompleteRead(b"", expected - out.tell())
+    except (OSError, http.client.HTTPException) as error:
+        got = part.stat().st_size if part.exists() else 0
+        raise DataError(f"{url}: download failed after {got} bytes ({error!r}); {part} is kept and the next run "
+                        f"resumes it") from None
     if md5 is not None and (got := md5sum(part)) != md5:
         part.unlink()
         raise DataError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); the partial file was deleted")

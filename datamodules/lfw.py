@@ -193,7 +193,9 @@ class LFW(ShardDataModule):
         transform = self.transform("test")
         return {s["__key__"]: transform(s["jpg"]) for s in self.read_all(split)}
 
-    def train_dataloader(self):
+    seeks_by_step = True     # batch i is an episode: a function of (seed, rank, i)
+
+    def train_loader(self):
         """FaceNet's batches (§3.2): P identities × K faces, drawn like episodes from identities with K or more
         photos (a face may repeat across batches, never within one)."""
         by_identity: dict[int, list[torch.Tensor]] = {}

@@ -196,8 +196,9 @@ class Omniglot(ShardDataModule):
         return torch.utils.data.DataLoader(sampler, batch_size=self.batch_size if sequences else None,
                                            num_workers=self.num_workers)
 
-    def train_dataloader(self):
-        # Episode i is a function of (seed, rank, i): starting at the restored global step resumes exactly.
+    seeks_by_step = True     # episode i is a function of (seed, rank, i): starting at the restored step resumes exactly
+
+    def train_loader(self):
         start = self.trainer.global_step * (self.batch_size if self.layout == "sequences" else 1) if self.trainer is not None else 0
         return self.episodes("train", self.train_way, self.shot, self.query, None, start)
 

@@ -223,7 +223,7 @@ class VOC(ShardDataModule):
         return {"detection": {"train": "train", "val": "test", "test": "test"},
                 "segmentation": {"train": "seg_train", "val": "seg_val", "test": "seg_val"}}[self.task][stage]
 
-    def train_dataloader(self):
+    def train_loader(self):
         return self.loader(self.split_for("train"))
 
     def val_dataloader(self):

@@ -268,5 +268,9 @@ class WikiText103(ShardDataModule):
                                         max_length=self.max_length, batches=batches)
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers)
 
+    @property
+    def seeks_by_step(self) -> bool:
+        return self.layout == "pretraining"           # batch i of pretraining is a function of (seed, i)
+
     def split_loader(self, split: str):
         return self.pretraining(split) if self.layout == "pretraining" else super().split_loader(split)

@@ -8,6 +8,7 @@ import json
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipelines.errors import USER_ERRORS
@@ -136,6 +137,47 @@ def retrain(paper: list[str] = typer.Option(None, "--paper", help="only these ex
 
 
 @app.command()
+def bench(size: str = typer.Option("default", help="tiny (seconds; what the tests run) or default"),
+          only: list[str] = typer.Option(None, "--only", help="sections to run (repeatable); default: all of "
+                                         "loader, framework, ddp, tune, pipeline, gpu")) -> None:
+    """Loader vs decode limit, Lightning vs a plain loop, DDP, Ray Tune and pipeline overheads, as ratios with their
+    targets; writes reports/bench.json and logs an MLflow run in `reprozoo.bench`."""
+    from pipelines.bench import REPORT, SECTIONS, SIZES, log_to_mlflow, run_bench
+    from pipelines.errors import ParamsError
+    if size not in SIZES:
+        raise ParamsError(f"--size: {size!r}; expected one of {', '.join(SIZES)}")
+    if unknown := sorted(set(only or []) - set(SECTIONS)):
+        raise ParamsError(f"--only: unknown section {', '.join(unknown)}; expected any of {', '.join(SECTIONS)}")
+    loaded = params()
+    results = run_bench(size, only or SECTIONS, progress=lambda name: console.print(f"bench {name} …", highlight=False))
+    run_id = log_to_mlflow(loaded, results, REPORT)
+    table = Table("section", "result", "target", "holds")
+    for name in only or SECTIONS:
+        section = results[name]
+        table.add_row(name, section.get("skipped") or headline(name, section), section.get("target", ""),
+                      "—" if "holds" not in section else ("yes" if section["holds"] else "no"))
+    console.print(table)
+    console.print(f"reports/bench.json  (MLflow run {run_id})", highlight=False)
+
+
+def headline(name: str, section: dict) -> str:
+    """The one number of a bench section a person looks at first."""
+    if name == "loader":
+        return ", ".join(f"{w} workers: {r['per_worker_vs_decode_limit']:.2f} of decode limit/worker, "
+                         f"{r['vs_imagefolder']:.2f}x ImageFolder" for w, r in section["workers"].items())
+    if name == "framework":
+        return f"Lightning overhead {section['lightning_overhead']:+.1%}"
+    if name == "ddp":
+        return f"2 processes {section['speedup_vs_one_process_1_thread']:.2f}x one"
+    if name == "tune":
+        return f"2 trials {section['two_over_one']:.2f}x one; start-up {section['per_trial_startup_seconds']:.1f} s/trial"
+    if name == "pipeline":
+        return (f"shard {section['shard_megabytes_per_s']:.0f} MB/s vs copy {section['copy_megabytes_per_s']:.0f} MB/s; "
+                f"{section['noop_repro'].get('command', 'dvc')} {section['noop_repro'].get('seconds', float('nan')):.1f} s")
+    return json.dumps(section.get("images_per_s", {}))[:120]
+
+
+@app.command()
 def ui(port: int = typer.Option(5000, help="loopback port"),
        host: str = typer.Option("127.0.0.1", help="the interface to bind; anything but loopback exposes every run")) -> None:
     """The MLflow UI over this project's tracking store, on 127.0.0.1; prints the URL."""
@@ -180,5 +222,6 @@ def main() -> None:
     try:
         app()
     except USER_ERRORS as error:   # one clear line, no traceback: the message names the file or key
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+        # escaped: a message quoting `[5, 1]` is not markup; unwrapped: one line, whatever the terminal's width
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True, soft_wrap=True)
         raise SystemExit(2) from None

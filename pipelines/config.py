@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import json
 import typing
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +49,8 @@ class TrainerParams(Strict):
     log_every_n_steps: PositiveInt = 50
     gradient_clip_val: float | None = Field(None, ge=0)
     deterministic: bool = True
+    channels_last: bool = False                  # NHWC weights and activations: faster convolutions on tensor cores
+    compile: bool = False                        # torch.compile the module (slow first steps, faster later ones)
 
 
 class DatasetParams(Strict):
@@ -178,12 +181,29 @@ def _fields_at(model: Any, loc: tuple) -> list[str]:
     return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
 
 
-def _describe(error: dict, where: str, allowed: list[str]) -> str:
-    if error["type"] == "extra_forbidden":
+def _real_loc(error: dict, values: Any) -> tuple:
+    """The error's location as keys of the user's file: pydantic also puts a union member's tag in it
+    (`constrained-int`, `literal['auto']`, `[key]`), which names nothing a user wrote."""
+    loc, kept, data = error["loc"], [], values
+    for part in loc:
+        if isinstance(data, dict) and part in data or isinstance(data, list) and isinstance(part, int) and part < len(data):
+            kept.append(part)
+            data = data[part]
+        elif error["type"] == "missing" and part == loc[-1]:
+            kept.append(part)
+    return tuple(kept)
+
+
+def _describe(errors: list[dict], where: str, allowed: list[str]) -> str:
+    """One line per place: a union's members' complaints joined ("a valid integer or 'auto'")."""
+    errors = [e for e in errors if "[key]" in e["loc"]] or errors    # a bad key: its value's errors add nothing
+    first = errors[0]
+    if first["type"] == "extra_forbidden":
         return f"{where}: unknown key" + (f"; allowed: {', '.join(sorted(allowed))}" if allowed else "")
-    if error["type"] == "missing":
+    if first["type"] == "missing":
         return f"{where}: required"
-    return f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}, got {error['input']!r}"
+    wanted = " or ".join(dict.fromkeys(e["msg"][0].lower() + e["msg"][1:] for e in errors))
+    return f"{where}: {wanted}, got {first['input']!r}"
 
 
 def _dotted(prefix: str, loc: tuple) -> str:
@@ -195,8 +215,11 @@ def validate(model: type[BaseModel], values: dict, prefix: typing.Callable[[str]
     try:
         return model.model_validate(values)
     except ValidationError as error:
-        lines = [_describe(e, _dotted(prefix(str(e["loc"][0])), e["loc"]), _fields_at(model, e["loc"][:-1]))
-                 for e in error.errors()]
+        places: dict[tuple, list[dict]] = {}
+        for e in error.errors():
+            places.setdefault(_real_loc(e, values), []).append(e)
+        lines = [_describe(errors, _dotted(prefix(str(loc[0])) if loc else prefix(""), loc), _fields_at(model, errors[0]["loc"][:-1]))
+                 for loc, errors in places.items()]
         raise ParamsError("\n".join(lines)) from None
 
 
@@ -227,7 +250,7 @@ def _check_registries(params: Params) -> None:
         if paper.paper not in PAPERS:
             raise UnknownKey(f"papers.{key}.paper: unknown paper {paper.paper!r}; known: {', '.join(sorted(PAPERS))}")
         if paper.dataset not in params.datasets:
-            raise ParamsError(f"papers.{key}.dataset: {paper.dataset!r} has no datasets.{paper.dataset} section; "
+            raise ParamsError(f"papers.{key}.dataset: {paper.dataset!r} has no section under datasets; "
                               f"known: {', '.join(sorted(params.datasets))}")
         for profile in ("paper", "smoke"):
             params.recipe(key, profile)
@@ -259,6 +282,17 @@ def _check_space(params: Params, key: str) -> None:
             params.recipe(key, overrides={dotted: value})
 
 
+def _check_no_credentials(params: Params) -> None:
+    """params.yaml is committed and logged to every run: a password in a URI would travel with it. The message
+    never repeats the value."""
+    for name in ("tracking_uri", "artifact_location"):
+        parsed = urllib.parse.urlsplit(getattr(params.mlflow, name))
+        if parsed.username or parsed.password:
+            raise ParamsError(f"mlflow.{name}: holds a user name or password (scheme://user:password@host); take it out "
+                              f"and set MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (or AWS_ACCESS_KEY_ID / "
+                              f"AWS_SECRET_ACCESS_KEY for S3) in the environment")
+
+
 def load_params(path: Path = paths.PARAMS) -> Params:
     """Read and validate the whole of params.yaml; raise ParamsError naming the first bad dotted path."""
     try:
@@ -270,5 +304,6 @@ def load_params(path: Path = paths.PARAMS) -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     params = validate(Params, raw, lambda name: "")
+    _check_no_credentials(params)
     _check_registries(params)
     return params

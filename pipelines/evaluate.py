@@ -14,11 +14,12 @@ from pipelines import paths, registry, tracking
 from pipelines.config import Params, Recipe
 from pipelines.errors import StageError
 from pipelines.report import claim_tables
-from pipelines.train import read_record, with_data_facts
+from pipelines.train import loading_safely, read_record, with_data_facts
 
 
 def own_checkpoint(key: str) -> Path:
-    """The checkpoint `train` wrote. Lightning checkpoints unpickle, so only files under models/ are loaded."""
+    """The checkpoint `train` wrote, only from under models/ (run.json is a file a user could edit); it is loaded
+    with weights_only=True all the same, so even a swapped file cannot run code."""
     record = read_record(key)
     if record is None or not record.get("finished"):
         raise StageError(f"{paths.run_record(key)}: no finished training; run `reprozoo train {key}` first")
@@ -65,7 +66,8 @@ def evaluate_paper(params: Params, key: str) -> dict:
     shards = paths.shards(recipe.dataset)
     meta = read_meta(shards)
     data_source = meta["source"]["source"]
-    model = PAPERS[recipe.paper].load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    with loading_safely(checkpoint):
+        model = PAPERS[recipe.paper].load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
     # One process: the test episodes are then exactly the configured ones, with no DDP padding.
     trainer = pl.Trainer(accelerator=recipe.trainer.accelerator, devices=1, precision=recipe.trainer.precision,

@@ -26,6 +26,11 @@ def model_dir(paper: str) -> Path:
     return Path("models") / paper
 
 
+def train_lock(paper: str) -> Path:
+    """Held while `reprozoo train <paper>` runs; beside models/<paper>, which is DVC's to delete."""
+    return Path("models/.locks") / f"{paper}.lock"
+
+
 def run_record(paper: str) -> Path:
     return model_dir(paper) / "run.json"
 

@@ -4,22 +4,35 @@
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
 import inspect
 import json
+import os
+import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
 from datamodules import DATASETS
-from datamodules.base import read_meta
-from datamodules.files import atomic_write
+from datamodules.base import read_meta, rng_states, set_rng_states
+from datamodules.files import DataError, atomic_write
 from lightning_modules import PAPERS
 from pipelines import paths, tracking
 from pipelines.config import Params, Recipe, TrainerParams
+from pipelines.errors import ReprozooError
+
+
+class TrainingLocked(ReprozooError):
+    """Another process is training the same experiment."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,63 @@ def build_model_and_data(recipe: Recipe) -> tuple[pl.LightningModule, pl.Lightni
     return model, DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data), meta
 
 
+@contextlib.contextmanager
+def training_lock(key: str) -> Iterator[None]:
+    """One training per experiment at a time: two would write the same last.ckpt and run.json. An flock dies with
+    its process, so a killed run leaves no stale lock. It lives outside models/<key>, which DVC may delete."""
+    path = paths.train_lock(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise TrainingLocked(f"{path}: another `reprozoo train {key}` is running ({handle.read().strip() or 'pid unknown'}); "
+                                 f"wait for it or stop it (other experiments can train meanwhile)") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}, started {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+
+
+@contextlib.contextmanager
+def loading_safely(path: Path) -> Iterator[None]:
+    """Checkpoints load with weights_only=True, which refuses anything but tensors and plain containers: a file
+    someone swapped in fails here, naming itself, instead of running code."""
+    try:
+        yield
+    except pickle.UnpicklingError as error:
+        lines = str(error).splitlines()
+        why = next((line.strip() for line in lines if "Unsupported global" in line), lines[0] if lines else "")
+        raise DataError(f"{path}: refused to load: it holds objects other than tensors and plain containers, which only "
+                        f"weights_only=False would unpickle (and so run code); {why}") from None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning writes a checkpoint in place: a run killed while saving would leave a truncated last.ckpt, and the
+    resume would fail on it. Written under a temporary name and renamed, the old file stays whole until then."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        scratch = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        super().save_checkpoint(checkpoint, scratch, storage_options)
+        os.replace(scratch, path)
+
+
+class RngState(pl.Callback):
+    """Checkpoints carry the global RNGs (dropout masks, noise), so a resumed run draws what the uninterrupted one
+    would have. Ranks share one state: every rank was seeded alike."""
+
+    def state_dict(self) -> dict:
+        return rng_states()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        set_rng_states(state_dict)
+
+
 def checkpoints(settings: TrainerParams, model_dir: Path, monitor: tuple[str, str]) -> list[ModelCheckpoint]:
     """best.ckpt on the paper's monitor, and last.ckpt every `checkpoint_every_n_steps` (what a resume reads)."""
     best = ModelCheckpoint(dirpath=model_dir, filename="best", monitor=monitor[0], mode=monitor[1], save_top_k=1,
@@ -77,12 +147,20 @@ def checkpoints(settings: TrainerParams, model_dir: Path, monitor: tuple[str, st
     return [best, last]
 
 
+def for_speed(model: pl.LightningModule, settings: TrainerParams) -> pl.LightningModule:
+    """The GPU path's options, off by default: channels-last memory and torch.compile (bf16 is `precision`)."""
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if settings.compile else model
+
+
 def build_trainer(settings: TrainerParams, root: Path, logger: pl.loggers.Logger | bool,
                   callbacks: list[pl.Callback], **placement) -> pl.Trainer:
     """The one Trainer recipe. `placement` replaces where it runs (accelerator, devices, strategy, plugins) for
     Ray Train, which owns the processes itself."""
     where = {"accelerator": settings.accelerator, "devices": settings.devices, "num_nodes": settings.num_nodes,
              "strategy": settings.strategy, **placement}
+    where["plugins"] = [AtomicCheckpointIO(), *where.get("plugins", [])]
     return pl.Trainer(
         **where, precision=settings.precision, deterministic=settings.deterministic,
         max_steps=settings.max_steps, max_epochs=-1,   # steps, not epochs: episodic streams are endless
@@ -94,6 +172,13 @@ def build_trainer(settings: TrainerParams, root: Path, logger: pl.loggers.Logger
 
 
 def train_paper(params: Params, key: str) -> TrainedRun:
+    if rank_zero_only.rank != 0:          # DDP re-executes this command per rank; rank 0 holds the lock
+        return _train(params, key)
+    with training_lock(key):
+        return _train(params, key)
+
+
+def _train(params: Params, key: str) -> TrainedRun:
     recipe = params.recipe(key)
     model_dir = paths.model_dir(key)
     model, data, meta = build_model_and_data(recipe)
@@ -112,9 +197,11 @@ def train_paper(params: Params, key: str) -> TrainedRun:
             write_record(key, record)                                  # a killed run can be continued
         run_id = record["mlflow_run_id"]
     logger = MLFlowLogger(experiment_name=key, tracking_uri=tracking.tracking_uri(params), run_id=run_id)
-    trainer = build_trainer(recipe.trainer, model_dir, logger, checkpoints(recipe.trainer, model_dir, model.monitor))
-    trainer.fit(model, datamodule=data, ckpt_path=last if resume else None)
-    trainer.save_checkpoint(last)   # the final state, whether or not the step count hit a checkpoint interval
+    callbacks = [*checkpoints(recipe.trainer, model_dir, model.monitor), RngState()]
+    trainer = build_trainer(recipe.trainer, model_dir, logger, callbacks)
+    with loading_safely(last):
+        trainer.fit(for_speed(model, recipe.trainer), datamodule=data, ckpt_path=last if resume else None, weights_only=True)
+    trainer.save_checkpoint(last, weights_only=False)   # the final state, whether or not the step count hit a checkpoint interval
 
     checkpoint = best if best.exists() else last
     if rank_zero_only.rank == 0:

@@ -28,7 +28,7 @@ from lightning_modules import PAPERS
 from pipelines import paths, tracking
 from pipelines.config import Params, Recipe, TuneParams
 from pipelines.errors import ParamsError
-from pipelines.train import build_model_and_data, build_trainer
+from pipelines.train import RngState, build_model_and_data, build_trainer, for_speed
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
 DRIVER_MEMORY = 256 * 2**20       # bytes Ray sets aside for a DDP trial's driver, which only waits on its workers
@@ -80,16 +80,20 @@ class ReportToRay(pl.Callback):
     step-budgeted run over endless episode streams never reaches."""
 
     def __init__(self, report: Callable[..., None]):
-        self.report = report
+        self.report, self.resumed_from_step = report, 0
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.resumed_from_step = trainer.global_step        # > 0 when Ray restarted the trial from a checkpoint
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         metrics = {k: v.item() for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         with tempfile.TemporaryDirectory() as folder:
-            trainer.save_checkpoint(Path(folder) / "checkpoint.ckpt")        # collective under DDP: every rank calls it
+            trainer.save_checkpoint(Path(folder) / "checkpoint.ckpt", weights_only=False)   # collective under DDP: every rank calls it
             checkpoint = ray.tune.Checkpoint.from_directory(folder) if trainer.is_global_zero else None
-            self.report({**metrics, "step": trainer.global_step, "world_size": trainer.world_size}, checkpoint=checkpoint)
+            self.report({**metrics, "step": trainer.global_step, "world_size": trainer.world_size,
+                         "resumed_from_step": self.resumed_from_step}, checkpoint=checkpoint)
 
 
 def trial_run_id(sweep: Sweep, recipe: Recipe, trial_id: str, data_source: str) -> str:
@@ -116,16 +120,17 @@ def fit_trial(sweep: Sweep, overrides: dict[str, Any], trial_id: str, *, report:
     run_id = trial_run_id(sweep, recipe, trial_id, meta["source"]["source"]) if rank == 0 else None
     logger = MLFlowLogger(experiment_name=sweep.key, tracking_uri=tracking.tracking_uri(sweep.params), run_id=run_id)
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = build_trainer(recipe.trainer, Path(scratch), logger, [ReportToRay(report)], **placement)
+        trainer = build_trainer(recipe.trainer, Path(scratch), logger, [ReportToRay(report), RngState()], **placement)
         if "strategy" in placement:
             from ray.train.lightning import prepare_trainer
             trainer = prepare_trainer(trainer)
         checkpoint = latest()
+        model = for_speed(model, recipe.trainer)
         if checkpoint is None:
             trainer.fit(model, datamodule=data)
         else:
             with checkpoint.as_directory() as folder:
-                trainer.fit(model, datamodule=data, ckpt_path=str(Path(folder) / "checkpoint.ckpt"))
+                trainer.fit(model, datamodule=data, ckpt_path=str(Path(folder) / "checkpoint.ckpt"), weights_only=True)
 
 
 def single_process_trial(config: dict[str, Any], sweep: Sweep) -> None:
@@ -248,7 +253,7 @@ def summarise(grid: tune.ResultGrid, sweep: Sweep, rungs: int, seconds: float) -
         trials.append({"trial_id": metrics.get("trial_id"), "config": result.config, "status": "error" if result.error else
                        ("stopped_early" if metrics.get("training_iteration", 0) < rungs else "completed"),
                        "validations": metrics.get("training_iteration", 0), "step": metrics.get("step"),
-                       "world_size": metrics.get("world_size"),
+                       "world_size": metrics.get("world_size"), "resumed_from_step": metrics.get("resumed_from_step"),
                        sweep.metric: metrics.get(sweep.metric), "error": str(result.error) if result.error else None,
                        "checkpoint": result.checkpoint.path if result.checkpoint else None})
     scored = [t for t in trials if t[sweep.metric] is not None]

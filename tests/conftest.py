@@ -112,19 +112,25 @@ def tracking_env_of_the_session() -> Iterator[None]:
             os.environ[name] = value
 
 
-@pytest.fixture(scope="session")
-def omniglot_project(tmp_path_factory) -> Path:
-    """A project folder with tiny params and fetched + sharded synthetic Omniglot."""
+def fetched_project(project: Path, *datasets: str) -> Path:
+    """A project folder with tiny params and `datasets` fetched and sharded by the real stages."""
     from pipelines.config import load_params
     from pipelines.fetch import fetch_dataset
     from pipelines.shard import shard_dataset
 
-    project = write_params(tmp_path_factory.mktemp("omniglot"), tiny_params())
+    write_params(project, tiny_params())
     with chdir(project):
         params = load_params()
-        fetch_dataset(params, "omniglot")
-        shard_dataset(params, "omniglot")
+        for dataset in datasets:
+            fetch_dataset(params, dataset)
+            shard_dataset(params, dataset)
     return project
+
+
+@pytest.fixture(scope="session")
+def omniglot_project(tmp_path_factory) -> Path:
+    """A project folder with tiny params and fetched + sharded synthetic Omniglot."""
+    return fetched_project(tmp_path_factory.mktemp("omniglot"), "omniglot")
 
 
 @pytest.fixture(scope="session")

@@ -112,9 +112,86 @@ def test_zip_slip_is_refused(tmp_path):
     assert not (tmp_path / "escape.txt").exists()
 
 
+def test_a_hard_link_out_of_the_target_is_refused(tmp_path):
+    with tarfile.open(tmp_path / "hard.tar", "w") as tf:
+        info = tarfile.TarInfo("hard")
+        info.type, info.linkname = tarfile.LNKTYPE, "../../etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(DataError, match="refused"):
+        extract(tmp_path / "hard.tar", tmp_path / "target")
+
+
+def test_a_zip_symlink_is_written_as_a_plain_file_never_followed(tmp_path):
+    import stat
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "link.zip", "w") as zf:
+        info = zipfile.ZipInfo("link")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16                # how zip stores a symlink to /etc/passwd
+        zf.writestr(info, "/etc/passwd")
+        zf.writestr("link/../../escape.txt", "x")
+    with pytest.raises(DataError, match="outside"):
+        extract(tmp_path / "link.zip", tmp_path / "target")
+    with zipfile.ZipFile(tmp_path / "only_link.zip", "w") as zf:
+        zf.writestr(info, "/etc/passwd")
+    extract(tmp_path / "only_link.zip", tmp_path / "target2")
+    assert not (tmp_path / "target2/link").is_symlink() and (tmp_path / "target2/link").read_text() == "/etc/passwd"
+
+
 def test_webdataset_default_nodesplitter_would_raise_under_ddp(numbered_shards, monkeypatch):
     """Why base.py passes split_by_node: webdataset's default refuses multi-rank reads."""
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="nodesplitter"):
         next(iter(wds.WebDataset(str(numbered_shards / "train-000000.tar"), shardshuffle=False)))
+
+
+@pytest.fixture
+def image_shards(tmp_path):
+    """10 JPEG samples in 2 shards of 5, and a way to damage one shard on disk."""
+    import numpy as np
+    from PIL import Image
+
+    def jpeg(i: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(buffer, "JPEG")
+        return buffer.getvalue()
+    shards = tmp_path / "pictures"
+    info = write_split(({"__key__": f"k{i}", "jpg": jpeg(i), "cls": i % 2} for i in range(10)), shards, "train",
+                       raw_dir=tmp_path, shard_size=5)
+    write_meta(shards, {"name": "pictures", "source": {"source": "synthetic"}, "splits": {"train": {**info, "classes": ["a", "b"]}}})
+    return shards
+
+
+def truncate_member(shard, name: str) -> None:
+    with tarfile.open(shard) as tf:
+        members = [(m, tf.extractfile(m).read()) for m in tf.getmembers()]
+    with tarfile.open(shard, "w") as tf:
+        for member, data in members:
+            data = data[: len(data) // 2] if member.name == name else data
+            member.size = len(data)
+            tf.addfile(member, io.BytesIO(data))
+
+
+DAMAGE = {
+    "a truncated JPEG": (lambda s: truncate_member(s / "train-000000.tar", "k1.jpg"),
+                         r"pictures/train-000000.tar: record 'k1' does not decode \(.*\); re-run `reprozoo shard pictures`"),
+    "an empty shard": (lambda s: (s / "train-000001.tar").write_bytes(b""),
+                       r"pictures/train-000001.tar: listed in meta.json but empty; re-run `reprozoo shard pictures`"),
+    "a missing shard": (lambda s: (s / "train-000001.tar").unlink(), r"train-000001.tar: listed in meta.json but missing"),
+    "a truncated tar": (lambda s: (s / "train-000000.tar").write_bytes((s / "train-000000.tar").read_bytes()[:1500]),
+                        r"pictures/train-000000.tar: listed in meta.json but 1500 bytes where the shard stage wrote 20480"),
+    "a corrupt member header": (lambda s: (s / "train-000000.tar").write_bytes(b"\xff" * 100 + (s / "train-000000.tar").read_bytes()[100:]),
+                                r"pictures/train-000000.tar: unreadable shard \(bad checksum\)"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_shard_is_named_with_its_record(image_shards, damage):
+    harm, message = DAMAGE[damage]
+    harm(image_shards)
+    with pytest.raises(DataError, match=message):
+        list(ShardDataModule(image_shards, batch_size=2).dataset("train"))
+
+
+def test_intact_image_shards_read_completely(image_shards):
+    assert sorted(s["__key__"] for s in ShardDataModule(image_shards, batch_size=2).dataset("train")) == [f"k{i}" for i in range(10)]

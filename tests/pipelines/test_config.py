@@ -32,7 +32,7 @@ def test_the_shipped_params_are_valid():
     ({"datasets": {"omniglot": {"source": "bundled"}}}, "datasets.omniglot.source: omniglot has no 'bundled' source"),
     ({"datasets": {"omniglot": {"source": "local"}}}, "datasets.omniglot.path: required when source is 'local'"),
     ({"datasets": {"omniglot": {"synthetic": {"alphabets": -2}}}}, "datasets.omniglot.synthetic.alphabets: input should be greater than 0"),
-    ({"papers": {"protonets": {"dataset": "omniglotz"}}}, "papers.protonets.dataset: 'omniglotz' has no datasets.omniglotz section"),
+    ({"papers": {"protonets": {"dataset": "omniglotz"}}}, "papers.protonets.dataset: 'omniglotz' has no section under datasets"),
 ])
 def test_a_bad_value_names_its_dotted_path(tmp_path, override, message):
     with pytest.raises(ParamsError) as error:

@@ -1,5 +1,7 @@
 """`reprozoo tune`: real Ray (a local 2-CPU instance), real Lightning trials on the tiny Omniglot replica."""
 import json
+import threading
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -69,6 +71,47 @@ def test_a_trial_can_be_a_two_worker_ray_train_ddp_run(project, local_ray):
     assert trial["world_size"] == 2                                      # two gloo ranks, not one process
     _, (child,) = child_runs(project, summary["mlflow_parent_run_id"])   # rank 1 logs nothing of its own
     assert 0 <= child.data.metrics["val/acc"] <= 1
+
+
+def kill_once_checkpointed(project, process_title: str, registered: str, killed: list[int], stop: threading.Event) -> None:
+    """SIGKILL the Ray worker process titled `process_title` once Ray has registered a checkpoint: the file
+    `registered` (a glob under ray_results/) is written only after the checkpoint is recorded."""
+    import psutil
+    while not stop.is_set() and not killed:
+        if any(path.stat().st_size for path in (project / "ray_results").glob(registered)):
+            for process in psutil.process_iter(["cmdline"]):
+                if process_title in " ".join(process.info["cmdline"] or []):
+                    process.kill()
+                    killed.append(process.pid)
+                    break
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers, process_title, registered", [
+    (1, "ray::ImplicitFunc", "*/*/progress.csv"),                                 # Tune logs a result it has taken
+    (2, "ray::RayTrainWorker", "*-train/checkpoint_manager_snapshot.json"),       # Ray Train's checkpoint manager
+])
+def test_a_trial_whose_worker_is_killed_restarts_from_its_checkpoint(project, local_ray, workers, process_title, registered):
+    """One process: Tune retries the trial (FailureConfig). Ray Train DDP: the group restarts from its checkpoint."""
+    from pipelines.tune import run_sweep
+    params = sweep_params(project, space={"hparams.lr": {"choice": [1e-3]}}, num_samples=1, scheduler="fifo",
+                          max_failures=1, workers_per_trial=workers, resources_per_trial={"cpu": 1},
+                          smoke={"trainer": {"max_steps": 40, "val_check_interval": 10, "checkpoint_every_n_steps": 10}})
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=kill_once_checkpointed, args=(project, process_title, registered, killed, stop))
+    killer.start()
+    try:
+        summary = run_sweep(params, "protonets")
+    finally:
+        stop.set()
+        killer.join()
+    (trial,) = summary["trials"]
+    assert killed, f"no {process_title} process was found to kill"
+    assert trial["status"] == "completed" and trial["step"] == 40 and trial["validations"] == 4
+    assert trial["resumed_from_step"] >= 10                              # restored, not started over
+    _, (child,) = child_runs(project, summary["mlflow_parent_run_id"])   # the retry continued the trial's run
+    assert child.info.status == "FINISHED"
 
 
 @pytest.mark.parametrize("space, message", [
