@@ -313,7 +313,7 @@ class ShardDataModule(pl.LightningDataModule):
                    .batched(self.batch_size, partial=not train, **({"collation_fn": self.collate} if self.collate else {})))
         # Every rank must see the same number of batches or DDP hangs at the first all-reduce: with_epoch
         # cuts (or, on a rank with fewer shards, repeats) the stream to exactly that many batches.
-        return wds.WebLoader(dataset, batch_size=None, num_workers=self.num_workers,
+        return wds.WebLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
                              persistent_workers=self.num_workers > 0).with_epoch(self.batches_per_rank(split))
 
     def memory_loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> DataLoader:
@@ -330,7 +330,8 @@ class ShardDataModule(pl.LightningDataModule):
                    if train and world > 1 else None)
         return DataLoader(self._in_memory[split], batch_size=self.batch_size, shuffle=train and sampler is None,
                           sampler=sampler, drop_last=train, generator=torch.Generator().manual_seed(self.seed),
-                          collate_fn=self.collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          collate_fn=self.collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())   # page-locked batches copy to a GPU asynchronously
 
     def split_loader(self, split: str) -> DataLoader | wds.WebLoader:
         return self.memory_loader(split) if self.in_memory else self.loader(split)
