@@ -65,7 +65,7 @@ def log_many(uri: str, worker: int, metrics: int) -> None:
 def test_parallel_writers_share_one_sqlite_store_without_losing_a_write(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     MlflowClient(uri).create_experiment("shared")
-    workers, metrics = 6, 150
+    workers, metrics = 4, 100
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=log_many, args=(uri, w, metrics)) for w in range(workers)]
     started = time.monotonic()
