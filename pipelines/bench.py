@@ -314,8 +314,9 @@ def noop_repro() -> dict[str, Any]:
     start = time.perf_counter()
     result = dvc("repro", "--dry") if stale else dvc("repro")
     seconds = time.perf_counter() - start
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("ERROR")]
     return {"command": "dvc repro --dry (pipeline not up to date)" if stale else "dvc repro (no-op)",
-            "seconds": seconds, "ok": result.returncode == 0,
+            "seconds": seconds, "ok": result.returncode == 0, **({"error": errors[-1]} if errors else {}),
             "target": f"seconds <= {TARGETS['noop_repro_seconds']}", "holds": seconds <= TARGETS["noop_repro_seconds"]}
 
 
