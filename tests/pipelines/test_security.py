@@ -94,7 +94,6 @@ def test_reprozoo_ui_listens_on_loopback_only(project):
 
 def test_shipped_params_and_infra_hold_no_credentials():
     """The committed configuration names where secrets come from, never a secret itself."""
-    text = (ROOT / "params.yaml").read_text()
     assert "@" not in load_params(ROOT / "params.yaml").mlflow.tracking_uri
     for path in [ROOT / "params.yaml", *(ROOT / "infra").rglob("*.y*ml")]:
         text = path.read_text().lower()
