@@ -100,7 +100,7 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
 
 
 class CIFAR10(ShardDataModule):
-    """(3, 32, 32) normalised images; training adds the ResNet paper's 4-pixel padding, random crop and flip."""
+    """(3, 32, 32) images, normalised on the device; training adds the ResNet paper's 4-pixel padding, random crop and flip."""
 
     name = "cifar10"
     image_mode = "pilrgb"
@@ -115,8 +115,11 @@ class CIFAR10(ShardDataModule):
         steps = [v2.ToImage()]
         if split == "train" and self.augment:
             steps += [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
-        steps.append(v2.ToDtype(torch.float32, scale=True))
-        return v2.Compose([*steps, *([v2.Normalize(MEAN, STD)] if self.normalize else [])])
+        return v2.Compose(steps)                           # uint8: made float on the device (float_batches)
+
+    @property
+    def float_batches(self) -> tuple:
+        return (MEAN, STD) if self.normalize else ()
 
     def sample(self, split: str):
         return classification_sample(self.transform(split))

@@ -151,6 +151,7 @@ class ImageNet(ShardDataModule):
     name = "imagenet"
     splits = ("train", "val")
     image_mode = "pilrgb"
+    float_batches = (MEAN, STD)
     download, synthesize, samples, classes, check_layout = map(staticmethod, (download, synthesize, samples, classes, check_layout))
 
     def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 256, num_workers: int = 0,
@@ -164,16 +165,14 @@ class ImageNet(ShardDataModule):
             steps = [v2.RandomResizedCrop(self.crop, scale=self.scale, antialias=True), v2.RandomHorizontalFlip()]
         else:
             steps = [v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.crop)]
-        return v2.Compose([v2.ToImage(), *steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+        return v2.Compose([v2.ToImage(), *steps])          # uint8: normalised on the device (float_batches)
 
     def sample(self, split: str):
         return classification_sample(self.transform(split))
 
     def ten_crops(self) -> v2.Compose:
         """ResNet's 10-crop testing (§3.4): the four corners and the centre, and their mirror images."""
-        normalise = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
-        return v2.Compose([v2.ToImage(), v2.Resize(self.resize, antialias=True), v2.TenCrop(self.crop),
-                           lambda crops: torch.stack([normalise(c) for c in crops])])
+        return v2.Compose([v2.ToImage(), v2.Resize(self.resize, antialias=True), v2.TenCrop(self.crop), torch.stack])
 
     def test_dataloader(self):
         sample = classification_sample(self.ten_crops()) if self.test_crops == 10 else None

@@ -3,6 +3,7 @@ import os
 import pickle
 
 import pytest
+import torch
 
 from datamodules.base import read_meta
 from datamodules.cifar10 import CIFAR10, FOLDER, REPLICA_MD5S, load_batch, samples, synthesize
@@ -18,7 +19,10 @@ def shards(tmp_path_factory):
 def test_round_trip_keeps_the_45k_5k_style_split(shards):
     assert {s: v["samples"] for s, v in read_meta(shards)["splits"].items()} == {"train": 90, "val": 10, "test": 20}
     images, labels = next(iter(CIFAR10(shards, 0, batch_size=4).train_dataloader()))
-    assert images.shape == (4, 3, 32, 32) and labels.shape == (4,)
+    assert images.shape == (4, 3, 32, 32) and labels.shape == (4,) and images.dtype == torch.uint8
+    raw = CIFAR10(shards, 0, normalize=False).on_after_batch_transfer((images, labels), 0)[0]
+    assert raw.dtype == torch.float32 and raw.min() >= 0 and raw.max() <= 1      # pixelcnn's [0, 1] pixels
+    assert torch.allclose(raw * 255, images.float(), atol=1e-4)
     assert read_meta(shards)["splits"]["test"]["classes"][0] == "airplane"
 
 

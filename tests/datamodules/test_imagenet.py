@@ -5,10 +5,11 @@ import tarfile
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 from datamodules.base import read_meta
 from datamodules.files import DataError
-from datamodules.imagenet import DEVKIT, TRAIN_TAR, ImageNet, check_layout, download, read_devkit, synthesize
+from datamodules.imagenet import DEVKIT, MEAN, STD, TRAIN_TAR, ImageNet, check_layout, download, read_devkit, synthesize
 from tests.conftest import synthetic_shards
 
 
@@ -36,10 +37,20 @@ def test_grayscale_cmyk_and_png_files_become_rgb_jpegs(shards):
     assert images.shape == (4, 3, 64, 64)
 
 
+def test_batches_leave_the_workers_as_uint8_and_are_normalised_on_the_device(shards):
+    data = ImageNet(shards, 0, batch_size=4, crop=64, resize=72, num_workers=1)
+    images, labels = next(iter(data.train_dataloader()))
+    assert images.dtype == torch.uint8
+    floats, same_labels = data.on_after_batch_transfer((images, labels), 0)
+    expected = v2.Normalize(MEAN, STD)(images.float() / 255)                  # torchvision's recipe, per sample
+    assert floats.dtype == torch.float32 and torch.allclose(floats, expected, atol=1e-6) and same_labels is labels
+
+
 def test_ten_crop_testing_gives_corners_centre_and_mirrors(shards):
     images, labels = next(iter(ImageNet(shards, 0, batch_size=2, crop=48, resize=64, test_crops=10).test_dataloader()))
     assert images.shape == (2, 10, 3, 48, 48) and labels.shape == (2,)
-    assert torch.allclose(images[:, 5], images[:, 1].flip(-1), atol=1e-5)      # mirrored top-left = flipped top-right
+    assert torch.equal(images[:, 5], images[:, 1].flip(-1))                   # mirrored top-left = flipped top-right
+    assert ImageNet(shards, 0).on_after_batch_transfer((images, labels), 0)[0].shape == (2, 10, 3, 48, 48)
 
 
 def test_validation_labels_follow_the_ground_truth_file(shards):
