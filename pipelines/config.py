@@ -145,6 +145,19 @@ def split_dotted(values: dict[str, Any], where: str) -> Overrides:
     return Overrides(**parts)
 
 
+# The code that shapes trained weights: a checkpoint written by other code is not continued (DVC re-runs `train`
+# after a code change, and `persist: true` keeps an interrupted run's last.ckpt for it to find).
+TRAINING_CODE = ("datamodules", "lightning_modules", "pipelines/train.py")
+
+
+def training_code_hash(root: Path = Path(__file__).resolve().parent.parent) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(f for part in TRAINING_CODE for f in ([root / part] if part.endswith(".py")
+                                                              else (root / part).rglob("*.py"))):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Recipe:
     key: str                  # the experiment: the params section, DVC stage item, MLflow experiment, models/<key>
@@ -163,8 +176,10 @@ class Recipe:
                 **{f"{part}.{name}": value for part, values in parts.items() for name, value in values.items()}}
 
     def fingerprint(self) -> str:
-        """Changes whenever a setting that shapes the trained weights changes (resuming across it is wrong)."""
-        return hashlib.sha256(json.dumps(self.flat(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+        """Changes whenever a setting or the code that shapes the trained weights changes (resuming across either
+        is wrong)."""
+        shape = {**self.flat(), "code": training_code_hash()}
+        return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # ---- validation with messages a person can act on -----------------------------------------------------------

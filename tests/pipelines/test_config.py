@@ -2,7 +2,7 @@
 import pytest
 import yaml
 
-from pipelines.config import load_params
+from pipelines.config import load_params, training_code_hash
 from pipelines.errors import ParamsError, UnknownKey
 from tests.conftest import ROOT, cli, tiny_params, write_params
 
@@ -73,3 +73,16 @@ def test_recipe_fingerprint_changes_with_the_recipe():
     changed = params.model_copy(update={"seed": 1}).recipe("protonets")
     assert base.fingerprint() != changed.fingerprint() and base.fingerprint() == params.recipe("protonets").fingerprint()
     assert yaml.safe_dump(base.flat())                                  # MLflow params are plain values
+
+
+def test_the_training_code_hash_follows_the_code(tmp_path):
+    for part in ("datamodules", "lightning_modules", "pipelines"):
+        (tmp_path / part).mkdir()
+    (tmp_path / "datamodules" / "mnist.py").write_text("x = 1\n")
+    (tmp_path / "pipelines" / "train.py").write_text("y = 1\n")
+    (tmp_path / "pipelines" / "report.py").write_text("z = 1\n")
+    before = training_code_hash(tmp_path)
+    (tmp_path / "pipelines" / "report.py").write_text("z = 2\n")           # not training code
+    assert training_code_hash(tmp_path) == before
+    (tmp_path / "datamodules" / "mnist.py").write_text("x = 2\n")          # a resumed run would mix two codes
+    assert training_code_hash(tmp_path) != before
