@@ -35,12 +35,10 @@ def _gather_on_rank(rank: int, world: int, port: int, results) -> None:
 def test_whole_test_set_metrics_gather_every_ranks_items_in_rank_order():
     """VOC07 AP and proposal recall are computed from lists, not running sums: under DDP each rank must score
     the union of all ranks' detections, or the logged mAP would be one rank's share."""
-    import socket
-
     import torch.multiprocessing as mp
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+
+    from pipelines.bench import free_port
+    port = free_port()
     with mp.Manager() as manager:
         results = manager.dict()
         mp.spawn(_gather_on_rank, args=(2, port, results), nprocs=2, join=True)

@@ -2,7 +2,6 @@
 teardown that stops only this cluster's processes."""
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,16 +11,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pipelines.bench import free_port
 from pipelines.submit import EXCLUDES, SubmitError, entrypoint
 from tests.conftest import ROOT, cli
 
 CODE = ("pipelines", "datamodules", "lightning_modules", "constraints.txt", "pyproject.toml")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
