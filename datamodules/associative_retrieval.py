@@ -5,6 +5,7 @@ the target is that key's value: "c9k8j3f1??c" → 9. The task is defined by its 
 data *is* the paper's data (source `generated`), and results on it are comparable with Table 1.
 Raw layout: {train,val,test}.txt, one "sequence<TAB>value" line per example (100,000 / 10,000 / 20,000).
 """
+
 from __future__ import annotations
 
 import string
@@ -32,8 +33,15 @@ def example(rng: np.random.Generator, pairs: int) -> tuple[str, int]:
     return f"{text}??{string.ascii_lowercase[keys[asked]]}", int(values[asked])
 
 
-def synthesize(raw_dir: Path, seed: int = 0, *, pairs: Annotated[int, Gt(0)] = 4, train: Positive = 100_000,
-               val: Positive = 10_000, test: Positive = 20_000) -> None:
+def synthesize(
+    raw_dir: Path,
+    seed: int = 0,
+    *,
+    pairs: Annotated[int, Gt(0)] = 4,
+    train: Positive = 100_000,
+    val: Positive = 10_000,
+    test: Positive = 20_000,
+) -> None:
     """The paper's generator; `pairs` = 4 gives its example's length, 11 characters."""
     rng = np.random.default_rng(seed)
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +65,10 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     for number, line in enumerate(path.read_text().splitlines()):
         text, value = line.split("\t")
         if "??" not in text or set(text) - set(VOCABULARY) or not value.isdigit():
-            yield {"__key__": f"{split}/{number:06d}", "__error__": f"{path}:{number + 1}: not 'pairs??key<TAB>digit': {line!r}"}
+            yield {
+                "__key__": f"{split}/{number:06d}",
+                "__error__": f"{path}:{number + 1}: not 'pairs??key<TAB>digit': {line!r}",
+            }
             continue
         yield {"__key__": f"{split}/{number:06d}", "txt": text, "cls": int(value)}
 
@@ -68,12 +79,23 @@ class AssociativeRetrieval(ShardDataModule):
     name = "associative_retrieval"
     sources = ("generated",)
     decode_keys = ("txt", "cls")
-    in_memory = True                                      # 130,000 sequences of 11 characters
-    synthesize, samples, classes, check_layout = map(staticmethod, (synthesize, samples, classes, check_layout))
+    in_memory = True  # 130,000 sequences of 11 characters
+    synthesize, samples, classes, check_layout = map(
+        staticmethod, (synthesize, samples, classes, check_layout)
+    )
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 128, num_workers: int = 0,
-                 shuffle_buffer: Positive = 10_000):
-        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        batch_size: Positive = 128,
+        num_workers: int = 0,
+        shuffle_buffer: Positive = 10_000,
+    ):
+        super().__init__(
+            shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
+        )
 
     def sample(self, split: str):
         return lambda s: (torch.tensor([VOCABULARY.index(c) for c in s["txt"]]), s["cls"])

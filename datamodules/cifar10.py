@@ -6,6 +6,7 @@ is read with an unpickler that admits only numpy arrays, so a tampered file cann
 why torchvision's CIFAR10 parser, which calls pickle.load, is not used.) The last 5,000 training images
 are the validation split, as in ResNet's CIFAR experiments (45k/5k).
 """
+
 from __future__ import annotations
 
 import pickle
@@ -24,7 +25,9 @@ from datamodules.files import DataError, download as fetch_url, extract, md5sum
 from datamodules.synthetic import encode, object_image
 
 URL, MD5 = TorchvisionCIFAR10.url, TorchvisionCIFAR10.tgz_md5
-OFFICIAL_MD5 = dict(TorchvisionCIFAR10.train_list + TorchvisionCIFAR10.test_list) | {"batches.meta": TorchvisionCIFAR10.meta["md5"]}
+OFFICIAL_MD5 = dict(TorchvisionCIFAR10.train_list + TorchvisionCIFAR10.test_list) | {
+    "batches.meta": TorchvisionCIFAR10.meta["md5"]
+}
 FOLDER, REPLICA_MD5S = "cifar-10-batches-py", "REPLICA_MD5SUMS"
 TRAIN_FILES, TEST_FILES = [f for f, _ in TorchvisionCIFAR10.train_list], ["test_batch"]
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -36,8 +39,13 @@ Positive = Annotated[int, Gt(0)]
 class ArraysOnly(pickle.Unpickler):
     """Unpickles dicts, lists, strings, numbers and numpy arrays; refuses every other global."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -62,7 +70,9 @@ def load_batch(raw_dir: Path, name: str) -> dict:
     if replica.exists():
         allowed |= {line.split()[0] for line in replica.read_text().splitlines() if line.endswith(f" {name}")}
     if (got := md5sum(path)) not in allowed:
-        raise DataError(f"{path}: md5 {got} matches neither the official checksum nor the replica's; not unpickled")
+        raise DataError(
+            f"{path}: md5 {got} matches neither the official checksum nor the replica's; not unpickled"
+        )
     with path.open("rb") as f:
         return ArraysOnly(f, encoding="latin1").load()
 
@@ -76,7 +86,12 @@ def synthesize(raw_dir: Path, seed: int = 0, *, train: Positive = 1000, test: Po
     for name, count in per_file.items():
         labels = [int(c) for c in rng.integers(0, 10, count)]
         data = np.stack([object_image(rng, c, 10, 32, 32).transpose(2, 0, 1).reshape(-1) for c in labels])
-        batch = {"batch_label": name, "labels": labels, "data": data, "filenames": [f"{name}_{i}.png" for i in range(count)]}
+        batch = {
+            "batch_label": name,
+            "labels": labels,
+            "data": data,
+            "filenames": [f"{name}_{i}.png" for i in range(count)],
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
         sums.append(f"{md5sum(folder / name)}  {name}")
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": CLASSES, "num_vis": 3072}, protocol=2))
@@ -104,18 +119,31 @@ class CIFAR10(ShardDataModule):
 
     name = "cifar10"
     image_mode = "pilrgb"
-    download, synthesize, samples, classes, check_layout = map(staticmethod, (download, synthesize, samples, classes, check_layout))
+    download, synthesize, samples, classes, check_layout = map(
+        staticmethod, (download, synthesize, samples, classes, check_layout)
+    )
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 128, num_workers: int = 0,
-                 shuffle_buffer: Positive = 5000, augment: bool = True, normalize: bool = True):
-        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
-        self.augment, self.normalize = augment, normalize    # density models (pixelcnn) read raw [0, 1] pixels
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        batch_size: Positive = 128,
+        num_workers: int = 0,
+        shuffle_buffer: Positive = 5000,
+        augment: bool = True,
+        normalize: bool = True,
+    ):
+        super().__init__(
+            shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
+        )
+        self.augment, self.normalize = augment, normalize  # density models (pixelcnn) read raw [0, 1] pixels
 
     def transform(self, split: str) -> v2.Compose:
         steps = [v2.ToImage()]
         if split == "train" and self.augment:
             steps += [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
-        return v2.Compose(steps)                           # uint8: made float on the device (float_batches)
+        return v2.Compose(steps)  # uint8: made float on the device (float_batches)
 
     @property
     def float_batches(self) -> tuple:

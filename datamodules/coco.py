@@ -6,6 +6,7 @@ torchvision's CocoDetection (pycocotools) is the parser. Samples keep the annota
 labels; masks are decoded with pycocotools when loading. Boxes under one pixel wide or high are dropped
 and counted (`degenerate` in the sample's json).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,18 +28,49 @@ from datamodules.base import ShardDataModule, list_collate
 from datamodules.files import DataError, download as fetch_url, extract
 from datamodules.synthetic import encode, scene
 
-ARCHIVES = {"train2017.zip": "cced6f7f71b7629ddf16f17bbcfab6b2", "val2017.zip": "442b8da7639aecaf257c1dceb8ba8c80",
-            "annotations_trainval2017.zip": "f4bbac642086de4f52a3fdda2de5fa2c"}
-URLS = {"train2017.zip": "http://images.cocodataset.org/zips/train2017.zip",
-        "val2017.zip": "http://images.cocodataset.org/zips/val2017.zip",
-        "annotations_trainval2017.zip": "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"}
+ARCHIVES = {
+    "train2017.zip": "cced6f7f71b7629ddf16f17bbcfab6b2",
+    "val2017.zip": "442b8da7639aecaf257c1dceb8ba8c80",
+    "annotations_trainval2017.zip": "f4bbac642086de4f52a3fdda2de5fa2c",
+}
+URLS = {
+    "train2017.zip": "http://images.cocodataset.org/zips/train2017.zip",
+    "val2017.zip": "http://images.cocodataset.org/zips/val2017.zip",
+    "annotations_trainval2017.zip": "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
+}
 SPLITS = {"train": "train2017", "val": "val2017"}
 # The first ten COCO categories, with their real (non-contiguous beyond 80) ids, for the replica.
-CATEGORIES = [(1, "person", "person"), (2, "bicycle", "vehicle"), (3, "car", "vehicle"), (4, "motorcycle", "vehicle"),
-              (5, "airplane", "vehicle"), (6, "bus", "vehicle"), (7, "train", "vehicle"), (8, "truck", "vehicle"),
-              (9, "boat", "vehicle"), (10, "traffic light", "outdoor")]
-KEYPOINTS = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
-             "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"]
+CATEGORIES = [
+    (1, "person", "person"),
+    (2, "bicycle", "vehicle"),
+    (3, "car", "vehicle"),
+    (4, "motorcycle", "vehicle"),
+    (5, "airplane", "vehicle"),
+    (6, "bus", "vehicle"),
+    (7, "train", "vehicle"),
+    (8, "truck", "vehicle"),
+    (9, "boat", "vehicle"),
+    (10, "traffic light", "outdoor"),
+]
+KEYPOINTS = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+]
 Positive = Annotated[int, Gt(0)]
 
 
@@ -58,7 +90,9 @@ def check_layout(raw_dir: Path) -> None:
 
 
 def categories(raw_dir: Path) -> list[dict]:
-    return sorted(json.loads(annotation_file(raw_dir, "val").read_text())["categories"], key=lambda c: c["id"])
+    return sorted(
+        json.loads(annotation_file(raw_dir, "val").read_text())["categories"], key=lambda c: c["id"]
+    )
 
 
 def classes(raw_dir: Path, split: str) -> list[str]:
@@ -70,39 +104,61 @@ def target(annotations: list[dict], keypoints: dict[int, list], label_of: dict[i
     kept = [a for a in annotations if a["bbox"][2] >= 1 and a["bbox"][3] >= 1]
     return {
         "boxes": [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in kept)],
-        "labels": [label_of[a["category_id"]] for a in kept], "iscrowd": [a.get("iscrowd", 0) for a in kept],
-        "segmentation": [a["segmentation"] for a in kept], "area": [a["area"] for a in kept],
-        "keypoints": [keypoints.get(a["id"]) for a in kept], "annotation_ids": [a["id"] for a in kept],
+        "labels": [label_of[a["category_id"]] for a in kept],
+        "iscrowd": [a.get("iscrowd", 0) for a in kept],
+        "segmentation": [a["segmentation"] for a in kept],
+        "area": [a["area"] for a in kept],
+        "keypoints": [keypoints.get(a["id"]) for a in kept],
+        "annotation_ids": [a["id"] for a in kept],
         "degenerate": len(annotations) - len(kept),
     }
 
 
 def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     check_layout(raw_dir)
-    with contextlib.redirect_stdout(io.StringIO()):      # pycocotools prints its progress
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         parsed = CocoDetection(raw_dir / SPLITS[split], annotation_file(raw_dir, split))
     label_of = {c["id"]: i for i, c in enumerate(categories(raw_dir))}
     people = annotation_file(raw_dir, split, "person_keypoints")
-    keypoints = {a["id"]: a["keypoints"] for a in json.loads(people.read_text())["annotations"]} if people.exists() else {}
+    keypoints = (
+        {a["id"]: a["keypoints"] for a in json.loads(people.read_text())["annotations"]}
+        if people.exists()
+        else {}
+    )
     for image_id in parsed.ids:
         info = parsed.coco.loadImgs(image_id)[0]
         path = raw_dir / SPLITS[split] / info["file_name"]
         key = f"{split}/{Path(info['file_name']).stem}"
         if not path.exists():
-            yield {"__key__": key, "__error__": f"{annotation_file(raw_dir, split)}: image {image_id} ({info['file_name']}) is missing"}
+            yield {
+                "__key__": key,
+                "__error__": f"{annotation_file(raw_dir, split)}: image {image_id} ({info['file_name']}) is missing",
+            }
             continue
         annotations = parsed.coco.loadAnns(parsed.coco.getAnnIds(imgIds=image_id))
-        yield {"__key__": key, "jpg": path.read_bytes(),
-               "json": {"image_id": image_id, "size": [info["height"], info["width"]], **target(annotations, keypoints, label_of)}}
+        yield {
+            "__key__": key,
+            "jpg": path.read_bytes(),
+            "json": {
+                "image_id": image_id,
+                "size": [info["height"], info["width"]],
+                **target(annotations, keypoints, label_of),
+            },
+        }
 
 
 def decode_masks(segmentations: list, height: int, width: int) -> np.ndarray:
     """Polygons, compressed and uncompressed RLE → (n, H, W) uint8 masks, as pycocotools' annToMask does."""
     masks = []
     for seg in segmentations:
-        if isinstance(seg, dict) and not isinstance(seg["counts"], list):      # compressed RLE: already pycocotools' own
-            rle = {"size": seg["size"], "counts": seg["counts"].encode() if isinstance(seg["counts"], str) else seg["counts"]}
-        else:                                                                   # polygons, or uncompressed RLE
+        if isinstance(seg, dict) and not isinstance(
+            seg["counts"], list
+        ):  # compressed RLE: already pycocotools' own
+            rle = {
+                "size": seg["size"],
+                "counts": seg["counts"].encode() if isinstance(seg["counts"], str) else seg["counts"],
+            }
+        else:  # polygons, or uncompressed RLE
             rle = coco_mask.frPyObjects(seg, height, width)
             rle = coco_mask.merge(rle) if isinstance(rle, list) else rle
         masks.append(coco_mask.decode(rle))
@@ -110,6 +166,7 @@ def decode_masks(segmentations: list, height: int, width: int) -> np.ndarray:
 
 
 # ---- the synthetic replica -------------------------------------------------------------------------------
+
 
 def synthesize(raw_dir: Path, seed: int = 0, *, train: Positive = 40, val: Positive = 16) -> None:
     """Instances JSON with polygons, one crowd region as uncompressed RLE per few images, images with no
@@ -123,35 +180,60 @@ def synthesize(raw_dir: Path, seed: int = 0, *, train: Positive = 40, val: Posit
         for n in range(count):
             image_id = 1000 * (split == "val") + n + 1
             height, width = int(rng.integers(200, 320)), int(rng.integers(240, 400))
-            image, objs = scene(rng, height, width, len(CATEGORIES), 0 if n % 7 == 6 else int(rng.integers(1, 5)))
+            image, objs = scene(
+                rng, height, width, len(CATEGORIES), 0 if n % 7 == 6 else int(rng.integers(1, 5))
+            )
             name = f"{image_id:012d}.jpg"
             (raw_dir / SPLITS[split] / name).write_bytes(encode(image, "JPEG", quality=90))
             images.append({"id": image_id, "file_name": name, "height": height, "width": width})
             for k, obj in enumerate(objs):
                 x0, y0, x1, y1 = obj["box"]
                 crowd = n % 5 == 0 and k == 0
-                if crowd:   # crowd regions are uncompressed RLE in COCO (column-major run lengths)
+                if crowd:  # crowd regions are uncompressed RLE in COCO (column-major run lengths)
                     rle = coco_mask.encode(np.asfortranarray(obj["mask"].astype(np.uint8)))
                     segmentation = {"size": [height, width], "counts": _uncompressed(obj["mask"])}
                     area = float(coco_mask.area(rle))
                 else:
-                    segmentation, area = [obj["polygon"].round(2).flatten().tolist()], float(obj["mask"].sum())
-                ann = {"id": ann_id, "image_id": image_id, "category_id": CATEGORIES[obj["cls"]][0], "iscrowd": int(crowd),
-                       "bbox": [x0, y0, x1 - x0, y1 - y0], "area": area, "segmentation": segmentation}
+                    segmentation, area = (
+                        [obj["polygon"].round(2).flatten().tolist()],
+                        float(obj["mask"].sum()),
+                    )
+                ann = {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": CATEGORIES[obj["cls"]][0],
+                    "iscrowd": int(crowd),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": area,
+                    "segmentation": segmentation,
+                }
                 annotations.append(ann)
                 if obj["cls"] == 0:
                     points = np.stack([rng.uniform(x0, x1, 17), rng.uniform(y0, y1, 17), np.full(17, 2)], 1)
-                    people.append({**ann, "keypoints": points.round(1).flatten().tolist(), "num_keypoints": 17})
+                    people.append(
+                        {**ann, "keypoints": points.round(1).flatten().tolist(), "num_keypoints": 17}
+                    )
                 ann_id += 1
-        if split == "train" and annotations:   # a zero-width box, as a few real annotations have
-            annotations.append({**annotations[0], "id": ann_id, "bbox": [10.0, 10.0, 0.0, 5.0], "iscrowd": 0,
-                                "segmentation": [[10, 10, 10, 15, 10, 12]]})
+        if split == "train" and annotations:  # a zero-width box, as a few real annotations have
+            annotations.append(
+                {
+                    **annotations[0],
+                    "id": ann_id,
+                    "bbox": [10.0, 10.0, 0.0, 5.0],
+                    "iscrowd": 0,
+                    "segmentation": [[10, 10, 10, 15, 10, 12]],
+                }
+            )
         info = {"description": "reprozoo synthetic COCO replica", "version": "1.0"}
         (raw_dir / "annotations" / f"instances_{SPLITS[split]}.json").write_text(
-            json.dumps({"info": info, "images": images, "annotations": annotations, "categories": cats}))
-        person_cat = [{**cats[0], "keypoints": KEYPOINTS, "skeleton": [[16, 14], [14, 12], [17, 15], [15, 13]]}]
+            json.dumps({"info": info, "images": images, "annotations": annotations, "categories": cats})
+        )
+        person_cat = [
+            {**cats[0], "keypoints": KEYPOINTS, "skeleton": [[16, 14], [14, 12], [17, 15], [15, 13]]}
+        ]
         (raw_dir / "annotations" / f"person_keypoints_{SPLITS[split]}.json").write_text(
-            json.dumps({"info": info, "images": images, "annotations": people, "categories": person_cat}))
+            json.dumps({"info": info, "images": images, "annotations": people, "categories": person_cat})
+        )
 
 
 def _uncompressed(mask: np.ndarray) -> list[int]:
@@ -163,6 +245,7 @@ def _uncompressed(mask: np.ndarray) -> list[int]:
 
 # ---- the DataModule ------------------------------------------------------------------------------------------
 
+
 class COCO(ShardDataModule):
     """(image, {boxes, labels, iscrowd, masks}) per sample, with flips for training; lists per batch."""
 
@@ -170,26 +253,51 @@ class COCO(ShardDataModule):
     splits = ("train", "val")
     image_mode = "pilrgb"
     collate = staticmethod(list_collate)
-    download, synthesize, samples, classes, check_layout = map(staticmethod, (download, synthesize, samples, classes, check_layout))
+    download, synthesize, samples, classes, check_layout = map(
+        staticmethod, (download, synthesize, samples, classes, check_layout)
+    )
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 16, num_workers: int = 0,
-                 shuffle_buffer: Positive = 1000, masks: bool = True, skip_empty: bool = True, augment: bool = True):
-        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        batch_size: Positive = 16,
+        num_workers: int = 0,
+        shuffle_buffer: Positive = 1000,
+        masks: bool = True,
+        skip_empty: bool = True,
+        augment: bool = True,
+    ):
+        super().__init__(
+            shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
+        )
         self.masks, self.skip_empty, self.augment = masks, skip_empty, augment
 
     def sample(self, split: str):
         steps = [v2.RandomHorizontalFlip()] if split == "train" and self.augment else []
-        transform = v2.Compose([*steps, v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True)])
+        transform = v2.Compose(
+            [*steps, v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True)]
+        )
 
         def coco(s: dict):
             t, (height, width) = s["json"], s["json"]["size"]
-            target = {"boxes": tv_tensors.BoundingBoxes(torch.tensor(t["boxes"], dtype=torch.float32).reshape(-1, 4),
-                                                        format="XYXY", canvas_size=(height, width)),
-                      "labels": torch.tensor(t["labels"], dtype=torch.int64),
-                      "iscrowd": torch.tensor(t["iscrowd"], dtype=torch.int64), "image_id": t["image_id"]}
+            target = {
+                "boxes": tv_tensors.BoundingBoxes(
+                    torch.tensor(t["boxes"], dtype=torch.float32).reshape(-1, 4),
+                    format="XYXY",
+                    canvas_size=(height, width),
+                ),
+                "labels": torch.tensor(t["labels"], dtype=torch.int64),
+                "iscrowd": torch.tensor(t["iscrowd"], dtype=torch.int64),
+                "image_id": t["image_id"],
+            }
             if self.masks:
-                target["masks"] = tv_tensors.Mask(torch.from_numpy(decode_masks(t["segmentation"], height, width)))
+                target["masks"] = tv_tensors.Mask(
+                    torch.from_numpy(decode_masks(t["segmentation"], height, width))
+                )
             return transform(tv_tensors.Image(v2.functional.pil_to_tensor(s["jpg"])), target)
+
         return coco
 
     def keep(self, split: str):

@@ -14,6 +14,7 @@ Sources:
 A sample is a pair of consecutive frames (the temporal discriminator and smoothing need t−1 and t); pose images
 are the keypoints drawn as a stick figure, rendered when read.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -32,12 +33,46 @@ from datamodules.base import ShardDataModule, open_image
 from datamodules.files import DataError
 from datamodules.synthetic import background, encode
 
-KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-             "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-             "right_knee", "left_ankle", "right_ankle")                       # COCO's order
-SKELETON = ((0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12), (11, 12),
-            (11, 13), (13, 15), (12, 14), (14, 16))
-LIMB_COLOURS = [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / len(SKELETON), 1, 1)) for i in range(len(SKELETON))]
+KEYPOINTS = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)  # COCO's order
+SKELETON = (
+    (0, 1),
+    (0, 2),
+    (1, 3),
+    (2, 4),
+    (5, 6),
+    (5, 7),
+    (7, 9),
+    (6, 8),
+    (8, 10),
+    (5, 11),
+    (6, 12),
+    (11, 12),
+    (11, 13),
+    (13, 15),
+    (12, 14),
+    (14, 16),
+)
+LIMB_COLOURS = [
+    tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / len(SKELETON), 1, 1)) for i in range(len(SKELETON))
+]
 SPLITS = ("train", "val", "test", "source")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 Positive = Annotated[int, Gt(0)]
@@ -68,26 +103,42 @@ def dancer_pose(t: float, motion: np.ndarray, centre: tuple[float, float], heigh
     def limb(start, angle, length):
         return start + length * np.array([np.sin(angle), np.cos(angle)])
 
-    shoulders = [neck + [s * unit, 0.2 * unit] for s in (1, -1)]              # the figure faces the camera
+    shoulders = [neck + [s * unit, 0.2 * unit] for s in (1, -1)]  # the figure faces the camera
     elbows = [limb(shoulders[i], s * (0.4 + a[i]), 1.4 * unit) for i, s in enumerate((1, -1))]
     wrists = [limb(elbows[i], s * (0.6 + a[2 + i]), 1.3 * unit) for i, s in enumerate((1, -1))]
     hip_points = [hips + [s * 0.6 * unit, 0] for s in (1, -1)]
     knees = [limb(hip_points[i], s * (0.1 + a[4 + i]), 1.9 * unit) for i, s in enumerate((1, -1))]
     ankles = [limb(knees[i], s * (0.05 - abs(a[6 + i])), 1.9 * unit) for i, s in enumerate((1, -1))]
-    face = [head, head + [0.3 * unit, -0.2 * unit], head + [-0.3 * unit, -0.2 * unit],
-            head + [0.6 * unit, 0], head + [-0.6 * unit, 0]]
+    face = [
+        head,
+        head + [0.3 * unit, -0.2 * unit],
+        head + [-0.3 * unit, -0.2 * unit],
+        head + [0.6 * unit, 0],
+        head + [-0.6 * unit, 0],
+    ]
     points = face + shoulders + elbows + wrists + hip_points + knees + ankles
     return np.concatenate([np.array(points), np.ones((17, 1))], 1)
 
 
-def render_dancer(keypoints: np.ndarray, scenery: np.ndarray, clothes: list[tuple[int, int, int]]) -> np.ndarray:
+def render_dancer(
+    keypoints: np.ndarray, scenery: np.ndarray, clothes: list[tuple[int, int, int]]
+) -> np.ndarray:
     """The dancer drawn as thick limbs (shirt, trousers), a head with eyes, over the fixed background."""
     canvas = Image.fromarray(scenery.copy())
     draw = ImageDraw.Draw(canvas)
     unit = abs(keypoints[15, 1] - keypoints[0, 1]) / 7
     xy = [tuple(p) for p in keypoints[:, :2]]
-    draw.polygon([xy[5], xy[6], xy[12], xy[11]], fill=clothes[0])               # torso
-    for a, b, colour in ((5, 7, 0), (7, 9, 2), (6, 8, 0), (8, 10, 2), (11, 13, 1), (13, 15, 1), (12, 14, 1), (14, 16, 1)):
+    draw.polygon([xy[5], xy[6], xy[12], xy[11]], fill=clothes[0])  # torso
+    for a, b, colour in (
+        (5, 7, 0),
+        (7, 9, 2),
+        (6, 8, 0),
+        (8, 10, 2),
+        (11, 13, 1),
+        (13, 15, 1),
+        (12, 14, 1),
+        (14, 16, 1),
+    ):
         draw.line([xy[a], xy[b]], fill=clothes[colour], width=max(2, int(0.7 * unit)))
     r = 0.8 * unit
     draw.ellipse([xy[0][0] - r, xy[0][1] - r, xy[0][0] + r, xy[0][1] + r], fill=clothes[2])
@@ -101,11 +152,16 @@ def write_video(split_dir: Path, frames: list[np.ndarray], keypoints: list[np.nd
     for index, frame in enumerate(frames):
         (split_dir / "frames" / f"{index:06d}.png").write_bytes(encode(frame, "PNG"))
     height, width = frames[0].shape[:2]
-    (split_dir / "poses.json").write_text(json.dumps({"width": width, "height": height,
-                                                      "keypoints": [np.round(k, 2).tolist() for k in keypoints]}))
+    (split_dir / "poses.json").write_text(
+        json.dumps(
+            {"width": width, "height": height, "keypoints": [np.round(k, 2).tolist() for k in keypoints]}
+        )
+    )
 
 
-def split_video(raw_dir: Path, frames: list[np.ndarray], keypoints: list[np.ndarray], held_out: float = 0.1) -> None:
+def split_video(
+    raw_dir: Path, frames: list[np.ndarray], keypoints: list[np.ndarray], held_out: float = 0.1
+) -> None:
     """train / val / test as consecutive stretches: the paper scores frames of the target it never trained on."""
     n = len(frames)
     cut = max(2, int(n * held_out))
@@ -114,14 +170,27 @@ def split_video(raw_dir: Path, frames: list[np.ndarray], keypoints: list[np.ndar
         write_video(raw_dir / split, frames[lo:hi], keypoints[lo:hi])
 
 
-def synthesize(raw_dir: Path, seed: int = 0, *, frames: Annotated[int, Ge(20)] = 240, source_frames: Annotated[int, Ge(2)] = 40,
-               size: Annotated[int, Ge(32)] = 64) -> None:
+def synthesize(
+    raw_dir: Path,
+    seed: int = 0,
+    *,
+    frames: Annotated[int, Ge(20)] = 240,
+    source_frames: Annotated[int, Ge(2)] = 40,
+    size: Annotated[int, Ge(32)] = 64,
+) -> None:
     rng = np.random.default_rng(seed)
     scenery = background(rng, size, size)
     clothes = [tuple(int(c) for c in rng.integers(60, 255, 3)) for _ in range(3)]
-    for name, count, centre, height in (("target", frames, (0.5, 0.55), 0.8), ("source", source_frames, (0.45, 0.5), 0.55)):
-        motion = np.stack([rng.uniform(0.2, 0.9, 8), rng.uniform(0.15, 0.4, 8), rng.uniform(0, 2 * np.pi, 8)], 1)
-        poses = [dancer_pose(t, motion, (centre[0] * size, centre[1] * size), height * size) for t in range(count)]
+    for name, count, centre, height in (
+        ("target", frames, (0.5, 0.55), 0.8),
+        ("source", source_frames, (0.45, 0.5), 0.55),
+    ):
+        motion = np.stack(
+            [rng.uniform(0.2, 0.9, 8), rng.uniform(0.15, 0.4, 8), rng.uniform(0, 2 * np.pi, 8)], 1
+        )
+        poses = [
+            dancer_pose(t, motion, (centre[0] * size, centre[1] * size), height * size) for t in range(count)
+        ]
         images = [render_dancer(p, scenery, clothes) for p in poses]
         if name == "target":
             split_video(raw_dir, images, poses)
@@ -132,12 +201,19 @@ def synthesize(raw_dir: Path, seed: int = 0, *, frames: Annotated[int, Ge(20)] =
 def read_frames(where: Path) -> list[np.ndarray]:
     """A folder of frames, or a video file decoded by torchvision.io (which needs PyAV)."""
     if where.is_dir():
-        return [np.asarray(Image.open(p).convert("RGB")) for p in sorted(where.iterdir()) if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+        return [
+            np.asarray(Image.open(p).convert("RGB"))
+            for p in sorted(where.iterdir())
+            if p.suffix.lower() in (".png", ".jpg", ".jpeg")
+        ]
     try:
         from torchvision.io import read_video
+
         return list(read_video(str(where), pts_unit="sec", output_format="THWC")[0].numpy())
     except ImportError as error:
-        raise DataError(f"{where}: decoding a video needs PyAV (`pip install av`), or give a folder of frames ({error})") from None
+        raise DataError(
+            f"{where}: decoding a video needs PyAV (`pip install av`), or give a folder of frames ({error})"
+        ) from None
 
 
 def detect_poses(frames: list[np.ndarray], *, batch: int = 4) -> list[np.ndarray]:
@@ -148,7 +224,9 @@ def detect_poses(frames: list[np.ndarray], *, batch: int = 4) -> list[np.ndarray
     found = []
     with torch.no_grad():
         for start in range(0, len(frames), batch):
-            images = [TF.to_dtype(TF.to_image(f), torch.float32, scale=True) for f in frames[start : start + batch]]
+            images = [
+                TF.to_dtype(TF.to_image(f), torch.float32, scale=True) for f in frames[start : start + batch]
+            ]
             for out in detector(images):
                 best = out["keypoints"][0].numpy() if len(out["keypoints"]) else np.zeros((17, 3))
                 found.append(np.concatenate([best[:, :2], (best[:, 2:] > 0).astype(float)], 1))
@@ -159,20 +237,28 @@ def locate(path: Path, name: str) -> Path:
     candidates = [path / name, *(path / f"{name}{s}" for s in VIDEO_SUFFIXES)]
     if found := [c for c in candidates if c.exists()]:
         return found[0]
-    raise DataError(f"{path}: expected {name}/ (frames) or {name}.mp4 (or {', '.join(VIDEO_SUFFIXES[1:])}): the {name} dancer's video")
+    raise DataError(
+        f"{path}: expected {name}/ (frames) or {name}.mp4 (or {', '.join(VIDEO_SUFFIXES[1:])}): the {name} dancer's video"
+    )
 
 
 def import_local(path: Path, raw_dir: Path) -> None:
     """Your videos → frames and detected poses in the raw layout (the paper's OpenPose step, done by Keypoint R-CNN)."""
     target, source = read_frames(locate(path, "target")), read_frames(locate(path, "source"))
     if len(target) < 20:
-        raise DataError(f"{locate(path, 'target')}: {len(target)} frames; at least 20 are needed for train/val/test")
+        raise DataError(
+            f"{locate(path, 'target')}: {len(target)} frames; at least 20 are needed for train/val/test"
+        )
     split_video(raw_dir, target, detect_poses(target))
     write_video(raw_dir / "source", source, detect_poses(source))
 
 
 def check_layout(raw_dir: Path) -> None:
-    if missing := [s for s in SPLITS if not (raw_dir / s / "poses.json").exists() or not (raw_dir / s / "frames").is_dir()]:
+    if missing := [
+        s
+        for s in SPLITS
+        if not (raw_dir / s / "poses.json").exists() or not (raw_dir / s / "frames").is_dir()
+    ]:
         raise DataError(f"{raw_dir}: missing {', '.join(f'{s}/frames/ and {s}/poses.json' for s in missing)}")
 
 
@@ -187,14 +273,23 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     poses = json.loads(poses_path.read_text())
     frames = sorted((raw_dir / split / "frames").glob("*.png"))
     if len(frames) != len(poses["keypoints"]):
-        raise DataError(f"{poses_path}: {len(poses['keypoints'])} poses for {len(frames)} frames in {raw_dir / split / 'frames'}")
+        raise DataError(
+            f"{poses_path}: {len(poses['keypoints'])} poses for {len(frames)} frames in {raw_dir / split / 'frames'}"
+        )
     for t in range(1, len(frames)):
         keypoints = [poses["keypoints"][t - 1], poses["keypoints"][t]]
         if any(np.shape(k) != (17, 3) for k in keypoints):
-            yield {"__key__": f"{split}/{t:06d}", "__error__": f"{poses_path}: frame {t}: expected 17 × (x, y, visibility)"}
+            yield {
+                "__key__": f"{split}/{t:06d}",
+                "__error__": f"{poses_path}: frame {t}: expected 17 × (x, y, visibility)",
+            }
             continue
-        yield {"__key__": f"{split}/{t:06d}", "prev.png": frames[t - 1].read_bytes(), "png": frames[t].read_bytes(),
-               "json": {"keypoints": keypoints, "width": poses["width"], "height": poses["height"], "frame": t}}
+        yield {
+            "__key__": f"{split}/{t:06d}",
+            "prev.png": frames[t - 1].read_bytes(),
+            "png": frames[t].read_bytes(),
+            "json": {"keypoints": keypoints, "width": poses["width"], "height": poses["height"], "frame": t},
+        }
 
 
 class Dance(ShardDataModule):
@@ -204,13 +299,22 @@ class Dance(ShardDataModule):
     sources = ("synthetic", "local")
     splits = SPLITS
     decode_keys = ("json",)
-    in_memory = True                     # one video: a few hundred small frames
+    in_memory = True  # one video: a few hundred small frames
     synthesize, import_local = staticmethod(synthesize), staticmethod(import_local)
     samples, classes, check_layout = map(staticmethod, (samples, classes, check_layout))
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, size: Positive = 64, batch_size: Positive = 8,
-                 num_workers: int = 0):
-        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=1000)
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        size: Positive = 64,
+        batch_size: Positive = 8,
+        num_workers: int = 0,
+    ):
+        super().__init__(
+            shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=1000
+        )
         self.size = size
 
     def sample(self, split: str):
@@ -218,10 +322,22 @@ class Dance(ShardDataModule):
             info = s["json"]
             scale = np.array([self.size / info["width"], self.size / info["height"], 1.0])
             keypoints = np.array(info["keypoints"]) * scale
-            frames = [TF.to_dtype(TF.resize(TF.to_image(open_image(s[k]).convert("RGB")), [self.size, self.size], antialias=True),
-                                  torch.float32, scale=True) for k in ("prev.png", "png")]
-            poses = [torch.from_numpy(render_pose(k, self.size).copy()).permute(2, 0, 1).float() / 255 for k in keypoints]
+            frames = [
+                TF.to_dtype(
+                    TF.resize(
+                        TF.to_image(open_image(s[k]).convert("RGB")), [self.size, self.size], antialias=True
+                    ),
+                    torch.float32,
+                    scale=True,
+                )
+                for k in ("prev.png", "png")
+            ]
+            poses = [
+                torch.from_numpy(render_pose(k, self.size).copy()).permute(2, 0, 1).float() / 255
+                for k in keypoints
+            ]
             return torch.stack(poses), torch.stack(frames), torch.tensor(keypoints, dtype=torch.float32)
+
         return pair
 
     def source_loader(self):

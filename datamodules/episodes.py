@@ -4,6 +4,7 @@ Episodes come already shaped by (way, shot), so no paper re-sorts a flat batch. 
 is a pure function of (seed, rank, i): training resumes at the exact episode it stopped at, and two DDP
 ranks never draw the same episodes.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,15 +19,16 @@ from datamodules.files import DataError
 
 
 class Episode(NamedTuple):
-    support: Tensor        # (way, shot, C, H, W)
-    query: Tensor          # (way, query, C, H, W)
-    query_labels: Tensor   # (way * query,): class index 0..way-1, grouped by class
+    support: Tensor  # (way, shot, C, H, W)
+    query: Tensor  # (way, query, C, H, W)
+    query_labels: Tensor  # (way * query,): class index 0..way-1, grouped by class
 
 
 class Sequence(NamedTuple):
     """An episode as a stream (MANN): every image of `way` classes × `shot` instances in a random order."""
-    images: Tensor         # (way * shot, C, H, W)
-    labels: Tensor         # (way * shot,): class index 0..way-1; the class order is random per episode
+
+    images: Tensor  # (way * shot, C, H, W)
+    labels: Tensor  # (way * shot,): class index 0..way-1; the class order is random per episode
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -44,8 +46,18 @@ class EpisodeSampler(IterableDataset):
     steps (an uneven split hangs DDP at the first collective).
     """
 
-    def __init__(self, classes: list[Tensor], *, way: int, shot: int, query: int, seed: int,
-                 episodes: int | None = None, start: int = 0, sequence: bool = False):
+    def __init__(
+        self,
+        classes: list[Tensor],
+        *,
+        way: int,
+        shot: int,
+        query: int,
+        seed: int,
+        episodes: int | None = None,
+        start: int = 0,
+        sequence: bool = False,
+    ):
         smallest = min((len(c) for c in classes), default=0)
         if way > len(classes) or shot + query > smallest:
             raise DataError(
@@ -62,10 +74,13 @@ class EpisodeSampler(IterableDataset):
         for c in chosen.tolist():
             pick = torch.randperm(len(self.classes[c]), generator=g)[: self.shot + self.query]
             images.append(self.classes[c][pick])
-        images = torch.stack(images)                                   # (way, shot + query, C, H, W)
+        images = torch.stack(images)  # (way, shot + query, C, H, W)
         if self.sequence:
             order = torch.randperm(self.way * self.shot, generator=g)
-            return Sequence(images[:, : self.shot].flatten(0, 1)[order], torch.arange(self.way).repeat_interleave(self.shot)[order])
+            return Sequence(
+                images[:, : self.shot].flatten(0, 1)[order],
+                torch.arange(self.way).repeat_interleave(self.shot)[order],
+            )
         labels = torch.arange(self.way).repeat_interleave(self.query)
         return Episode(images[:, : self.shot], images[:, self.shot :], labels)
 
@@ -73,14 +88,14 @@ class EpisodeSampler(IterableDataset):
         rank, world = rank_and_world()
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
-        if self.episodes is None:      # training: an endless stream per rank
+        if self.episodes is None:  # training: an endless stream per rank
             # The DataLoader takes batches from its workers round-robin, so worker w yielding
             # start + w, start + w + workers, ... keeps the global order start, start + 1, ...
             index = self.start + worker_id
             while True:
                 yield self.episode(index, stream=rank)
                 index += workers
-        per_rank = -(-self.episodes // world)                           # ceil: pad, never drop a rank short
+        per_rank = -(-self.episodes // world)  # ceil: pad, never drop a rank short
         for k in range(worker_id, per_rank, workers):
             # Evaluation episodes share one stream, so the same seed gives the same test set on any world size.
             yield self.episode((rank + k * world) % self.episodes, stream=-1)

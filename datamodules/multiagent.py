@@ -13,6 +13,7 @@ Raw layout: {train,val,test}.jsonl, one episode per line: {"game", "entities": [
 step, "actions": [action per agent] per step}. The data are generated (source `generated`); they stand in for
 the paper's trajectories of trained A2C agents, so no result on them is judged against the paper.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,15 +31,18 @@ from datamodules.files import DataError
 Game = Literal["coop_nav", "stag_hunt", "coin_game"]
 GAMES: tuple[Game, ...] = ("coop_nav", "stag_hunt", "coin_game")
 TYPES = ("agent", "landmark", "stag", "apple", "coin_0", "coin_1")
-MOVES = np.array([(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)])      # stay, up, down, left, right
+MOVES = np.array([(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)])  # stay, up, down, left, right
 SPLITS = ("train", "val", "test")
 AGENTS = 2
 Positive = Annotated[int, Gt(0)]
 
 
 def objects(game: Game) -> list[str]:
-    return {"coop_nav": ["landmark"] * AGENTS, "stag_hunt": ["stag", "apple", "apple"],
-            "coin_game": ["coin_0", "coin_1", "coin_0", "coin_1"]}[game]
+    return {
+        "coop_nav": ["landmark"] * AGENTS,
+        "stag_hunt": ["stag", "apple", "apple"],
+        "coin_game": ["coin_0", "coin_1", "coin_0", "coin_1"],
+    }[game]
 
 
 def step_towards(position: np.ndarray, goal: np.ndarray) -> int:
@@ -57,7 +61,7 @@ def distance(a: np.ndarray, b: np.ndarray) -> int:
 
 def goals(game: Game, agents: np.ndarray, things: np.ndarray, kinds: list[str]) -> list[np.ndarray]:
     """Each agent's target under the game's scripted policy (see the module docstring)."""
-    if game == "coop_nav":                         # greedy assignment: the closest (agent, landmark) pair first
+    if game == "coop_nav":  # greedy assignment: the closest (agent, landmark) pair first
         pairs = sorted((distance(a, t), i, j) for i, a in enumerate(agents) for j, t in enumerate(things))
         chosen: dict[int, int] = {}
         for _, i, j in pairs:
@@ -90,17 +94,31 @@ def start(rng: np.random.Generator, game: Game, size: int) -> tuple[np.ndarray, 
 
 
 def entities_of(agents: np.ndarray, things: np.ndarray, kinds: list[str]) -> list[list[int]]:
-    return [[int(x), int(y), 0] for x, y in agents] + [[int(x), int(y), TYPES.index(k)] for (x, y), k in zip(things, kinds)]
+    return [[int(x), int(y), 0] for x, y in agents] + [
+        [int(x), int(y), TYPES.index(k)] for (x, y), k in zip(things, kinds)
+    ]
 
 
-def scripted_actions(rng: np.random.Generator, game: Game, agents: np.ndarray, things: np.ndarray, kinds: list[str],
-                     epsilon: float) -> list[int]:
+def scripted_actions(
+    rng: np.random.Generator,
+    game: Game,
+    agents: np.ndarray,
+    things: np.ndarray,
+    kinds: list[str],
+    epsilon: float,
+) -> list[int]:
     chosen = [step_towards(a, g) for a, g in zip(agents, goals(game, agents, things, kinds))]
     return [int(rng.integers(len(MOVES))) if rng.random() < epsilon else c for c in chosen]
 
 
-def advance(rng: np.random.Generator, agents: np.ndarray, things: np.ndarray, kinds: list[str], actions: list[int],
-            size: int) -> tuple[np.ndarray, np.ndarray]:
+def advance(
+    rng: np.random.Generator,
+    agents: np.ndarray,
+    things: np.ndarray,
+    kinds: list[str],
+    actions: list[int],
+    size: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Move the agents; a reached object reappears elsewhere (a fresh goal). Returns (agents, each agent's reward):
     an apple, a landmark or a coin of one's colour 1; a stag 5 to each hunter, only when all agents stand on it;
     a coin of another's colour 1 to the taker and −2 to its owner (the coin game's social dilemma)."""
@@ -126,9 +144,18 @@ def episode(rng: np.random.Generator, game: Game, size: int, steps: int, epsilon
     return {"game": game, "size": size, "entities": entities, "actions": actions}
 
 
-def generate(raw_dir: Path, seed: int = 0, *, games: tuple[Game, ...] = GAMES, size: Annotated[int, Ge(4)] = 8,
-             steps: Positive = 20, epsilon: Annotated[float, Ge(0), Le(1)] = 0.1, train: Positive = 2000,
-             val: Positive = 200, test: Positive = 400) -> None:
+def generate(
+    raw_dir: Path,
+    seed: int = 0,
+    *,
+    games: tuple[Game, ...] = GAMES,
+    size: Annotated[int, Ge(4)] = 8,
+    steps: Positive = 20,
+    epsilon: Annotated[float, Ge(0), Le(1)] = 0.1,
+    train: Positive = 2000,
+    val: Positive = 200,
+    test: Positive = 400,
+) -> None:
     """`train`/`val`/`test` episodes of each game."""
     rng = np.random.default_rng(seed)
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +179,10 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     for number, line in enumerate(path.read_text().splitlines()):
         record = json.loads(line)
         if record.get("game") not in GAMES or len(record["entities"]) != len(record["actions"]):
-            yield {"__key__": f"{split}/{number:06d}", "__error__": f"{path}:{number + 1}: not an episode of {GAMES}"}
+            yield {
+                "__key__": f"{split}/{number:06d}",
+                "__error__": f"{path}:{number + 1}: not an episode of {GAMES}",
+            }
             continue
         yield {"__key__": f"{split}/{number:06d}", "json": record}
 
@@ -173,13 +203,26 @@ class MultiAgent(ShardDataModule):
     synthesize = staticmethod(generate)
     samples, classes, check_layout = map(staticmethod, (samples, classes, check_layout))
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, game: Game = "stag_hunt", batch_size: Positive = 64,
-                 num_workers: int = 0, shuffle_buffer: Positive = 2000):
-        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        game: Game = "stag_hunt",
+        batch_size: Positive = 64,
+        num_workers: int = 0,
+        shuffle_buffer: Positive = 2000,
+    ):
+        super().__init__(
+            shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
+        )
         self.game = game
 
     def keep(self, split: str):
         return lambda s: s["json"]["game"] == self.game
 
     def sample(self, split: str):
-        return lambda s: (features(s["json"]["entities"], s["json"]["size"]), torch.tensor(s["json"]["actions"]))
+        return lambda s: (
+            features(s["json"]["entities"], s["json"]["size"]),
+            torch.tensor(s["json"]["actions"]),
+        )

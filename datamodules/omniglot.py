@@ -5,6 +5,7 @@ Raw layout (real and synthetic alike): images_{background,evaluation}/<Alphabet>
 Prototypical Networks code ships it: one `Alphabet/characterNN/rotDDD` class per line (1028 / 172 / 423
 characters, each in four rotations). Shards hold each drawing once; rotations are applied when loading.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -26,13 +27,17 @@ from datamodules.files import DataError, download as fetch_url, extract
 SETS = ("images_background", "images_evaluation")
 SPLITS = ("train", "val", "test")
 URLS = {  # (url, md5); the md5s are the ones torchvision.datasets.Omniglot verifies
-    "images_background.zip": ("https://raw.githubusercontent.com/brendenlake/omniglot/master/python/images_background.zip",
-                              "68d2efa1b9178cc56df9314c21c6e718"),
-    "images_evaluation.zip": ("https://raw.githubusercontent.com/brendenlake/omniglot/master/python/images_evaluation.zip",
-                              "6b91aef0f799c5bb55b94e3f2daec811"),
+    "images_background.zip": (
+        "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/images_background.zip",
+        "68d2efa1b9178cc56df9314c21c6e718",
+    ),
+    "images_evaluation.zip": (
+        "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/images_evaluation.zip",
+        "6b91aef0f799c5bb55b94e3f2daec811",
+    ),
 }
 SPLIT_URL = "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/splits/vinyals/{}.txt"
-VINYALS_FRACTIONS = (1028 / 1623, 172 / 1623)   # train, val; test is the rest
+VINYALS_FRACTIONS = (1028 / 1623, 172 / 1623)  # train, val; test is the rest
 ROTATIONS = (0, 90, 180, 270)
 Positive = Annotated[int, Gt(0)]
 
@@ -43,6 +48,7 @@ def split_file(raw_dir: Path, split: str) -> Path:
 
 # ---- sources --------------------------------------------------------------------------------------------
 
+
 def download(raw_dir: Path, downloads: Path) -> None:
     """The two official archives (md5-checked, resumable) and the Vinyals split files."""
     for name, (url, md5) in URLS.items():
@@ -50,15 +56,21 @@ def download(raw_dir: Path, downloads: Path) -> None:
     for split in SPLITS:
         target = split_file(raw_dir, split)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(fetch_url(SPLIT_URL.format(split), downloads / f"vinyals-{split}.txt", None).read_bytes())
+        target.write_bytes(
+            fetch_url(SPLIT_URL.format(split), downloads / f"vinyals-{split}.txt", None).read_bytes()
+        )
 
 
 def check_layout(raw_dir: Path) -> None:
     """A local copy must look like the extracted archives plus the split files."""
-    missing = [p for p in (*(raw_dir / s for s in SETS), *(split_file(raw_dir, s) for s in SPLITS)) if not p.exists()]
+    missing = [
+        p for p in (*(raw_dir / s for s in SETS), *(split_file(raw_dir, s) for s in SPLITS)) if not p.exists()
+    ]
     if missing:
-        raise DataError(f"{raw_dir}: not an Omniglot copy; missing {', '.join(str(p) for p in missing)} "
-                        f"(split files: {SPLIT_URL.format('<split>')})")
+        raise DataError(
+            f"{raw_dir}: not an Omniglot copy; missing {', '.join(str(p) for p in missing)} "
+            f"(split files: {SPLIT_URL.format('<split>')})"
+        )
 
 
 def _character(rng: np.random.Generator, strokes: int) -> list[np.ndarray]:
@@ -70,11 +82,15 @@ def _chaikin(points: np.ndarray, rounds: int) -> np.ndarray:
     """Corner cutting: turns a polyline into the smooth pen path a drawer would make."""
     for _ in range(rounds):
         a, b = points[:-1], points[1:]
-        points = np.concatenate([points[:1], np.stack([0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b], 1).reshape(-1, 2), points[-1:]])
+        points = np.concatenate(
+            [points[:1], np.stack([0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b], 1).reshape(-1, 2), points[-1:]]
+        )
     return points
 
 
-def _draw(strokes: list[np.ndarray], rng: np.random.Generator, curviness: int, size: int = 105) -> Image.Image:
+def _draw(
+    strokes: list[np.ndarray], rng: np.random.Generator, curviness: int, size: int = 105
+) -> Image.Image:
     """One drawer's rendition: control points jittered, the whole glyph slightly rotated, scaled and shifted."""
     angle, scale, shift = rng.normal(0, 0.15), 1 + rng.normal(0, 0.1), rng.normal(0, 0.06, 2)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * scale
@@ -85,17 +101,29 @@ def _draw(strokes: list[np.ndarray], rng: np.random.Generator, curviness: int, s
         path = _chaikin(stroke + rng.normal(0, 0.045, stroke.shape), curviness)
         path = (path - 0.5) @ rotation.T + 0.5 + shift
         pen.line([tuple(p) for p in path * size], fill=0, width=width, joint="curve")
-    return image.convert("1")   # binary, like the real scans
+    return image.convert("1")  # binary, like the real scans
 
 
-def synthesize(raw_dir: Path, seed: int = 0, *, alphabets: Positive = 8, characters: Positive = 12,
-               drawers: Positive = 20) -> None:
+def synthesize(
+    raw_dir: Path,
+    seed: int = 0,
+    *,
+    alphabets: Positive = 8,
+    characters: Positive = 12,
+    drawers: Positive = 20,
+) -> None:
     """A replica in the real layout: alphabets differ in stroke count and curviness, characters in strokes."""
     rng = np.random.default_rng(seed)
     names = []
     for a in range(alphabets):
-        image_set = SETS[0] if a < max(1, round(alphabets * 30 / 50)) else SETS[1]   # 30 of 50 alphabets are "background"
-        alphabet, strokes, curviness = f"Alphabet_{a + 1:02d}", int(rng.integers(1, 4)), int(rng.integers(0, 4))
+        image_set = (
+            SETS[0] if a < max(1, round(alphabets * 30 / 50)) else SETS[1]
+        )  # 30 of 50 alphabets are "background"
+        alphabet, strokes, curviness = (
+            f"Alphabet_{a + 1:02d}",
+            int(rng.integers(1, 4)),
+            int(rng.integers(0, 4)),
+        )
         for c in range(characters):
             glyph = _character(rng, strokes + int(rng.integers(0, 2)))
             folder = raw_dir / image_set / alphabet / f"character{c + 1:02d}"
@@ -110,7 +138,11 @@ def _write_vinyals_style_split(raw_dir: Path, characters: list[str], rng: np.ran
     """Split files in the official format, with the official proportions, over shuffled characters."""
     order = [characters[i] for i in rng.permutation(len(characters))]
     n_train, n_val = (round(len(order) * f) for f in VINYALS_FRACTIONS)
-    parts = {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+    parts = {
+        "train": order[:n_train],
+        "val": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
+    }
     for split, names in parts.items():
         lines = [f"{name}/rot{r:03d}" for name in sorted(names) for r in ROTATIONS]
         split_file(raw_dir, split).parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +150,7 @@ def _write_vinyals_style_split(raw_dir: Path, characters: list[str], rng: np.ran
 
 
 # ---- the parser (one for real and synthetic) -------------------------------------------------------------
+
 
 def read_split(raw_dir: Path, split: str) -> dict[str, list[int]]:
     """{"Alphabet/characterNN": [rotations]} for a split, from its Vinyals split file."""
@@ -140,14 +173,25 @@ def classes(raw_dir: Path, split: str) -> list[str]:
 def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     """One WebDataset sample per drawing; `cls` indexes the split's characters, json carries the rotations."""
     check_layout(raw_dir)
-    folders = {f"{a.name}/{c.name}": c for s in SETS if (raw_dir / s).exists()
-               for a in (raw_dir / s).iterdir() for c in a.iterdir()}
+    folders = {
+        f"{a.name}/{c.name}": c
+        for s in SETS
+        if (raw_dir / s).exists()
+        for a in (raw_dir / s).iterdir()
+        for c in a.iterdir()
+    }
     for cls, (character, rotations) in enumerate(read_split(raw_dir, split).items()):
         if character not in folders:
-            raise DataError(f"{split_file(raw_dir, split)}: lists {character}, which is in neither {' nor '.join(SETS)}")
+            raise DataError(
+                f"{split_file(raw_dir, split)}: lists {character}, which is in neither {' nor '.join(SETS)}"
+            )
         for png in sorted(folders[character].glob("*.png")):
-            yield {"__key__": str(png.relative_to(raw_dir).with_suffix("")), "png": png.read_bytes(), "cls": cls,
-                   "json": {"character": character, "rotations": rotations}}
+            yield {
+                "__key__": str(png.relative_to(raw_dir).with_suffix("")),
+                "png": png.read_bytes(),
+                "cls": cls,
+                "json": {"character": character, "rotations": rotations},
+            }
 
 
 def to_input(image: Image.Image, size: int) -> Tensor:
@@ -157,21 +201,47 @@ def to_input(image: Image.Image, size: int) -> Tensor:
 
 # ---- the DataModule ----------------------------------------------------------------------------------------
 
+
 class Omniglot(ShardDataModule):
     """Episodes over rotated character classes, read once from the shards into memory (Omniglot fits)."""
 
     name = "omniglot"
-    download, synthesize, samples, classes, check_layout = map(staticmethod, (download, synthesize, samples, classes, check_layout))
+    download, synthesize, samples, classes, check_layout = map(
+        staticmethod, (download, synthesize, samples, classes, check_layout)
+    )
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, train_way: Positive = 60, shot: Positive = 5,
-                 query: Positive = 5, val_way: Positive = 5, val_episodes: Positive = 100, test_query: Positive = 15,
-                 test_settings: list[tuple[Positive, Positive]] = [(5, 1), (5, 5), (20, 1), (20, 5)],  # noqa: B006
-                 test_episodes: Positive = 1000, image_size: Positive = 28, layout: Literal["episodes", "sequences"] = "episodes",
-                 batch_size: Positive = 1, num_workers: int = 0):
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        train_way: Positive = 60,
+        shot: Positive = 5,
+        query: Positive = 5,
+        val_way: Positive = 5,
+        val_episodes: Positive = 100,
+        test_query: Positive = 15,
+        test_settings: list[tuple[Positive, Positive]] = [(5, 1), (5, 5), (20, 1), (20, 5)],  # noqa: B006
+        test_episodes: Positive = 1000,
+        image_size: Positive = 28,
+        layout: Literal["episodes", "sequences"] = "episodes",
+        batch_size: Positive = 1,
+        num_workers: int = 0,
+    ):
         super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers)
-        self.layout = layout         # episodes: support/query sets (ProtoNets); sequences: batches of streams (MANN)
-        self.train_way, self.shot, self.query, self.val_way, self.val_episodes = train_way, shot, query, val_way, val_episodes
-        self.test_query, self.test_settings, self.test_episodes = test_query, [tuple(s) for s in test_settings], test_episodes
+        self.layout = layout  # episodes: support/query sets (ProtoNets); sequences: batches of streams (MANN)
+        self.train_way, self.shot, self.query, self.val_way, self.val_episodes = (
+            train_way,
+            shot,
+            query,
+            val_way,
+            val_episodes,
+        )
+        self.test_query, self.test_settings, self.test_episodes = (
+            test_query,
+            [tuple(s) for s in test_settings],
+            test_episodes,
+        )
         self.image_size, self.index = image_size, {}
 
     def class_images(self, split: str) -> list[Tensor]:
@@ -181,29 +251,52 @@ class Omniglot(ShardDataModule):
             for sample in self.read_all(split):
                 drawings[sample["cls"]].append(to_input(sample["png"], self.image_size))
                 rotations[sample["cls"]] = sample["json"]["rotations"]
-            self.index[split] = [torch.rot90(torch.stack(drawings[c]), r // 90, dims=(-2, -1))
-                                 for c in sorted(drawings) for r in rotations[c]]
+            self.index[split] = [
+                torch.rot90(torch.stack(drawings[c]), r // 90, dims=(-2, -1))
+                for c in sorted(drawings)
+                for r in rotations[c]
+            ]
         return self.index[split]
 
     def sample(self, split: str):
         return lambda s: (to_input(s["png"], self.image_size), s["cls"])
 
-    def episodes(self, split: str, way: int, shot: int, query: int, count: int | None, start: int = 0) -> torch.utils.data.DataLoader:
+    def episodes(
+        self, split: str, way: int, shot: int, query: int, count: int | None, start: int = 0
+    ) -> torch.utils.data.DataLoader:
         sequences = self.layout == "sequences"
-        sampler = EpisodeSampler(self.class_images(split), way=way, shot=shot, query=0 if sequences else query,
-                                 seed=self.seed, episodes=count, start=start, sequence=sequences)
+        sampler = EpisodeSampler(
+            self.class_images(split),
+            way=way,
+            shot=shot,
+            query=0 if sequences else query,
+            seed=self.seed,
+            episodes=count,
+            start=start,
+            sequence=sequences,
+        )
         # An Episode is a batch in itself; sequences are stacked `batch_size` at a time (B, L, C, H, W).
-        return torch.utils.data.DataLoader(sampler, batch_size=self.batch_size if sequences else None,
-                                           num_workers=self.num_workers)
+        return torch.utils.data.DataLoader(
+            sampler, batch_size=self.batch_size if sequences else None, num_workers=self.num_workers
+        )
 
-    seeks_by_step = True     # episode i is a function of (seed, rank, i): starting at the restored step resumes exactly
+    seeks_by_step = (
+        True  # episode i is a function of (seed, rank, i): starting at the restored step resumes exactly
+    )
 
     def train_loader(self):
-        start = self.trainer.global_step * (self.batch_size if self.layout == "sequences" else 1) if self.trainer is not None else 0
+        start = (
+            self.trainer.global_step * (self.batch_size if self.layout == "sequences" else 1)
+            if self.trainer is not None
+            else 0
+        )
         return self.episodes("train", self.train_way, self.shot, self.query, None, start)
 
     def val_dataloader(self):
         return self.episodes("val", self.val_way, self.shot, self.query, self.val_episodes)
 
     def test_dataloader(self):
-        return [self.episodes("test", way, shot, self.test_query, self.test_episodes) for way, shot in self.test_settings]
+        return [
+            self.episodes("test", way, shot, self.test_query, self.test_episodes)
+            for way, shot in self.test_settings
+        ]

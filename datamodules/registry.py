@@ -3,6 +3,7 @@
 Importing twenty papers (and torchvision's detection models) on every CLI call would make `reprozoo --help`
 take seconds; the values are written as "module:Class" strings and resolved here, in one place.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -4,6 +4,7 @@ A class has a look (a polygon kind and a colour) that a model can learn; objects
 drawing yields an exact mask, a box and a COCO polygon. Backgrounds are crops of real photographs and
 textures from scikit-image, so images are not flat colour fields.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -13,13 +14,24 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "brick", "grass", "gravel", "immunohistochemistry")
-SIDES = (3, 4, 5, 6, 32, 10)       # triangle, square, pentagon, hexagon, ellipse, star (alternating radii)
+PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "camera",
+    "brick",
+    "grass",
+    "gravel",
+    "immunohistochemistry",
+)
+SIDES = (3, 4, 5, 6, 32, 10)  # triangle, square, pentagon, hexagon, ellipse, star (alternating radii)
 
 
 @cache
 def photo(name: str) -> np.ndarray:
     import skimage.data
+
     image = getattr(skimage.data, name)()
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
 
@@ -64,14 +76,22 @@ def paint(image: np.ndarray, mask: np.ndarray, cls: int, classes: int, rng: np.r
     image[mask] = coloured[mask]
 
 
-def random_box(rng: np.random.Generator, height: int, width: int, low: float, high: float) -> tuple[float, float, float, float]:
+def random_box(
+    rng: np.random.Generator, height: int, width: int, low: float, high: float
+) -> tuple[float, float, float, float]:
     w, h = width * rng.uniform(low, high), height * rng.uniform(low, high)
     x0, y0 = rng.uniform(0, width - w), rng.uniform(0, height - h)
     return x0, y0, x0 + w, y0 + h
 
 
-def scene(rng: np.random.Generator, height: int, width: int, classes: int, objects: int,
-          sizes: tuple[float, float] = (0.15, 0.5)) -> tuple[np.ndarray, list[dict]]:
+def scene(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    classes: int,
+    objects: int,
+    sizes: tuple[float, float] = (0.15, 0.5),
+) -> tuple[np.ndarray, list[dict]]:
     """An image with `objects` shapes; each object: cls, polygon (k, 2), visible mask, box (xyxy) of that mask."""
     image, taken, drawn = background(rng, height, width), np.zeros((height, width), bool), []
     for _ in range(objects):
@@ -79,13 +99,15 @@ def scene(rng: np.random.Generator, height: int, width: int, classes: int, objec
         outline = polygon(cls, random_box(rng, height, width, *sizes), rng)
         mask = rasterize(outline, height, width)
         paint(image, mask, cls, classes, rng)
-        for earlier in drawn:                       # later objects occlude earlier ones
+        for earlier in drawn:  # later objects occlude earlier ones
             earlier["mask"] &= ~mask
         taken |= mask
         drawn.append({"cls": cls, "polygon": outline, "mask": mask})
     for obj in drawn:
         ys, xs = np.nonzero(obj["mask"])
-        obj["box"] = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)) if len(xs) else None
+        obj["box"] = (
+            (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)) if len(xs) else None
+        )
     return image, [o for o in drawn if o["box"] is not None]
 
 
@@ -99,5 +121,7 @@ def object_image(rng: np.random.Generator, cls: int, classes: int, height: int, 
 
 def encode(image: np.ndarray | Image.Image, format: str, **options) -> bytes:
     buffer = io.BytesIO()
-    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buffer, format=format, **options)
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(
+        buffer, format=format, **options
+    )
     return buffer.getvalue()

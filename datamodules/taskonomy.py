@@ -10,6 +10,7 @@ spheres and boxes on the floor, a point light with hard shadows, a camera that t
 true depth, normals, occlusion edges and segmentation of every pixel. Tasks computed from the image alone
 (autoencoding, denoising, colourisation, 2D edges, 2D keypoints, inpainting) are made by the model file.
 """
+
 from __future__ import annotations
 
 import csv
@@ -28,17 +29,23 @@ from datamodules.synthetic import encode, photo
 
 DOMAINS = ("rgb", "depth_zbuffer", "normal", "edge_occlusion", "segment_semantic")
 CLASSES = ("floor", "wall", "ceiling", "sphere", "box")
-DEPTH_UNIT, NO_SURFACE = 512.0, 65535                  # Taskonomy's z-buffer: 1/512 m per step
+DEPTH_UNIT, NO_SURFACE = 512.0, 65535  # Taskonomy's z-buffer: 1/512 m per step
 Positive = Annotated[int, Gt(0)]
 
 
 # ---- the synthetic replica: ray casting a room ----------------------------------------------------------------
 
+
 def planes_hit(origin: np.ndarray, rays: np.ndarray, room: dict) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """(distance, normal, class) per pixel for the floor, ceiling, back and side walls (inward normals)."""
     found = []
-    for axis, value, sign, cls in ((1, room["floor"], 1, 0), (1, room["ceiling"], -1, 2), (2, room["back"], -1, 1),
-                                   (0, -room["side"], 1, 1), (0, room["side"], -1, 1)):
+    for axis, value, sign, cls in (
+        (1, room["floor"], 1, 0),
+        (1, room["ceiling"], -1, 2),
+        (2, room["back"], -1, 1),
+        (0, -room["side"], 1, 1),
+        (0, room["side"], -1, 1),
+    ):
         with np.errstate(divide="ignore", invalid="ignore"):
             t = (value - origin[..., axis]) / rays[..., axis]
         normal = np.zeros(3)
@@ -75,9 +82,15 @@ def boxes_hit(origin: np.ndarray, rays: np.ndarray, boxes: list[tuple[np.ndarray
     return found
 
 
-def cast(origin: np.ndarray, rays: np.ndarray, scene: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def cast(
+    origin: np.ndarray, rays: np.ndarray, scene: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Nearest hit per ray: distance, normal, class, and which surface (for colouring)."""
-    hits = planes_hit(origin, rays, scene["room"]) + spheres_hit(origin, rays, scene["spheres"]) + boxes_hit(origin, rays, scene["boxes"])
+    hits = (
+        planes_hit(origin, rays, scene["room"])
+        + spheres_hit(origin, rays, scene["spheres"])
+        + boxes_hit(origin, rays, scene["boxes"])
+    )
     distances = np.stack([h[0] for h in hits])
     which = distances.argmin(0)
     distance = np.take_along_axis(distances, which[None], 0)[0]
@@ -94,23 +107,37 @@ def texture(name: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def random_scene(rng: np.random.Generator) -> dict:
     room = {"floor": -1.0, "ceiling": 1.6, "back": rng.uniform(5, 8), "side": rng.uniform(2.5, 4)}
-    spheres = [(np.array([rng.uniform(-1.8, 1.8), -1.0 + r, rng.uniform(2.5, 5)]), r) for r in rng.uniform(0.3, 0.7, rng.integers(1, 3))]
+    spheres = [
+        (np.array([rng.uniform(-1.8, 1.8), -1.0 + r, rng.uniform(2.5, 5)]), r)
+        for r in rng.uniform(0.3, 0.7, rng.integers(1, 3))
+    ]
     boxes = []
     for _ in range(rng.integers(1, 3)):
         x, z, (hx, height, hz) = rng.uniform(-1.8, 1.8), rng.uniform(2.5, 5), rng.uniform(0.25, 0.6, 3)
-        boxes.append((np.array([x - hx, -1.0, z - hz]), np.array([x + hx, -1.0 + 2 * height, z + hz])))   # on the floor
+        boxes.append(
+            (np.array([x - hx, -1.0, z - hz]), np.array([x + hx, -1.0 + 2 * height, z + hz]))
+        )  # on the floor
     colours = rng.uniform(0.2, 1.0, (len(spheres) + len(boxes), 3))
-    return {"room": room, "spheres": spheres, "boxes": boxes, "colours": colours,
-            "light": np.array([rng.uniform(-1.5, 1.5), 1.4, rng.uniform(1, 3)]),
-            "walls": ("brick", "gravel", "grass")[rng.integers(3)]}
+    return {
+        "room": room,
+        "spheres": spheres,
+        "boxes": boxes,
+        "colours": colours,
+        "light": np.array([rng.uniform(-1.5, 1.5), 1.4, rng.uniform(1, 3)]),
+        "walls": ("brick", "gravel", "grass")[rng.integers(3)],
+    }
 
 
 def render(scene: dict, size: int, yaw: float, pitch: float) -> dict[str, np.ndarray]:
     """One view: rgb (uint8), depth (z-buffer, metres), normal (camera frame), segment (class), as arrays."""
     j, i = np.meshgrid(np.arange(size), np.arange(size))
-    camera_rays = np.stack([(j + 0.5 - size / 2) / size, -(i + 0.5 - size / 2) / size, np.ones_like(j, float)], -1)
+    camera_rays = np.stack(
+        [(j + 0.5 - size / 2) / size, -(i + 0.5 - size / 2) / size, np.ones_like(j, float)], -1
+    )
     cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
-    rotation = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]]) @ np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    rotation = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]]) @ np.array(
+        [[1, 0, 0], [0, cp, -sp], [0, sp, cp]]
+    )
     rays = camera_rays @ rotation.T
     rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
     origin = np.zeros(3)
@@ -121,14 +148,24 @@ def render(scene: dict, size: int, yaw: float, pitch: float) -> dict[str, np.nda
     to_light /= light_distance
     blocked = cast(points + 1e-3 * normal, to_light, scene)[0] < light_distance[..., 0]
     lambert = np.clip((normal * to_light).sum(-1), 0, 1) * ~blocked
-    albedo = np.where((cls == 0)[..., None], texture("gravel", points[..., 0], points[..., 2]),
-                      texture(scene["walls"], points[..., 0] + points[..., 2], points[..., 1]))
-    objects = which - 5                                     # the first five surfaces are the room's planes
+    albedo = np.where(
+        (cls == 0)[..., None],
+        texture("gravel", points[..., 0], points[..., 2]),
+        texture(scene["walls"], points[..., 0] + points[..., 2], points[..., 1]),
+    )
+    objects = which - 5  # the first five surfaces are the room's planes
     for k, colour in enumerate(scene["colours"]):
         albedo[objects == k] = colour
     rgb = np.clip(albedo * (0.25 + 0.75 * lambert[..., None]), 0, 1)
-    z = distance * (camera_rays[..., 2] / np.linalg.norm(camera_rays, axis=-1))   # the z-buffer, not the ray length
-    return {"rgb": (rgb * 255).astype(np.uint8), "depth": z, "normal": normal @ rotation, "segment": cls.astype(np.uint8)}
+    z = distance * (
+        camera_rays[..., 2] / np.linalg.norm(camera_rays, axis=-1)
+    )  # the z-buffer, not the ray length
+    return {
+        "rgb": (rgb * 255).astype(np.uint8),
+        "depth": z,
+        "normal": normal @ rotation,
+        "segment": cls.astype(np.uint8),
+    }
 
 
 def occlusion_edges(depth: np.ndarray) -> np.ndarray:
@@ -142,14 +179,26 @@ def occlusion_edges(depth: np.ndarray) -> np.ndarray:
 
 def encode_domains(view: dict[str, np.ndarray]) -> dict[str, bytes]:
     depth = np.clip(view["depth"] * DEPTH_UNIT, 0, NO_SURFACE - 1).astype(np.uint16)
-    return {"rgb": encode(view["rgb"], "PNG"), "depth_zbuffer": encode(Image.fromarray(depth), "PNG"),
-            "normal": encode(((view["normal"] + 1) * 127.5).clip(0, 255).astype(np.uint8), "PNG"),
-            "edge_occlusion": encode(Image.fromarray((occlusion_edges(view["depth"]) * 65535).astype(np.uint16)), "PNG"),
-            "segment_semantic": encode(view["segment"], "PNG")}
+    return {
+        "rgb": encode(view["rgb"], "PNG"),
+        "depth_zbuffer": encode(Image.fromarray(depth), "PNG"),
+        "normal": encode(((view["normal"] + 1) * 127.5).clip(0, 255).astype(np.uint8), "PNG"),
+        "edge_occlusion": encode(
+            Image.fromarray((occlusion_edges(view["depth"]) * 65535).astype(np.uint16)), "PNG"
+        ),
+        "segment_semantic": encode(view["segment"], "PNG"),
+    }
 
 
-def synthesize(raw_dir: Path, seed: int = 0, *, buildings: Annotated[int, Ge(3)] = 6, points: Positive = 20,
-               views: Positive = 4, size: Annotated[int, Ge(16)] = 64) -> None:
+def synthesize(
+    raw_dir: Path,
+    seed: int = 0,
+    *,
+    buildings: Annotated[int, Ge(3)] = 6,
+    points: Positive = 20,
+    views: Positive = 4,
+    size: Annotated[int, Ge(16)] = 64,
+) -> None:
     """`buildings` rooms (one val, one test, the rest train), `points` layouts each seen from `views` angles."""
     rng = np.random.default_rng(seed)
     names = [f"synthetic{b:03d}" for b in range(buildings)]
@@ -166,10 +215,13 @@ def synthesize(raw_dir: Path, seed: int = 0, *, buildings: Annotated[int, Ge(3)]
         writer = csv.writer(f)
         writer.writerow(["id", "train", "val", "test"])
         for index, name in enumerate(names):
-            writer.writerow([name, int(index < buildings - 2), int(index == buildings - 2), int(index == buildings - 1)])
+            writer.writerow(
+                [name, int(index < buildings - 2), int(index == buildings - 2), int(index == buildings - 1)]
+            )
 
 
 # ---- reading the layout -----------------------------------------------------------------------------------------
+
 
 def buildings_of(raw_dir: Path, split: str) -> list[str]:
     with (raw_dir / "splits.csv").open() as f:
@@ -178,9 +230,13 @@ def buildings_of(raw_dir: Path, split: str) -> list[str]:
 
 def check_layout(raw_dir: Path) -> None:
     if not (raw_dir / "splits.csv").exists():
-        raise DataError(f"{raw_dir}/splits.csv: missing; expected Taskonomy's id,train,val,test building split")
+        raise DataError(
+            f"{raw_dir}/splits.csv: missing; expected Taskonomy's id,train,val,test building split"
+        )
     if missing := [d for d in DOMAINS if not (raw_dir / d / "taskonomy").is_dir()]:
-        raise DataError(f"{raw_dir}: missing {', '.join(f'{d}/taskonomy/' for d in missing)} (omnitools.download's layout)")
+        raise DataError(
+            f"{raw_dir}: missing {', '.join(f'{d}/taskonomy/' for d in missing)} (omnitools.download's layout)"
+        )
 
 
 def classes(raw_dir: Path, split: str) -> list[str]:
@@ -206,11 +262,13 @@ def decode_view(sample: dict) -> dict[str, torch.Tensor]:
     edges (1, H, W) in [0, 1], segment (H, W) class indices."""
     array = {d: np.asarray(open_image(sample[f"{d}.png"])) for d in DOMAINS}
     depth = array["depth_zbuffer"].astype(np.float32)
-    return {"rgb": torch.from_numpy(array["rgb"][..., :3].copy()).permute(2, 0, 1).float() / 255,
-            "depth": torch.from_numpy(np.where(depth >= NO_SURFACE, 0, depth / DEPTH_UNIT))[None].float(),
-            "normal": torch.from_numpy(array["normal"][..., :3].copy()).permute(2, 0, 1).float() / 127.5 - 1,
-            "edges": torch.from_numpy(array["edge_occlusion"].astype(np.float32) / 65535)[None],
-            "segment": torch.from_numpy(array["segment_semantic"].astype(np.int64))}
+    return {
+        "rgb": torch.from_numpy(array["rgb"][..., :3].copy()).permute(2, 0, 1).float() / 255,
+        "depth": torch.from_numpy(np.where(depth >= NO_SURFACE, 0, depth / DEPTH_UNIT))[None].float(),
+        "normal": torch.from_numpy(array["normal"][..., :3].copy()).permute(2, 0, 1).float() / 127.5 - 1,
+        "edges": torch.from_numpy(array["edge_occlusion"].astype(np.float32) / 65535)[None],
+        "segment": torch.from_numpy(array["segment_semantic"].astype(np.int64)),
+    }
 
 
 class Taskonomy(ShardDataModule):
@@ -218,15 +276,27 @@ class Taskonomy(ShardDataModule):
 
     name = "taskonomy"
     sources = ("synthetic", "local")
-    decode_keys = ()                          # 16-bit PNGs: decoded in decode_view, never through webdataset's RGB
-    collate = staticmethod(torch.utils.data.default_collate)    # dict samples → a dict of batched tensors
-    synthesize, samples, classes, check_layout = map(staticmethod, (synthesize, samples, classes, check_layout))
+    decode_keys = ()  # 16-bit PNGs: decoded in decode_view, never through webdataset's RGB
+    collate = staticmethod(torch.utils.data.default_collate)  # dict samples → a dict of batched tensors
+    synthesize, samples, classes, check_layout = map(
+        staticmethod, (synthesize, samples, classes, check_layout)
+    )
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 32, num_workers: int = 0,
-                 shuffle_buffer: Positive = 1000, budget: Annotated[int, Ge(0)] = 0):
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        batch_size: Positive = 32,
+        num_workers: int = 0,
+        shuffle_buffer: Positive = 1000,
+        budget: Annotated[int, Ge(0)] = 0,
+    ):
         """`budget` > 0: training batches also carry a `budget` batch drawn from only the first `budget` training
         views: the small labelled set the paper trains transfers (and the from-scratch baselines) on."""
-        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
+        super().__init__(
+            shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
+        )
         self.budget = budget
 
     def sample(self, split: str):
@@ -237,7 +307,13 @@ class Taskonomy(ShardDataModule):
         if not self.budget:
             return full
         from pytorch_lightning.utilities import CombinedLoader
+
         views = [decode_view(s) for s, _ in zip(self.read_all("train"), range(self.budget))]
-        budget = torch.utils.data.DataLoader(views, batch_size=min(self.batch_size, self.budget), shuffle=True, drop_last=True,
-                                             generator=torch.Generator().manual_seed(self.seed))
+        budget = torch.utils.data.DataLoader(
+            views,
+            batch_size=min(self.batch_size, self.budget),
+            shuffle=True,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
         return CombinedLoader({"full": full, "budget": budget}, mode="max_size_cycle")

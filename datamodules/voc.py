@@ -6,6 +6,7 @@ palette PNGs (class index per pixel, 255 on object borders and "difficult" regio
 VOCDetection and VOCSegmentation are the parsers. Splits: `train` = VOC07 trainval + VOC12 trainval (the
 "07+12" of SSD and Faster R-CNN), `test` = VOC07 test, `seg_train` / `seg_val` = VOC12 segmentation.
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -27,9 +28,29 @@ from datamodules.base import ShardDataModule, list_collate, open_image
 from datamodules.files import DataError, download as fetch_url, extract
 from datamodules.synthetic import encode, scene
 
-CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
-           "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
-ARCHIVES = [DATASET_YEAR_DICT[k] for k in ("2007", "2007-test", "2012")]   # url, filename, md5, base_dir
+CLASSES = [
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
+ARCHIVES = [DATASET_YEAR_DICT[k] for k in ("2007", "2007-test", "2012")]  # url, filename, md5, base_dir
 DETECTION = {"train": [("2007", "trainval"), ("2012", "trainval")], "test": [("2007", "test")]}
 SEGMENTATION = {"seg_train": "train", "seg_val": "val"}
 IGNORE = 255
@@ -46,10 +67,19 @@ def download(raw_dir: Path, downloads: Path) -> None:
 
 
 def check_layout(raw_dir: Path) -> None:
-    needed = [voc_root(raw_dir, y) / p for y in ("2007", "2012") for p in ("JPEGImages", "Annotations", "ImageSets/Main")]
-    needed += [voc_root(raw_dir, "2007") / "ImageSets/Main/test.txt", voc_root(raw_dir, "2012") / "SegmentationClass"]
+    needed = [
+        voc_root(raw_dir, y) / p
+        for y in ("2007", "2012")
+        for p in ("JPEGImages", "Annotations", "ImageSets/Main")
+    ]
+    needed += [
+        voc_root(raw_dir, "2007") / "ImageSets/Main/test.txt",
+        voc_root(raw_dir, "2012") / "SegmentationClass",
+    ]
     if missing := [str(p) for p in needed if not p.exists()]:
-        raise DataError(f"{raw_dir}: not a VOCdevkit with VOC2007 (trainval and test) and VOC2012; missing {', '.join(missing)}")
+        raise DataError(
+            f"{raw_dir}: not a VOCdevkit with VOC2007 (trainval and test) and VOC2012; missing {', '.join(missing)}"
+        )
 
 
 def classes(raw_dir: Path, split: str) -> list[str]:
@@ -70,7 +100,12 @@ def objects(annotation: dict, xml_path: str) -> dict:
         labels.append(CLASSES.index(obj["name"]))
         difficult.append(int(obj.get("difficult", 0)))
     size = annotation["annotation"]["size"]
-    return {"boxes": boxes, "labels": labels, "difficult": difficult, "size": [int(size["height"]), int(size["width"])]}
+    return {
+        "boxes": boxes,
+        "labels": labels,
+        "difficult": difficult,
+        "size": [int(size["height"]), int(size["width"])],
+    }
 
 
 def samples(raw_dir: Path, split: str) -> Iterator[dict]:
@@ -78,7 +113,11 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     if split in SEGMENTATION:
         parsed = VOCSegmentation(raw_dir, year="2012", image_set=SEGMENTATION[split], download=False)
         for image, mask in zip(parsed.images, parsed.masks):
-            yield {"__key__": f"{split}/VOC2012/{Path(image).stem}", "jpg": Path(image).read_bytes(), "png": Path(mask).read_bytes()}
+            yield {
+                "__key__": f"{split}/VOC2012/{Path(image).stem}",
+                "jpg": Path(image).read_bytes(),
+                "png": Path(mask).read_bytes(),
+            }
         return
     for year, image_set in DETECTION[split]:
         parsed = VOCDetection(raw_dir, year=year, image_set=image_set, download=False)
@@ -93,6 +132,7 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
 
 
 # ---- the synthetic replica ---------------------------------------------------------------------------------
+
 
 def palette() -> list[int]:
     """VOC's colour map: bits of the class index spread over R, G and B."""
@@ -119,7 +159,12 @@ def _xml(year: str, name: str, height: int, width: int, objs: list[dict], segmen
     for obj in objs:
         node = ET.SubElement(root, "object")
         x0, y0, x1, y1 = obj["box"]
-        for tag, value in (("name", CLASSES[obj["cls"]]), ("pose", "Unspecified"), ("truncated", 0), ("difficult", int(obj["difficult"]))):
+        for tag, value in (
+            ("name", CLASSES[obj["cls"]]),
+            ("pose", "Unspecified"),
+            ("truncated", 0),
+            ("difficult", int(obj["difficult"])),
+        ):
             ET.SubElement(node, tag).text = str(value)
         box = ET.SubElement(node, "bndbox")
         for tag, value in (("xmin", x0 + 1), ("ymin", y0 + 1), ("xmax", x1), ("ymax", y1)):
@@ -133,78 +178,142 @@ def _mask(height: int, width: int, objs: list[dict]) -> Image.Image:
     for obj in objs:
         mask[obj["mask"]] = obj["cls"] + 1
     for obj in objs:
-        border = ndimage.binary_dilation(obj["mask"], iterations=2) & ~ndimage.binary_erosion(obj["mask"], iterations=1)
+        border = ndimage.binary_dilation(obj["mask"], iterations=2) & ~ndimage.binary_erosion(
+            obj["mask"], iterations=1
+        )
         mask[border] = IGNORE
     image = Image.fromarray(mask, mode="P")
     image.putpalette(palette())
     return image
 
 
-def synthesize(raw_dir: Path, seed: int = 0, *, voc2007_trainval: Positive = 24, voc2007_test: Positive = 16,
-               voc2012_trainval: Positive = 24) -> None:
+def synthesize(
+    raw_dir: Path,
+    seed: int = 0,
+    *,
+    voc2007_trainval: Positive = 24,
+    voc2007_test: Positive = 16,
+    voc2012_trainval: Positive = 24,
+) -> None:
     rng = np.random.default_rng(seed)
-    plan = [("2007", "trainval", voc2007_trainval), ("2007", "test", voc2007_test), ("2012", "trainval", voc2012_trainval)]
+    plan = [
+        ("2007", "trainval", voc2007_trainval),
+        ("2007", "test", voc2007_test),
+        ("2012", "trainval", voc2012_trainval),
+    ]
     for year, image_set, count in plan:
         root = voc_root(raw_dir, year)
-        for folder in ("JPEGImages", "Annotations", "ImageSets/Main", "ImageSets/Segmentation", "SegmentationClass"):
+        for folder in (
+            "JPEGImages",
+            "Annotations",
+            "ImageSets/Main",
+            "ImageSets/Segmentation",
+            "SegmentationClass",
+        ):
             (root / folder).mkdir(parents=True, exist_ok=True)
-        names = [f"{year}_{image_set}_{i:06d}" if year == "2012" else f"{image_set[:2]}{i:06d}" for i in range(count)]
+        names = [
+            f"{year}_{image_set}_{i:06d}" if year == "2012" else f"{image_set[:2]}{i:06d}"
+            for i in range(count)
+        ]
         segmented = names[::2] if year == "2012" else []
         for name in names:
             height, width = int(rng.integers(180, 300)), int(rng.integers(240, 400))
             image, objs = scene(rng, height, width, len(CLASSES), int(rng.integers(1, 4)), sizes=(0.12, 0.6))
-            for obj in objs:   # VOC flags small and hard-to-recognise objects as difficult
+            for obj in objs:  # VOC flags small and hard-to-recognise objects as difficult
                 x0, y0, x1, y1 = obj["box"]
                 obj["difficult"] = (x1 - x0) * (y1 - y0) < 0.02 * height * width or rng.random() < 0.15
             (root / "JPEGImages" / f"{name}.jpg").write_bytes(encode(image, "JPEG", quality=90))
-            (root / "Annotations" / f"{name}.xml").write_text(_xml(year, name, height, width, objs, name in segmented))
+            (root / "Annotations" / f"{name}.xml").write_text(
+                _xml(year, name, height, width, objs, name in segmented)
+            )
             if name in segmented:
                 _mask(height, width, objs).save(root / "SegmentationClass" / f"{name}.png")
         half = len(names) // 2
-        lists = {"test": names} if image_set == "test" else {"train": names[:half], "val": names[half:], "trainval": names}
+        lists = (
+            {"test": names}
+            if image_set == "test"
+            else {"train": names[:half], "val": names[half:], "trainval": names}
+        )
         for list_name, members in lists.items():
             (root / "ImageSets/Main" / f"{list_name}.txt").write_text("\n".join(members) + "\n")
         if segmented:
-            seg = {"train": segmented[: len(segmented) // 2], "val": segmented[len(segmented) // 2 :], "trainval": segmented}
+            seg = {
+                "train": segmented[: len(segmented) // 2],
+                "val": segmented[len(segmented) // 2 :],
+                "trainval": segmented,
+            }
             for list_name, members in seg.items():
                 (root / "ImageSets/Segmentation" / f"{list_name}.txt").write_text("\n".join(members) + "\n")
 
 
 # ---- the DataModule ------------------------------------------------------------------------------------------
 
+
 class VOC(ShardDataModule):
     """Detection: (image, {boxes, labels, difficult}) with SSD's augmentation; segmentation: (image, mask)."""
 
     name = "voc"
     splits = ("train", "test", "seg_train", "seg_val")
-    decode_keys = ("json",)                          # images decoded in sample(): palette masks keep their indices
+    decode_keys = ("json",)  # images decoded in sample(): palette masks keep their indices
     collate = staticmethod(list_collate)
-    download, synthesize, samples, classes, check_layout = map(staticmethod, (download, synthesize, samples, classes, check_layout))
+    download, synthesize, samples, classes, check_layout = map(
+        staticmethod, (download, synthesize, samples, classes, check_layout)
+    )
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, task: Literal["detection", "segmentation"] = "detection",
-                 batch_size: Positive = 32, num_workers: int = 0, shuffle_buffer: Positive = 1000,
-                 size: Positive = 300, augment: bool = True, keep_difficult: bool = False):
-        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        task: Literal["detection", "segmentation"] = "detection",
+        batch_size: Positive = 32,
+        num_workers: int = 0,
+        shuffle_buffer: Positive = 1000,
+        size: Positive = 300,
+        augment: bool = True,
+        keep_difficult: bool = False,
+    ):
+        super().__init__(
+            shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
+        )
         self.task, self.size, self.augment, self.keep_difficult = task, size, augment, keep_difficult
 
     def transform(self, split: str) -> v2.Compose:
         train = self.augment and split in ("train", "seg_train")
         if self.task == "detection":
             # SSD §2.2/§3.6: photometric distortion, zoom-out expansion, min-IoU crops, flips; then a fixed size.
-            steps = [v2.RandomPhotometricDistort(), v2.RandomZoomOut(fill={tv_tensors.Image: (124, 116, 104), "others": 0}),
-                     v2.RandomIoUCrop(), v2.RandomHorizontalFlip()] if train else []
+            steps = (
+                [
+                    v2.RandomPhotometricDistort(),
+                    v2.RandomZoomOut(fill={tv_tensors.Image: (124, 116, 104), "others": 0}),
+                    v2.RandomIoUCrop(),
+                    v2.RandomHorizontalFlip(),
+                ]
+                if train
+                else []
+            )
             # Boxes cropped away take their label and difficult flag with them.
-            steps += [v2.Resize((self.size, self.size), antialias=True),
-                      v2.SanitizeBoundingBoxes(labels_getter=lambda inputs: (inputs[1]["labels"], inputs[1]["difficult"]))]
+            steps += [
+                v2.Resize((self.size, self.size), antialias=True),
+                v2.SanitizeBoundingBoxes(
+                    labels_getter=lambda inputs: (inputs[1]["labels"], inputs[1]["difficult"])
+                ),
+            ]
         else:
-            steps = [v2.RandomResizedCrop(self.size, scale=(0.5, 1.0), antialias=True), v2.RandomHorizontalFlip()] if train else []
+            steps = (
+                [v2.RandomResizedCrop(self.size, scale=(0.5, 1.0), antialias=True), v2.RandomHorizontalFlip()]
+                if train
+                else []
+            )
         return v2.Compose([*steps, v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True)])
 
     def sample(self, split: str):
         transform = self.transform(split)
         if self.task == "segmentation":
-            return lambda s: transform(tv_tensors.Image(v2.functional.pil_to_tensor(open_image(s["jpg"]).convert("RGB"))),
-                                       tv_tensors.Mask(torch.from_numpy(np.array(open_image(s["png"]), dtype=np.int64))))
+            return lambda s: transform(
+                tv_tensors.Image(v2.functional.pil_to_tensor(open_image(s["jpg"]).convert("RGB"))),
+                tv_tensors.Mask(torch.from_numpy(np.array(open_image(s["png"]), dtype=np.int64))),
+            )
 
         train = split == "train"
 
@@ -213,15 +322,27 @@ class VOC(ShardDataModule):
             # Training drops `difficult` objects unless asked; evaluation keeps them, flagged, for the VOC metric to ignore.
             keep = [i for i, d in enumerate(target["difficult"]) if self.keep_difficult or not train or not d]
             image = tv_tensors.Image(v2.functional.pil_to_tensor(open_image(s["jpg"]).convert("RGB")))
-            boxes = tv_tensors.BoundingBoxes(torch.tensor([target["boxes"][i] for i in keep], dtype=torch.float32).reshape(-1, 4),
-                                             format="XYXY", canvas_size=tuple(image.shape[-2:]))
-            return transform(image, {"boxes": boxes, "labels": torch.tensor([target["labels"][i] for i in keep], dtype=torch.int64),
-                                      "difficult": torch.tensor([target["difficult"][i] for i in keep], dtype=torch.bool)})
+            boxes = tv_tensors.BoundingBoxes(
+                torch.tensor([target["boxes"][i] for i in keep], dtype=torch.float32).reshape(-1, 4),
+                format="XYXY",
+                canvas_size=tuple(image.shape[-2:]),
+            )
+            return transform(
+                image,
+                {
+                    "boxes": boxes,
+                    "labels": torch.tensor([target["labels"][i] for i in keep], dtype=torch.int64),
+                    "difficult": torch.tensor([target["difficult"][i] for i in keep], dtype=torch.bool),
+                },
+            )
+
         return detection
 
     def split_for(self, stage: str) -> str:
-        return {"detection": {"train": "train", "val": "test", "test": "test"},
-                "segmentation": {"train": "seg_train", "val": "seg_val", "test": "seg_val"}}[self.task][stage]
+        return {
+            "detection": {"train": "train", "val": "test", "test": "test"},
+            "segmentation": {"train": "seg_train", "val": "seg_val", "test": "seg_val"},
+        }[self.task][stage]
 
     def train_loader(self):
         return self.loader(self.split_for("train"))

@@ -6,6 +6,7 @@ also trains a WordPiece vocabulary (BERT's tokeniser, `tokenizers` library) on t
 writes it beside the shards as vocab.txt. The replica is real English text: the Python standard library's
 documentation topics (pydoc_data), set out as WikiText articles.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,10 +25,10 @@ from datamodules.episodes import rank_and_world
 from datamodules.files import DataError, download as fetch_url, extract
 
 URL = "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-raw-v1.zip"
-ARCHIVE_BYTES = 191_984_949        # no md5 is published; the release's size is checked instead
+ARCHIVE_BYTES = 191_984_949  # no md5 is published; the release's size is checked instead
 FILES = {"train": "wiki.train.raw", "val": "wiki.valid.raw", "test": "wiki.test.raw"}
 SPLITS_ORDER = tuple(FILES)
-TITLE = re.compile(r"^ = [^=].* = $")       # " = Title = ", not " = = Section = = "
+TITLE = re.compile(r"^ = [^=].* = $")  # " = Title = ", not " = = Section = = "
 VOCAB, SPECIAL = "vocab.txt", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 Positive = Annotated[int, Gt(0)]
 
@@ -76,16 +77,45 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
 def extras(raw_dir: Path, out_dir: Path) -> dict:
     """A BERT-style WordPiece vocabulary (30,000 pieces, the paper's size) from the training text."""
     from tokenizers import BertWordPieceTokenizer
+
     tokenizer = BertWordPieceTokenizer(lowercase=True)
     texts = (text for _, text in articles(folder(raw_dir) / FILES["train"]))
-    tokenizer.train_from_iterator(texts, vocab_size=30_000, min_frequency=2, special_tokens=SPECIAL, show_progress=False)
+    tokenizer.train_from_iterator(
+        texts, vocab_size=30_000, min_frequency=2, special_tokens=SPECIAL, show_progress=False
+    )
     tokenizer.save_model(str(out_dir))
     return {"vocab": VOCAB, "vocab_size": tokenizer.get_vocab_size()}
 
 
-STDLIB = ("argparse", "asyncio", "calendar", "collections", "csv", "datetime", "decimal", "email", "fractions",
-          "functools", "http.client", "inspect", "itertools", "json", "logging", "pathlib", "random", "shutil",
-          "sqlite3", "statistics", "string", "tarfile", "textwrap", "threading", "typing", "unittest", "zipfile")
+STDLIB = (
+    "argparse",
+    "asyncio",
+    "calendar",
+    "collections",
+    "csv",
+    "datetime",
+    "decimal",
+    "email",
+    "fractions",
+    "functools",
+    "http.client",
+    "inspect",
+    "itertools",
+    "json",
+    "logging",
+    "pathlib",
+    "random",
+    "shutil",
+    "sqlite3",
+    "statistics",
+    "string",
+    "tarfile",
+    "textwrap",
+    "threading",
+    "typing",
+    "unittest",
+    "zipfile",
+)
 
 
 def _documentation() -> list[tuple[str, str]]:
@@ -93,16 +123,24 @@ def _documentation() -> list[tuple[str, str]]:
     import importlib
     import inspect
     from pydoc_data.topics import topics
+
     docs = sorted(topics.items())
     for name in STDLIB:
         module = importlib.import_module(name)
-        members = [inspect.getdoc(obj) for _, obj in sorted(vars(module).items())
-                   if not _.startswith("_") and getattr(obj, "__module__", None) == module.__name__ and inspect.getdoc(obj)]
+        members = [
+            inspect.getdoc(obj)
+            for _, obj in sorted(vars(module).items())
+            if not _.startswith("_")
+            and getattr(obj, "__module__", None) == module.__name__
+            and inspect.getdoc(obj)
+        ]
         docs.append((f"{name} module", "\n\n".join([inspect.getdoc(module) or name, *members])))
     return docs
 
 
-def synthesize(raw_dir: Path, seed: int = 0, *, val_fraction: float = 0.05, test_fraction: float = 0.05) -> None:
+def synthesize(
+    raw_dir: Path, seed: int = 0, *, val_fraction: float = 0.05, test_fraction: float = 0.05
+) -> None:
     """Each documentation topic becomes an article; its indented blocks become sections, in WikiText's format."""
     rng = np.random.default_rng(seed)
     topics = _documentation()
@@ -114,7 +152,7 @@ def synthesize(raw_dir: Path, seed: int = 0, *, val_fraction: float = 0.05, test
         out = []
         for i in sorted(chosen):
             title, text = topics[i]
-            out += ["", f" = {title.replace('-', ' @-@ ')} = ", ""]          # WikiText writes hyphens as " @-@ "
+            out += ["", f" = {title.replace('-', ' @-@ ')} = ", ""]  # WikiText writes hyphens as " @-@ "
             for k, paragraph in enumerate(p for p in re.split(r"\n\s*\n", text) if p.strip()):
                 if k and k % 4 == 0:
                     out += [f" = = Part {k // 4} = = ", ""]
@@ -132,7 +170,9 @@ def sentences(article: str) -> list[str]:
     return [s for line in article.splitlines() for s in SENTENCE_END.split(line) if s.strip()]
 
 
-def sentence_pairs(documents: list[list[list[int]]], max_length: int, rng: np.random.Generator) -> list[tuple[list[int], list[int], int]]:
+def sentence_pairs(
+    documents: list[list[list[int]]], max_length: int, rng: np.random.Generator
+) -> list[tuple[list[int], list[int], int]]:
     """(segment A, segment B, next-sentence label) from tokenised documents (lists of sentences of ids), as
     BERT's create_pretraining_data: sentences fill a chunk up to max_length − 3 ([CLS], [SEP], [SEP]); A is a
     random prefix of the chunk; half the time B is the rest (label 0, IsNext), half the time B is taken from
@@ -149,10 +189,12 @@ def sentence_pairs(documents: list[list[list[int]]], max_length: int, rng: np.ra
                     other = documents[int(rng.choice([k for k in range(len(documents)) if k != d]))]
                     start = int(rng.integers(len(other)))
                     b = [t for s in other[start:] for t in s][: max(1, target - len(a))]
-                    label, i = 1, i - (len(chunk) - cut)           # the sentences not used are not wasted
+                    label, i = 1, i - (len(chunk) - cut)  # the sentences not used are not wasted
                 else:
                     b, label = [t for s in chunk[cut:] for t in s], 0
-                while len(a) + len(b) > target:     # trim the longer segment at a random end, as the paper's code
+                while (
+                    len(a) + len(b) > target
+                ):  # trim the longer segment at a random end, as the paper's code
                     (a if len(a) > len(b) else b).pop(0 if rng.random() < 0.5 else -1)
                 if a and b:
                     pairs.append((a, b, label))
@@ -170,24 +212,46 @@ class PretrainingBatches(IterableDataset):
     through the pairs in order, split across ranks and padded so every rank runs as many steps.
     """
 
-    def __init__(self, pairs: dict[int, list], tokenizer, *, batch_size: int, seed: int, max_length: int,
-                 long_max_length: int | None = None, long_after: int | None = None, start: int = 0,
-                 batches: int | None = None):
+    def __init__(
+        self,
+        pairs: dict[int, list],
+        tokenizer,
+        *,
+        batch_size: int,
+        seed: int,
+        max_length: int,
+        long_max_length: int | None = None,
+        long_after: int | None = None,
+        start: int = 0,
+        batches: int | None = None,
+    ):
         from transformers import DataCollatorForLanguageModeling
+
         self.pairs, self.tokenizer, self.batch_size, self.seed = pairs, tokenizer, batch_size, seed
         self.max_length, self.long_max_length, self.long_after = max_length, long_max_length, long_after
         self.start, self.batches = start, batches
         # §3.1: 15% of WordPiece positions chosen (never [CLS]/[SEP]/[PAD]); 80% [MASK], 10% random, 10% kept.
         # A masker per batch, seeded by the batch: the masks are then a function of (seed, rank, k) too.
-        self.masker = partial(DataCollatorForLanguageModeling, tokenizer, mlm_probability=0.15, mask_replace_prob=0.8,
-                              random_replace_prob=0.1)
+        self.masker = partial(
+            DataCollatorForLanguageModeling,
+            tokenizer,
+            mlm_probability=0.15,
+            mask_replace_prob=0.8,
+            random_replace_prob=0.1,
+        )
 
     def batch(self, chosen: list[tuple[list[int], list[int], int]], stream: int, k: int) -> dict:
         cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        encoded = [{"input_ids": [cls, *a, sep, *b, sep], "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1),
-                    "special_tokens_mask": [1] + [0] * len(a) + [1] + [0] * len(b) + [1]} for a, b, _ in chosen]
+        encoded = [
+            {
+                "input_ids": [cls, *a, sep, *b, sep],
+                "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1),
+                "special_tokens_mask": [1] + [0] * len(a) + [1] + [0] * len(b) + [1],
+            }
+            for a, b, _ in chosen
+        ]
         masker = self.masker(seed=hash((self.seed, stream, k)) & 0x7FFF_FFFF_FFFF_FFFF)
-        batch = masker(encoded)                                # pads, then masks input_ids; labels −100 elsewhere
+        batch = masker(encoded)  # pads, then masks input_ids; labels −100 elsewhere
         batch["next_sentence_label"] = torch.tensor([label for *_, label in chosen])
         return dict(batch)
 
@@ -196,10 +260,16 @@ class PretrainingBatches(IterableDataset):
         if self.batches is None:
             k = self.start
             while True:
-                length = self.long_max_length if self.long_after is not None and k >= self.long_after else self.max_length
+                length = (
+                    self.long_max_length
+                    if self.long_after is not None and k >= self.long_after
+                    else self.max_length
+                )
                 g = torch.Generator().manual_seed(hash((self.seed, rank, k)) & 0x7FFF_FFFF_FFFF_FFFF)
                 pool = self.pairs[length]
-                yield self.batch([pool[i] for i in torch.randint(len(pool), (self.batch_size,), generator=g)], rank, k)
+                yield self.batch(
+                    [pool[i] for i in torch.randint(len(pool), (self.batch_size,), generator=g)], rank, k
+                )
                 k += 1
         pool = self.pairs[self.max_length]
         for j in range(-(-self.batches // world)):
@@ -212,15 +282,27 @@ class WikiText103(ShardDataModule):
 
     name = "wikitext103"
     decode_keys = ("txt", "json")
-    collate = staticmethod(list)                     # a batch of articles is a list of strings
+    collate = staticmethod(list)  # a batch of articles is a list of strings
     download, synthesize, samples, classes, check_layout, extras = map(
-        staticmethod, (download, synthesize, samples, classes, check_layout, extras))
+        staticmethod, (download, synthesize, samples, classes, check_layout, extras)
+    )
 
-    def __init__(self, shards_dir: Path, seed: int = 0, *, batch_size: Positive = 32, num_workers: int = 0,
-                 shuffle_buffer: Positive = 1000, layout: Literal["articles", "pretraining"] = "articles",
-                 max_length: Annotated[int, Gt(8)] = 128, long_max_length: Annotated[int, Gt(8)] | None = None,
-                 long_after_step: Annotated[int, Ge(0)] | None = None):
-        super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer)
+    def __init__(
+        self,
+        shards_dir: Path,
+        seed: int = 0,
+        *,
+        batch_size: Positive = 32,
+        num_workers: int = 0,
+        shuffle_buffer: Positive = 1000,
+        layout: Literal["articles", "pretraining"] = "articles",
+        max_length: Annotated[int, Gt(8)] = 128,
+        long_max_length: Annotated[int, Gt(8)] | None = None,
+        long_after_step: Annotated[int, Ge(0)] | None = None,
+    ):
+        super().__init__(
+            shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
+        )
         self.vocab = self.shards_dir / self.meta["vocab"]
         self.layout, self.max_length = layout, max_length
         self.long_max_length, self.long_after_step = long_max_length, long_after_step
@@ -232,6 +314,7 @@ class WikiText103(ShardDataModule):
 
     def tokenizer(self):
         from transformers import BertTokenizer
+
         # transformers 5 takes the vocabulary as `vocab=` (a `vocab_file=` is silently ignored: all [UNK]).
         return BertTokenizer(vocab=str(self.vocab), do_lower_case=True)
 
@@ -240,8 +323,10 @@ class WikiText103(ShardDataModule):
         if split not in self._documents:
             tokenizer = self.tokenizer()
             # One batched (Rust) call per article: per-sentence calls would take hours on the real corpus.
-            tokenised = (tokenizer(sentences(sample["txt"]), add_special_tokens=False)["input_ids"]
-                         for sample in self.read_all(split))
+            tokenised = (
+                tokenizer(sentences(sample["txt"]), add_special_tokens=False)["input_ids"]
+                for sample in self.read_all(split)
+            )
             self._documents[split] = [d for d in tokenised if d]
         return self._documents[split]
 
@@ -251,26 +336,43 @@ class WikiText103(ShardDataModule):
             rng = np.random.default_rng([self.seed, max_length, SPLITS_ORDER.index(split)])
             self._pairs[split, max_length] = sentence_pairs(self.documents(split), max_length, rng)
             if not self._pairs[split, max_length]:
-                raise DataError(f"{self.shards_dir}: split {split!r} yields no sentence pair of at most {max_length} tokens")
+                raise DataError(
+                    f"{self.shards_dir}: split {split!r} yields no sentence pair of at most {max_length} tokens"
+                )
         return self._pairs[split, max_length]
 
     def pretraining(self, split: str) -> DataLoader:
-        lengths = [self.max_length] + ([self.long_max_length] if split == "train" and self.long_max_length else [])
+        lengths = [self.max_length] + (
+            [self.long_max_length] if split == "train" and self.long_max_length else []
+        )
         pairs = {length: self.pairs(split, length) for length in lengths}
         if split == "train":
             start = self.trainer.global_step if self.trainer is not None else 0
-            stream = PretrainingBatches(pairs, self.tokenizer(), batch_size=self.batch_size, seed=self.seed,
-                                        max_length=self.max_length, long_max_length=self.long_max_length,
-                                        long_after=self.long_after_step, start=start)
+            stream = PretrainingBatches(
+                pairs,
+                self.tokenizer(),
+                batch_size=self.batch_size,
+                seed=self.seed,
+                max_length=self.max_length,
+                long_max_length=self.long_max_length,
+                long_after=self.long_after_step,
+                start=start,
+            )
         else:
             batches = max(1, len(pairs[self.max_length]) // self.batch_size)
-            stream = PretrainingBatches(pairs, self.tokenizer(), batch_size=self.batch_size, seed=self.seed,
-                                        max_length=self.max_length, batches=batches)
+            stream = PretrainingBatches(
+                pairs,
+                self.tokenizer(),
+                batch_size=self.batch_size,
+                seed=self.seed,
+                max_length=self.max_length,
+                batches=batches,
+            )
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers)
 
     @property
     def seeks_by_step(self) -> bool:
-        return self.layout == "pretraining"           # batch i of pretraining is a function of (seed, i)
+        return self.layout == "pretraining"  # batch i of pretraining is a function of (seed, i)
 
     def split_loader(self, split: str):
         return self.pretraining(split) if self.layout == "pretraining" else super().split_loader(split)

@@ -12,6 +12,7 @@ Differs:  the MNIST optimiser is plain SGD (the paper does not give one); ImageN
           decay; the "steps to reach Inception's accuracy" claim is not measured. Synthetic or subset data
           results are `not_comparable`.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -25,8 +26,12 @@ from lightning_modules.common import classification_step, curves_figure, topk_er
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
-    key="batch_norm", title="Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift",
-    authors="Ioffe, Szegedy", year=2015, arxiv="1502.03167", dataset="imagenet",
+    key="batch_norm",
+    title="Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift",
+    authors="Ioffe, Szegedy",
+    year=2015,
+    arxiv="1502.03167",
+    dataset="imagenet",
     claims=(  # Fig. 3's table: the best single-network accuracy (BN-x30), ImageNet validation, top-1
         Claim("test/top1_acc_bn_inception", claimed=0.748, source="Fig. 3 (BN-x30)", tolerance=0.01),
     ),
@@ -37,7 +42,11 @@ def mlp(batch_norm: bool, hidden: int = 100, layers: int = 3) -> nn.Sequential:
     """§4.1: 784 → 3 × [100 (BN) sigmoid] → 10; BN goes between the affine map and the nonlinearity."""
     blocks, width = [nn.Flatten()], 784
     for _ in range(layers):
-        blocks += [nn.Linear(width, hidden, bias=not batch_norm), *([nn.BatchNorm1d(hidden)] if batch_norm else []), nn.Sigmoid()]
+        blocks += [
+            nn.Linear(width, hidden, bias=not batch_norm),
+            *([nn.BatchNorm1d(hidden)] if batch_norm else []),
+            nn.Sigmoid(),
+        ]
         width = hidden
     return nn.Sequential(*blocks, nn.Linear(width, 10))
 
@@ -49,28 +58,49 @@ def conv_bn(i: int, o: int, k: int, s: int = 1) -> nn.Sequential:
 class InceptionBN(nn.Module):
     """One row of Fig. 5: 1×1 | 1×1→3×3 | 1×1→3×3→3×3 (the 5×5 replaced) | pool→1×1 (or pass-through when striding)."""
 
-    def __init__(self, i: int, c1: int, r3: int, c3: int, rd: int, cd: int, pool: str, proj: int, stride: int = 1):
+    def __init__(
+        self, i: int, c1: int, r3: int, c3: int, rd: int, cd: int, pool: str, proj: int, stride: int = 1
+    ):
         super().__init__()
         self.branches = nn.ModuleList(
             ([conv_bn(i, c1, 1)] if c1 else [])
-            + [nn.Sequential(conv_bn(i, r3, 1), conv_bn(r3, c3, 3, stride)),
-               nn.Sequential(conv_bn(i, rd, 1), conv_bn(rd, cd, 3), conv_bn(cd, cd, 3, stride)),
-               nn.Sequential((nn.AvgPool2d if pool == "avg" else nn.MaxPool2d)(3, stride, 1), *([conv_bn(i, proj, 1)] if proj else []))])
+            + [
+                nn.Sequential(conv_bn(i, r3, 1), conv_bn(r3, c3, 3, stride)),
+                nn.Sequential(conv_bn(i, rd, 1), conv_bn(rd, cd, 3), conv_bn(cd, cd, 3, stride)),
+                nn.Sequential(
+                    (nn.AvgPool2d if pool == "avg" else nn.MaxPool2d)(3, stride, 1),
+                    *([conv_bn(i, proj, 1)] if proj else []),
+                ),
+            ]
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([branch(x) for branch in self.branches], dim=1)
 
 
 # Fig. 5: in, #1×1, #3×3 reduce, #3×3, double #3×3 reduce, double #3×3, pool, pool proj (0: pass-through), stride
-BN_INCEPTION = {"3a": (192, 64, 64, 64, 64, 96, "avg", 32, 1), "3b": (256, 64, 64, 96, 64, 96, "avg", 64, 1),
-                "3c": (320, 0, 128, 160, 64, 96, "max", 0, 2), "4a": (576, 224, 64, 96, 96, 128, "avg", 128, 1),
-                "4b": (576, 192, 96, 128, 96, 128, "avg", 128, 1), "4c": (576, 160, 128, 160, 128, 160, "avg", 96, 1),
-                "4d": (576, 96, 128, 192, 160, 192, "avg", 96, 1), "4e": (576, 0, 128, 192, 192, 256, "max", 0, 2),
-                "5a": (1024, 352, 192, 320, 160, 224, "avg", 128, 1), "5b": (1024, 352, 192, 320, 192, 224, "max", 128, 1)}
+BN_INCEPTION = {
+    "3a": (192, 64, 64, 64, 64, 96, "avg", 32, 1),
+    "3b": (256, 64, 64, 96, 64, 96, "avg", 64, 1),
+    "3c": (320, 0, 128, 160, 64, 96, "max", 0, 2),
+    "4a": (576, 224, 64, 96, 96, 128, "avg", 128, 1),
+    "4b": (576, 192, 96, 128, 96, 128, "avg", 128, 1),
+    "4c": (576, 160, 128, 160, 128, 160, "avg", 96, 1),
+    "4d": (576, 96, 128, 192, 160, 192, "avg", 96, 1),
+    "4e": (576, 0, 128, 192, 192, 256, "max", 0, 2),
+    "5a": (1024, 352, 192, 320, 160, 224, "avg", 128, 1),
+    "5b": (1024, 352, 192, 320, 192, 224, "max", 128, 1),
+}
 
 
 def bn_inception(num_classes: int) -> nn.Sequential:
-    stem = [conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1), conv_bn(64, 64, 1), conv_bn(64, 192, 3), nn.MaxPool2d(3, 2, 1)]
+    stem = [
+        conv_bn(3, 64, 7, 2),
+        nn.MaxPool2d(3, 2, 1),
+        conv_bn(64, 64, 1),
+        conv_bn(64, 192, 3),
+        nn.MaxPool2d(3, 2, 1),
+    ]
     modules = [InceptionBN(*row) for row in BN_INCEPTION.values()]
     return nn.Sequential(*stem, *modules, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1024, num_classes))
 
@@ -78,9 +108,17 @@ def bn_inception(num_classes: int) -> nn.Sequential:
 class BatchNorm(pl.LightningModule):
     paper = PAPER
 
-    def __init__(self, *, experiment: Literal["mnist", "imagenet"] = "imagenet", num_classes: Annotated[int, Gt(0)] = 1000,
-                 lr: Annotated[float, Gt(0)] = 0.045, momentum: float = 0.9, weight_decay: float = 4e-5 / 5,
-                 decay_every: Annotated[int, Gt(0)] = 2_000, decay: Annotated[float, Gt(0)] = 0.94):
+    def __init__(
+        self,
+        *,
+        experiment: Literal["mnist", "imagenet"] = "imagenet",
+        num_classes: Annotated[int, Gt(0)] = 1000,
+        lr: Annotated[float, Gt(0)] = 0.045,
+        momentum: float = 0.9,
+        weight_decay: float = 4e-5 / 5,
+        decay_every: Annotated[int, Gt(0)] = 2_000,
+        decay: Annotated[float, Gt(0)] = 0.94,
+    ):
         super().__init__()
         self.save_hyperparameters()
         if experiment == "mnist":
@@ -97,7 +135,7 @@ class BatchNorm(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         total = 0.0
-        for name, net in self.nets.items():     # disjoint parameters: the summed loss trains each net on its own
+        for name, net in self.nets.items():  # disjoint parameters: the summed loss trains each net on its own
             loss, top1, _ = classification_step(net, *batch)
             self.log_dict({f"train/loss_{name}": loss, f"train/acc_{name}": 1 - top1}, prog_bar=True)
             total = total + loss
@@ -110,15 +148,25 @@ class BatchNorm(pl.LightningModule):
         for name, net in self.nets.items():
             with torch.no_grad():
                 before_sigmoid = net[:-2](images)[:, 0]
-            p15, p50, p85 = torch.quantile(before_sigmoid, torch.tensor([0.15, 0.5, 0.85], device=images.device))
-            self.log_dict({f"train/input_p15_{name}": p15, f"train/input_p50_{name}": p50, f"train/input_p85_{name}": p85})
+            p15, p50, p85 = torch.quantile(
+                before_sigmoid, torch.tensor([0.15, 0.5, 0.85], device=images.device)
+            )
+            self.log_dict(
+                {
+                    f"train/input_p15_{name}": p15,
+                    f"train/input_p50_{name}": p50,
+                    f"train/input_p85_{name}": p85,
+                }
+            )
 
     def evaluate(self, batch, stage: str) -> None:
         images, labels = batch
         for name, net in self.nets.items():
             top1, top5 = topk_errors(net(images), labels)
             key = "acc" if self.hparams.experiment == "mnist" else "top1_acc"
-            self.log_dict({f"{stage}/{key}_{name}": 1 - top1, f"{stage}/top5_acc_{name}": 1 - top5}, sync_dist=True)
+            self.log_dict(
+                {f"{stage}/{key}_{name}": 1 - top1, f"{stage}/top5_acc_{name}": 1 - top5}, sync_dist=True
+            )
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self.evaluate(batch, "val")
@@ -127,8 +175,12 @@ class BatchNorm(pl.LightningModule):
         self.evaluate(batch, "test")
 
     def configure_optimizers(self):
-        optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
-                                    weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.SGD(
+            self.parameters(),
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            weight_decay=self.hparams.weight_decay,
+        )
         # §4.2.1 "accelerate the learning rate decay": exponential decay by `decay` every `decay_every` steps.
         schedule = torch.optim.lr_scheduler.StepLR(optimizer, self.hparams.decay_every, self.hparams.decay)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
@@ -137,7 +189,11 @@ class BatchNorm(pl.LightningModule):
         if self.hparams.experiment != "mnist":
             return {}
         keys = [f"train/input_p{p}_{n}" for n in self.nets for p in (15, 50, 85)]
-        return {"last_layer_input": curves_figure(history, keys, "input to a last-layer sigmoid (Fig. 1b-c)", "value"),
-                "training_accuracy": curves_figure(history, [f"train/acc_{n}" for n in self.nets], "BN vs plain (Fig. 1a)", "accuracy")}
-
-
+        return {
+            "last_layer_input": curves_figure(
+                history, keys, "input to a last-layer sigmoid (Fig. 1b-c)", "value"
+            ),
+            "training_accuracy": curves_figure(
+                history, [f"train/acc_{n}" for n in self.nets], "BN vs plain (Fig. 1a)", "accuracy"
+            ),
+        }

@@ -14,6 +14,7 @@ Differs:  WikiText-103 stands in for BooksCorpus + English Wikipedia, so the pap
           measured on its own held-out data and vocabulary) are shown beside ours but never judged; masks are
           drawn per batch (seeded) instead of the paper's 10 static copies. No fine-tuning stage yet.
 """
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -30,26 +31,56 @@ from lightning_modules.paper import Claim, Paper
 
 
 def size_name(layers: int, hidden: int, heads: int) -> str:
-    return f"l{layers}_h{hidden}_a{heads}"            # metric keys are lower case
+    return f"l{layers}_h{hidden}_a{heads}"  # metric keys are lower case
 
 
 PAPER = Paper(
-    key="bert", title="BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding",
-    authors="Devlin, Chang, Lee, Toutanova", year=2018, arxiv="1810.04805", dataset="wikitext103",
+    key="bert",
+    title="BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding",
+    authors="Devlin, Chang, Lee, Toutanova",
+    year=2018,
+    arxiv="1810.04805",
+    dataset="wikitext103",
     claims=tuple(  # Table 6 (ablation over model size): held-out masked-LM perplexity (verify figures)
-        Claim(f"test/mlm_ppl_{size_name(*size)}", claimed=ppl, source="Table 6", tolerance=0.25,
-              higher_is_better=False, row=f"L={size[0]} H={size[1]} A={size[2]}", column="LM (ppl)")
-        for size, ppl in {(3, 768, 12): 5.84, (6, 768, 3): 5.24, (6, 768, 12): 4.68, (12, 768, 12): 3.99,
-                          (12, 1024, 16): 3.54, (24, 1024, 16): 3.23}.items()),
+        Claim(
+            f"test/mlm_ppl_{size_name(*size)}",
+            claimed=ppl,
+            source="Table 6",
+            tolerance=0.25,
+            higher_is_better=False,
+            row=f"L={size[0]} H={size[1]} A={size[2]}",
+            column="LM (ppl)",
+        )
+        for size, ppl in {
+            (3, 768, 12): 5.84,
+            (6, 768, 3): 5.24,
+            (6, 768, 12): 4.68,
+            (12, 768, 12): 3.99,
+            (12, 1024, 16): 3.54,
+            (24, 1024, 16): 3.23,
+        }.items()
+    ),
     dataset_is_the_papers=False,
 )
 
 
-def bert_config(vocab_size: int, layers: int, hidden: int, heads: int, max_positions: int = 512, dropout: float = 0.1):
+def bert_config(
+    vocab_size: int, layers: int, hidden: int, heads: int, max_positions: int = 512, dropout: float = 0.1
+):
     from transformers import BertConfig
-    return BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                      intermediate_size=4 * hidden, hidden_act="gelu", hidden_dropout_prob=dropout,
-                      attention_probs_dropout_prob=dropout, max_position_embeddings=max_positions, pad_token_id=0)
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        hidden_act="gelu",
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        max_position_embeddings=max_positions,
+        pad_token_id=0,
+    )
 
 
 def decayed_and_not(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -62,27 +93,49 @@ def decayed_and_not(model: nn.Module, weight_decay: float) -> list[dict]:
 class BERT(pl.LightningModule):
     paper = PAPER
 
-    def __init__(self, *, vocab_size: Annotated[int, Gt(5)] = 30_522, layers: Annotated[int, Gt(0)] = 12,
-                 hidden: Annotated[int, Gt(0)] = 768, heads: Annotated[int, Gt(0)] = 12,
-                 max_positions: Annotated[int, Gt(0)] = 512, dropout: Annotated[float, Ge(0), Lt(1)] = 0.1,
-                 lr: Annotated[float, Gt(0)] = 1e-4, weight_decay: Annotated[float, Ge(0)] = 0.01,
-                 warmup_steps: Annotated[int, Ge(0)] = 10_000):
+    def __init__(
+        self,
+        *,
+        vocab_size: Annotated[int, Gt(5)] = 30_522,
+        layers: Annotated[int, Gt(0)] = 12,
+        hidden: Annotated[int, Gt(0)] = 768,
+        heads: Annotated[int, Gt(0)] = 12,
+        max_positions: Annotated[int, Gt(0)] = 512,
+        dropout: Annotated[float, Ge(0), Lt(1)] = 0.1,
+        lr: Annotated[float, Gt(0)] = 1e-4,
+        weight_decay: Annotated[float, Ge(0)] = 0.01,
+        warmup_steps: Annotated[int, Ge(0)] = 10_000,
+    ):
         super().__init__()
         from transformers import BertForPreTraining
+
         if hidden % heads:
             raise ValueError(f"hparams.hidden ({hidden}) must be a multiple of hparams.heads ({heads})")
         self.save_hyperparameters()
         self.bert = BertForPreTraining(bert_config(vocab_size, layers, hidden, heads, max_positions, dropout))
         self.size = size_name(layers, hidden, heads)
         self.monitor = ("val/mlm_loss", "min")
-        self.metrics = nn.ModuleDict({stage: nn.ModuleDict({
-            "mlm_acc": MulticlassAccuracy(vocab_size, average="micro", ignore_index=-100),
-            f"mlm_ppl_{self.size}": Perplexity(ignore_index=-100),
-            "nsp_acc": MulticlassAccuracy(2, average="micro")}) for stage in ("val", "test")})
-        self.example_input_array = (torch.ones(2, 16, dtype=torch.long), torch.zeros(2, 16, dtype=torch.long),
-                                    torch.ones(2, 16, dtype=torch.long))
+        self.metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict(
+                    {
+                        "mlm_acc": MulticlassAccuracy(vocab_size, average="micro", ignore_index=-100),
+                        f"mlm_ppl_{self.size}": Perplexity(ignore_index=-100),
+                        "nsp_acc": MulticlassAccuracy(2, average="micro"),
+                    }
+                )
+                for stage in ("val", "test")
+            }
+        )
+        self.example_input_array = (
+            torch.ones(2, 16, dtype=torch.long),
+            torch.zeros(2, 16, dtype=torch.long),
+            torch.ones(2, 16, dtype=torch.long),
+        )
 
-    def forward(self, input_ids: Tensor, token_type_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, input_ids: Tensor, token_type_ids: Tensor, attention_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Token ids, segment ids and padding mask (B, T) → MLM logits (B, T, vocab) and NSP logits (B, 2)."""
         out = self.bert(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
         return out.prediction_logits, out.seq_relationship_logits
@@ -95,9 +148,15 @@ class BERT(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         mlm_loss, nsp_loss, *_ = self.losses(batch)
-        self.log_dict({"train/mlm_loss": mlm_loss, "train/nsp_loss": nsp_loss,
-                       "train/seq_len": float(batch["input_ids"].shape[1])}, batch_size=len(batch["input_ids"]))
-        return mlm_loss + nsp_loss                          # the paper's loss: the sum of the two
+        self.log_dict(
+            {
+                "train/mlm_loss": mlm_loss,
+                "train/nsp_loss": nsp_loss,
+                "train/seq_len": float(batch["input_ids"].shape[1]),
+            },
+            batch_size=len(batch["input_ids"]),
+        )
+        return mlm_loss + nsp_loss  # the paper's loss: the sum of the two
 
     def evaluation_step(self, batch: dict, stage: str) -> None:
         mlm_loss, nsp_loss, mlm, nsp = self.losses(batch)
@@ -106,8 +165,11 @@ class BERT(pl.LightningModule):
         metrics[f"mlm_ppl_{self.size}"].update(mlm, batch["labels"])
         metrics["nsp_acc"].update(nsp, batch["next_sentence_label"])
         logged = {f"{stage}/{name}": metric for name, metric in metrics.items()}
-        self.log_dict({f"{stage}/mlm_loss": mlm_loss, f"{stage}/nsp_loss": nsp_loss, **logged},
-                      sync_dist=True, batch_size=len(batch["input_ids"]))
+        self.log_dict(
+            {f"{stage}/mlm_loss": mlm_loss, f"{stage}/nsp_loss": nsp_loss, **logged},
+            sync_dist=True,
+            batch_size=len(batch["input_ids"]),
+        )
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.evaluation_step(batch, "val")
@@ -117,8 +179,13 @@ class BERT(pl.LightningModule):
 
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
-        optimizer = torch.optim.AdamW(decayed_and_not(self.bert, self.hparams.weight_decay), lr=self.hparams.lr,
-                                      betas=(0.9, 0.999), eps=1e-6)
+
+        optimizer = torch.optim.AdamW(
+            decayed_and_not(self.bert, self.hparams.weight_decay),
+            lr=self.hparams.lr,
+            betas=(0.9, 0.999),
+            eps=1e-6,
+        )
         total = max(self.trainer.max_steps, self.hparams.warmup_steps + 1)
         schedule = get_linear_schedule_with_warmup(optimizer, self.hparams.warmup_steps, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

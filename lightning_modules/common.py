@@ -1,4 +1,5 @@
 """Pieces several papers share: classification errors, SGD with step milestones, and training curves as a figure."""
+
 from __future__ import annotations
 
 import torch
@@ -30,7 +31,9 @@ def classification_step(net: nn.Module, images: Tensor, labels: Tensor) -> tuple
     return F.cross_entropy(logits, labels), top1, top5
 
 
-def log_classification_errors(module, nets: list[tuple[str, nn.Module]], batch: tuple[Tensor, Tensor], stage: str) -> None:
+def log_classification_errors(
+    module, nets: list[tuple[str, nn.Module]], batch: tuple[Tensor, Tensor], stage: str
+) -> None:
     """`<stage>/top1_err_<name>` and `<stage>/top5_err_<name>` of each named net on one batch."""
     for name, net in nets:
         _, top1, top5 = classification_step(net, *batch)
@@ -40,12 +43,26 @@ def log_classification_errors(module, nets: list[tuple[str, nn.Module]], batch: 
 def sgd_from_hparams(module) -> dict:
     """SGD with step milestones, from the module's `lr`, `momentum`, `weight_decay` and `milestones`."""
     h = module.hparams
-    return sgd_with_milestones(module.parameters(), lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay,
-                               milestones=h.milestones)
+    return sgd_with_milestones(
+        module.parameters(),
+        lr=h.lr,
+        momentum=h.momentum,
+        weight_decay=h.weight_decay,
+        milestones=h.milestones,
+    )
 
 
-def sgd_with_milestones(parameters, *, lr: float, momentum: float, weight_decay: float, milestones: list[int],
-                        gamma: float = 0.1, warmup_steps: int = 0, warmup_factor: float = 1 / 3) -> dict:
+def sgd_with_milestones(
+    parameters,
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    milestones: list[int],
+    gamma: float = 0.1,
+    warmup_steps: int = 0,
+    warmup_factor: float = 1 / 3,
+) -> dict:
     """SGD whose learning rate is multiplied by `gamma` at each milestone (counted in optimizer steps), after an
     optional linear warm-up from `warmup_factor` · lr (Detectron's, without which large-lr detectors diverge)."""
     from bisect import bisect_right
@@ -76,6 +93,7 @@ def curves_figure(history: dict[str, list[tuple[int, float]]], keys: list[str], 
 
 # ---- semantic segmentation: the FCN paper's four scores, and predictions drawn beside the truth ---------------
 
+
 class SegmentationScores(nn.Module):
     """Pixel accuracy, mean accuracy, mean IU and frequency-weighted IU (Long et al. 2015, §5) from one confusion
     matrix accumulated over a whole split; `ignore_index` pixels (VOC borders, CamVid void) count nowhere.
@@ -84,6 +102,7 @@ class SegmentationScores(nn.Module):
     def __init__(self, num_classes: int, ignore_index: int = 255):
         super().__init__()
         from torchmetrics.classification import MulticlassConfusionMatrix
+
         self.confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
 
     def update(self, logits: Tensor, mask: Tensor) -> None:
@@ -91,11 +110,15 @@ class SegmentationScores(nn.Module):
         self.confusion.update(logits.argmax(1), mask)
 
     def compute(self) -> dict[str, Tensor]:
-        n = self.confusion.compute().double()            # n[i, j]: pixels of class i predicted as j
+        n = self.confusion.compute().double()  # n[i, j]: pixels of class i predicted as j
         truth, hits = n.sum(1), n.diag()
         iu = hits / (truth + n.sum(0) - hits)
-        return {"pixel_acc": hits.sum() / truth.sum(), "mean_acc": (hits / truth).nanmean(), "mean_iu": iu.nanmean(),
-                "fw_iu": (truth * iu).nansum() / truth.sum()}
+        return {
+            "pixel_acc": hits.sum() / truth.sum(),
+            "mean_acc": (hits / truth).nanmean(),
+            "mean_iu": iu.nanmean(),
+            "fw_iu": (truth * iu).nansum() / truth.sum(),
+        }
 
     def reset(self) -> None:
         self.confusion.reset()
@@ -124,7 +147,10 @@ class SegmentationEvaluation:
 
     def log_scores(self, stage: str) -> dict[str, Tensor]:
         values = self.scores[stage].compute()
-        self.log_dict({f"{stage}/{k}_{self.score_suffix}": values[k].float() for k in self.logged_scores}, sync_dist=True)
+        self.log_dict(
+            {f"{stage}/{k}_{self.score_suffix}": values[k].float() for k in self.logged_scores},
+            sync_dist=True,
+        )
         self.scores[stage].reset()
         return values
 
@@ -145,15 +171,23 @@ def segmentation_scores(num_classes: int, ignore_index: int = 255) -> nn.ModuleD
     return nn.ModuleDict({stage: SegmentationScores(num_classes, ignore_index) for stage in ("val", "test")})
 
 
-def segmentation_figure(images: list[Tensor], truths: list[Tensor], predictions: list[Tensor], num_classes: int,
-                        title: str, ignore_index: int = 255):
+def segmentation_figure(
+    images: list[Tensor],
+    truths: list[Tensor],
+    predictions: list[Tensor],
+    num_classes: int,
+    title: str,
+    ignore_index: int = 255,
+):
     """One row per image: the image, the true mask, the predicted mask (ignored pixels black)."""
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(len(images), 3, figsize=(9, 3 * len(images)), squeeze=False)
     colours = plt.get_cmap("tab20", max(num_classes, 2))
     for row, (image, truth, prediction) in enumerate(zip(images, truths, predictions)):
-        for col, (shown, name) in enumerate(((image.permute(1, 2, 0).clamp(0, 1), "image"), (truth, "truth"), (prediction, "prediction"))):
+        for col, (shown, name) in enumerate(
+            ((image.permute(1, 2, 0).clamp(0, 1), "image"), (truth, "truth"), (prediction, "prediction"))
+        ):
             if col:
                 shown = colours(shown.clamp(max=num_classes - 1).numpy() / max(num_classes - 1, 1))
                 shown[truth.numpy() == ignore_index] = (0, 0, 0, 1)
@@ -167,8 +201,10 @@ def segmentation_figure(images: list[Tensor], truths: list[Tensor], predictions:
 
 # ---- detection: the PASCAL VOC 2007 metric (11-point interpolated AP at IoU 0.5, `difficult` ignored) --------
 
-def voc07_average_precision(detections: list[dict], truths: list[dict], num_classes: int,
-                            iou_threshold: float = 0.5) -> dict[int, float]:
+
+def voc07_average_precision(
+    detections: list[dict], truths: list[dict], num_classes: int, iou_threshold: float = 0.5
+) -> dict[int, float]:
     """AP per class as the VOC2007 devkit (and py-faster-rcnn's voc_eval) computes it.
 
     detections[i] = {"boxes" (n, 4) XYXY, "scores" (n,), "labels" (n,)} and truths[i] = {"boxes", "labels",
@@ -186,24 +222,35 @@ def voc07_average_precision(detections: list[dict], truths: list[dict], num_clas
         if positives == 0:
             results[c] = float("nan")
             continue
-        found = [(float(s), i, b) for i, d in enumerate(detections)
-                 for s, b in zip(d["scores"][d["labels"] == c], d["boxes"][d["labels"] == c])]
+        found = [
+            (float(s), i, b)
+            for i, d in enumerate(detections)
+            for s, b in zip(d["scores"][d["labels"] == c], d["boxes"][d["labels"] == c])
+        ]
         found.sort(key=lambda f: -f[0])
         taken = [torch.zeros(len(b), dtype=torch.bool) for b, _ in gts]
         tp, fp = [], []
         for _, image, box in found:
             boxes, difficult = gts[image]
-            best, j = (box_iou(box[None], boxes)[0].max(0) if len(boxes) else (torch.tensor(0.0), None))
+            best, j = box_iou(box[None], boxes)[0].max(0) if len(boxes) else (torch.tensor(0.0), None)
             if best > iou_threshold and difficult[j]:
-                continue                                           # ignored: neither true nor false
+                continue  # ignored: neither true nor false
             hit = bool(best > iou_threshold and not taken[image][j])
             if hit:
                 taken[image][j] = True
             tp.append(hit), fp.append(not hit)
-        tps, fps = torch.tensor(tp, dtype=torch.float64).cumsum(0), torch.tensor(fp, dtype=torch.float64).cumsum(0)
+        tps, fps = (
+            torch.tensor(tp, dtype=torch.float64).cumsum(0),
+            torch.tensor(fp, dtype=torch.float64).cumsum(0),
+        )
         recall, precision = tps / positives, tps / (tps + fps).clamp(min=1e-12)
-        results[c] = float(sum((precision[recall >= t].max() if (recall >= t).any() else torch.tensor(0.0))
-                               for t in torch.linspace(0, 1, 11, dtype=torch.float64)) / 11)
+        results[c] = float(
+            sum(
+                (precision[recall >= t].max() if (recall >= t).any() else torch.tensor(0.0))
+                for t in torch.linspace(0, 1, 11, dtype=torch.float64)
+            )
+            / 11
+        )
     return results
 
 
@@ -217,7 +264,9 @@ def thin_vgg16(width: float, batch_norm: bool = False) -> VGG:
     scaled = [c if c == "M" else thinned(c, width) for c in vgg_cfgs["D"]]
     vgg = VGG(make_layers(scaled, batch_norm=batch_norm), init_weights=True)
     fc = max(16, int(4096 * width))
-    vgg.classifier = nn.Sequential(nn.Linear(scaled[-2] * 49, fc), nn.ReLU(True), nn.Dropout(), nn.Linear(fc, fc))
+    vgg.classifier = nn.Sequential(
+        nn.Linear(scaled[-2] * 49, fc), nn.ReLU(True), nn.Dropout(), nn.Linear(fc, fc)
+    )
     return vgg
 
 
@@ -227,8 +276,19 @@ def thin_convolutions(module: nn.Module, width: float) -> nn.Module:
     for name, child in module.named_children():
         if isinstance(child, nn.Conv2d):
             channels_in = child.in_channels if child.in_channels == 3 else thinned(child.in_channels, width)
-            setattr(module, name, nn.Conv2d(channels_in, thinned(child.out_channels, width), child.kernel_size,
-                                            child.stride, child.padding, child.dilation, bias=child.bias is not None))
+            setattr(
+                module,
+                name,
+                nn.Conv2d(
+                    channels_in,
+                    thinned(child.out_channels, width),
+                    child.kernel_size,
+                    child.stride,
+                    child.padding,
+                    child.dilation,
+                    bias=child.bias is not None,
+                ),
+            )
         elif isinstance(child, nn.BatchNorm2d):
             setattr(module, name, nn.BatchNorm2d(thinned(child.num_features, width)))
         else:
@@ -240,6 +300,7 @@ def gather_lists(items: list) -> list:
     """Every DDP rank's `items`, concatenated in rank order, on every rank: metrics that need the whole test set
     (VOC07 AP, proposal recall) are then exact under DDP. Outside DDP, `items` itself."""
     import torch.distributed as dist
+
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return items
     parts: list = [None] * dist.get_world_size()

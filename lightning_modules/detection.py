@@ -1,6 +1,7 @@
 """What the COCO papers built on torchvision's two-stage detectors share (fpn, mask_rcnn): the training step over
 torchvision's loss dictionary, COCO AP through torchmetrics (pycocotools underneath), SGD with steps, and
 predictions drawn beside the truth. A paper file builds the network and names its metrics."""
+
 from __future__ import annotations
 
 import pytorch_lightning as pl
@@ -9,19 +10,28 @@ from torch import Tensor, nn
 
 from lightning_modules.common import sgd_with_milestones
 
-COCO_SUMMARY = {"map": "ap", "map_50": "ap50", "map_75": "ap75", "map_small": "ap_s", "map_medium": "ap_m",
-                "map_large": "ap_l"}
+COCO_SUMMARY = {
+    "map": "ap",
+    "map_50": "ap50",
+    "map_75": "ap75",
+    "map_small": "ap_s",
+    "map_medium": "ap_m",
+    "map_large": "ap_l",
+}
 
 
 def coco_metric(iou_type: str):
     from torchmetrics.detection import MeanAveragePrecision
+
     return MeanAveragePrecision(iou_type=iou_type, backend="pycocotools")
 
 
 def to_torchvision(targets: list[dict]) -> list[dict]:
     """Contiguous labels 0..C−1 → torchvision's 1..C (0 is its background); masks as uint8."""
-    return [{**t, "labels": t["labels"] + 1, **({"masks": t["masks"].to(torch.uint8)} if "masks" in t else {})}
-            for t in targets]
+    return [
+        {**t, "labels": t["labels"] + 1, **({"masks": t["masks"].to(torch.uint8)} if "masks" in t else {})}
+        for t in targets
+    ]
 
 
 class TorchvisionDetector(pl.LightningModule):
@@ -29,12 +39,14 @@ class TorchvisionDetector(pl.LightningModule):
 
     iou_types: tuple[str, ...] = ("bbox",)
     net: nn.Module
-    exportable = False      # NMS keeps a data-dependent number of boxes: torch.export cannot trace it; the
-                            # checkpoint logged with the run is the model
+    exportable = False  # NMS keeps a data-dependent number of boxes: torch.export cannot trace it; the
+    # checkpoint logged with the run is the model
 
     def setup_metrics(self, name: str) -> None:
         self.name = name
-        self.metrics = nn.ModuleDict({f"{stage}_{kind}": coco_metric(kind) for stage in ("val", "test") for kind in self.iou_types})
+        self.metrics = nn.ModuleDict(
+            {f"{stage}_{kind}": coco_metric(kind) for stage in ("val", "test") for kind in self.iou_types}
+        )
         self.monitor = (f"val/box_ap_{name}", "max")
         self.example_input_array = torch.zeros(2, 3, 128, 128)
 
@@ -46,8 +58,11 @@ class TorchvisionDetector(pl.LightningModule):
         images, targets = batch
         losses = self.net(images, to_torchvision(targets))
         loss = sum(losses.values())
-        self.log_dict({"train/loss": loss, **{f"train/{k}": v for k, v in losses.items()}}, batch_size=len(images),
-                      prog_bar=False)
+        self.log_dict(
+            {"train/loss": loss, **{f"train/{k}": v for k, v in losses.items()}},
+            batch_size=len(images),
+            prog_bar=False,
+        )
         return loss
 
     def evaluation_step(self, batch, stage: str) -> None:
@@ -55,17 +70,27 @@ class TorchvisionDetector(pl.LightningModule):
         found = [{k: v for k, v in d.items()} for d in self.net(list(images))]
         truths = to_torchvision(targets)
         for kind in self.iou_types:
-            if kind == "segm":   # torchmetrics takes boolean (n, H, W) masks; the net gives soft (n, 1, H, W)
+            if kind == "segm":  # torchmetrics takes boolean (n, H, W) masks; the net gives soft (n, 1, H, W)
                 found = [{**d, "masks": d["masks"][:, 0] > 0.5} for d in found]
                 truths = [{**t, "masks": t["masks"].bool()} for t in truths]
-            self.metrics[f"{stage}_{kind}"].update(found, [{k: t[k] for k in ("boxes", "labels", "iscrowd", *(("masks",) if kind == "segm" else ()))}
-                                                           for t in truths])
+            self.metrics[f"{stage}_{kind}"].update(
+                found,
+                [
+                    {k: t[k] for k in ("boxes", "labels", "iscrowd", *(("masks",) if kind == "segm" else ()))}
+                    for t in truths
+                ],
+            )
 
     def log_ap(self, stage: str) -> None:
         for kind in self.iou_types:
             values = self.metrics[f"{stage}_{kind}"].compute()
             prefix = "box" if kind == "bbox" else "mask"
-            self.log_dict({f"{stage}/{prefix}_{short}_{self.name}": values[key].float() for key, short in COCO_SUMMARY.items()})
+            self.log_dict(
+                {
+                    f"{stage}/{prefix}_{short}_{self.name}": values[key].float()
+                    for key, short in COCO_SUMMARY.items()
+                }
+            )
             self.metrics[f"{stage}_{kind}"].reset()
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -82,8 +107,14 @@ class TorchvisionDetector(pl.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        return sgd_with_milestones([p for p in self.parameters() if p.requires_grad], lr=h.lr, momentum=h.momentum,
-                                   weight_decay=h.weight_decay, milestones=list(h.milestones), warmup_steps=h.warmup_steps)
+        return sgd_with_milestones(
+            [p for p in self.parameters() if p.requires_grad],
+            lr=h.lr,
+            momentum=h.momentum,
+            weight_decay=h.weight_decay,
+            milestones=list(h.milestones),
+            warmup_steps=h.warmup_steps,
+        )
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:
@@ -96,14 +127,23 @@ class TorchvisionDetector(pl.LightningModule):
         figure, axes = plt.subplots(len(found), 2, figsize=(8, 4 * len(found)), squeeze=False)
         for row, (image, target, pred) in enumerate(zip(images, targets, found)):
             confident = pred["scores"] > 0.3
-            for col, (boxes, masks, colour, title) in enumerate((
+            for col, (boxes, masks, colour, title) in enumerate(
+                (
                     (target["boxes"], target.get("masks"), "lime", "truth"),
-                    (pred["boxes"][confident], pred["masks"][confident][:, 0] > 0.5 if "masks" in pred else None, "red",
-                     "prediction (score > 0.3)"))):
+                    (
+                        pred["boxes"][confident],
+                        pred["masks"][confident][:, 0] > 0.5 if "masks" in pred else None,
+                        "red",
+                        "prediction (score > 0.3)",
+                    ),
+                )
+            ):
                 pixels = (image * 255).to(torch.uint8)
                 if masks is not None and len(masks):
                     pixels = draw_segmentation_masks(pixels, masks.bool(), alpha=0.4)
-                axes[row, col].imshow(draw_bounding_boxes(pixels, boxes, colors=colour, width=2).permute(1, 2, 0))
+                axes[row, col].imshow(
+                    draw_bounding_boxes(pixels, boxes, colors=colour, width=2).permute(1, 2, 0)
+                )
                 axes[row, col].set_title(title, fontsize=8)
                 axes[row, col].axis("off")
         figure.tight_layout()

@@ -18,6 +18,7 @@ Differs:  without ImageNet VGG-19 weights (`pretrained: false`, smoke) the perce
           pixels; the paper's face crop is 128 px of a 512 px frame, here `face_fraction` of the frame resized to
           `face_size`. The paper's videos are not public: no claim is judged (dataset_is_the_papers is False).
 """
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -33,22 +34,42 @@ from torchmetrics.functional.image import structural_similarity_index_measure as
 from datamodules.dance import render_pose
 from lightning_modules.paper import Paper
 
-PAPER = Paper(key="everybody_dance_now", title="Everybody Dance Now", authors="Chan, Ginosar, Zhou, Efros", year=2018,
-              arxiv="1808.07371", dataset="dance", claims=(), dataset_is_the_papers=False)
+PAPER = Paper(
+    key="everybody_dance_now",
+    title="Everybody Dance Now",
+    authors="Chan, Ginosar, Zhou, Efros",
+    year=2018,
+    arxiv="1808.07371",
+    dataset="dance",
+    claims=(),
+    dataset_is_the_papers=False,
+)
 NOSE, ANKLES, HEAD = 0, (15, 16), slice(0, 5)
 
 
-def conv_block(inputs: int, outputs: int, kernel: int, stride: int = 1, transpose: bool = False) -> list[nn.Module]:
-    conv = (nn.ConvTranspose2d(inputs, outputs, 3, 2, 1, output_padding=1) if transpose else
-            nn.Conv2d(inputs, outputs, kernel, stride, kernel // 2 if kernel == 3 else 0))
+def conv_block(
+    inputs: int, outputs: int, kernel: int, stride: int = 1, transpose: bool = False
+) -> list[nn.Module]:
+    conv = (
+        nn.ConvTranspose2d(inputs, outputs, 3, 2, 1, output_padding=1)
+        if transpose
+        else nn.Conv2d(inputs, outputs, kernel, stride, kernel // 2 if kernel == 3 else 0)
+    )
     return [conv, nn.InstanceNorm2d(outputs), nn.ReLU(True)]
 
 
 class ResidualBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
-        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels),
-                                  nn.ReLU(True), nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels))
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
@@ -73,8 +94,13 @@ class PatchDiscriminator(nn.Module):
         widths = [inputs] + [ndf * 2 ** min(i, 3) for i in range(layers + 1)]
         stages = [nn.Sequential(nn.Conv2d(widths[0], widths[1], 4, 2, 2), nn.LeakyReLU(0.2, True))]
         for i in range(1, layers + 1):
-            stages.append(nn.Sequential(nn.Conv2d(widths[i], widths[i + 1], 4, 2 if i < layers else 1, 2),
-                                        nn.InstanceNorm2d(widths[i + 1]), nn.LeakyReLU(0.2, True)))
+            stages.append(
+                nn.Sequential(
+                    nn.Conv2d(widths[i], widths[i + 1], 4, 2 if i < layers else 1, 2),
+                    nn.InstanceNorm2d(widths[i + 1]),
+                    nn.LeakyReLU(0.2, True),
+                )
+            )
         stages.append(nn.Conv2d(widths[-1], 1, 4, 1, 2))
         self.stages = nn.ModuleList(stages)
 
@@ -107,7 +133,9 @@ def adversarial(scores: list[list[Tensor]], real: bool) -> Tensor:
 def feature_matching(fake: list[list[Tensor]], real: list[list[Tensor]]) -> Tensor:
     """pix2pixHD's weights: 4 / (layers + 1) per layer, averaged over scales; the real features are constants."""
     weight = 4.0 / (len(fake[0]) - 1) / len(fake)
-    return weight * sum(F.l1_loss(f, r.detach()) for fs, rs in zip(fake, real) for f, r in zip(fs[:-1], rs[:-1]))
+    return weight * sum(
+        F.l1_loss(f, r.detach()) for fs, rs in zip(fake, real) for f, r in zip(fs[:-1], rs[:-1])
+    )
 
 
 class Perceptual(nn.Module):
@@ -118,6 +146,7 @@ class Perceptual(nn.Module):
         self.vgg = None
         if pretrained:
             from torchvision.models import VGG19_Weights, vgg19
+
             features = vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features[:30].eval().requires_grad_(False)
             self.vgg, self.cuts = features, (2, 7, 12, 21, 30)
 
@@ -140,8 +169,12 @@ def pose_statistics(keypoints: np.ndarray, near: float = 0.05) -> dict[str, floa
     height = ankle - keypoints[:, HEAD, 1].min(1)
     close, far = ankle.max(), ankle.min()
     span = max(close - far, 1e-6)
-    return {"close": float(close), "far": float(far), "height_close": float(height[ankle >= close - near * span].max()),
-            "height_far": float(height[ankle <= far + near * span].max())}
+    return {
+        "close": float(close),
+        "far": float(far),
+        "height_close": float(height[ankle >= close - near * span].max()),
+        "height_far": float(height[ankle <= far + near * span].max()),
+    }
 
 
 def normalise_pose(keypoints: np.ndarray, source: dict[str, float], target: dict[str, float]) -> np.ndarray:
@@ -150,7 +183,10 @@ def normalise_pose(keypoints: np.ndarray, source: dict[str, float], target: dict
     ankle = keypoints[ANKLES, 1].max()
     alpha = (ankle - source["far"]) / max(source["close"] - source["far"], 1e-6)
     new_ankle = target["far"] + alpha * (target["close"] - target["far"])
-    scale_far, scale_close = target["height_far"] / source["height_far"], target["height_close"] / source["height_close"]
+    scale_far, scale_close = (
+        target["height_far"] / source["height_far"],
+        target["height_close"] / source["height_close"],
+    )
     scale = scale_far + alpha * (scale_close - scale_far)
     out = keypoints.copy()
     centre_x = keypoints[:, 0].mean()
@@ -162,19 +198,29 @@ def normalise_pose(keypoints: np.ndarray, source: dict[str, float], target: dict
 def face_boxes(keypoints: Tensor, size: int, fraction: float) -> list[tuple[int, int, int]]:
     """A square of side `fraction` · size centred on the nose, kept inside the frame: (top, left, side)."""
     side = max(4, round(fraction * size))
-    return [(int(min(max(y - side / 2, 0), size - side)), int(min(max(x - side / 2, 0), size - side)), side)
-            for x, y in keypoints[:, NOSE, :2].tolist()]
+    return [
+        (int(min(max(y - side / 2, 0), size - side)), int(min(max(x - side / 2, 0), size - side)), side)
+        for x, y in keypoints[:, NOSE, :2].tolist()
+    ]
 
 
 def crop(images: Tensor, boxes, out: int) -> Tensor:
-    return torch.cat([F.interpolate(im[None, :, t : t + s, l : l + s], size=(out, out), mode="bilinear", align_corners=False)
-                      for im, (t, l, s) in zip(images, boxes)])
+    return torch.cat(
+        [
+            F.interpolate(
+                im[None, :, t : t + s, l : l + s], size=(out, out), mode="bilinear", align_corners=False
+            )
+            for im, (t, l, s) in zip(images, boxes)
+        ]
+    )
 
 
 def paste(images: Tensor, faces: Tensor, boxes) -> Tensor:
     out = images.clone()
     for i, (t, l, s) in enumerate(boxes):
-        out[i, :, t : t + s, l : l + s] = F.interpolate(faces[i : i + 1], size=(s, s), mode="bilinear", align_corners=False)[0]
+        out[i, :, t : t + s, l : l + s] = F.interpolate(
+            faces[i : i + 1], size=(s, s), mode="bilinear", align_corners=False
+        )[0]
     return out
 
 
@@ -182,23 +228,43 @@ class EverybodyDanceNow(pl.LightningModule):
     """Batches: poses (B, 2, 3, S, S), frames (B, 2, 3, S, S) in [0, 1], keypoints (B, 2, 17, 3); index 0 is t − 1."""
 
     paper = PAPER
-    exportable = False       # three generators and a face stage: the checkpoint is the model
+    exportable = False  # three generators and a face stage: the checkpoint is the model
 
-    def __init__(self, *, ngf: Annotated[int, Gt(0)] = 64, downsamplings: Annotated[int, Gt(0)] = 4,
-                 blocks: Annotated[int, Gt(0)] = 9, ndf: Annotated[int, Gt(0)] = 64, scales: Annotated[int, Gt(0)] = 3,
-                 face_fraction: Annotated[float, Gt(0)] = 0.25, face_size: Annotated[int, Gt(0)] = 128,
-                 face_after_step: Annotated[int, Gt(0)] = 100_000, lr: Annotated[float, Gt(0)] = 2e-4,
-                 lambda_fm: float = 10.0, lambda_perceptual: float = 10.0, pretrained: bool = True,
-                 lpips: bool = True, pose_distance: bool = True):
+    def __init__(
+        self,
+        *,
+        ngf: Annotated[int, Gt(0)] = 64,
+        downsamplings: Annotated[int, Gt(0)] = 4,
+        blocks: Annotated[int, Gt(0)] = 9,
+        ndf: Annotated[int, Gt(0)] = 64,
+        scales: Annotated[int, Gt(0)] = 3,
+        face_fraction: Annotated[float, Gt(0)] = 0.25,
+        face_size: Annotated[int, Gt(0)] = 128,
+        face_after_step: Annotated[int, Gt(0)] = 100_000,
+        lr: Annotated[float, Gt(0)] = 2e-4,
+        lambda_fm: float = 10.0,
+        lambda_perceptual: float = 10.0,
+        pretrained: bool = True,
+        lpips: bool = True,
+        pose_distance: bool = True,
+    ):
         super().__init__()
         self.save_hyperparameters()
-        self.automatic_optimization = False            # G and D step on their own losses (one optimizer, two groups)
-        self.generators = nn.ModuleDict({"frame": global_generator(3, ngf, downsamplings, blocks),
-                                         "temporal": global_generator(6, ngf, downsamplings, blocks),
-                                         "face": global_generator(6, max(ngf // 2, 8), 2, max(blocks // 3, 1))})
-        self.discriminators = nn.ModuleDict({"frame": MultiscaleDiscriminator(6, ndf, scales),
-                                             "temporal": MultiscaleDiscriminator(12, ndf, scales),     # pairs of frames
-                                             "face": MultiscaleDiscriminator(6, ndf, 1)})
+        self.automatic_optimization = False  # G and D step on their own losses (one optimizer, two groups)
+        self.generators = nn.ModuleDict(
+            {
+                "frame": global_generator(3, ngf, downsamplings, blocks),
+                "temporal": global_generator(6, ngf, downsamplings, blocks),
+                "face": global_generator(6, max(ngf // 2, 8), 2, max(blocks // 3, 1)),
+            }
+        )
+        self.discriminators = nn.ModuleDict(
+            {
+                "frame": MultiscaleDiscriminator(6, ndf, scales),
+                "temporal": MultiscaleDiscriminator(12, ndf, scales),  # pairs of frames
+                "face": MultiscaleDiscriminator(6, ndf, 1),
+            }
+        )
         self.perceptual = Perceptual(pretrained)
         self.monitor = ("val/ssim_full", "max")
 
@@ -206,7 +272,9 @@ class EverybodyDanceNow(pl.LightningModule):
         """Frames t − 1 and t of the frame-by-frame and the temporal model, in [0, 1]: (B, 2, 3, S, S) each."""
         x = poses * 2 - 1
         frame = torch.stack([self.generators["frame"](x[:, i]) for i in (0, 1)], 1)
-        previous = self.generators["temporal"](torch.cat([x[:, 0], torch.zeros_like(x[:, 0])], 1))   # no earlier frame
+        previous = self.generators["temporal"](
+            torch.cat([x[:, 0], torch.zeros_like(x[:, 0])], 1)
+        )  # no earlier frame
         current = self.generators["temporal"](torch.cat([x[:, 1], previous], 1))
         return {"frame": (frame + 1) / 2, "temporal": (torch.stack([previous, current], 1) + 1) / 2}
 
@@ -220,13 +288,18 @@ class EverybodyDanceNow(pl.LightningModule):
     def gan_losses(self, name: str, condition: Tensor, fake: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
         """(generator loss, discriminator loss) for one conditional GAN; D sees [condition, image] stacks."""
         d = self.discriminators[name]
-        d.requires_grad_(False)                         # the generator's loss must not train D
+        d.requires_grad_(False)  # the generator's loss must not train D
         fake_scores, real_scores = d(torch.cat([condition, fake], 1)), d(torch.cat([condition, real], 1))
-        g_loss = (adversarial(fake_scores, True) + self.hparams.lambda_fm * feature_matching(fake_scores, real_scores)
-                  + self.hparams.lambda_perceptual * self.perceptual(fake, real))
+        g_loss = (
+            adversarial(fake_scores, True)
+            + self.hparams.lambda_fm * feature_matching(fake_scores, real_scores)
+            + self.hparams.lambda_perceptual * self.perceptual(fake, real)
+        )
         d.requires_grad_(True)
-        d_loss = 0.5 * (adversarial(d(torch.cat([condition, fake.detach()], 1)), False)
-                        + adversarial(d(torch.cat([condition, real], 1)), True))
+        d_loss = 0.5 * (
+            adversarial(d(torch.cat([condition, fake.detach()], 1)), False)
+            + adversarial(d(torch.cat([condition, real], 1)), True)
+        )
         return g_loss, d_loss
 
     def training_step(self, batch, batch_idx: int) -> None:
@@ -235,19 +308,29 @@ class EverybodyDanceNow(pl.LightningModule):
         if self.global_step < self.hparams.face_after_step:
             made = self.generate(poses)
             losses["frame"] = self.gan_losses("frame", poses[:, 1], made["frame"][:, 1], frames[:, 1])
-            pair = lambda images: torch.cat([images[:, 0], images[:, 1]], 1)          # noqa: E731
-            losses["temporal"] = self.gan_losses("temporal", pair(poses), pair(made["temporal"]), pair(frames))
-        else:                                           # stage 2: the body generator is frozen
+            pair = lambda images: torch.cat([images[:, 0], images[:, 1]], 1)  # noqa: E731
+            losses["temporal"] = self.gan_losses(
+                "temporal", pair(poses), pair(made["temporal"]), pair(frames)
+            )
+        else:  # stage 2: the body generator is frozen
             with torch.no_grad():
                 body = self.generate(poses)["temporal"][:, 1]
             refined, pose_crop, boxes = self.face(poses, body, keypoints)
-            losses["face"] = self.gan_losses("face", pose_crop, refined, crop(frames[:, 1], boxes, self.hparams.face_size))
+            losses["face"] = self.gan_losses(
+                "face", pose_crop, refined, crop(frames[:, 1], boxes, self.hparams.face_size)
+            )
         optimizer.zero_grad()
         self.manual_backward(sum(g + d for g, d in losses.values()))
         optimizer.step()
         self.lr_schedulers().step()
-        self.log_dict({f"train/{part}_{name}": value for name, (g, d) in losses.items()
-                       for part, value in (("g_loss", g), ("d_loss", d))}, batch_size=len(poses))
+        self.log_dict(
+            {
+                f"train/{part}_{name}": value
+                for name, (g, d) in losses.items()
+                for part, value in (("g_loss", g), ("d_loss", d))
+            },
+            batch_size=len(poses),
+        )
 
     def outputs(self, batch) -> dict[str, Tensor]:
         """Frames t − 1 and t of the three variants (the full model pastes the refined face into the temporal one)."""
@@ -264,16 +347,28 @@ class EverybodyDanceNow(pl.LightningModule):
         for name, video in made.items():
             self.log(f"{stage}/ssim_{name}", ssim(video[:, 1], frames[:, 1], data_range=1.0), batch_size=n)
             # Flicker: how much the frame-to-frame change differs from the real video's (0 for a perfect video).
-            self.log(f"{stage}/flicker_{name}", (video[:, 1] - video[:, 0] - real_change).abs().mean(), batch_size=n)
+            self.log(
+                f"{stage}/flicker_{name}",
+                (video[:, 1] - video[:, 0] - real_change).abs().mean(),
+                batch_size=n,
+            )
         boxes = face_boxes(keypoints[:, 1], frames.shape[-1], self.hparams.face_fraction)
         real_face = crop(frames[:, 1], boxes, self.hparams.face_size)
         for name in ("temporal", "full"):
-            self.log(f"{stage}/face_ssim_{name}", ssim(crop(made[name][:, 1], boxes, self.hparams.face_size), real_face,
-                                                       data_range=1.0), batch_size=n)
+            self.log(
+                f"{stage}/face_ssim_{name}",
+                ssim(crop(made[name][:, 1], boxes, self.hparams.face_size), real_face, data_range=1.0),
+                batch_size=n,
+            )
         if stage == "test" and self.hparams.lpips:
-            self.log_dict({f"test/lpips_{name}": self.lpips(video[:, 1], frames[:, 1]) for name, video in made.items()}, batch_size=n)
+            self.log_dict(
+                {f"test/lpips_{name}": self.lpips(video[:, 1], frames[:, 1]) for name, video in made.items()},
+                batch_size=n,
+            )
         if stage == "test" and self.hparams.pose_distance:
-            self.log("test/pose_distance_full", pose_distance(made["full"][:, 1], keypoints[:, 1]), batch_size=n)
+            self.log(
+                "test/pose_distance_full", pose_distance(made["full"][:, 1], keypoints[:, 1]), batch_size=n
+            )
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self.evaluation_step(batch, "val")
@@ -283,16 +378,21 @@ class EverybodyDanceNow(pl.LightningModule):
 
     def lpips(self, fake: Tensor, real: Tensor) -> Tensor:
         from torchmetrics.functional.image import learned_perceptual_image_patch_similarity
+
         return learned_perceptual_image_patch_similarity(fake, real, net_type="alex", normalize=True)
 
     def configure_optimizers(self):
         h = self.hparams
         optimizer = torch.optim.Adam(self.parameters(), lr=h.lr, betas=(0.5, 0.999))
 
-        def linear_decay(step: int) -> float:          # pix2pixHD: constant, then linearly to 0 over the second half
+        def linear_decay(step: int) -> float:  # pix2pixHD: constant, then linearly to 0 over the second half
             total = self.trainer.max_steps if self.trainer.max_steps > 0 else step + 1
             return min(1.0, 2 * (1 - step / total)) if step > total / 2 else 1.0
-        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay)}
+
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay),
+        }
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:
@@ -302,7 +402,11 @@ class EverybodyDanceNow(pl.LightningModule):
         self.eval()
         batch = next(iter(data.test_dataloader()))
         made, shown = self.outputs(batch), min(4, len(batch[0]))
-        rows = [("pose", batch[0][:, 1]), *((name, made[name][:, 1]) for name in ("frame", "temporal", "full")), ("real", batch[1][:, 1])]
+        rows = [
+            ("pose", batch[0][:, 1]),
+            *((name, made[name][:, 1]) for name in ("frame", "temporal", "full")),
+            ("real", batch[1][:, 1]),
+        ]
         transfer = self.transfer(data, shown)
         rows += [("source", transfer[0]), ("normalised pose", transfer[1]), ("transferred", transfer[2])]
         figure, axes = plt.subplots(len(rows), shown, figsize=(2 * shown, 2 * len(rows)), squeeze=False)
@@ -317,13 +421,17 @@ class EverybodyDanceNow(pl.LightningModule):
     def transfer(self, data, count: int) -> tuple[Tensor, Tensor, Tensor]:
         """The source dancer's frames, their poses normalised onto the target's (§3.3) and the generated target."""
         target = torch.cat([k[:, 1] for _, _, k in data.memory_loader("train")]).numpy()
-        source = [batch for batch in data.source_loader()]                  # in memory: decoded once
+        source = [batch for batch in data.source_loader()]  # in memory: decoded once
         every_source = torch.cat([k[:, 1] for _, _, k in source]).numpy()
         stats = pose_statistics(every_source), pose_statistics(target)
         normalised = [normalise_pose(k, *stats) for k in every_source[:count]]
         frames = source[0][1][:count, 1]
-        poses = torch.stack([torch.from_numpy(render_pose(k, frames.shape[-1]).copy()).permute(2, 0, 1).float() / 255
-                             for k in normalised])
+        poses = torch.stack(
+            [
+                torch.from_numpy(render_pose(k, frames.shape[-1]).copy()).permute(2, 0, 1).float() / 255
+                for k in normalised
+            ]
+        )
         made = self.generate(torch.stack([poses, poses], 1))["temporal"][:, 1]
         return frames, poses, made
 
@@ -331,7 +439,10 @@ class EverybodyDanceNow(pl.LightningModule):
 def pose_distance(images: Tensor, keypoints: Tensor) -> Tensor:
     """Mean pixel distance between the input keypoints and those Keypoint R-CNN finds in the generated frames."""
     from datamodules.dance import detect_poses
-    found = torch.tensor(np.stack(detect_poses([(im.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8) for im in images])),
-                         dtype=torch.float32)
+
+    found = torch.tensor(
+        np.stack(detect_poses([(im.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8) for im in images])),
+        dtype=torch.float32,
+    )
     seen = (found[..., 2] > 0) & (keypoints[..., 2].cpu() > 0)
     return (found[..., :2] - keypoints[..., :2].cpu()).norm(dim=-1)[seen].mean()

@@ -13,6 +13,7 @@ Differs:  the backbone is torchvision's GoogLeNet (Inception v1, close to NN2's 
           private 100-200M-image set, so results are `not_comparable` even on real LFW. Where a batch has no
           semi-hard negative for a pair, the farthest negative is used (as TensorFlow's semi-hard loss does).
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -28,15 +29,21 @@ from datamodules.episodes import Episode
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
-    key="facenet", title="FaceNet: A Unified Embedding for Face Recognition and Clustering",
-    authors="Schroff, Kalenichenko, Philbin", year=2015, arxiv="1503.03832", dataset="lfw",
+    key="facenet",
+    title="FaceNet: A Unified Embedding for Face Recognition and Clustering",
+    authors="Schroff, Kalenichenko, Philbin",
+    year=2015,
+    arxiv="1503.03832",
+    dataset="lfw",
     claims=(Claim("test/lfw_acc", claimed=0.9887, source="§5.7 (fixed centre crop)", tolerance=0.005),),
 )
 
 
 def small_cnn(embedding: int) -> nn.Sequential:
-    blocks = [nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2))
-              for i, o in ((3, 32), (32, 64), (64, 128), (128, 128))]
+    blocks = [
+        nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2))
+        for i, o in ((3, 32), (32, 64), (64, 128), (128, 128))
+    ]
     return nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, embedding))
 
 
@@ -54,7 +61,9 @@ def semi_hard_triplets(embeddings: Tensor, labels: Tensor, margin: float) -> tup
     """(anchor, positive, negative) indices: every positive pair, with its nearest semi-hard negative (§3.2)."""
     d = squared_distances(embeddings)
     same = labels[:, None] == labels[None, :]
-    anchors, positives = torch.nonzero(same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device), as_tuple=True)
+    anchors, positives = torch.nonzero(
+        same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device), as_tuple=True
+    )
     d_ap = d[anchors, positives][:, None]
     d_an = d[anchors]
     negative = ~same[anchors]
@@ -89,8 +98,15 @@ class FaceNet(pl.LightningModule):
     paper = PAPER
     monitor = ("val/lfw_acc", "max")
 
-    def __init__(self, *, backbone: Literal["googlenet", "small"] = "googlenet", embedding: Annotated[int, Gt(0)] = 128,
-                 margin: Annotated[float, Gt(0)] = 0.2, lr: Annotated[float, Gt(0)] = 0.05, image_size: Annotated[int, Gt(0)] = 160):
+    def __init__(
+        self,
+        *,
+        backbone: Literal["googlenet", "small"] = "googlenet",
+        embedding: Annotated[int, Gt(0)] = 128,
+        margin: Annotated[float, Gt(0)] = 0.2,
+        lr: Annotated[float, Gt(0)] = 0.05,
+        image_size: Annotated[int, Gt(0)] = 160,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_backbone(backbone, embedding)
@@ -114,7 +130,11 @@ class FaceNet(pl.LightningModule):
         self.embedded.update(zip(keys, self(images)))
 
     def verification(self, stage: str) -> None:
-        pairs = [p for p in self.trainer.datamodule.pairs["pairs"] if p["a"] in self.embedded and p["b"] in self.embedded]
+        pairs = [
+            p
+            for p in self.trainer.datamodule.pairs["pairs"]
+            if p["a"] in self.embedded and p["b"] in self.embedded
+        ]
         if pairs:
             a = torch.stack([self.embedded[p["a"]] for p in pairs])
             b = torch.stack([self.embedded[p["b"]] for p in pairs])
@@ -137,7 +157,7 @@ class FaceNet(pl.LightningModule):
         self.verification("test")
 
     def configure_optimizers(self):
-        return torch.optim.Adagrad(self.parameters(), lr=self.hparams.lr)     # §4: AdaGrad
+        return torch.optim.Adagrad(self.parameters(), lr=self.hparams.lr)  # §4: AdaGrad
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:

@@ -9,6 +9,7 @@ Faithful: that cell with λ = 0.95, η = 0.5, S = 1, layer normalisation in the 
 Differs:  the A-LSTM baseline is not included; all nets of the table train in one run on the same batches; the paper's learning rate and schedule are not in
           paper-claims.md, so Adam's are params.yaml values. On the generated task results are comparable.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -24,14 +25,29 @@ from lightning_modules.common import curves_figure
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
-    key="fast_weights", title="Using Fast Weights to Attend to the Recent Past",
-    authors="Ba, Hinton, Mnih, Leibo, Ionescu", year=2016, arxiv="1610.06258", dataset="associative_retrieval",
+    key="fast_weights",
+    title="Using Fast Weights to Attend to the Recent Past",
+    authors="Ba, Hinton, Mnih, Leibo, Ionescu",
+    year=2016,
+    arxiv="1610.06258",
+    dataset="associative_retrieval",
     claims=tuple(  # Table 1: associative retrieval test error (fractions); R = number of recurrent units
-        Claim(f"test/err_{model}_r{r}", claimed=err, source="Table 1", tolerance=0.02, higher_is_better=False,
-              row=model, column=f"R={r}")
-        for model, row in {"irnn": (0.6211, 0.6023, 0.0034), "lstm": (0.6081, 0.0185, 0.0),
-                           "fast_weights": (0.0181, 0.0, 0.0)}.items()
-        for r, err in zip((20, 50, 100), row)),
+        Claim(
+            f"test/err_{model}_r{r}",
+            claimed=err,
+            source="Table 1",
+            tolerance=0.02,
+            higher_is_better=False,
+            row=model,
+            column=f"R={r}",
+        )
+        for model, row in {
+            "irnn": (0.6211, 0.6023, 0.0034),
+            "lstm": (0.6081, 0.0185, 0.0),
+            "fast_weights": (0.0181, 0.0, 0.0),
+        }.items()
+        for r, err in zip((20, 50, 100), row)
+    ),
 )
 
 
@@ -40,9 +56,13 @@ class FastWeightsCell(nn.Module):
 
     def __init__(self, inputs: int, hidden: int, lam: float = 0.95, eta: float = 0.5, steps: int = 1):
         super().__init__()
-        self.W, self.C, self.norm = nn.Linear(hidden, hidden, bias=False), nn.Linear(inputs, hidden), nn.LayerNorm(hidden)
+        self.W, self.C, self.norm = (
+            nn.Linear(hidden, hidden, bias=False),
+            nn.Linear(inputs, hidden),
+            nn.LayerNorm(hidden),
+        )
         nn.init.eye_(self.W.weight)
-        self.W.weight.data *= 0.05           # a small identity, as the paper's slow weights start
+        self.W.weight.data *= 0.05  # a small identity, as the paper's slow weights start
         self.hidden, self.lam, self.eta, self.steps = hidden, lam, eta, steps
 
     def forward(self, x: Tensor, keep_fast_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
@@ -55,10 +75,10 @@ class FastWeightsCell(nn.Module):
         history, kept = [], []
         for t in range(x.shape[1]):
             history.append(h)
-            H = torch.stack(history, 1)                                       # (B, t+1, R): h(0) … h(t)
+            H = torch.stack(history, 1)  # (B, t+1, R): h(0) … h(t)
             decay = self.eta * self.lam ** torch.arange(t, -1, -1, device=x.device, dtype=x.dtype)
-            boundary = self.W(h) + self.C(x[:, t])                            # W h(t) + C x(t)
-            inner = F.relu(boundary)                                          # h_0(t+1)
+            boundary = self.W(h) + self.C(x[:, t])  # W h(t) + C x(t)
+            inner = F.relu(boundary)  # h_0(t+1)
             for _ in range(self.steps):
                 attention = decay * torch.bmm(H, inner[:, :, None])[:, :, 0]  # η λ^(t−τ) ⟨h(τ), h_s⟩
                 inner = F.relu(self.norm(boundary + torch.bmm(attention[:, None, :], H)[:, 0]))
@@ -114,17 +134,30 @@ class FastWeights(pl.LightningModule):
 
     paper = PAPER
 
-    def __init__(self, *, models: tuple[Literal["fast_weights", "lstm", "irnn"], ...] = ("fast_weights", "lstm", "irnn"),
-                 hidden: tuple[Annotated[int, Gt(0)], ...] = (20, 50, 100), lam: Annotated[float, Gt(0)] = 0.95,
-                 eta: Annotated[float, Gt(0)] = 0.5, steps: Annotated[int, Gt(0)] = 1, lr: Annotated[float, Gt(0)] = 1e-3):
+    def __init__(
+        self,
+        *,
+        models: tuple[Literal["fast_weights", "lstm", "irnn"], ...] = ("fast_weights", "lstm", "irnn"),
+        hidden: tuple[Annotated[int, Gt(0)], ...] = (20, 50, 100),
+        lam: Annotated[float, Gt(0)] = 0.95,
+        eta: Annotated[float, Gt(0)] = 0.5,
+        steps: Annotated[int, Gt(0)] = 1,
+        lr: Annotated[float, Gt(0)] = 1e-3,
+    ):
         super().__init__()
         self.save_hyperparameters()
         inputs = len(VOCABULARY)
         fast = {"lam": lam, "eta": eta, "steps": steps}
-        self.nets = nn.ModuleDict({
-            f"{model}_r{r}": Reader(CELLS[model](inputs, r, **(fast if model == "fast_weights" else {})), r)
-            for model in models for r in hidden})
-        self.monitor = ("val/err_mean", "min")      # the best checkpoint is the best for the table as a whole
+        self.nets = nn.ModuleDict(
+            {
+                f"{model}_r{r}": Reader(
+                    CELLS[model](inputs, r, **(fast if model == "fast_weights" else {})), r
+                )
+                for model in models
+                for r in hidden
+            }
+        )
+        self.monitor = ("val/err_mean", "min")  # the best checkpoint is the best for the table as a whole
         self.example_input_array = torch.zeros(2, 11, dtype=torch.long)
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -156,5 +189,11 @@ class FastWeights(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
     def figures(self, data, history: dict) -> dict:
-        return {"training_error": curves_figure(history, [f"train/err_{n}" for n in self.nets],
-                                                "associative retrieval, training error (Table 1 models)", "error")}
+        return {
+            "training_error": curves_figure(
+                history,
+                [f"train/err_{n}" for n in self.nets],
+                "associative retrieval, training error (Table 1 models)",
+                "error",
+            )
+        }

@@ -17,6 +17,7 @@ Differs:  smoke runs train from random initialisation on a CPU: `width` < 1 thin
           (the paper profile uses neither); the replica, or
           VOC 2012 val instead of the paper's VOC 2011 val subset, is `not_comparable`.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -28,19 +29,39 @@ from annotated_types import Ge, Gt
 from torch import Tensor, nn
 from torchvision.models import VGG16_Weights, vgg16
 
-from lightning_modules.common import SegmentationEvaluation, segmentation_figure, segmentation_scores, thin_vgg16
+from lightning_modules.common import (
+    SegmentationEvaluation,
+    segmentation_figure,
+    segmentation_scores,
+    thin_vgg16,
+)
 from lightning_modules.paper import Claim, Paper
 
 Variant = Literal["32s", "16s", "8s"]
 PAPER = Paper(
-    key="fcn", title="Fully Convolutional Networks for Semantic Segmentation", authors="Long, Shelhamer, Darrell",
-    year=2015, arxiv="1411.4038", dataset="voc",
+    key="fcn",
+    title="Fully Convolutional Networks for Semantic Segmentation",
+    authors="Long, Shelhamer, Darrell",
+    year=2015,
+    arxiv="1411.4038",
+    dataset="voc",
     claims=tuple(  # Table 2: skip ablation on a VOC 2011 val subset (fractions, verify)
-        Claim(f"test/{score}_fcn{variant}", claimed=value, source="Table 2", tolerance=0.02, row=f"FCN-{variant}", column=score)
-        for variant, row in {"32s": (0.891, 0.733, 0.594, 0.814), "16s": (0.900, 0.757, 0.624, 0.830),
-                             "8s": (0.903, 0.759, 0.627, 0.832)}.items()
-        for score, value in zip(("pixel_acc", "mean_acc", "mean_iu", "fw_iu"), row)),
-    primary_metric="test/mean_iu_fcn8s",    # the paper's headline: FCN-8s mean IU
+        Claim(
+            f"test/{score}_fcn{variant}",
+            claimed=value,
+            source="Table 2",
+            tolerance=0.02,
+            row=f"FCN-{variant}",
+            column=score,
+        )
+        for variant, row in {
+            "32s": (0.891, 0.733, 0.594, 0.814),
+            "16s": (0.900, 0.757, 0.624, 0.830),
+            "8s": (0.903, 0.759, 0.627, 0.832),
+        }.items()
+        for score, value in zip(("pixel_acc", "mean_acc", "mean_iu", "fw_iu"), row)
+    ),
+    primary_metric="test/mean_iu_fcn8s",  # the paper's headline: FCN-8s mean IU
 )
 IGNORE = 255
 
@@ -77,29 +98,50 @@ class FCNVGG16(nn.Module):
     def __init__(self, classes: int, pretrained: bool = False, width: float = 1.0, batch_norm: bool = False):
         super().__init__()
         if pretrained and (width != 1.0 or batch_norm):
-            raise ValueError(f"hparams.width, hparams.batch_norm: ImageNet weights exist for width 1.0 without batch "
-                             f"norm only, got width {width}, batch_norm {batch_norm}")
-        vgg = (vgg16(weights=VGG16_Weights.IMAGENET1K_V1 if pretrained else None) if width == 1.0 and not batch_norm
-               else thin_vgg16(width, batch_norm))
+            raise ValueError(
+                f"hparams.width, hparams.batch_norm: ImageNet weights exist for width 1.0 without batch "
+                f"norm only, got width {width}, batch_norm {batch_norm}"
+            )
+        vgg = (
+            vgg16(weights=VGG16_Weights.IMAGENET1K_V1 if pretrained else None)
+            if width == 1.0 and not batch_norm
+            else thin_vgg16(width, batch_norm)
+        )
         features = vgg.features
-        features[0].padding = (100, 100)                 # so that fc6's 7×7 sees any input size
+        features[0].padding = (100, 100)  # so that fc6's 7×7 sees any input size
         for layer in features:
             if isinstance(layer, nn.MaxPool2d):
-                layer.ceil_mode = True                   # Caffe's pooling: the crop offsets assume it
+                layer.ceil_mode = True  # Caffe's pooling: the crop offsets assume it
         pools = [i + 1 for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]
-        self.to_pool3, self.to_pool4, self.to_pool5 = features[: pools[2]], features[pools[2] : pools[3]], features[pools[3] :]
+        self.to_pool3, self.to_pool4, self.to_pool5 = (
+            features[: pools[2]],
+            features[pools[2] : pools[3]],
+            features[pools[3] :],
+        )
         pool3_channels = [layer for layer in self.to_pool3 if isinstance(layer, nn.Conv2d)][-1].out_channels
         fc, trunk = vgg.classifier[0].weight.shape
         fc6, fc7 = nn.Conv2d(trunk // 49, fc, 7), nn.Conv2d(fc, fc, 1)
-        fc6.weight.data.copy_(vgg.classifier[0].weight.data.view(fc, trunk // 49, 7, 7))   # "cast as convolutions"
+        fc6.weight.data.copy_(
+            vgg.classifier[0].weight.data.view(fc, trunk // 49, 7, 7)
+        )  # "cast as convolutions"
         fc6.bias.data.copy_(vgg.classifier[0].bias.data)
         fc7.weight.data.copy_(vgg.classifier[3].weight.data.view(fc, fc, 1, 1))
         fc7.bias.data.copy_(vgg.classifier[3].bias.data)
-        self.fc = nn.Sequential(fc6, nn.ReLU(inplace=True), nn.Dropout2d(), fc7, nn.ReLU(inplace=True), nn.Dropout2d())
+        self.fc = nn.Sequential(
+            fc6, nn.ReLU(inplace=True), nn.Dropout2d(), fc7, nn.ReLU(inplace=True), nn.Dropout2d()
+        )
         self.score_fr = score_layer(fc, classes)
-        self.score_pool4, self.score_pool3 = score_layer(trunk // 49, classes), score_layer(pool3_channels, classes)
-        self.upscore32, self.upscore16, self.upscore8 = (upsampler(classes, f, learned=False) for f in (32, 16, 8))
-        self.upscore2, self.upscore_pool4 = upsampler(classes, 2, learned=True), upsampler(classes, 2, learned=True)
+        self.score_pool4, self.score_pool3 = (
+            score_layer(trunk // 49, classes),
+            score_layer(pool3_channels, classes),
+        )
+        self.upscore32, self.upscore16, self.upscore8 = (
+            upsampler(classes, f, learned=False) for f in (32, 16, 8)
+        )
+        self.upscore2, self.upscore_pool4 = (
+            upsampler(classes, 2, learned=True),
+            upsampler(classes, 2, learned=True),
+        )
 
     def forward(self, images: Tensor, variant: Variant = "8s") -> Tensor:
         """(B, 3, H, W) → (B, classes, H, W) for any H, W."""
@@ -120,15 +162,25 @@ class FCNVGG16(nn.Module):
 class FCN(SegmentationEvaluation, pl.LightningModule):
     paper = PAPER
 
-    def __init__(self, *, classes: Annotated[int, Gt(1)] = 21, stages: tuple[Variant, ...] = ("32s", "16s", "8s"),
-                 stage_steps: tuple[Annotated[int, Ge(0)], ...] = (), pretrained: bool = False,
-                 width: Annotated[float, Gt(0)] = 1.0, batch_norm: bool = False,
-                 lr: Annotated[float, Gt(0)] = 1e-10, momentum: Annotated[float, Ge(0)] = 0.99,
-                 weight_decay: Annotated[float, Ge(0)] = 5e-4):
+    def __init__(
+        self,
+        *,
+        classes: Annotated[int, Gt(1)] = 21,
+        stages: tuple[Variant, ...] = ("32s", "16s", "8s"),
+        stage_steps: tuple[Annotated[int, Ge(0)], ...] = (),
+        pretrained: bool = False,
+        width: Annotated[float, Gt(0)] = 1.0,
+        batch_norm: bool = False,
+        lr: Annotated[float, Gt(0)] = 1e-10,
+        momentum: Annotated[float, Ge(0)] = 0.99,
+        weight_decay: Annotated[float, Ge(0)] = 5e-4,
+    ):
         super().__init__()
         if len(stage_steps) != len(stages) - 1 or list(stage_steps) != sorted(stage_steps):
-            raise ValueError(f"hparams.stage_steps: {len(stages) - 1} increasing step(s) at which the next of "
-                             f"stages {list(stages)} begins, got {list(stage_steps)}")
+            raise ValueError(
+                f"hparams.stage_steps: {len(stages) - 1} increasing step(s) at which the next of "
+                f"stages {list(stages)} begins, got {list(stage_steps)}"
+            )
         self.save_hyperparameters()
         self.net = FCNVGG16(classes, pretrained, width, batch_norm)
         self.scores = segmentation_scores(classes, IGNORE)
@@ -151,8 +203,10 @@ class FCN(SegmentationEvaluation, pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         images, masks = batch
         # Batch 1, unnormalised loss (§4.3): the summed pixel losses of each image; images differ in size.
-        loss = sum(F.cross_entropy(self(image[None]), mask[None], ignore_index=IGNORE, reduction="sum")
-                   for image, mask in zip(images, masks))
+        loss = sum(
+            F.cross_entropy(self(image[None]), mask[None], ignore_index=IGNORE, reduction="sum")
+            for image, mask in zip(images, masks)
+        )
         self.log("train/loss", loss / len(images), batch_size=len(images), prog_bar=True)
         self.log("train/stage", float(self.hparams.stages.index(self.variant)), batch_size=len(images))
         return loss
@@ -171,17 +225,32 @@ class FCN(SegmentationEvaluation, pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         values = self.log_scores("val")
-        self.log("val/stage_and_mean_iu", self.hparams.stages.index(self.variant) + values["mean_iu"].float(), sync_dist=True)
+        self.log(
+            "val/stage_and_mean_iu",
+            self.hparams.stages.index(self.variant) + values["mean_iu"].float(),
+            sync_dist=True,
+        )
 
     def configure_optimizers(self):
-        trainable = [p for p in self.parameters() if p.requires_grad]   # the final upsamplers stay bilinear
-        return torch.optim.SGD(trainable, lr=self.hparams.lr, momentum=self.hparams.momentum,
-                               weight_decay=self.hparams.weight_decay)
+        trainable = [p for p in self.parameters() if p.requires_grad]  # the final upsamplers stay bilinear
+        return torch.optim.SGD(
+            trainable,
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            weight_decay=self.hparams.weight_decay,
+        )
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:
         images, masks = next(iter(data.test_dataloader()))
         self.eval()
         predictions = [self(image[None])[0].argmax(0) for image in images[:3]]
-        return {"test_predictions": segmentation_figure(images[:3], masks[:3], predictions, self.hparams.classes,
-                                                        f"FCN-{self.variant}: image, truth, prediction")}
+        return {
+            "test_predictions": segmentation_figure(
+                images[:3],
+                masks[:3],
+                predictions,
+                self.hparams.classes,
+                f"FCN-{self.variant}: image, truth, prediction",
+            )
+        }

@@ -14,6 +14,7 @@ Faithful: torchvision's Faster R-CNN ResNet-50-FPN (exactly that pyramid, anchor
 Differs:  smoke runs sample 64 RoIs per image (at 512 they are most of a CPU step's cost); results on the
           COCO replica are `not_comparable`; the paper's numbers are on minival/test-dev.
 """
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -28,8 +29,12 @@ from lightning_modules.detection import TorchvisionDetector, to_torchvision
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
-    key="fpn", title="Feature Pyramid Networks for Object Detection",
-    authors="Lin, Dollár, Girshick, He, Hariharan, Belongie", year=2017, arxiv="1612.03144", dataset="coco",
+    key="fpn",
+    title="Feature Pyramid Networks for Object Detection",
+    authors="Lin, Dollár, Girshick, He, Hariharan, Belongie",
+    year=2017,
+    arxiv="1612.03144",
+    dataset="coco",
     claims=(  # Table 3 (Faster R-CNN + FPN, ResNet-50, COCO minival) and Table 1 (RPN AR1k); fractions, verify
         Claim("test/box_ap_fpn", claimed=0.339, source="Table 3 (c)", tolerance=0.01),
         Claim("test/box_ap50_fpn", claimed=0.569, source="Table 3 (c)", tolerance=0.01),
@@ -41,17 +46,30 @@ PAPER = Paper(
 class FPN(TorchvisionDetector):
     paper = PAPER
 
-    def __init__(self, *, num_classes: Annotated[int, Gt(0)] = 80, pretrained: bool = False,
-                 min_size: Annotated[int, Gt(0)] = 800, max_size: Annotated[int, Gt(0)] = 1333,
-                 roi_batch: Annotated[int, Gt(0)] = 512,
-                 lr: Annotated[float, Gt(0)] = 0.02, momentum: Annotated[float, Ge(0)] = 0.9,
-                 weight_decay: Annotated[float, Ge(0)] = 1e-4,
-                 warmup_steps: Annotated[int, Ge(0)] = 500, milestones: tuple[int, ...] = (60_000,)):
+    def __init__(
+        self,
+        *,
+        num_classes: Annotated[int, Gt(0)] = 80,
+        pretrained: bool = False,
+        min_size: Annotated[int, Gt(0)] = 800,
+        max_size: Annotated[int, Gt(0)] = 1333,
+        roi_batch: Annotated[int, Gt(0)] = 512,
+        lr: Annotated[float, Gt(0)] = 0.02,
+        momentum: Annotated[float, Ge(0)] = 0.9,
+        weight_decay: Annotated[float, Ge(0)] = 1e-4,
+        warmup_steps: Annotated[int, Ge(0)] = 500,
+        milestones: tuple[int, ...] = (60_000,),
+    ):
         super().__init__()
         self.save_hyperparameters()
-        self.net = fasterrcnn_resnet50_fpn(weights=None, num_classes=num_classes + 1, min_size=min_size, max_size=max_size,
-                                           box_batch_size_per_image=roi_batch,
-                                           weights_backbone=ResNet50_Weights.IMAGENET1K_V1 if pretrained else None)
+        self.net = fasterrcnn_resnet50_fpn(
+            weights=None,
+            num_classes=num_classes + 1,
+            min_size=min_size,
+            max_size=max_size,
+            box_batch_size_per_image=roi_batch,
+            weights_backbone=ResNet50_Weights.IMAGENET1K_V1 if pretrained else None,
+        )
         self.setup_metrics("fpn")
         self.proposals = {stage: [] for stage in ("val", "test")}
 
@@ -66,10 +84,24 @@ class FPN(TorchvisionDetector):
     def log_ap(self, stage: str) -> None:
         super().log_ap(stage)
         from torchmetrics.detection import MeanAveragePrecision
+
         recall = MeanAveragePrecision(max_detection_thresholds=[10, 100, 1000], backend="pycocotools")
         for p, boxes, crowd in gather_lists(self.proposals[stage]):
-            recall.update([{"boxes": p, "scores": torch.linspace(1, 0, len(p)), "labels": torch.zeros(len(p), dtype=torch.long)}],
-                          [{"boxes": boxes, "labels": torch.zeros(len(boxes), dtype=torch.long), "iscrowd": crowd}])
+            recall.update(
+                [
+                    {
+                        "boxes": p,
+                        "scores": torch.linspace(1, 0, len(p)),
+                        "labels": torch.zeros(len(p), dtype=torch.long),
+                    }
+                ],
+                [{"boxes": boxes, "labels": torch.zeros(len(boxes), dtype=torch.long), "iscrowd": crowd}],
+            )
         values = recall.compute()
-        self.log_dict({f"{stage}/rpn_ar100_fpn": values["mar_100"].float(), f"{stage}/rpn_ar1000_fpn": values["mar_1000"].float()})
+        self.log_dict(
+            {
+                f"{stage}/rpn_ar100_fpn": values["mar_100"].float(),
+                f"{stage}/rpn_ar1000_fpn": values["mar_1000"].float(),
+            }
+        )
         self.proposals[stage] = []

@@ -12,6 +12,7 @@ Differs:  AE400-10's autoencoder is trained jointly with its classifier rather t
           the search runs on the first `adversarial_images` test images. Synthetic-data results are
           `not_comparable`; the bundled real digits are a 5,000-image subset of MNIST, so also not comparable.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -27,16 +28,30 @@ from torch import Tensor, nn
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
-    key="intriguing", title="Intriguing properties of neural networks",
-    authors="Szegedy, Zaremba, Sutskever, Bruna, Erhan, Goodfellow, Fergus", year=2013, arxiv="1312.6199", dataset="mnist",
+    key="intriguing",
+    title="Intriguing properties of neural networks",
+    authors="Szegedy, Zaremba, Sutskever, Bruna, Erhan, Goodfellow, Fergus",
+    year=2013,
+    arxiv="1312.6199",
+    dataset="mnist",
     claims=(  # Table 1: test error and mean minimum distortion (fractions)
-        Claim("test/err_fc100_100_10", claimed=0.0164, source="Table 1", tolerance=0.005, higher_is_better=False),
+        Claim(
+            "test/err_fc100_100_10", claimed=0.0164, source="Table 1", tolerance=0.005, higher_is_better=False
+        ),
         Claim("test/distortion_fc100_100_10", claimed=0.058, source="Table 1", tolerance=0.02),
-        Claim("test/err_fc200_200_10", claimed=0.0154, source="Table 1", tolerance=0.005, higher_is_better=False),
+        Claim(
+            "test/err_fc200_200_10", claimed=0.0154, source="Table 1", tolerance=0.005, higher_is_better=False
+        ),
         Claim("test/distortion_fc200_200_10", claimed=0.065, source="Table 1", tolerance=0.02),
         Claim("test/err_ae400_10", claimed=0.019, source="Table 1", tolerance=0.005, higher_is_better=False),
         Claim("test/distortion_ae400_10", claimed=0.086, source="Table 1", tolerance=0.02),
-        Claim("test/err_fc10", claimed=0.074, source="Table 1 (λ = 1e-4)", tolerance=0.01, higher_is_better=False),
+        Claim(
+            "test/err_fc10",
+            claimed=0.074,
+            source="Table 1 (λ = 1e-4)",
+            tolerance=0.01,
+            higher_is_better=False,
+        ),
         Claim("test/distortion_fc10", claimed=0.062, source="Table 1 (λ = 1e-4)", tolerance=0.02),
     ),
 )
@@ -60,7 +75,11 @@ class Classifier(nn.Module):
         return self.head(self.features(x))
 
     def reconstruction(self, x: Tensor) -> Tensor:
-        return F.mse_loss(self.decoder(self.features(x)), x.flatten(1)) if self.decoder is not None else x.new_zeros(())
+        return (
+            F.mse_loss(self.decoder(self.features(x)), x.flatten(1))
+            if self.decoder is not None
+            else x.new_zeros(())
+        )
 
 
 def distortion(r: Tensor) -> Tensor:
@@ -68,10 +87,16 @@ def distortion(r: Tensor) -> Tensor:
     return r.pow(2).mean().sqrt()
 
 
-def adversarial(net: nn.Module, x: Tensor, target: int, cs=(1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 0.0)) -> Tensor | None:
+def adversarial(
+    net: nn.Module, x: Tensor, target: int, cs=(1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 0.0)
+) -> Tensor | None:
     """x + r with f(x + r) = target and x + r ∈ [0, 1], for the largest c in `cs` that reaches it (§4.1)."""
     device = next(net.parameters()).device
-    shape, x0, original = x.shape, x.detach().double().flatten().cpu().numpy(), x.detach().flatten().to(device)
+    shape, x0, original = (
+        x.shape,
+        x.detach().double().flatten().cpu().numpy(),
+        x.detach().flatten().to(device),
+    )
     wanted = torch.tensor([target], device=device)
 
     def objective(z: np.ndarray, c: float) -> tuple[float, np.ndarray]:
@@ -81,8 +106,15 @@ def adversarial(net: nn.Module, x: Tensor, target: int, cs=(1.0, 1e-1, 1e-2, 1e-
         return loss.item(), image.grad.double().cpu().numpy()
 
     for c in cs:
-        z = minimize(objective, x0, args=(c,), jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * x0.size,
-                     options={"maxiter": 100}).x
+        z = minimize(
+            objective,
+            x0,
+            args=(c,),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(0.0, 1.0)] * x0.size,
+            options={"maxiter": 100},
+        ).x
         candidate = torch.tensor(z, dtype=torch.float32).view(shape)
         if net(candidate[None].to(device)).argmax(1).item() == target:
             return candidate
@@ -92,9 +124,16 @@ def adversarial(net: nn.Module, x: Tensor, target: int, cs=(1.0, 1e-1, 1e-2, 1e-
 class Intriguing(pl.LightningModule):
     paper = PAPER
 
-    def __init__(self, *, model: Model = "fc100_100_10", transfer_model: Model = "fc200_200_10",
-                 weight_decay: float = 1e-4, lr: Annotated[float, Gt(0)] = 0.1, momentum: float = 0.9,
-                 adversarial_images: Annotated[int, Gt(0)] = 100):
+    def __init__(
+        self,
+        *,
+        model: Model = "fc100_100_10",
+        transfer_model: Model = "fc200_200_10",
+        weight_decay: float = 1e-4,
+        lr: Annotated[float, Gt(0)] = 0.1,
+        momentum: float = 0.9,
+        adversarial_images: Annotated[int, Gt(0)] = 100,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.net, self.other = Classifier(model), Classifier(transfer_model)
@@ -111,13 +150,19 @@ class Intriguing(pl.LightningModule):
         for name, net in ((self.hparams.model, self.net), (self.hparams.transfer_model, self.other)):
             logits = net(images)
             loss = F.cross_entropy(logits, labels) + net.reconstruction(images)
-            self.log_dict({f"train/loss_{name}": loss, f"train/err_{name}": (logits.argmax(1) != labels).float().mean()})
+            self.log_dict(
+                {f"train/loss_{name}": loss, f"train/err_{name}": (logits.argmax(1) != labels).float().mean()}
+            )
             total = total + loss
         return total
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
-        self.log(f"val/err_{self.hparams.model}", (self.net(images).argmax(1) != labels).float().mean(), sync_dist=True)
+        self.log(
+            f"val/err_{self.hparams.model}",
+            (self.net(images).argmax(1) != labels).float().mean(),
+            sync_dist=True,
+        )
 
     def test_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
@@ -143,27 +188,41 @@ class Intriguing(pl.LightningModule):
             originals, examples = torch.stack([x for x, _, _ in found]), torch.stack([a for _, a, _ in found])
             labels = torch.tensor([y for _, _, y in found])
             metrics[f"test/distortion_{name}"] = torch.stack([distortion(a - x) for x, a, _ in found]).mean()
-            with torch.no_grad():   # the other model, on examples made for this one (Table 2's cross-model column)
+            with (
+                torch.no_grad()
+            ):  # the other model, on examples made for this one (Table 2's cross-model column)
                 other = lambda images: self.other(images.to(self.device)).argmax(1).cpu()  # noqa: E731
-                metrics[f"test/transfer_err_{self.hparams.transfer_model}"] = (other(examples) != labels).float().mean()
-                metrics[f"test/clean_err_{self.hparams.transfer_model}"] = (other(originals) != labels).float().mean()
+                metrics[f"test/transfer_err_{self.hparams.transfer_model}"] = (
+                    (other(examples) != labels).float().mean()
+                )
+                metrics[f"test/clean_err_{self.hparams.transfer_model}"] = (
+                    (other(originals) != labels).float().mean()
+                )
         self.log_dict(metrics)
 
     def configure_optimizers(self):
         # λ‖w‖² as weight decay, as the paper's FC10(λ) rows; SGD with momentum (the paper does not say more).
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
-                               weight_decay=self.hparams.weight_decay)
+        return torch.optim.SGD(
+            self.parameters(),
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            weight_decay=self.hparams.weight_decay,
+        )
 
     def figures(self, data, history: dict) -> dict:
         """Originals, adversarial examples and their perturbation magnified ×10 (the paper's Fig. 5 layout)."""
         import matplotlib.pyplot as plt
 
         shown = [(x, a, y, t) for x, a, y, t in self.found if a is not None][:8]
-        figure, axes = plt.subplots(3, max(1, len(shown)), figsize=(1.3 * max(1, len(shown)), 4.2), squeeze=False)
+        figure, axes = plt.subplots(
+            3, max(1, len(shown)), figsize=(1.3 * max(1, len(shown)), 4.2), squeeze=False
+        )
         for col, (x, a, y, t) in enumerate(shown):
             for row, (image, title) in enumerate(((x, f"{y}"), (a, f"→ {t}"), ((a - x) * 10 + 0.5, "r ×10"))):
                 axes[row, col].imshow(image[0].clamp(0, 1), cmap="gray", vmin=0, vmax=1)
                 axes[row, col].set_title(title, fontsize=8)
                 axes[row, col].axis("off")
-        figure.suptitle("adversarial examples (top: original, middle: adversarial, bottom: perturbation)", fontsize=9)
+        figure.suptitle(
+            "adversarial examples (top: original, middle: adversarial, bottom: perturbation)", fontsize=9
+        )
         return {"adversarial_examples": figure}

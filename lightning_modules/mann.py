@@ -14,6 +14,7 @@ Differs:  no rotation/translation augmentation of the 20×20 images; the 5-chara
           (class index → code) rather than redrawn per episode, but class indices are random per episode.
           Adam's settings are params.yaml values. Results on the synthetic replica are `not_comparable`.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -29,19 +30,33 @@ from datamodules.episodes import Sequence
 from lightning_modules.common import curves_figure
 from lightning_modules.paper import Claim, Paper
 
-INSTANCES = (1, 2, 3, 4, 5, 10)                    # the columns of Table 1
+INSTANCES = (1, 2, 3, 4, 5, 10)  # the columns of Table 1
 ORDINALS = {1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 5: "5th", 10: "10th"}
 PAPER = Paper(
-    key="mann", title="One-shot Learning with Memory-Augmented Neural Networks",
-    authors="Santoro, Bartunov, Botvinick, Wierstra, Lillicrap", year=2016, arxiv="1605.06065", dataset="omniglot",
+    key="mann",
+    title="One-shot Learning with Memory-Augmented Neural Networks",
+    authors="Santoro, Bartunov, Botvinick, Wierstra, Lillicrap",
+    year=2016,
+    arxiv="1605.06065",
+    dataset="omniglot",
     claims=tuple(  # Table 1, Omniglot, 5 classes per episode, one-hot labels: accuracy at the n-th instance
-        Claim(f"test/acc_{model}_5way_inst{n}", claimed=acc, source="Table 1", tolerance=0.03, row=model, column=ORDINALS[n])
-        for model, row in {"mann": (0.364, 0.828, 0.910, 0.926, 0.949, 0.981),
-                           "lstm": (0.244, 0.495, 0.553, 0.610, 0.636, 0.625)}.items()
-        for n, acc in zip(INSTANCES, row)),
-    primary_metric="test/acc_mann_5way_inst10",   # the 1st instance is a guess by construction; the 10th is the skill
+        Claim(
+            f"test/acc_{model}_5way_inst{n}",
+            claimed=acc,
+            source="Table 1",
+            tolerance=0.03,
+            row=model,
+            column=ORDINALS[n],
+        )
+        for model, row in {
+            "mann": (0.364, 0.828, 0.910, 0.926, 0.949, 0.981),
+            "lstm": (0.244, 0.495, 0.553, 0.610, 0.636, 0.625),
+        }.items()
+        for n, acc in zip(INSTANCES, row)
+    ),
+    primary_metric="test/acc_mann_5way_inst10",  # the 1st instance is a guess by construction; the 10th is the skill
 )
-CODE_LENGTH, CODE_LETTERS = 5, 5                   # "strings of 5 characters over 5 letters" (§4.1)
+CODE_LENGTH, CODE_LETTERS = 5, 5  # "strings of 5 characters over 5 letters" (§4.1)
 
 
 def least_used(usage: Tensor, n: int) -> Tensor:
@@ -74,8 +89,17 @@ def cosine_read_weights(keys: Tensor, memory: Tensor) -> Tensor:
 class LRUAMemoryNet(nn.Module):
     """The MANN of §3: controller, LRUA memory and an output layer over [h, r]."""
 
-    def __init__(self, inputs: int, outputs: int, *, controller: int = 200, slots: int = 128, width: int = 40,
-                 heads: int = 4, gamma: float = 0.95):
+    def __init__(
+        self,
+        inputs: int,
+        outputs: int,
+        *,
+        controller: int = 200,
+        slots: int = 128,
+        width: int = 40,
+        heads: int = 4,
+        gamma: float = 0.95,
+    ):
         super().__init__()
         self.lstm = nn.LSTMCell(inputs + heads * width, controller)
         self.keys, self.adds = nn.Linear(controller, heads * width), nn.Linear(controller, heads * width)
@@ -85,11 +109,15 @@ class LRUAMemoryNet(nn.Module):
 
     def initial_state(self, batch: int, like: Tensor) -> dict[str, Tensor]:
         first = torch.zeros(batch, self.heads, self.slots, dtype=like.dtype, device=like.device)
-        first[:, :, 0] = 1.0                                   # read weights start on slot 0
-        return {"memory": like.new_full((batch, self.slots, self.width), 1e-6),   # not 0: cosine needs a norm
-                "usage": like.new_zeros(batch, self.slots), "read": first,
-                "r": like.new_zeros(batch, self.heads * self.width),
-                "h": like.new_zeros(batch, self.lstm.hidden_size), "c": like.new_zeros(batch, self.lstm.hidden_size)}
+        first[:, :, 0] = 1.0  # read weights start on slot 0
+        return {
+            "memory": like.new_full((batch, self.slots, self.width), 1e-6),  # not 0: cosine needs a norm
+            "usage": like.new_zeros(batch, self.slots),
+            "read": first,
+            "r": like.new_zeros(batch, self.heads * self.width),
+            "h": like.new_zeros(batch, self.lstm.hidden_size),
+            "c": like.new_zeros(batch, self.lstm.hidden_size),
+        }
 
     def step(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         B = x.shape[0]
@@ -101,7 +129,14 @@ class LRUAMemoryNet(nn.Module):
         read = cosine_read_weights(keys, memory)
         r = (read @ memory).flatten(1)
         usage = usage_update(state["usage"], read, write, self.gamma)
-        return self.out(torch.cat([h, r], 1)), {"memory": memory, "usage": usage, "read": read, "r": r, "h": h, "c": c}
+        return self.out(torch.cat([h, r], 1)), {
+            "memory": memory,
+            "usage": usage,
+            "read": read,
+            "r": r,
+            "h": h,
+            "c": c,
+        }
 
     def forward(self, inputs: Tensor) -> Tensor:
         """(B, L, inputs) → (B, L, outputs)."""
@@ -129,7 +164,7 @@ def shifted_labels(labels: Tensor, encoding: Tensor) -> Tensor:
 
 def instance_numbers(labels: Tensor) -> Tensor:
     """How many times each step's class has been shown so far, counting this step: (B, L) → (B, L), from 1."""
-    same = labels[:, :, None] == labels[:, None, :]                       # (B, L, L)
+    same = labels[:, :, None] == labels[:, None, :]  # (B, L, L)
     return torch.tril(same).sum(-1)
 
 
@@ -145,29 +180,54 @@ def string_codes(classes: int) -> Tensor:
 class MANN(pl.LightningModule):
     paper = PAPER
 
-    def __init__(self, *, classes: Annotated[int, Gt(1)] = 5, labels: Literal["one_hot", "string"] = "one_hot",
-                 image_size: Annotated[int, Gt(0)] = 20, controller: Annotated[int, Gt(0)] = 200,
-                 slots: Annotated[int, Gt(0)] = 128, width: Annotated[int, Gt(0)] = 40, heads: Annotated[int, Gt(0)] = 4,
-                 gamma: Annotated[float, Gt(0), Lt(1)] = 0.95, lr: Annotated[float, Gt(0)] = 1e-3):
+    def __init__(
+        self,
+        *,
+        classes: Annotated[int, Gt(1)] = 5,
+        labels: Literal["one_hot", "string"] = "one_hot",
+        image_size: Annotated[int, Gt(0)] = 20,
+        controller: Annotated[int, Gt(0)] = 200,
+        slots: Annotated[int, Gt(0)] = 128,
+        width: Annotated[int, Gt(0)] = 40,
+        heads: Annotated[int, Gt(0)] = 4,
+        gamma: Annotated[float, Gt(0), Lt(1)] = 0.95,
+        lr: Annotated[float, Gt(0)] = 1e-3,
+    ):
         super().__init__()
         self.save_hyperparameters()
-        encoding = F.one_hot(torch.arange(classes), classes).float() if labels == "one_hot" else string_codes(classes)
+        encoding = (
+            F.one_hot(torch.arange(classes), classes).float()
+            if labels == "one_hot"
+            else string_codes(classes)
+        )
         self.register_buffer("encoding", encoding, persistent=False)
         inputs, outputs = image_size**2 + encoding.shape[1], encoding.shape[1]
         memory = {"controller": controller, "slots": slots, "width": width, "heads": heads, "gamma": gamma}
-        self.nets = nn.ModuleDict({"mann": LRUAMemoryNet(inputs, outputs, **memory),
-                                   "lstm": LSTMBaseline(inputs, outputs, controller=controller)})
+        self.nets = nn.ModuleDict(
+            {
+                "mann": LRUAMemoryNet(inputs, outputs, **memory),
+                "lstm": LSTMBaseline(inputs, outputs, controller=controller),
+            }
+        )
         # Metric names carry the setting: a 15-class string-label run is never judged against the 5-class claims.
         self.setting = f"{classes}way" + ("_string" if labels == "string" else "")
-        self.monitor = (f"val/acc_mann_{self.setting}_inst2", "max")    # recall after one sight: what memory is for
-        self.example_input_array = (torch.zeros(2, 10, 1, image_size, image_size), torch.zeros(2, 10, dtype=torch.long))
+        self.monitor = (
+            f"val/acc_mann_{self.setting}_inst2",
+            "max",
+        )  # recall after one sight: what memory is for
+        self.example_input_array = (
+            torch.zeros(2, 10, 1, image_size, image_size),
+            torch.zeros(2, 10, dtype=torch.long),
+        )
 
     def forward(self, images: Tensor, labels: Tensor) -> Tensor:
         """(B, L, 1, H, W) images and (B, L) labels → (B, nets, L, outputs) predictions, the label of step t
         used only from step t + 1 on."""
         if images.shape[-1] != self.hparams.image_size:
-            raise ValueError(f"images are {images.shape[-1]}×{images.shape[-1]} but hparams.image_size is "
-                             f"{self.hparams.image_size}; set data.image_size and hparams.image_size alike")
+            raise ValueError(
+                f"images are {images.shape[-1]}×{images.shape[-1]} but hparams.image_size is "
+                f"{self.hparams.image_size}; set data.image_size and hparams.image_size alike"
+            )
         inputs = torch.cat([images.flatten(2), shifted_labels(labels, self.encoding)], -1)
         return torch.stack([net(inputs) for net in self.nets.values()], 1)
 
@@ -208,4 +268,8 @@ class MANN(pl.LightningModule):
 
     def figures(self, data, history: dict) -> dict:
         keys = [f"train/acc_{net}_{self.setting}_inst{n}" for net in self.nets for n in (1, 2, 10)]
-        return {"accuracy_by_instance": curves_figure(history, keys, "training accuracy by instance (Fig. 2)", "accuracy")}
+        return {
+            "accuracy_by_instance": curves_figure(
+                history, keys, "training accuracy by instance (Fig. 2)", "accuracy"
+            )
+        }

@@ -12,6 +12,7 @@ Faithful: torchvision's Mask R-CNN ResNet-50-FPN (RoIAlign from torchvision.ops,
 Differs:  smoke runs sample 64 RoIs per image, which is most of a CPU step's cost at 512; results on the COCO
           replica are `not_comparable`.
 """
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -24,7 +25,11 @@ from lightning_modules.detection import TorchvisionDetector
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
-    key="mask_rcnn", title="Mask R-CNN", authors="He, Gkioxari, Dollár, Girshick", year=2017, arxiv="1703.06870",
+    key="mask_rcnn",
+    title="Mask R-CNN",
+    authors="He, Gkioxari, Dollár, Girshick",
+    year=2017,
+    arxiv="1703.06870",
     dataset="coco",
     claims=(  # Table 2 (a), ResNet-50-FPN on COCO minival; fractions (verify)
         Claim("test/mask_ap_mask_rcnn", claimed=0.336, source="Table 2 (a)", tolerance=0.01),
@@ -37,15 +42,28 @@ class MaskRCNN(TorchvisionDetector):
     paper = PAPER
     iou_types = ("bbox", "segm")
 
-    def __init__(self, *, num_classes: Annotated[int, Gt(0)] = 80, pretrained: bool = False,
-                 min_size: Annotated[int, Gt(0)] = 800, max_size: Annotated[int, Gt(0)] = 1333,
-                 roi_batch: Annotated[int, Gt(0)] = 512,
-                 lr: Annotated[float, Gt(0)] = 0.02, momentum: Annotated[float, Ge(0)] = 0.9,
-                 weight_decay: Annotated[float, Ge(0)] = 1e-4,
-                 warmup_steps: Annotated[int, Ge(0)] = 500, milestones: tuple[int, ...] = (120_000, 160_000)):
+    def __init__(
+        self,
+        *,
+        num_classes: Annotated[int, Gt(0)] = 80,
+        pretrained: bool = False,
+        min_size: Annotated[int, Gt(0)] = 800,
+        max_size: Annotated[int, Gt(0)] = 1333,
+        roi_batch: Annotated[int, Gt(0)] = 512,
+        lr: Annotated[float, Gt(0)] = 0.02,
+        momentum: Annotated[float, Ge(0)] = 0.9,
+        weight_decay: Annotated[float, Ge(0)] = 1e-4,
+        warmup_steps: Annotated[int, Ge(0)] = 500,
+        milestones: tuple[int, ...] = (120_000, 160_000),
+    ):
         super().__init__()
         self.save_hyperparameters()
-        self.net = maskrcnn_resnet50_fpn(weights=None, num_classes=num_classes + 1, min_size=min_size, max_size=max_size,
-                                         box_batch_size_per_image=roi_batch,
-                                         weights_backbone=ResNet50_Weights.IMAGENET1K_V1 if pretrained else None)
+        self.net = maskrcnn_resnet50_fpn(
+            weights=None,
+            num_classes=num_classes + 1,
+            min_size=min_size,
+            max_size=max_size,
+            box_batch_size_per_image=roi_batch,
+            weights_backbone=ResNet50_Weights.IMAGENET1K_V1 if pretrained else None,
+        )
         self.setup_metrics("mask_rcnn")

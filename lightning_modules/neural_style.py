@@ -15,6 +15,7 @@ Differs:  without ImageNet weights (smoke) the features are those of a randomly 
           style term is ~100× smaller, so the smoke ratio is 1e-5; the losses fall as the paper's do, but the
           pictures are not the paper's.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -28,8 +29,15 @@ from torchvision.models import VGG19_Weights, vgg19
 from lightning_modules.common import SameStepForValAndTest
 from lightning_modules.paper import Paper
 
-PAPER = Paper(key="neural_style", title="A Neural Algorithm of Artistic Style", authors="Gatys, Ecker, Bethge",
-              year=2015, arxiv="1508.06576", dataset="style", claims=())
+PAPER = Paper(
+    key="neural_style",
+    title="A Neural Algorithm of Artistic Style",
+    authors="Gatys, Ecker, Bethge",
+    year=2015,
+    arxiv="1508.06576",
+    dataset="style",
+    claims=(),
+)
 # Indices of VGG-19's `features` whose ReLU outputs the paper reads (conv1_1 … conv5_1; conv4_2).
 STYLE_LAYERS = {"conv1_1": 1, "conv2_1": 6, "conv3_1": 11, "conv4_1": 20, "conv5_1": 29}
 CONTENT_LAYER = {"conv4_2": 22}
@@ -59,17 +67,25 @@ class VGGFeatures(nn.Module):
     def __init__(self, pretrained: bool):
         super().__init__()
         features = vgg19(weights=VGG19_Weights.IMAGENET1K_V1 if pretrained else None).features
-        self.layers = nn.Sequential(*[nn.AvgPool2d(2, 2) if isinstance(m, nn.MaxPool2d) else m
-                                      for m in features[: max(STYLE_LAYERS.values()) + 1]])
+        self.layers = nn.Sequential(
+            *[
+                nn.AvgPool2d(2, 2) if isinstance(m, nn.MaxPool2d) else m
+                for m in features[: max(STYLE_LAYERS.values()) + 1]
+            ]
+        )
         for layer in self.layers:
             if isinstance(layer, nn.ReLU):
-                layer.inplace = False          # the responses are kept, so later layers must not overwrite them
+                layer.inplace = False  # the responses are kept, so later layers must not overwrite them
         self.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN)[:, None, None])
         self.register_buffer("std", torch.tensor(IMAGENET_STD)[:, None, None])
 
     def forward(self, images: Tensor) -> dict[int, Tensor]:
-        x, wanted, found = (images - self.mean) / self.std, {*STYLE_LAYERS.values(), *CONTENT_LAYER.values()}, {}
+        x, wanted, found = (
+            (images - self.mean) / self.std,
+            {*STYLE_LAYERS.values(), *CONTENT_LAYER.values()},
+            {},
+        )
         for index, layer in enumerate(self.layers):
             x = layer(x)
             if index in wanted:
@@ -81,25 +97,34 @@ class NeuralStyle(SameStepForValAndTest, pl.LightningModule):
     """The parameters are the images being synthesised, one per content–style pair (`num_classes` pairs)."""
 
     paper = PAPER
-    exportable = False       # the "model" is its images, logged as pictures; there is no network to serve
+    exportable = False  # the "model" is its images, logged as pictures; there is no network to serve
 
-    def __init__(self, *, num_classes: Annotated[int, Gt(0)] = 1, size: Annotated[int, Gt(0)] = 512,
-                 ratio: Annotated[float, Gt(0)] = 1e-3, init: Literal["noise", "content"] = "noise",
-                 pretrained: bool = False, lr: Annotated[float, Gt(0)] = 1.0,
-                 iterations_per_step: Annotated[int, Gt(0)] = 20):
+    def __init__(
+        self,
+        *,
+        num_classes: Annotated[int, Gt(0)] = 1,
+        size: Annotated[int, Gt(0)] = 512,
+        ratio: Annotated[float, Gt(0)] = 1e-3,
+        init: Literal["noise", "content"] = "noise",
+        pretrained: bool = False,
+        lr: Annotated[float, Gt(0)] = 1.0,
+        iterations_per_step: Annotated[int, Gt(0)] = 20,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.vgg = VGGFeatures(pretrained)
-        self.images = nn.Parameter(torch.rand(num_classes, 3, size, size))       # white noise, as the paper
+        self.images = nn.Parameter(torch.rand(num_classes, 3, size, size))  # white noise, as the paper
         self.monitor = ("val/total_loss", "min")
-        self.register_buffer("initialised", torch.tensor(init == "noise"))      # in the checkpoint: done once
+        self.register_buffer("initialised", torch.tensor(init == "noise"))  # in the checkpoint: done once
 
     def losses(self, batch) -> dict[str, Tensor]:
         contents, styles, index = batch
         if contents.shape[-1] != self.hparams.size:
-            raise ValueError(f"data.size: the images are {contents.shape[-1]} pixels, hparams.size is "
-                             f"{self.hparams.size}; set both to the same size")
-        if self.training and not self.initialised:                 # init: content starts from the photographs
+            raise ValueError(
+                f"data.size: the images are {contents.shape[-1]} pixels, hparams.size is "
+                f"{self.hparams.size}; set both to the same size"
+            )
+        if self.training and not self.initialised:  # init: content starts from the photographs
             with torch.no_grad():
                 self.images[index] = contents
                 self.initialised.fill_(True)
@@ -109,21 +134,32 @@ class NeuralStyle(SameStepForValAndTest, pl.LightningModule):
         made = self.vgg(self.images[index])
         content, style = self.content_and_style(made, content_features, style_grams)
         # α·content + β·style with α/β = ratio; β = 1 keeps the style term's scale as the paper's.
-        found = {"content_loss": content, "style_loss": style, "total_loss": self.hparams.ratio * content + style}
+        found = {
+            "content_loss": content,
+            "style_loss": style,
+            "total_loss": self.hparams.ratio * content + style,
+        }
         if not self.training:
             # The yardsticks of the paper's claim: the photograph's own style distance to the painting, and
             # the painting's content distance to the photograph; a stylised image sits far below both.
             with torch.no_grad():
-                found["style_loss_of_content_image"] = self.content_and_style(content_features, content_features, style_grams)[1]
-                found["content_loss_of_style_image"] = self.content_and_style(style_features, content_features, style_grams)[0]
+                found["style_loss_of_content_image"] = self.content_and_style(
+                    content_features, content_features, style_grams
+                )[1]
+                found["content_loss_of_style_image"] = self.content_and_style(
+                    style_features, content_features, style_grams
+                )[0]
         return found
 
     @staticmethod
-    def content_and_style(features: dict[int, Tensor], content_features: dict[int, Tensor],
-                          style_grams: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
+    def content_and_style(
+        features: dict[int, Tensor], content_features: dict[int, Tensor], style_grams: dict[int, Tensor]
+    ) -> tuple[Tensor, Tensor]:
         (at,) = CONTENT_LAYER.values()
         content = content_loss(features[at], content_features[at]).mean()
-        style = sum(style_layer_loss(features[i], style_grams[i]) for i in STYLE_LAYERS.values()).mean() / len(STYLE_LAYERS)
+        style = sum(
+            style_layer_loss(features[i], style_grams[i]) for i in STYLE_LAYERS.values()
+        ).mean() / len(STYLE_LAYERS)
         return content, style
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
@@ -137,8 +173,15 @@ class NeuralStyle(SameStepForValAndTest, pl.LightningModule):
     def configure_optimizers(self):
         # No early stop on small gradients: the loss's scale depends on the VGG weights (tiny for random ones),
         # so every step runs its `iterations_per_step` L-BFGS iterations.
-        return torch.optim.LBFGS([self.images], lr=self.hparams.lr, max_iter=self.hparams.iterations_per_step,
-                                 history_size=50, line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0)
+        return torch.optim.LBFGS(
+            [self.images],
+            lr=self.hparams.lr,
+            max_iter=self.hparams.iterations_per_step,
+            history_size=50,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+        )
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:
@@ -148,8 +191,9 @@ class NeuralStyle(SameStepForValAndTest, pl.LightningModule):
         contents, styles, index = next(iter(data.test_dataloader()))
         figure, axes = plt.subplots(len(index), 3, figsize=(9, 3 * len(index)), squeeze=False)
         for row, (content, style, i) in enumerate(zip(contents, styles, index)):
-            for col, (image, title) in enumerate(((content, "content"), (style, "style"),
-                                                  (self.images[i].clamp(0, 1), "synthesised"))):
+            for col, (image, title) in enumerate(
+                ((content, "content"), (style, "style"), (self.images[i].clamp(0, 1), "synthesised"))
+            ):
                 axes[row, col].imshow(image.permute(1, 2, 0).cpu())
                 axes[row, col].set_title(title, fontsize=8)
                 axes[row, col].axis("off")

@@ -1,4 +1,5 @@
 """Claims as data: what each paper reports, and the one verdict function that judges a result against it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,12 +10,12 @@ Status = Literal["reproduced", "not_reproduced", "not_comparable"]
 
 @dataclass(frozen=True)
 class Claim:
-    metric: str                   # the key test_step logs, e.g. "test/acc_5way_1shot"
-    claimed: float                # the paper's number, in the unit test_step logs (a fraction, not a percent)
-    source: str                   # where in the paper: "Table 1", "Fig. 3", "§4.2"
-    tolerance: float              # |reproduced - claimed| within this counts as reproduced
+    metric: str  # the key test_step logs, e.g. "test/acc_5way_1shot"
+    claimed: float  # the paper's number, in the unit test_step logs (a fraction, not a percent)
+    source: str  # where in the paper: "Table 1", "Fig. 3", "§4.2"
+    tolerance: float  # |reproduced - claimed| within this counts as reproduced
     higher_is_better: bool = True
-    row: str | None = None        # the claim's cell in its source table ("lstm", "R=20"), for the report's grid
+    row: str | None = None  # the claim's cell in its source table ("lstm", "R=20"), for the report's grid
     column: str | None = None
 
     def verdict(self, reproduced: float | None, comparable: bool) -> Status:
@@ -30,17 +31,17 @@ class Claim:
 
 @dataclass(frozen=True)
 class Paper:
-    key: str                      # PAPERS key, params section, DVC stage item, MLflow experiment
+    key: str  # PAPERS key, params section, DVC stage item, MLflow experiment
     title: str
     authors: str
     year: int
     arxiv: str
-    dataset: str                  # the dataset the paper used (a fact); params.yaml chooses what a run uses
+    dataset: str  # the dataset the paper used (a fact); params.yaml chooses what a run uses
     claims: tuple[Claim, ...]
     # False where `dataset` only stands in for the paper's data (BERT's BooksCorpus + Wikipedia is not
     # WikiText-103): then no run is judged against the paper's numbers, whatever its profile.
     dataset_is_the_papers: bool = True
-    primary_metric: str | None = None       # the headline claim when it is not the first one listed
+    primary_metric: str | None = None  # the headline claim when it is not the first one listed
 
     @property
     def primary(self) -> Claim:

@@ -20,6 +20,7 @@ Differs:  the paper's CIFAR-10 net (15 layers of 128 gated maps, RMSProp, 60 hou
           The ungated twin keeps the two stacks (no blind spot), so it isolates the gate, while the paper's
           PixelCNN row (3.14) also had the blind spot.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,13 +36,32 @@ from lightning_modules.common import SameStepForValAndTest
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
-    key="pixelcnn", title="Conditional Image Generation with PixelCNN Decoders",
-    authors="van den Oord, Kalchbrenner, Vinyals, Espeholt, Graves, Kavukcuoglu", year=2016, arxiv="1606.05328",
+    key="pixelcnn",
+    title="Conditional Image Generation with PixelCNN Decoders",
+    authors="van den Oord, Kalchbrenner, Vinyals, Espeholt, Graves, Kavukcuoglu",
+    year=2016,
+    arxiv="1606.05328",
     dataset="cifar10",
-    claims=(Claim("test/bits_per_dim_gated", claimed=3.03, source="Table 1 (CIFAR-10 test NLL)", tolerance=0.03,
-                  higher_is_better=False, row="Gated PixelCNN", column="bits/dim"),
-            Claim("test/bits_per_dim_ungated", claimed=3.14, source="Table 1 (CIFAR-10 test NLL)", tolerance=0.03,
-                  higher_is_better=False, row="PixelCNN", column="bits/dim")),
+    claims=(
+        Claim(
+            "test/bits_per_dim_gated",
+            claimed=3.03,
+            source="Table 1 (CIFAR-10 test NLL)",
+            tolerance=0.03,
+            higher_is_better=False,
+            row="Gated PixelCNN",
+            column="bits/dim",
+        ),
+        Claim(
+            "test/bits_per_dim_ungated",
+            claimed=3.14,
+            source="Table 1 (CIFAR-10 test NLL)",
+            tolerance=0.03,
+            higher_is_better=False,
+            row="PixelCNN",
+            column="bits/dim",
+        ),
+    ),
 )
 LEVELS = 256
 
@@ -53,7 +73,9 @@ def colour_groups(channels: int, groups: int, halves: int = 1) -> Tensor:
     return (torch.arange(channels) % per_half) * groups // per_half
 
 
-def channel_mask(out_channels: int, in_channels: int, groups: int, include_own: bool, out_halves: int = 1) -> Tensor:
+def channel_mask(
+    out_channels: int, in_channels: int, groups: int, include_own: bool, out_halves: int = 1
+) -> Tensor:
     """(out, in): which input maps an output map may read at the pixel being predicted — the earlier colours,
     and its own colour too after the first layer (mask B; mask A excludes it)."""
     out_g = colour_groups(out_channels, groups, out_halves)[:, None]
@@ -65,8 +87,16 @@ class MaskedConv2d(nn.Conv2d):
     """A convolution whose kernel tap at the current pixel (its last row and column) is channel-masked; every
     other tap is left as the stack's padding allows."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int], groups: int,
-                 include_own: bool, padding: tuple[int, int] = (0, 0), out_halves: int = 1):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple[int, int],
+        groups: int,
+        include_own: bool,
+        padding: tuple[int, int] = (0, 0),
+        out_halves: int = 1,
+    ):
         super().__init__(in_channels, out_channels, kernel_size, padding=padding)
         mask = torch.ones_like(self.weight)
         mask[:, :, -1, -1] = channel_mask(out_channels, in_channels, groups, include_own, out_halves).float()
@@ -84,19 +114,26 @@ class GatedLayer(nn.Module):
     def __init__(self, channels: int, kernel: int, classes: int, groups: int, first: bool, gated: bool):
         super().__init__()
         self.gated, self.first, half = gated, first, kernel // 2
-        halves = 2 if gated else 1                              # the gate splits its maps into tanh and σ halves
+        halves = 2 if gated else 1  # the gate splits its maps into tanh and σ halves
         width = halves * channels
         self.vertical = nn.Conv2d(channels, width, (half + 1, kernel), padding=(half, half))
         self.vertical_to_horizontal = nn.Conv2d(width, width, 1)
-        self.horizontal = MaskedConv2d(channels, width, (1, half + 1), groups, include_own=not first,
-                                       padding=(0, half), out_halves=halves)
+        self.horizontal = MaskedConv2d(
+            channels,
+            width,
+            (1, half + 1),
+            groups,
+            include_own=not first,
+            padding=(0, half),
+            out_halves=halves,
+        )
         self.horizontal_out = MaskedConv2d(channels, channels, (1, 1), groups, include_own=True)
         self.condition = nn.Embedding(classes, width) if classes else None
 
     def activation(self, x: Tensor) -> Tensor:
         if not self.gated:
             return F.relu(x)
-        f, g = x.chunk(2, dim=1)         # each half laid out R, G, B (colour_groups' halves)
+        f, g = x.chunk(2, dim=1)  # each half laid out R, G, B (colour_groups' halves)
         return torch.tanh(f) * torch.sigmoid(g)
 
     def forward(self, v: Tensor, h: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -109,7 +146,7 @@ class GatedLayer(nn.Module):
         h_pre = self.horizontal(h)[:, :, :, :width] + self.vertical_to_horizontal(shifted)
         v_out, h_gated = self.activation(v_pre + bias), self.activation(h_pre + bias)
         h_out = self.horizontal_out(h_gated)
-        return v_out, h_out if self.first else h_out + h       # residual in the horizontal stack
+        return v_out, h_out if self.first else h_out + h  # residual in the horizontal stack
 
 
 class PixelCNN(nn.Module):
@@ -119,22 +156,29 @@ class PixelCNN(nn.Module):
         super().__init__()
         self.colours = colours
         self.embed = MaskedConv2d(colours, channels, (1, 1), colours, include_own=True)
-        self.layers = nn.ModuleList(GatedLayer(channels, kernel, classes, colours, first=i == 0, gated=gated)
-                                    for i in range(layers))
-        self.head = nn.Sequential(nn.ReLU(), MaskedConv2d(channels, channels, (1, 1), colours, include_own=True),
-                                  nn.ReLU(), MaskedConv2d(channels, colours * LEVELS, (1, 1), colours, include_own=True))
+        self.layers = nn.ModuleList(
+            GatedLayer(channels, kernel, classes, colours, first=i == 0, gated=gated) for i in range(layers)
+        )
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            MaskedConv2d(channels, channels, (1, 1), colours, include_own=True),
+            nn.ReLU(),
+            MaskedConv2d(channels, colours * LEVELS, (1, 1), colours, include_own=True),
+        )
 
     def forward(self, pixels: Tensor, labels: Tensor | None = None) -> Tensor:
-        x = self.embed(pixels * 2 - 1)     # the embedding only mixes a pixel's own colours in R → G → B order;
-        v, h = x, x                        # the first layer's masks A then exclude the pixel itself
+        x = self.embed(pixels * 2 - 1)  # the embedding only mixes a pixel's own colours in R → G → B order;
+        v, h = x, x  # the first layer's masks A then exclude the pixel itself
         for layer in self.layers:
             v, h = layer(v, h, labels)
-        logits = self.head(h)              # (B, colours · 256, H, W), colour-major as the masks assume
+        logits = self.head(h)  # (B, colours · 256, H, W), colour-major as the masks assume
         batch, _, height, width = logits.shape
         return logits.view(batch, self.colours, LEVELS, height, width).transpose(1, 2)
 
     @torch.no_grad()
-    def sample(self, labels: Tensor, colours: int, height: int, width: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self, labels: Tensor, colours: int, height: int, width: int, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Draw images pixel by pixel, sub-pixel by sub-pixel, in raster order: (B, C, H, W) in [0, 1]."""
         images = torch.zeros(len(labels), colours, height, width, device=labels.device)
         for i in range(height):
@@ -162,16 +206,29 @@ class GatedPixelCNN(SameStepForValAndTest, pl.LightningModule):
 
     paper = PAPER
 
-    def __init__(self, *, colours: Annotated[int, Gt(0)] = 3, height: Annotated[int, Gt(0)] = 32,
-                 width: Annotated[int, Gt(0)] = 32, num_classes: Annotated[int, Ge(0)] = 10,
-                 channels: Annotated[int, Gt(0)] = 128, layers: Annotated[int, Gt(0)] = 15,
-                 kernel: Annotated[int, Gt(1)] = 7, lr: Annotated[float, Gt(0)] = 1e-3, samples_per_class: int = 4):
+    def __init__(
+        self,
+        *,
+        colours: Annotated[int, Gt(0)] = 3,
+        height: Annotated[int, Gt(0)] = 32,
+        width: Annotated[int, Gt(0)] = 32,
+        num_classes: Annotated[int, Ge(0)] = 10,
+        channels: Annotated[int, Gt(0)] = 128,
+        layers: Annotated[int, Gt(0)] = 15,
+        kernel: Annotated[int, Gt(1)] = 7,
+        lr: Annotated[float, Gt(0)] = 1e-3,
+        samples_per_class: int = 4,
+    ):
         super().__init__()
         if kernel % 2 == 0:
             raise ValueError(f"hparams.kernel: an odd kernel size (a centre column), got {kernel}")
         self.save_hyperparameters()
-        self.nets = nn.ModuleDict({name: PixelCNN(colours, channels, layers, kernel, num_classes, gated=name == "gated")
-                                   for name in ("gated", "ungated")})
+        self.nets = nn.ModuleDict(
+            {
+                name: PixelCNN(colours, channels, layers, kernel, num_classes, gated=name == "gated")
+                for name in ("gated", "ungated")
+            }
+        )
         # Laplace-smoothed counts of each level at each sub-pixel position: the independent-pixel model.
         self.register_buffer("level_counts", torch.ones(LEVELS, colours, height, width))
         self.monitor = ("val/bits_per_dim_gated", "min")
@@ -187,7 +244,9 @@ class GatedPixelCNN(SameStepForValAndTest, pl.LightningModule):
         conditioning = labels if self.hparams.num_classes else None
         found = {name: bits_per_dim(net(pixels, conditioning), targets) for name, net in self.nets.items()}
         independent = (self.level_counts / self.level_counts.sum(0, keepdim=True)).log()
-        found["independent"] = F.nll_loss(independent.expand(len(pixels), *independent.shape), targets) / math.log(2)
+        found["independent"] = F.nll_loss(
+            independent.expand(len(pixels), *independent.shape), targets
+        ) / math.log(2)
         return found
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
@@ -195,7 +254,7 @@ class GatedPixelCNN(SameStepForValAndTest, pl.LightningModule):
         with torch.no_grad():
             self.level_counts += F.one_hot(quantise(batch[0]), LEVELS).sum(0).permute(3, 0, 1, 2)
         self.log_dict({f"train/bits_per_dim_{k}": v for k, v in found.items()}, prog_bar=False)
-        return found["gated"] + found["ungated"]      # no shared parameter: each net gets its own gradients
+        return found["gated"] + found["ungated"]  # no shared parameter: each net gets its own gradients
 
     def evaluation_step(self, batch, stage: str) -> None:
         found = self.losses(batch)
@@ -214,7 +273,9 @@ class GatedPixelCNN(SameStepForValAndTest, pl.LightningModule):
         self.eval()
         classes = max(h.num_classes, 1)
         labels = torch.arange(classes).repeat_interleave(h.samples_per_class)
-        drawn = self.nets["gated"].sample(labels, h.colours, h.height, h.width, torch.Generator().manual_seed(0))
+        drawn = self.nets["gated"].sample(
+            labels, h.colours, h.height, h.width, torch.Generator().manual_seed(0)
+        )
         grid = make_grid(drawn, nrow=h.samples_per_class, padding=1, pad_value=0.5)
         figure, axes = plt.subplots(figsize=(h.samples_per_class * 0.6 + 1, classes * 0.6 + 1))
         axes.imshow(grid.permute(1, 2, 0).squeeze(), cmap="gray")

@@ -11,6 +11,7 @@ Differs:  the paper trains one model per shot (1-shot and 5-shot); one run here 
           validation checkpoint is the one evaluated.
           Results on the synthetic replica are `not_comparable`.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -42,8 +43,12 @@ PAPER = Paper(
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels),
-                         nn.ReLU(), nn.MaxPool2d(2))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
 
 
 def encoder(in_channels: int = 1, hidden: int = 64) -> nn.Sequential:
@@ -69,14 +74,20 @@ def mean_and_ci95(values: Tensor) -> tuple[Tensor, Tensor]:
 
 class ProtoNets(pl.LightningModule):
     paper = PAPER
-    monitor = ("val/acc", "max")             # selects best.ckpt
+    monitor = ("val/acc", "max")  # selects best.ckpt
 
-    def __init__(self, *, lr: Annotated[float, Gt(0)] = 1e-3, lr_halve_every: Annotated[int, Gt(0)] = 2000,
-                 in_channels: Annotated[int, Gt(0)] = 1, hidden: Annotated[int, Gt(0)] = 64):
+    def __init__(
+        self,
+        *,
+        lr: Annotated[float, Gt(0)] = 1e-3,
+        lr_halve_every: Annotated[int, Gt(0)] = 2000,
+        in_channels: Annotated[int, Gt(0)] = 1,
+        hidden: Annotated[int, Gt(0)] = 64,
+    ):
         super().__init__()
-        self.save_hyperparameters()          # plain numbers only, so load_from_checkpoint needs nothing else
+        self.save_hyperparameters()  # plain numbers only, so load_from_checkpoint needs nothing else
         self.encoder = encoder(in_channels, hidden)
-        self.example_input_array = torch.zeros(2, in_channels, 28, 28)   # the logged model's signature
+        self.example_input_array = torch.zeros(2, in_channels, 28, 28)  # the logged model's signature
         self.test_accuracies: dict[str, list[Tensor]] = defaultdict(list)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -109,9 +120,9 @@ class ProtoNets(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         for key, accuracies in sorted(self.test_accuracies.items()):
-            per_episode = self.all_gather(torch.stack(accuracies)).flatten()   # every rank's episodes
+            per_episode = self.all_gather(torch.stack(accuracies)).flatten()  # every rank's episodes
             mean, ci95 = mean_and_ci95(per_episode)
-            self.log_dict({key: mean, f"{key}_ci95": ci95}, rank_zero_only=True)   # the claim's key
+            self.log_dict({key: mean, f"{key}_ci95": ci95}, rank_zero_only=True)  # the claim's key
         self.test_accuracies.clear()
 
     @torch.no_grad()

@@ -12,6 +12,7 @@ Faithful: that cell with β_h = β_x = 0 (the bias b does their job, §3), share
 Differs:  no gradient clipping schedule or early stopping from the paper's code; the bundled 5,000 real digits
           (or a synthetic replica) are `not_comparable`; smoke runs read rows (28 steps of 28 pixels).
 """
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -26,12 +27,19 @@ from lightning_modules.common import curves_figure
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
-    key="recurrent_bn", title="Recurrent Batch Normalization",
-    authors="Cooijmans, Ballas, Laurent, Gülçehre, Courville", year=2016, arxiv="1603.09025", dataset="mnist",
+    key="recurrent_bn",
+    title="Recurrent Batch Normalization",
+    authors="Cooijmans, Ballas, Laurent, Gülçehre, Courville",
+    year=2016,
+    arxiv="1603.09025",
+    dataset="mnist",
     claims=tuple(  # Table 1: test accuracy on pixel-by-pixel MNIST and permuted MNIST
-        Claim(f"test/acc_{model}_{task}", claimed=acc, source="Table 1", tolerance=0.01, row=model, column=task)
+        Claim(
+            f"test/acc_{model}_{task}", claimed=acc, source="Table 1", tolerance=0.01, row=model, column=task
+        )
         for model, row in {"bn_lstm": (0.990, 0.954), "lstm": (0.989, 0.902)}.items()
-        for task, acc in zip(("sequence", "permuted"), row)),
+        for task, acc in zip(("sequence", "permuted"), row)
+    ),
 )
 
 
@@ -39,7 +47,9 @@ class StepwiseBatchNorm(nn.Module):
     """Batch norm with its own population statistics for each time step t < T_max (step T_max − 1's beyond),
     and one γ (and β) shared by all steps."""
 
-    def __init__(self, features: int, t_max: int, *, gamma: float = 0.1, shift: bool = True, momentum: float = 0.1):
+    def __init__(
+        self, features: int, t_max: int, *, gamma: float = 0.1, shift: bool = True, momentum: float = 0.1
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.full((features,), gamma))
         self.bias = nn.Parameter(torch.zeros(features)) if shift else None
@@ -50,8 +60,16 @@ class StepwiseBatchNorm(nn.Module):
     def forward(self, x: Tensor, t: int) -> Tensor:
         t = min(t, self.t_max - 1)
         # Row views of the buffers: batch_norm updates step t's statistics in place, and only those.
-        return F.batch_norm(x, self.running_mean[t], self.running_var[t], self.weight, self.bias,
-                            self.training, self.momentum, 1e-5)
+        return F.batch_norm(
+            x,
+            self.running_mean[t],
+            self.running_var[t],
+            self.weight,
+            self.bias,
+            self.training,
+            self.momentum,
+            1e-5,
+        )
 
 
 class BNLSTM(nn.Module):
@@ -59,11 +77,14 @@ class BNLSTM(nn.Module):
 
     def __init__(self, inputs: int, hidden: int, t_max: int, gamma: float = 0.1):
         super().__init__()
-        self.W_x, self.W_h = nn.Linear(inputs, 4 * hidden, bias=False), nn.Linear(hidden, 4 * hidden, bias=False)
+        self.W_x, self.W_h = (
+            nn.Linear(inputs, 4 * hidden, bias=False),
+            nn.Linear(hidden, 4 * hidden, bias=False),
+        )
         nn.init.orthogonal_(self.W_h.weight)
         self.bias = nn.Parameter(torch.zeros(4 * hidden))
         with torch.no_grad():
-            self.bias[:hidden] = 1.0                          # forget gate (the first chunk) starts open
+            self.bias[:hidden] = 1.0  # forget gate (the first chunk) starts open
         self.bn_x = StepwiseBatchNorm(4 * hidden, t_max, gamma=gamma, shift=False)
         self.bn_h = StepwiseBatchNorm(4 * hidden, t_max, gamma=gamma, shift=False)
         self.bn_c = StepwiseBatchNorm(hidden, t_max, gamma=gamma)
@@ -71,7 +92,7 @@ class BNLSTM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = c = x.new_zeros(x.shape[0], self.hidden)
-        projected = self.W_x(x)                               # every step's W_x x in one matmul
+        projected = self.W_x(x)  # every step's W_x x in one matmul
         for t in range(x.shape[1]):
             gates = self.bn_h(self.W_h(h), t) + self.bn_x(projected[:, t], t) + self.bias
             f, i, o, g = gates.chunk(4, 1)
@@ -85,7 +106,7 @@ class LSTM(nn.Module):
         super().__init__()
         self.lstm = nn.LSTM(inputs, hidden, batch_first=True)
         with torch.no_grad():
-            self.lstm.bias_ih_l0[hidden : 2 * hidden] = 1.0   # PyTorch's gate order is i, f, g, o
+            self.lstm.bias_ih_l0[hidden : 2 * hidden] = 1.0  # PyTorch's gate order is i, f, g, o
 
     def forward(self, x: Tensor) -> Tensor:
         return self.lstm(x)[1][0][0]
@@ -96,13 +117,21 @@ class RecurrentBN(pl.LightningModule):
 
     paper = PAPER
 
-    def __init__(self, *, hidden: Annotated[int, Gt(0)] = 100, t_max: Annotated[int, Gt(0)] = 784,
-                 pixels_per_step: Annotated[int, Gt(0)] = 1, gamma: Annotated[float, Gt(0)] = 0.1,
-                 lr: Annotated[float, Gt(0)] = 1e-3, num_classes: Annotated[int, Gt(1)] = 10):
+    def __init__(
+        self,
+        *,
+        hidden: Annotated[int, Gt(0)] = 100,
+        t_max: Annotated[int, Gt(0)] = 784,
+        pixels_per_step: Annotated[int, Gt(0)] = 1,
+        gamma: Annotated[float, Gt(0)] = 0.1,
+        lr: Annotated[float, Gt(0)] = 1e-3,
+        num_classes: Annotated[int, Gt(1)] = 10,
+    ):
         super().__init__()
         self.save_hyperparameters()
-        self.nets = nn.ModuleDict({"bn_lstm": BNLSTM(pixels_per_step, hidden, t_max, gamma),
-                                   "lstm": LSTM(pixels_per_step, hidden)})
+        self.nets = nn.ModuleDict(
+            {"bn_lstm": BNLSTM(pixels_per_step, hidden, t_max, gamma), "lstm": LSTM(pixels_per_step, hidden)}
+        )
         self.heads = nn.ModuleDict({name: nn.Linear(hidden, num_classes) for name in self.nets})
         self.monitor = ("val/acc_bn_lstm", "max")
         self.example_input_array = torch.zeros(2, 784 // pixels_per_step, pixels_per_step)
@@ -113,19 +142,21 @@ class RecurrentBN(pl.LightningModule):
 
     @property
     def task(self) -> str:
-        """"sequence" or "permuted": the view of the MNIST datamodule this run reads."""
+        """ "sequence" or "permuted": the view of the MNIST datamodule this run reads."""
         data = self.trainer.datamodule if self._trainer is not None else None
         return getattr(data, "view", "sequence")
 
     def step(self, batch, stage: str) -> Tensor:
         pixels, labels = batch
         if pixels.shape[-1] != self.hparams.pixels_per_step:
-            raise ValueError(f"the data gives {pixels.shape[-1]} pixels per step, hparams.pixels_per_step is "
-                             f"{self.hparams.pixels_per_step}; set data.pixels_per_step and hparams.pixels_per_step alike")
+            raise ValueError(
+                f"the data gives {pixels.shape[-1]} pixels per step, hparams.pixels_per_step is "
+                f"{self.hparams.pixels_per_step}; set data.pixels_per_step and hparams.pixels_per_step alike"
+            )
         logits = self(pixels)
         losses = torch.stack([F.cross_entropy(logits[:, i], labels) for i in range(len(self.nets))])
         accuracies = (logits.argmax(2) == labels[:, None]).float().mean(0)
-        suffix = f"_{self.task}" if stage == "test" else ""     # test keys name the task, as the claims do
+        suffix = f"_{self.task}" if stage == "test" else ""  # test keys name the task, as the claims do
         logged = {f"{stage}/loss_{name}{suffix}": loss for name, loss in zip(self.nets, losses)}
         logged |= {f"{stage}/acc_{name}{suffix}": acc for name, acc in zip(self.nets, accuracies)}
         self.log_dict(logged, sync_dist=stage != "train", batch_size=len(labels))
@@ -144,5 +175,11 @@ class RecurrentBN(pl.LightningModule):
         return torch.optim.RMSprop(self.parameters(), lr=self.hparams.lr)
 
     def figures(self, data, history: dict) -> dict:
-        return {"training_loss": curves_figure(history, [f"train/loss_{n}" for n in self.nets],
-                                               "BN-LSTM vs LSTM, training loss (Fig. 1)", "cross-entropy")}
+        return {
+            "training_loss": curves_figure(
+                history,
+                [f"train/loss_{n}" for n in self.nets],
+                "BN-LSTM vs LSTM, training loss (Fig. 1)",
+                "cross-entropy",
+            )
+        }

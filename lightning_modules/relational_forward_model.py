@@ -19,6 +19,7 @@ Differs:  the trajectories come from the scripted agents of datamodules/multiage
           (and the partner of the learners is scripted). The paper reports no numeric table, so there is no claim
           to judge; the metrics are the three models' accuracies and, with agents, the two learners' returns.
 """
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -30,13 +31,29 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt, Le
 from torch import Tensor, nn
 
-from datamodules.multiagent import AGENTS, MOVES, Game, advance, entities_of, features, scripted_actions, start
+from datamodules.multiagent import (
+    AGENTS,
+    MOVES,
+    Game,
+    advance,
+    entities_of,
+    features,
+    scripted_actions,
+    start,
+)
 from lightning_modules.common import SameStepForValAndTest, curves_figure
 from lightning_modules.paper import Paper
 
-PAPER = Paper(key="relational_forward_model", title="Relational Forward Modeling of Multi-Agent Systems",
-              authors="Tacchetti, Song, Mediano, Zambaldi, Rabinowitz, Graepel, Botvinick, Battaglia", year=2018,
-              arxiv="1809.11044", dataset="multiagent", claims=(), dataset_is_the_papers=False)
+PAPER = Paper(
+    key="relational_forward_model",
+    title="Relational Forward Modeling of Multi-Agent Systems",
+    authors="Tacchetti, Song, Mediano, Zambaldi, Rabinowitz, Graepel, Botvinick, Battaglia",
+    year=2018,
+    arxiv="1809.11044",
+    dataset="multiagent",
+    claims=(),
+    dataset_is_the_papers=False,
+)
 ACTIONS = len(MOVES)
 
 
@@ -57,14 +74,23 @@ class RelationalCore(nn.Module):
         """nodes (B, E, H), edges (B, E, E, H) [sender, receiver], world (B, H) → the new states, same shapes."""
         batch, count, hidden = nodes.shape
         h_edges, h_nodes, h_world = state
-        senders, receivers = nodes[:, :, None].expand(-1, -1, count, -1), nodes[:, None].expand(-1, count, -1, -1)
-        edge_in = torch.cat([edges, senders, receivers, world[:, None, None].expand(-1, count, count, -1)], -1)
-        new_edges = self.edge(edge_in.reshape(-1, 4 * hidden), h_edges.reshape(-1, hidden)).view(batch, count, count, hidden)
+        senders, receivers = (
+            nodes[:, :, None].expand(-1, -1, count, -1),
+            nodes[:, None].expand(-1, count, -1, -1),
+        )
+        edge_in = torch.cat(
+            [edges, senders, receivers, world[:, None, None].expand(-1, count, count, -1)], -1
+        )
+        new_edges = self.edge(edge_in.reshape(-1, 4 * hidden), h_edges.reshape(-1, hidden)).view(
+            batch, count, count, hidden
+        )
         off_diagonal = 1 - torch.eye(count, device=nodes.device)[None, :, :, None]
-        new_edges = new_edges * off_diagonal                          # no entity sends a message to itself
-        incoming = new_edges.sum(1)                                   # Σ over senders, per receiver
+        new_edges = new_edges * off_diagonal  # no entity sends a message to itself
+        incoming = new_edges.sum(1)  # Σ over senders, per receiver
         node_in = torch.cat([nodes, incoming, world[:, None].expand(-1, count, -1)], -1)
-        new_nodes = self.node(node_in.reshape(-1, 3 * hidden), h_nodes.reshape(-1, hidden)).view(batch, count, hidden)
+        new_nodes = self.node(node_in.reshape(-1, 3 * hidden), h_nodes.reshape(-1, hidden)).view(
+            batch, count, hidden
+        )
         world_in = torch.cat([new_nodes.mean(1), new_edges.sum((1, 2)) / (count * (count - 1)), world], -1)
         return new_edges, new_nodes, self.world(world_in, h_world)
 
@@ -81,9 +107,15 @@ class RFMNet(nn.Module):
 
     def initial_state(self, batch: int, count: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         zeros = like.new_zeros
-        return zeros(batch, count, count, self.hidden), zeros(batch, count, self.hidden), zeros(batch, self.hidden)
+        return (
+            zeros(batch, count, count, self.hidden),
+            zeros(batch, count, self.hidden),
+            zeros(batch, self.hidden),
+        )
 
-    def step(self, x: Tensor, state: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+    def step(
+        self, x: Tensor, state: tuple[Tensor, Tensor, Tensor]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
         """One time step: scene (B, E, F) → the agents' action logits (B, agents, actions) and the new state."""
         count = x.shape[1]
         nodes = self.encode_node(x)
@@ -132,7 +164,7 @@ class GridGames:
         self.rng = np.random.default_rng(seed)
         self.states = [start(self.rng, game, size) for _ in range(count)]
         self.t, self.returns, self.finished = 0, np.zeros(count), []
-        self.rfm_state: tuple | None = None          # the RFM's recurrent state over the current episodes
+        self.rfm_state: tuple | None = None  # the RFM's recurrent state over the current episodes
 
     def observe(self) -> Tensor:
         """(count, E, F) scene features, as the RFM was trained on."""
@@ -142,7 +174,9 @@ class GridGames:
         """Everyone moves; returns agent 0's rewards (count,) and whether the episodes ended (then all restart)."""
         rewards = []
         for i, (agents, things, kinds) in enumerate(self.states):
-            actions = [learner[i]] + scripted_actions(self.rng, self.game, agents, things, kinds, self.epsilon)[1:]
+            actions = [learner[i]] + scripted_actions(
+                self.rng, self.game, agents, things, kinds, self.epsilon
+            )[1:]
             agents, reward = advance(self.rng, agents, things, kinds, actions, self.size)
             self.states[i] = (agents, things, kinds)
             rewards.append(reward[0])
@@ -160,21 +194,37 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
 
     paper = PAPER
 
-    def __init__(self, *, features: Annotated[int, Gt(0)] = 8, entities: Annotated[int, Gt(AGENTS - 1)] = 5,
-                 hidden: Annotated[int, Gt(0)] = 64, lr: Annotated[float, Gt(0)] = 1e-3, agents: bool = False,
-                 rfm_steps: Annotated[int, Ge(0)] = 0, game: Game = "stag_hunt", grid: Annotated[int, Ge(4)] = 8,
-                 episode_steps: Annotated[int, Gt(0)] = 20, epsilon: Annotated[float, Ge(0), Le(1)] = 0.1,
-                 envs: Annotated[int, Gt(0)] = 16, rollout: Annotated[int, Gt(0)] = 5, gamma: float = 0.95,
-                 eval_episodes: Annotated[int, Gt(0)] = 64):
+    def __init__(
+        self,
+        *,
+        features: Annotated[int, Gt(0)] = 8,
+        entities: Annotated[int, Gt(AGENTS - 1)] = 5,
+        hidden: Annotated[int, Gt(0)] = 64,
+        lr: Annotated[float, Gt(0)] = 1e-3,
+        agents: bool = False,
+        rfm_steps: Annotated[int, Ge(0)] = 0,
+        game: Game = "stag_hunt",
+        grid: Annotated[int, Ge(4)] = 8,
+        episode_steps: Annotated[int, Gt(0)] = 20,
+        epsilon: Annotated[float, Ge(0), Le(1)] = 0.1,
+        envs: Annotated[int, Gt(0)] = 16,
+        rollout: Annotated[int, Gt(0)] = 5,
+        gamma: float = 0.95,
+        eval_episodes: Annotated[int, Gt(0)] = 64,
+    ):
         """`agents`: the second experiment; `game` … `epsilon` must describe the game the trajectories came from."""
         super().__init__()
         self.save_hyperparameters()
-        if agents:              # the learner sees the scene and (or zeros in place of) the RFM's partner prediction
+        if agents:  # the learner sees the scene and (or zeros in place of) the RFM's partner prediction
             inputs = entities * features + (AGENTS - 1) * ACTIONS
-            self.learners = nn.ModuleDict({name: mlp(inputs, hidden, ACTIONS + 1) for name in ("with_rfm", "without_rfm")})
+            self.learners = nn.ModuleDict(
+                {name: mlp(inputs, hidden, ACTIONS + 1) for name in ("with_rfm", "without_rfm")}
+            )
             self.games = {name: self.new_games(self.hparams.envs, seed=0) for name in self.learners}
         self.rfm = RFMNet(features, hidden)
-        self.baselines = nn.ModuleDict({"mlp": FlatMLP(features, entities, hidden), "lstm": FlatLSTM(features, entities, hidden)})
+        self.baselines = nn.ModuleDict(
+            {"mlp": FlatMLP(features, entities, hidden), "lstm": FlatLSTM(features, entities, hidden)}
+        )
         self.monitor = ("val/acc_rfm", "max")
         self.example_input_array = torch.zeros(2, 3, entities, features)
 
@@ -184,23 +234,30 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
 
     def predictions(self, scenes: Tensor) -> dict[str, Tensor]:
         if scenes.shape[2:] != (self.hparams.entities, self.hparams.features):
-            raise ValueError(f"hparams.entities, hparams.features: the game's scenes have {scenes.shape[2]} entities of "
-                             f"{scenes.shape[3]} features, the model was built for {self.hparams.entities} of "
-                             f"{self.hparams.features}")
+            raise ValueError(
+                f"hparams.entities, hparams.features: the game's scenes have {scenes.shape[2]} entities of "
+                f"{scenes.shape[3]} features, the model was built for {self.hparams.entities} of "
+                f"{self.hparams.features}"
+            )
         return {"rfm": self(scenes), **{name: net(scenes) for name, net in self.baselines.items()}}
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         if self.hparams.agents and self.global_step >= self.hparams.rfm_steps:
             return sum(self.a2c_loss(name) for name in self.learners)
         scenes, actions = batch
-        losses = {k: F.cross_entropy(v.flatten(0, 2), actions.flatten()) for k, v in self.predictions(scenes).items()}
+        losses = {
+            k: F.cross_entropy(v.flatten(0, 2), actions.flatten())
+            for k, v in self.predictions(scenes).items()
+        }
         self.log_dict({f"train/loss_{k}": v for k, v in losses.items()}, batch_size=len(scenes))
         return sum(losses.values())
 
     def evaluation_step(self, batch, stage: str) -> None:
         scenes, actions = batch
         for name, logits in self.predictions(scenes).items():
-            self.log(f"{stage}/acc_{name}", (logits.argmax(-1) == actions).float().mean(), batch_size=len(scenes))
+            self.log(
+                f"{stage}/acc_{name}", (logits.argmax(-1) == actions).float().mean(), batch_size=len(scenes)
+            )
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
@@ -219,7 +276,9 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
         with torch.no_grad():
             predicted, rfm_state = self.rfm.step(scenes, rfm_state)
         partner = predicted[:, 1:].softmax(-1).flatten(1)
-        out = self.learners[name](torch.cat([scenes.flatten(1), partner if name == "with_rfm" else torch.zeros_like(partner)], 1))
+        out = self.learners[name](
+            torch.cat([scenes.flatten(1), partner if name == "with_rfm" else torch.zeros_like(partner)], 1)
+        )
         return out[:, :ACTIONS], out[:, ACTIONS], rfm_state
 
     def a2c_loss(self, name: str) -> Tensor:
@@ -228,25 +287,38 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
         state = games.rfm_state or self.fresh_state(len(games.states))
         log_probs, values, entropies, rewards, dones = [], [], [], [], []
         for _ in range(h.rollout):
-            logits, value, state = self.act(name, games.observe().to(self.device), state or self.fresh_state(len(games.states)))
+            logits, value, state = self.act(
+                name, games.observe().to(self.device), state or self.fresh_state(len(games.states))
+            )
             policy = torch.distributions.Categorical(logits=logits)
             action = policy.sample()
             reward, done = games.step(action.tolist())
-            log_probs.append(policy.log_prob(action)), values.append(value), entropies.append(policy.entropy())
+            (
+                log_probs.append(policy.log_prob(action)),
+                values.append(value),
+                entropies.append(policy.entropy()),
+            )
             rewards.append(reward.to(self.device)), dones.append(done)
             state = None if done else state
         games.rfm_state = state
         with torch.no_grad():
-            ret = torch.zeros_like(values[-1]) if dones[-1] else self.act(name, games.observe().to(self.device), state)[1]
+            ret = (
+                torch.zeros_like(values[-1])
+                if dones[-1]
+                else self.act(name, games.observe().to(self.device), state)[1]
+            )
         returns = []
         for reward, done in zip(reversed(rewards), reversed(dones)):
             ret = reward + h.gamma * ret * (not done)
             returns.insert(0, ret)
         advantage = torch.stack(returns) - torch.stack(values)
         if games.finished:
-            self.log(f"train/return_{name}", float(np.mean(games.finished[-h.envs:])))
-        return (-(torch.stack(log_probs) * advantage.detach()).mean() + 0.5 * advantage.pow(2).mean()
-                - 0.01 * torch.stack(entropies).mean())
+            self.log(f"train/return_{name}", float(np.mean(games.finished[-h.envs :])))
+        return (
+            -(torch.stack(log_probs) * advantage.detach()).mean()
+            + 0.5 * advantage.pow(2).mean()
+            - 0.01 * torch.stack(entropies).mean()
+        )
 
     @torch.no_grad()
     def test_returns(self) -> dict[str, float]:
@@ -255,7 +327,7 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
         for name in self.learners:
             games = self.new_games(self.hparams.eval_episodes, seed=1)
             state = self.fresh_state(self.hparams.eval_episodes)
-            draws = torch.Generator().manual_seed(1)            # the same action draws for both learners, every run
+            draws = torch.Generator().manual_seed(1)  # the same action draws for both learners, every run
             for _ in range(self.hparams.episode_steps):
                 logits, _, state = self.act(name, games.observe().to(self.device), state)
                 games.step(torch.multinomial(logits.softmax(-1).cpu(), 1, generator=draws)[:, 0].tolist())
@@ -276,13 +348,25 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
         norms = self.rfm(scenes)[1].mean((0, 1))
         figure, axes = plt.subplots(figsize=(4.5, 4))
         shown = axes.imshow(norms.cpu(), cmap="viridis")
-        names = [f"agent {i}" for i in range(AGENTS)] + [f"object {i}" for i in range(norms.shape[0] - AGENTS)]
+        names = [f"agent {i}" for i in range(AGENTS)] + [
+            f"object {i}" for i in range(norms.shape[0] - AGENTS)
+        ]
         axes.set_xticks(range(len(names)), names, rotation=45, fontsize=7)
         axes.set_yticks(range(len(names)), names, fontsize=7)
         axes.set_xlabel("receiver"), axes.set_ylabel("sender")
         axes.set_title("RFM edge activation (mean ‖e_ij‖)", fontsize=9)
         figure.colorbar(shown)
         figure.tight_layout()
-        curves = {"reward_curves": curves_figure(history, [f"train/return_{n}" for n in self.learners], "A2C learners beside a "
-                                                 "scripted partner", "mean episode return")} if self.hparams.agents else {}
+        curves = (
+            {
+                "reward_curves": curves_figure(
+                    history,
+                    [f"train/return_{n}" for n in self.learners],
+                    "A2C learners beside a scripted partner",
+                    "mean episode return",
+                )
+            }
+            if self.hparams.agents
+            else {}
+        )
         return {"edge_activations": figure, **curves}

@@ -11,6 +11,7 @@ Differs:  torchvision's Bottleneck strides in the 3×3 conv ("ResNet V1.5"), the
           ImageNet milestones are fixed steps; the paper's multi-scale fully-convolutional test is not run.
           Results on synthetic data are `not_comparable`.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -22,39 +23,95 @@ from annotated_types import Gt
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet as TorchvisionResNet
 
-from lightning_modules.common import classification_step, curves_figure, log_classification_errors, sgd_from_hparams
+from lightning_modules.common import (
+    classification_step,
+    curves_figure,
+    log_classification_errors,
+    sgd_from_hparams,
+)
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
-    key="resnet", title="Deep Residual Learning for Image Recognition", authors="He, Zhang, Ren, Sun", year=2015,
-    arxiv="1512.03385", dataset="imagenet",
+    key="resnet",
+    title="Deep Residual Learning for Image Recognition",
+    authors="He, Zhang, Ren, Sun",
+    year=2015,
+    arxiv="1512.03385",
+    dataset="imagenet",
     claims=(  # errors as fractions; ImageNet Table 2 (10-crop top-1), CIFAR-10 Table 6
-        Claim("test/top1_err_resnet34", claimed=0.2503, source="Table 2", tolerance=0.01, higher_is_better=False),
-        Claim("test/top1_err_plain34", claimed=0.2854, source="Table 2", tolerance=0.01, higher_is_better=False),
-        Claim("test/top1_err_resnet18", claimed=0.2788, source="Table 2", tolerance=0.01, higher_is_better=False),
-        Claim("test/top1_err_plain18", claimed=0.2794, source="Table 2", tolerance=0.01, higher_is_better=False),
-        Claim("test/top1_err_cifar_resnet20", claimed=0.0875, source="Table 6", tolerance=0.005, higher_is_better=False),
-        Claim("test/top1_err_cifar_resnet56", claimed=0.0697, source="Table 6", tolerance=0.005, higher_is_better=False),
-        Claim("test/top1_err_cifar_resnet110", claimed=0.0643, source="Table 6", tolerance=0.005, higher_is_better=False),
+        Claim(
+            "test/top1_err_resnet34", claimed=0.2503, source="Table 2", tolerance=0.01, higher_is_better=False
+        ),
+        Claim(
+            "test/top1_err_plain34", claimed=0.2854, source="Table 2", tolerance=0.01, higher_is_better=False
+        ),
+        Claim(
+            "test/top1_err_resnet18", claimed=0.2788, source="Table 2", tolerance=0.01, higher_is_better=False
+        ),
+        Claim(
+            "test/top1_err_plain18", claimed=0.2794, source="Table 2", tolerance=0.01, higher_is_better=False
+        ),
+        Claim(
+            "test/top1_err_cifar_resnet20",
+            claimed=0.0875,
+            source="Table 6",
+            tolerance=0.005,
+            higher_is_better=False,
+        ),
+        Claim(
+            "test/top1_err_cifar_resnet56",
+            claimed=0.0697,
+            source="Table 6",
+            tolerance=0.005,
+            higher_is_better=False,
+        ),
+        Claim(
+            "test/top1_err_cifar_resnet110",
+            claimed=0.0643,
+            source="Table 6",
+            tolerance=0.005,
+            higher_is_better=False,
+        ),
     ),
 )
-IMAGENET_DEPTHS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3]),
-                   101: (Bottleneck, [3, 4, 23, 3]), 152: (Bottleneck, [3, 8, 36, 3])}
+IMAGENET_DEPTHS = {
+    18: (BasicBlock, [2, 2, 2, 2]),
+    34: (BasicBlock, [3, 4, 6, 3]),
+    50: (Bottleneck, [3, 4, 6, 3]),
+    101: (Bottleneck, [3, 4, 23, 3]),
+    152: (Bottleneck, [3, 8, 36, 3]),
+}
 
 
 class PlainBasicBlock(BasicBlock):
     """torchvision's BasicBlock without its shortcut: the paper's plain net."""
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, *args, **kwargs):
-        super().__init__(inplanes, planes, stride, None, *args, **kwargs)     # no projection shortcut either
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *args,
+        **kwargs,
+    ):
+        super().__init__(inplanes, planes, stride, None, *args, **kwargs)  # no projection shortcut either
 
     def forward(self, x: Tensor) -> Tensor:
         return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
 
 
 class PlainBottleneck(Bottleneck):
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, *args, **kwargs):
-        super().__init__(inplanes, planes, stride, None, *args, **kwargs)     # no projection shortcut either
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *args,
+        **kwargs,
+    ):
+        super().__init__(inplanes, planes, stride, None, *args, **kwargs)  # no projection shortcut either
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
@@ -89,7 +146,11 @@ def cifar_net(depth: int, residual: bool, num_classes: int) -> nn.Sequential:
     """6n+2 layers: a 3×3 conv, three stages of n blocks at 16/32/64 filters (32/16/8 px), pooling, fc."""
     if (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
-    n, layers, inplanes = (depth - 2) // 6, [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()], 16
+    n, layers, inplanes = (
+        (depth - 2) // 6,
+        [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()],
+        16,
+    )
     for stage, planes in enumerate((16, 32, 64)):
         for i in range(n):
             layers.append(CifarBlock(inplanes, planes, 2 if stage and i == 0 else 1, residual))
@@ -97,7 +158,7 @@ def cifar_net(depth: int, residual: bool, num_classes: int) -> nn.Sequential:
     net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
     for m in net.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")   # He init, as the paper
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")  # He init, as the paper
     return net
 
 
@@ -108,9 +169,18 @@ def build(arch: str, depth: int, residual: bool, num_classes: int) -> nn.Module:
 class ResNet(pl.LightningModule):
     paper = PAPER
 
-    def __init__(self, *, arch: Literal["imagenet", "cifar"] = "imagenet", depth: Annotated[int, Gt(0)] = 34,
-                 num_classes: Annotated[int, Gt(0)] = 1000, plain_twin: bool = True, lr: Annotated[float, Gt(0)] = 0.1,
-                 momentum: float = 0.9, weight_decay: float = 1e-4, milestones: list[int] = [150_000, 300_000]):  # noqa: B006
+    def __init__(
+        self,
+        *,
+        arch: Literal["imagenet", "cifar"] = "imagenet",
+        depth: Annotated[int, Gt(0)] = 34,
+        num_classes: Annotated[int, Gt(0)] = 1000,
+        plain_twin: bool = True,
+        lr: Annotated[float, Gt(0)] = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        milestones: list[int] = [150_000, 300_000],
+    ):  # noqa: B006
         super().__init__()
         self.save_hyperparameters()
         self.net = build(arch, depth, True, num_classes)
@@ -125,11 +195,13 @@ class ResNet(pl.LightningModule):
         return self.net(images)
 
     def nets(self) -> list[tuple[str, nn.Module]]:
-        return [(self.names["net"], self.net)] + ([(self.names["plain"], self.plain)] if self.plain is not None else [])
+        return [(self.names["net"], self.net)] + (
+            [(self.names["plain"], self.plain)] if self.plain is not None else []
+        )
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         total = 0.0
-        for name, net in self.nets():      # disjoint parameters: the summed loss trains each net independently
+        for name, net in self.nets():  # disjoint parameters: the summed loss trains each net independently
             loss, top1, _ = classification_step(net, *batch)
             self.log_dict({f"train/loss_{name}": loss, f"train/top1_err_{name}": top1}, prog_bar=True)
             total = total + loss
@@ -146,4 +218,8 @@ class ResNet(pl.LightningModule):
 
     def figures(self, data, history: dict) -> dict:
         keys = [f"train/top1_err_{name}" for name, _ in self.nets()]
-        return {"plain_vs_residual": curves_figure(history, keys, "training error: residual vs plain (Fig. 4/6)", "top-1 error")}
+        return {
+            "plain_vs_residual": curves_figure(
+                history, keys, "training error: residual vs plain (Fig. 4/6)", "top-1 error"
+            )
+        }

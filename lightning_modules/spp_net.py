@@ -12,6 +12,7 @@ Differs:  bins use adaptive max pooling (bin i spans ⌊ia/n⌋…⌈(i+1)a/n⌉
           (a = 10, n = 6 would give 9); LRN after conv1/conv2 is omitted; testing uses the 224 centre view,
           not the full image. Results on synthetic data are `not_comparable`.
 """
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -26,13 +27,41 @@ from lightning_modules.common import classification_step, log_classification_err
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
-    key="spp_net", title="Spatial Pyramid Pooling in Deep Convolutional Networks for Visual Recognition",
-    authors="He, Zhang, Ren, Sun", year=2014, arxiv="1406.4729", dataset="imagenet",
+    key="spp_net",
+    title="Spatial Pyramid Pooling in Deep Convolutional Networks for Visual Recognition",
+    authors="He, Zhang, Ren, Sun",
+    year=2014,
+    arxiv="1406.4729",
+    dataset="imagenet",
     claims=(  # Table 2, ZF-5, ImageNet 2012 val (paper-claims.md marks these "verify"); errors as fractions
-        Claim("test/top1_err_spp", claimed=0.3460, source="Table 2 (ZF-5, multi-size)", tolerance=0.01, higher_is_better=False),
-        Claim("test/top5_err_spp", claimed=0.1364, source="Table 2 (ZF-5, multi-size)", tolerance=0.01, higher_is_better=False),
-        Claim("test/top1_err_no_spp", claimed=0.3599, source="Table 2 (ZF-5, no SPP)", tolerance=0.01, higher_is_better=False),
-        Claim("test/top5_err_no_spp", claimed=0.1476, source="Table 2 (ZF-5, no SPP)", tolerance=0.01, higher_is_better=False),
+        Claim(
+            "test/top1_err_spp",
+            claimed=0.3460,
+            source="Table 2 (ZF-5, multi-size)",
+            tolerance=0.01,
+            higher_is_better=False,
+        ),
+        Claim(
+            "test/top5_err_spp",
+            claimed=0.1364,
+            source="Table 2 (ZF-5, multi-size)",
+            tolerance=0.01,
+            higher_is_better=False,
+        ),
+        Claim(
+            "test/top1_err_no_spp",
+            claimed=0.3599,
+            source="Table 2 (ZF-5, no SPP)",
+            tolerance=0.01,
+            higher_is_better=False,
+        ),
+        Claim(
+            "test/top5_err_no_spp",
+            claimed=0.1476,
+            source="Table 2 (ZF-5, no SPP)",
+            tolerance=0.01,
+            higher_is_better=False,
+        ),
     ),
 )
 
@@ -52,33 +81,59 @@ def zf5_trunk(width: float = 1.0) -> nn.Sequential:
     """ZF-5's five conv layers (Table 1 of the paper); `width` scales the channels (1.0 is the paper's)."""
     c = [max(8, int(w * width)) for w in (96, 256, 384, 384, 256)]
     return nn.Sequential(
-        nn.Conv2d(3, c[0], 7, stride=2, padding=3), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(c[0], c[1], 5, stride=2, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(c[1], c[2], 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(c[2], c[3], 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(c[3], c[4], 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(3, c[0], 7, stride=2, padding=3),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(c[0], c[1], 5, stride=2, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(c[1], c[2], 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c[2], c[3], 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c[3], c[4], 3, padding=1),
+        nn.ReLU(inplace=True),
     )
 
 
 def classifier(features: int, hidden: int, classes: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(features, hidden), nn.ReLU(inplace=True), nn.Dropout(0.5),
-                         nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(hidden, classes))
+    return nn.Sequential(
+        nn.Linear(features, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(hidden, classes),
+    )
 
 
 class SPPNet(pl.LightningModule):
     paper = PAPER
     monitor = ("val/top1_err_spp", "min")
 
-    def __init__(self, *, num_classes: Annotated[int, Gt(0)] = 1000, levels: list[Annotated[int, Gt(0)]] = [6, 3, 2, 1],  # noqa: B006
-                 width: Annotated[float, Gt(0)] = 1.0, hidden: Annotated[int, Gt(0)] = 4096,
-                 sizes: list[Annotated[int, Gt(0)]] = [224, 180], size_every: Annotated[int, Gt(0)] = 5000,  # noqa: B006
-                 lr: Annotated[float, Gt(0)] = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4,
-                 milestones: list[int] = [150_000, 300_000]):  # noqa: B006
+    def __init__(
+        self,
+        *,
+        num_classes: Annotated[int, Gt(0)] = 1000,
+        levels: list[Annotated[int, Gt(0)]] = [6, 3, 2, 1],  # noqa: B006
+        width: Annotated[float, Gt(0)] = 1.0,
+        hidden: Annotated[int, Gt(0)] = 4096,
+        sizes: list[Annotated[int, Gt(0)]] = [224, 180],
+        size_every: Annotated[int, Gt(0)] = 5000,  # noqa: B006
+        lr: Annotated[float, Gt(0)] = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        milestones: list[int] = [150_000, 300_000],
+    ):  # noqa: B006
         super().__init__()
         self.save_hyperparameters()
         channels = max(8, int(256 * width))
-        self.spp = nn.Sequential(zf5_trunk(width), SpatialPyramidPool(tuple(levels)),
-                                 classifier(channels * sum(n * n for n in levels), hidden, num_classes))
+        self.spp = nn.Sequential(
+            zf5_trunk(width),
+            SpatialPyramidPool(tuple(levels)),
+            classifier(channels * sum(n * n for n in levels), hidden, num_classes),
+        )
         # The baseline: the same trunk with pool5 (3×3, stride 2: 13×13 → 6×6 at 224), so its input size is fixed.
         trunk = nn.Sequential(zf5_trunk(width), nn.MaxPool2d(3, 2), nn.Flatten())
         with torch.no_grad():
@@ -96,12 +151,26 @@ class SPPNet(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         images, labels = batch
         size = self.training_size()
-        resized = images if size == images.shape[-1] else F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+        resized = (
+            images
+            if size == images.shape[-1]
+            else F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+        )
         loss_spp, top1_spp, _ = classification_step(self.spp, resized, labels)
-        loss_base, top1_base, _ = classification_step(self.no_spp, images, labels)   # fixed size, as it must be
-        self.log_dict({"train/loss_spp": loss_spp, "train/top1_err_spp": top1_spp, "train/loss_no_spp": loss_base,
-                       "train/top1_err_no_spp": top1_base, "train/size": float(size)}, prog_bar=True)
-        return loss_spp + loss_base          # disjoint parameters: the sum trains both nets independently
+        loss_base, top1_base, _ = classification_step(
+            self.no_spp, images, labels
+        )  # fixed size, as it must be
+        self.log_dict(
+            {
+                "train/loss_spp": loss_spp,
+                "train/top1_err_spp": top1_spp,
+                "train/loss_no_spp": loss_base,
+                "train/top1_err_no_spp": top1_base,
+                "train/size": float(size),
+            },
+            prog_bar=True,
+        )
+        return loss_spp + loss_base  # disjoint parameters: the sum trains both nets independently
 
     def validation_step(self, batch, batch_idx: int) -> None:
         log_classification_errors(self, [("spp", self.spp), ("no_spp", self.no_spp)], batch, "val")

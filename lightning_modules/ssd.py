@@ -19,6 +19,7 @@ Differs:  smoke runs train from random initialisation on a CPU: `width` < 1 thin
           (ScratchDet, Zhu et al. 2019, makes the same point); the paper profile uses neither. IoU uses
           continuous coordinates, not the devkit's +1-pixel convention. The replica is `not_comparable`.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Literal, NamedTuple
@@ -31,30 +32,48 @@ from torchvision.models import VGG16_Weights, vgg16, vgg16_bn
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD as TorchvisionSSD, _vgg_extractor
 
-from lightning_modules.common import gather_lists, sgd_with_milestones, thin_convolutions, voc07_average_precision
+from lightning_modules.common import (
+    gather_lists,
+    sgd_with_milestones,
+    thin_convolutions,
+    voc07_average_precision,
+)
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
-    key="ssd", title="SSD: Single Shot MultiBox Detector", authors="Liu, Anguelov, Erhan, Szegedy, Reed, Fu, Berg",
-    year=2016, arxiv="1512.02325", dataset="voc",
-    claims=(Claim("test/map_voc07_ssd300", claimed=0.743, source="Table 1 (VOC2007 test, 07+12)", tolerance=0.01),
-            Claim("test/map_voc07_ssd512", claimed=0.768, source="Table 1 (VOC2007 test, 07+12)", tolerance=0.01)),
+    key="ssd",
+    title="SSD: Single Shot MultiBox Detector",
+    authors="Liu, Anguelov, Erhan, Szegedy, Reed, Fu, Berg",
+    year=2016,
+    arxiv="1512.02325",
+    dataset="voc",
+    claims=(
+        Claim("test/map_voc07_ssd300", claimed=0.743, source="Table 1 (VOC2007 test, 07+12)", tolerance=0.01),
+        Claim("test/map_voc07_ssd512", claimed=0.768, source="Table 1 (VOC2007 test, 07+12)", tolerance=0.01),
+    ),
 )
 
 
 class Layout(NamedTuple):
     """Where the default boxes go (§2.2, §3.1 and footnote 5): a scale per feature map, and one past the last
     only to make its s'_k = √(s_k s_{k+1}); extra ratios per map (1 and s'_k are always there); strides in pixels."""
+
     scales: list[float]
     ratios: list[list[int]]
     steps: list[int]
 
 
 LAYOUTS = {
-    300: Layout([0.1, 0.2, 0.375, 0.55, 0.725, 0.9, 1.075], [[2], [2, 3], [2, 3], [2, 3], [2], [2]],
-                [8, 16, 32, 64, 100, 300]),
-    512: Layout([0.07, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.05], [[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]],
-                [8, 16, 32, 64, 128, 256, 512]),
+    300: Layout(
+        [0.1, 0.2, 0.375, 0.55, 0.725, 0.9, 1.075],
+        [[2], [2, 3], [2, 3], [2, 3], [2], [2]],
+        [8, 16, 32, 64, 100, 300],
+    ),
+    512: Layout(
+        [0.07, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.05],
+        [[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]],
+        [8, 16, 32, 64, 128, 256, 512],
+    ),
 }
 # torchvision's VGG-16 SSD input scaling: its IMAGENET1K_FEATURES weights take 0–255 pixels minus the mean. A net
 # trained from random initialisation gets unit-scale inputs instead: 0–255 inputs blow up its first activations.
@@ -75,13 +94,20 @@ def paper_ssd512_extras(extractor: nn.Module) -> None:
     extractor.extra[5][2].padding = (1, 1)
 
 
-def ssd_vgg16(size: int, num_classes: int, pretrained: bool, width: float, batch_norm: bool) -> TorchvisionSSD:
+def ssd_vgg16(
+    size: int, num_classes: int, pretrained: bool, width: float, batch_norm: bool
+) -> TorchvisionSSD:
     """SSD300 or SSD512 as torchvision's `ssd300_vgg16` assembles it, at either of the paper's sizes."""
     if pretrained and (width != 1.0 or batch_norm):
-        raise ValueError(f"hparams.width, hparams.batch_norm: the ImageNet VGG-16 features exist for width 1.0 "
-                         f"without batch norm only, got width {width}, batch_norm {batch_norm}")
-    trunk = (vgg16_bn(weights=None) if batch_norm
-             else vgg16(weights=VGG16_Weights.IMAGENET1K_FEATURES if pretrained else None))
+        raise ValueError(
+            f"hparams.width, hparams.batch_norm: the ImageNet VGG-16 features exist for width 1.0 "
+            f"without batch norm only, got width {width}, batch_norm {batch_norm}"
+        )
+    trunk = (
+        vgg16_bn(weights=None)
+        if batch_norm
+        else vgg16(weights=VGG16_Weights.IMAGENET1K_FEATURES if pretrained else None)
+    )
     extractor = _vgg_extractor(trunk, highres=size == 512, trainable_layers=4 if pretrained else 5)
     if size == 512:
         paper_ssd512_extras(extractor)
@@ -90,18 +116,32 @@ def ssd_vgg16(size: int, num_classes: int, pretrained: bool, width: float, batch
         conv4_3 = [layer for layer in extractor.features if isinstance(layer, nn.Conv2d)][-1]
         extractor.scale_weight = nn.Parameter(torch.ones(conv4_3.out_channels) * 20)
     # num_classes counts objects; torchvision's class 0 is the background.
-    return TorchvisionSSD(extractor, default_boxes(size), (size, size), num_classes + 1,
-                          **(VGG_FEATURES_SCALING if pretrained else UNIT_SCALING))
+    return TorchvisionSSD(
+        extractor,
+        default_boxes(size),
+        (size, size),
+        num_classes + 1,
+        **(VGG_FEATURES_SCALING if pretrained else UNIT_SCALING),
+    )
 
 
 class SSD(pl.LightningModule):
     paper = PAPER
-    exportable = False      # NMS keeps a data-dependent number of boxes; the run's checkpoint is the model
+    exportable = False  # NMS keeps a data-dependent number of boxes; the run's checkpoint is the model
 
-    def __init__(self, *, num_classes: Annotated[int, Gt(1)] = 20, size: Literal[300, 512] = 300,
-                 pretrained: bool = False, width: Annotated[float, Gt(0), Le(1)] = 1.0, batch_norm: bool = False,
-                 lr: Annotated[float, Gt(0)] = 1e-3, momentum: Annotated[float, Ge(0)] = 0.9,
-                 weight_decay: Annotated[float, Ge(0)] = 5e-4, milestones: tuple[int, ...] = (80_000, 100_000)):
+    def __init__(
+        self,
+        *,
+        num_classes: Annotated[int, Gt(1)] = 20,
+        size: Literal[300, 512] = 300,
+        pretrained: bool = False,
+        width: Annotated[float, Gt(0), Le(1)] = 1.0,
+        batch_norm: bool = False,
+        lr: Annotated[float, Gt(0)] = 1e-3,
+        momentum: Annotated[float, Ge(0)] = 0.9,
+        weight_decay: Annotated[float, Ge(0)] = 5e-4,
+        milestones: tuple[int, ...] = (80_000, 100_000),
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.net = ssd_vgg16(size, num_classes, pretrained, width, batch_norm)
@@ -119,8 +159,15 @@ class SSD(pl.LightningModule):
         images, targets = batch
         losses = self.net(images, [{"boxes": t["boxes"], "labels": t["labels"] + 1} for t in targets])
         loss = losses["bbox_regression"] + losses["classification"]
-        self.log_dict({"train/loss": loss, "train/box_loss": losses["bbox_regression"],
-                       "train/cls_loss": losses["classification"]}, batch_size=len(images), prog_bar=True)
+        self.log_dict(
+            {
+                "train/loss": loss,
+                "train/box_loss": losses["bbox_regression"],
+                "train/cls_loss": losses["classification"],
+            },
+            batch_size=len(images),
+            prog_bar=True,
+        )
         return loss
 
     def evaluation_step(self, batch) -> None:
@@ -131,7 +178,7 @@ class SSD(pl.LightningModule):
     def log_map(self, stage: str) -> None:
         detections, truths = gather_lists(self._detections), gather_lists(self._truths)
         ap = voc07_average_precision(detections, truths, self.hparams.num_classes)
-        measured = [v for v in ap.values() if v == v]                     # classes with a truth
+        measured = [v for v in ap.values() if v == v]  # classes with a truth
         self.log(f"{stage}/map_voc07_{self.name}", sum(measured) / max(len(measured), 1))
         self._detections, self._truths = [], []
 
@@ -148,8 +195,13 @@ class SSD(pl.LightningModule):
         self.log_map("test")
 
     def configure_optimizers(self):
-        return sgd_with_milestones(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
-                                   weight_decay=self.hparams.weight_decay, milestones=list(self.hparams.milestones))
+        return sgd_with_milestones(
+            self.parameters(),
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            weight_decay=self.hparams.weight_decay,
+            milestones=list(self.hparams.milestones),
+        )
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:
@@ -163,9 +215,15 @@ class SSD(pl.LightningModule):
         for row, (image, target, found) in enumerate(zip(images, targets, detections)):
             pixels = (image * 255).to(torch.uint8)
             confident = found["scores"] > 0.3
-            for col, (boxes, colour, name) in enumerate(((target["boxes"], "lime", "truth"),
-                                                         (found["boxes"][confident], "red", "prediction (score > 0.3)"))):
-                axes[row, col].imshow(draw_bounding_boxes(pixels, boxes, colors=colour, width=2).permute(1, 2, 0))
+            for col, (boxes, colour, name) in enumerate(
+                (
+                    (target["boxes"], "lime", "truth"),
+                    (found["boxes"][confident], "red", "prediction (score > 0.3)"),
+                )
+            ):
+                axes[row, col].imshow(
+                    draw_bounding_boxes(pixels, boxes, colors=colour, width=2).permute(1, 2, 0)
+                )
                 axes[row, col].set_title(name, fontsize=8)
                 axes[row, col].axis("off")
         figure.tight_layout()

@@ -18,6 +18,7 @@ Differs:  first-order transfers are trained (the BIP is written for any order); 
           convolutional one in smoke (ResNet-50 with `encoder: resnet50`); 2D edges are Sobel magnitudes and 2D
           keypoints Harris responses (the paper: Canny and SURF). No numeric claim is judged.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -32,11 +33,27 @@ from torch import Tensor, nn
 from datamodules.taskonomy import CLASSES
 from lightning_modules.paper import Paper
 
-PAPER = Paper(key="taskonomy", title="Taskonomy: Disentangling Task Transfer Learning",
-              authors="Zamir, Sax, Shen, Guibas, Malik, Savarese", year=2018, arxiv="1804.08328", dataset="taskonomy",
-              claims=())
-Task = Literal["autoencoding", "denoising", "colorization", "edge2d", "keypoint2d", "inpainting", "depth", "normal",
-               "edge_occlusion", "segment"]
+PAPER = Paper(
+    key="taskonomy",
+    title="Taskonomy: Disentangling Task Transfer Learning",
+    authors="Zamir, Sax, Shen, Guibas, Malik, Savarese",
+    year=2018,
+    arxiv="1804.08328",
+    dataset="taskonomy",
+    claims=(),
+)
+Task = Literal[
+    "autoencoding",
+    "denoising",
+    "colorization",
+    "edge2d",
+    "keypoint2d",
+    "inpainting",
+    "depth",
+    "normal",
+    "edge_occlusion",
+    "segment",
+]
 SOBEL = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
 
 
@@ -52,7 +69,7 @@ def gradients(image: Tensor) -> tuple[Tensor, Tensor]:
 def harris(image: Tensor, k: float = 0.05) -> Tensor:
     """Harris corner response, squashed to [0, 1]: where 2D keypoints sit."""
     gx, gy = gradients(image)
-    smooth = lambda x: F.avg_pool2d(x, 5, 1, 2)                                   # noqa: E731
+    smooth = lambda x: F.avg_pool2d(x, 5, 1, 2)  # noqa: E731
     xx, yy, xy = smooth(gx * gx), smooth(gy * gy), smooth(gx * gy)
     return torch.tanh(F.relu(xx * yy - xy * xy - k * (xx + yy) ** 2) * 10)
 
@@ -83,13 +100,20 @@ def task_io(task: str, view: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor 
         return rgb, (gx**2 + gy**2).sqrt().clamp(0, 1), None
     if task == "keypoint2d":
         return rgb, harris(gray(rgb)), None
-    found = {"autoencoding": rgb, "depth": view["depth"] / 10, "normal": view["normal"], "edge_occlusion": view["edges"],
-             "segment": view["segment"]}[task]
+    found = {
+        "autoencoding": rgb,
+        "depth": view["depth"] / 10,
+        "normal": view["normal"],
+        "edge_occlusion": view["edges"],
+        "segment": view["segment"],
+    }[task]
     return rgb, found, (view["depth"] > 0).float() if task == "depth" else None
 
 
 def outputs_of(task: str) -> int:
-    return {"edge2d": 1, "keypoint2d": 1, "depth": 1, "edge_occlusion": 1, "segment": len(CLASSES)}.get(task, 3)
+    return {"edge2d": 1, "keypoint2d": 1, "depth": 1, "edge_occlusion": 1, "segment": len(CLASSES)}.get(
+        task, 3
+    )
 
 
 def per_image_loss(task: str, prediction: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
@@ -111,10 +135,17 @@ def make_encoder(kind: str, width: int, representation: int) -> nn.Module:
     """Image → representation at 1/8 resolution (`representation` channels)."""
     if kind == "resnet50":
         from torchvision.models import resnet50
-        trunk = resnet50(replace_stride_with_dilation=[False, True, True])       # stride 8, the paper's 16×16 at 128
+
+        trunk = resnet50(
+            replace_stride_with_dilation=[False, True, True]
+        )  # stride 8, the paper's 16×16 at 128
         return nn.Sequential(*list(trunk.children())[:-2], nn.Conv2d(2048, representation, 3, 1, 1))
-    return nn.Sequential(conv(3, width, 2), conv(width, 2 * width, 2), conv(2 * width, 4 * width, 2),
-                         nn.Conv2d(4 * width, representation, 3, 1, 1))
+    return nn.Sequential(
+        conv(3, width, 2),
+        conv(width, 2 * width, 2),
+        conv(2 * width, 4 * width, 2),
+        nn.Conv2d(4 * width, representation, 3, 1, 1),
+    )
 
 
 def decoder(representation: int, width: int, outputs: int) -> nn.Sequential:
@@ -139,7 +170,9 @@ def ahp(wins: np.ndarray, clip: float = 1e-3) -> np.ndarray:
     return principal / principal.sum()
 
 
-def choose_transfers(candidates: list[tuple[str, tuple[str, ...], float]], budget: int) -> tuple[list[int], set[str]]:
+def choose_transfers(
+    candidates: list[tuple[str, tuple[str, ...], float]], budget: int
+) -> tuple[list[int], set[str]]:
     """§3.4's Boolean integer program: one candidate (target, sources, value) per target, every source of a
     chosen candidate supervised, at most `budget` supervised tasks; maximise the chosen values.
     Returns the chosen candidates' indices and the supervised tasks."""
@@ -148,19 +181,25 @@ def choose_transfers(candidates: list[tuple[str, tuple[str, ...], float]], budge
     tasks = sorted({s for _, sources, _ in candidates for s in sources})
     n, m = len(candidates), len(tasks)
     rows, low, high = [], [], []
-    for target in sorted({t for t, _, _ in candidates}):                # exactly one transfer per target
+    for target in sorted({t for t, _, _ in candidates}):  # exactly one transfer per target
         rows.append([float(t == target) for t, _, _ in candidates] + [0.0] * m)
         low.append(1), high.append(1)
-    for i, (_, sources, _) in enumerate(candidates):                     # x_i ≤ y_s for each of its sources
+    for i, (_, sources, _) in enumerate(candidates):  # x_i ≤ y_s for each of its sources
         for s in sources:
             row = [0.0] * (n + m)
             row[i], row[n + tasks.index(s)] = 1.0, -1.0
             rows.append(row), low.append(-np.inf), high.append(0)
-    rows.append([0.0] * n + [1.0] * m), low.append(0), high.append(budget)   # the supervision budget
-    result = milp(c=-np.array([v for _, _, v in candidates] + [0.0] * m), integrality=np.ones(n + m),
-                  bounds=Bounds(0, 1), constraints=LinearConstraint(np.array(rows), low, high))
+    rows.append([0.0] * n + [1.0] * m), low.append(0), high.append(budget)  # the supervision budget
+    result = milp(
+        c=-np.array([v for _, _, v in candidates] + [0.0] * m),
+        integrality=np.ones(n + m),
+        bounds=Bounds(0, 1),
+        constraints=LinearConstraint(np.array(rows), low, high),
+    )
     if result.x is None:
-        raise ValueError(f"hparams.supervision_budget: no taxonomy fits a budget of {budget} ({result.message})")
+        raise ValueError(
+            f"hparams.supervision_budget: no taxonomy fits a budget of {budget} ({result.message})"
+        )
     chosen = np.round(result.x).astype(bool)
     return [i for i in range(n) if chosen[i]], {t for j, t in enumerate(tasks) if chosen[n + j]}
 
@@ -169,22 +208,55 @@ class Taskonomy(pl.LightningModule):
     """Batches: {"full": views, "budget": views} while training (see datamodules/taskonomy.py), views at test."""
 
     paper = PAPER
-    exportable = False            # dozens of networks: the checkpoint is the model, the taxonomy the result
+    exportable = False  # dozens of networks: the checkpoint is the model, the taxonomy the result
 
-    def __init__(self, *, tasks: list[Task] = ["autoencoding", "denoising", "colorization", "edge2d", "keypoint2d",  # noqa: B006
-                                                 "inpainting", "depth", "normal", "edge_occlusion", "segment"],
-                 encoder: Literal["small", "resnet50"] = "resnet50", width: Annotated[int, Gt(0)] = 32,
-                 representation: Annotated[int, Gt(0)] = 8, source_steps: Annotated[int, Gt(0)] = 10_000,
-                 supervision_budget: Annotated[int, Ge(1)] = 3, lr: Annotated[float, Gt(0)] = 1e-3):
+    def __init__(
+        self,
+        *,
+        tasks: list[Task] = [
+            "autoencoding",
+            "denoising",
+            "colorization",
+            "edge2d",
+            "keypoint2d",  # noqa: B006
+            "inpainting",
+            "depth",
+            "normal",
+            "edge_occlusion",
+            "segment",
+        ],
+        encoder: Literal["small", "resnet50"] = "resnet50",
+        width: Annotated[int, Gt(0)] = 32,
+        representation: Annotated[int, Gt(0)] = 8,
+        source_steps: Annotated[int, Gt(0)] = 10_000,
+        supervision_budget: Annotated[int, Ge(1)] = 3,
+        lr: Annotated[float, Gt(0)] = 1e-3,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.encoders = nn.ModuleDict({t: make_encoder(encoder, width, representation) for t in tasks})
         self.decoders = nn.ModuleDict({t: decoder(representation, width, outputs_of(t)) for t in tasks})
-        self.transfers = nn.ModuleDict({f"{s}__{t}": nn.Sequential(conv(representation, representation), conv(representation, representation),
-                                                                     decoder(representation, width, outputs_of(t)))
-                                        for t in tasks for s in tasks if s != t})
-        self.scratch = nn.ModuleDict({t: nn.Sequential(make_encoder("small", width, representation),
-                                                       decoder(representation, width, outputs_of(t))) for t in tasks})
+        self.transfers = nn.ModuleDict(
+            {
+                f"{s}__{t}": nn.Sequential(
+                    conv(representation, representation),
+                    conv(representation, representation),
+                    decoder(representation, width, outputs_of(t)),
+                )
+                for t in tasks
+                for s in tasks
+                if s != t
+            }
+        )
+        self.scratch = nn.ModuleDict(
+            {
+                t: nn.Sequential(
+                    make_encoder("small", width, representation),
+                    decoder(representation, width, outputs_of(t)),
+                )
+                for t in tasks
+            }
+        )
         self.monitor = ("val/loss_all", "min")
         self.results: dict = {}
         self._losses: dict[str, list[Tensor]] = {}
@@ -196,7 +268,7 @@ class Taskonomy(pl.LightningModule):
             for t, (x, y, mask) in inputs.items():
                 found[t] = per_image_loss(t, self.decoders[t](self.encoders[t](x)), y, mask)
         if which in ("transfer", "all"):
-            with torch.no_grad():                                            # the sources stay frozen
+            with torch.no_grad():  # the sources stay frozen
                 representations = {s: self.encoders[s](inputs[s][0]) for s in self.hparams.tasks}
             for name, readout in self.transfers.items():
                 s, t = name.split("__")
@@ -209,9 +281,11 @@ class Taskonomy(pl.LightningModule):
         first_stage = self.global_step < self.hparams.source_steps
         if first_stage:
             self.encoders.train(), self.decoders.train()
-        else:                                 # frozen: batch norm statistics no longer move either
+        else:  # frozen: batch norm statistics no longer move either
             self.encoders.eval(), self.decoders.eval()
-        found = self.losses(batch["full"] if first_stage else batch["budget"], "own" if first_stage else "transfer")
+        found = self.losses(
+            batch["full"] if first_stage else batch["budget"], "own" if first_stage else "transfer"
+        )
         loss = torch.stack([v.mean() for v in found.values()]).sum()
         self.log("train/loss_own" if first_stage else "train/loss_transfers", loss / len(found))
         return loss
@@ -255,7 +329,9 @@ def taxonomy(losses: dict[str, np.ndarray], tasks: list[str], budget: int) -> di
     """Stages 3 and 4 on per-image test losses: affinities by AHP per target, then the BIP's choice."""
     affinity, candidates = np.zeros((len(tasks), len(tasks))), []
     for j, target in enumerate(tasks):
-        names = [f"{s}__{target}" for s in tasks if s != target] + [target]       # the transfers, and its own network
+        names = [f"{s}__{target}" for s in tasks if s != target] + [
+            target
+        ]  # the transfers, and its own network
         weights = ahp(win_rates(np.stack([losses[n] for n in names])))
         for name, weight in zip(names, weights):
             source = name.split("__")[0]
@@ -267,12 +343,16 @@ def taxonomy(losses: dict[str, np.ndarray], tasks: list[str], budget: int) -> di
     for target, source in picked.items():
         mine = losses[target if source == target else f"{source}__{target}"]
         metrics[f"loss_taxonomy_{target}"] = float(mine.mean())
-        if target not in supervised:      # gain and quality are measured where the taxonomy saves supervision
+        if target not in supervised:  # gain and quality are measured where the taxonomy saves supervision
             metrics[f"gain_{target}"] = float(win_rates(np.stack([mine, losses[f"scratch__{target}"]]))[0, 1])
             metrics[f"quality_{target}"] = float(win_rates(np.stack([mine, losses[target]]))[0, 1])
     transferred = [t for t in picked if t not in supervised]
-    metrics["taxonomy_gain"] = float(np.mean([metrics[f"gain_{t}"] for t in transferred])) if transferred else float("nan")
-    metrics["taxonomy_quality"] = float(np.mean([metrics[f"quality_{t}"] for t in transferred])) if transferred else float("nan")
+    metrics["taxonomy_gain"] = (
+        float(np.mean([metrics[f"gain_{t}"] for t in transferred])) if transferred else float("nan")
+    )
+    metrics["taxonomy_quality"] = (
+        float(np.mean([metrics[f"quality_{t}"] for t in transferred])) if transferred else float("nan")
+    )
     return {"affinity": affinity, "picked": picked, "supervised": sorted(supervised), "metrics": metrics}
 
 
@@ -293,8 +373,12 @@ def taxonomy_figures(results: dict, tasks: list[str]) -> dict:
     for i, source in enumerate(sources):
         axes.text(0, -i, source, ha="right", va="center", fontsize=8, weight="bold")
     for target, source in results["picked"].items():
-        axes.annotate("", xy=(0.98, -tasks.index(target)), xytext=(0.02, -sources.index(source)),
-                      arrowprops={"arrowstyle": "->", "color": "tab:blue"})
+        axes.annotate(
+            "",
+            xy=(0.98, -tasks.index(target)),
+            xytext=(0.02, -sources.index(source)),
+            arrowprops={"arrowstyle": "->", "color": "tab:blue"},
+        )
     axes.set_xlim(-0.6, 1.6), axes.set_ylim(-len(tasks), 1), axes.axis("off")
     axes.set_title(f"taxonomy: {len(sources)} supervised sources (bold) → every target", fontsize=9)
     graph.tight_layout()

@@ -14,6 +14,7 @@ Faithful: Table 2's FC-DenseNet56 (4 layers per block, growth 12), 67 (5, growth
 Differs:  the fine-tuning keeps the crop stage's batch size (the paper drops to 1); no class-balancing weights
           (the paper's text does not use them); the replica is `not_comparable`.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -34,20 +35,43 @@ ARCHITECTURES = {  # Table 2 and §4.1: (layers per dense block down, bottleneck
     103: ((4, 5, 7, 10, 12) + (15,) + (12, 10, 7, 5, 4), 16),
 }
 PAPER = Paper(
-    key="tiramisu", title="The One Hundred Layers Tiramisu: Fully Convolutional DenseNets for Semantic Segmentation",
-    authors="Jégou, Drozdzal, Vazquez, Romero, Bengio", year=2017, arxiv="1611.09326", dataset="camvid",
+    key="tiramisu",
+    title="The One Hundred Layers Tiramisu: Fully Convolutional DenseNets for Semantic Segmentation",
+    authors="Jégou, Drozdzal, Vazquez, Romero, Bengio",
+    year=2017,
+    arxiv="1611.09326",
+    dataset="camvid",
     claims=(  # Table 1, CamVid test set (fractions; 56 and 67 to verify)
-        *(Claim(f"test/mean_iu_fc_densenet{d}", claimed=v, source="Table 1", tolerance=0.02, row=f"FC-DenseNet{d}",
-                column="mean IoU") for d, v in ((56, 0.589), (67, 0.658), (103, 0.669))),
-        Claim("test/pixel_acc_fc_densenet103", claimed=0.915, source="Table 1", tolerance=0.01, row="FC-DenseNet103",
-              column="global accuracy"),
+        *(
+            Claim(
+                f"test/mean_iu_fc_densenet{d}",
+                claimed=v,
+                source="Table 1",
+                tolerance=0.02,
+                row=f"FC-DenseNet{d}",
+                column="mean IoU",
+            )
+            for d, v in ((56, 0.589), (67, 0.658), (103, 0.669))
+        ),
+        Claim(
+            "test/pixel_acc_fc_densenet103",
+            claimed=0.915,
+            source="Table 1",
+            tolerance=0.01,
+            row="FC-DenseNet103",
+            column="global accuracy",
+        ),
     ),
 )
 
 
 def bn_relu_conv(channels: int, out: int, kernel: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
-                         nn.Conv2d(channels, out, kernel, padding=kernel // 2), nn.Dropout2d(dropout))
+    return nn.Sequential(
+        nn.BatchNorm2d(channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(channels, out, kernel, padding=kernel // 2),
+        nn.Dropout2d(dropout),
+    )
 
 
 class DenseBlock(nn.Module):
@@ -55,7 +79,9 @@ class DenseBlock(nn.Module):
 
     def __init__(self, channels: int, layers: int, growth: int, dropout: float):
         super().__init__()
-        self.layers = nn.ModuleList(bn_relu_conv(channels + i * growth, growth, 3, dropout) for i in range(layers))
+        self.layers = nn.ModuleList(
+            bn_relu_conv(channels + i * growth, growth, 3, dropout) for i in range(layers)
+        )
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         new = []
@@ -71,12 +97,19 @@ class FCDenseNet(nn.Module):
         blocks, growth = ARCHITECTURES[depth]
         down, bottleneck, up = blocks[:5], blocks[5], blocks[6:]
         self.first = nn.Conv2d(3, first_filters, 3, padding=1)
-        self.down, self.transitions_down, skips, channels = nn.ModuleList(), nn.ModuleList(), [], first_filters
+        self.down, self.transitions_down, skips, channels = (
+            nn.ModuleList(),
+            nn.ModuleList(),
+            [],
+            first_filters,
+        )
         for layers in down:
             self.down.append(DenseBlock(channels, layers, growth, dropout))
             channels += layers * growth
             skips.append(channels)
-            self.transitions_down.append(nn.Sequential(bn_relu_conv(channels, channels, 1, dropout), nn.MaxPool2d(2)))
+            self.transitions_down.append(
+                nn.Sequential(bn_relu_conv(channels, channels, 1, dropout), nn.MaxPool2d(2))
+            )
         self.bottleneck = DenseBlock(channels, bottleneck, growth, dropout)
         self.transitions_up, self.up, upsampled = nn.ModuleList(), nn.ModuleList(), bottleneck * growth
         for layers, skip in zip(up, reversed(skips)):
@@ -86,7 +119,7 @@ class FCDenseNet(nn.Module):
         self.last = nn.Conv2d(channels, classes, 1)
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")     # HeUniform
+                nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")  # HeUniform
                 nn.init.zeros_(module.bias)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -98,20 +131,30 @@ class FCDenseNet(nn.Module):
             x = transition(x)
         x, new = self.bottleneck(x)
         for transition, block, skip in zip(self.transitions_up, self.up, reversed(skips)):
-            upsampled = transition(new)[:, :, : skip.shape[2], : skip.shape[3]]   # "valid" crop to the skip's size
+            upsampled = transition(new)[
+                :, :, : skip.shape[2], : skip.shape[3]
+            ]  # "valid" crop to the skip's size
             x, new = block(torch.cat([upsampled, skip], 1))
         return self.last(x)
 
 
 class Tiramisu(SegmentationEvaluation, pl.LightningModule):
     paper = PAPER
-    logged_scores = ("mean_iu", "pixel_acc")              # Table 1: mean IoU and global accuracy
+    logged_scores = ("mean_iu", "pixel_acc")  # Table 1: mean IoU and global accuracy
 
-    def __init__(self, *, num_classes: Annotated[int, Gt(1)] = 11, depth: Literal[56, 67, 103] = 103,
-                 dropout: Annotated[float, Ge(0)] = 0.2, lr: Annotated[float, Gt(0)] = 1e-3,
-                 decay: Annotated[float, Gt(0)] = 0.995, weight_decay: Annotated[float, Ge(0)] = 1e-4,
-                 crop: Annotated[int, Gt(0)] | None = 224, finetune_after_step: Annotated[int, Ge(0)] | None = None,
-                 finetune_lr: Annotated[float, Gt(0)] = 1e-4):
+    def __init__(
+        self,
+        *,
+        num_classes: Annotated[int, Gt(1)] = 11,
+        depth: Literal[56, 67, 103] = 103,
+        dropout: Annotated[float, Ge(0)] = 0.2,
+        lr: Annotated[float, Gt(0)] = 1e-3,
+        decay: Annotated[float, Gt(0)] = 0.995,
+        weight_decay: Annotated[float, Ge(0)] = 1e-4,
+        crop: Annotated[int, Gt(0)] | None = 224,
+        finetune_after_step: Annotated[int, Ge(0)] | None = None,
+        finetune_lr: Annotated[float, Gt(0)] = 1e-4,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.net = FCDenseNet(num_classes, depth, dropout=dropout)
@@ -144,8 +187,11 @@ class Tiramisu(SegmentationEvaluation, pl.LightningModule):
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        if self.hparams.finetune_after_step is not None and self.global_step == self.hparams.finetune_after_step:
-            for optimizer in self.trainer.optimizers:            # the fine-tuning stage's own learning rate
+        if (
+            self.hparams.finetune_after_step is not None
+            and self.global_step == self.hparams.finetune_after_step
+        ):
+            for optimizer in self.trainer.optimizers:  # the fine-tuning stage's own learning rate
                 for group in optimizer.param_groups:
                     group["lr"] = self.hparams.finetune_lr
 
@@ -156,8 +202,10 @@ class Tiramisu(SegmentationEvaluation, pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        optimizer = torch.optim.RMSprop(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, self.hparams.decay)   # × 0.995 per epoch
+        optimizer = torch.optim.RMSprop(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+        schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, self.hparams.decay)  # × 0.995 per epoch
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
 
     @torch.no_grad()
@@ -165,5 +213,12 @@ class Tiramisu(SegmentationEvaluation, pl.LightningModule):
         images, masks = next(iter(data.test_dataloader()))
         self.eval()
         predictions = self(images[:3]).argmax(1)
-        return {"test_predictions": segmentation_figure(list(images[:3]), list(masks[:3]), list(predictions),
-                                                        self.hparams.num_classes, f"FC-DenseNet{self.hparams.depth}")}
+        return {
+            "test_predictions": segmentation_figure(
+                list(images[:3]),
+                list(masks[:3]),
+                list(predictions),
+                self.hparams.num_classes,
+                f"FC-DenseNet{self.hparams.depth}",
+            )
+        }

@@ -5,6 +5,7 @@ A paper's recipe (`hparams`) and data settings (`data`) are checked against the 
 its LightningModule and DataModule: the defaults and the allowed ranges live once, in code, next to the
 paper, and params.yaml names only the recipe.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,8 @@ class Strict(BaseModel):
 
 
 class MlflowParams(Strict):
-    tracking_uri: str = "sqlite:///mlflow.db"   # MLFLOW_TRACKING_URI in the environment wins
-    artifact_location: str = "mlartifacts"      # where new experiments keep artifacts (a path or a URI)
+    tracking_uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI in the environment wins
+    artifact_location: str = "mlartifacts"  # where new experiments keep artifacts (a path or a URI)
 
 
 class TrainerParams(Strict):
@@ -43,23 +44,27 @@ class TrainerParams(Strict):
     strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp"] = "auto"
     precision: Literal["32-true", "16-mixed", "bf16-mixed", "bf16-true", "64-true"] = "32-true"
     max_steps: PositiveInt = 1000
-    val_check_interval: PositiveInt = 500        # optimizer steps between validations
+    val_check_interval: PositiveInt = 500  # optimizer steps between validations
     limit_val_batches: PositiveInt | None = None
     checkpoint_every_n_steps: PositiveInt = 500  # how often last.ckpt is refreshed
     log_every_n_steps: PositiveInt = 50
     gradient_clip_val: float | None = Field(None, ge=0)
     deterministic: bool = True
-    channels_last: bool = False                  # NHWC weights and activations: faster convolutions on tensor cores
-    compile: bool = False                        # torch.compile the module (slow first steps, faster later ones)
+    channels_last: bool = False  # NHWC weights and activations: faster convolutions on tensor cores
+    compile: bool = False  # torch.compile the module (slow first steps, faster later ones)
 
 
 class DatasetParams(Strict):
-    source: Literal["synthetic", "generated", "download", "local", "bundled"] = "synthetic"   # generated: a task defined by its generator
-    path: Path | None = None                     # the existing copy, for source: local
-    seed: int = 0                                # the synthetic replica's seed
-    shard_size: PositiveInt = 1000               # samples per tar shard
-    on_error: Literal["raise", "skip"] = "raise" # an unreadable raw file stops the shard stage, or is counted
-    synthetic: dict[str, Any] = {}               # replica size, checked against the dataset's synthesize()
+    source: Literal["synthetic", "generated", "download", "local", "bundled"] = (
+        "synthetic"  # generated: a task defined by its generator
+    )
+    path: Path | None = None  # the existing copy, for source: local
+    seed: int = 0  # the synthetic replica's seed
+    shard_size: PositiveInt = 1000  # samples per tar shard
+    on_error: Literal["raise", "skip"] = (
+        "raise"  # an unreadable raw file stops the shard stage, or is counted
+    )
+    synthetic: dict[str, Any] = {}  # replica size, checked against the dataset's synthesize()
 
 
 class Overrides(Strict):
@@ -77,25 +82,26 @@ class TuneParams(Strict):
     """`reprozoo tune <key>`: a Ray Tune sweep. `space` maps `hparams.X`, `data.X` or `trainer.X` to one
     distribution: `{choice: [..]}`, `{grid: [..]}`, `{uniform: [lo, hi]}`, `{loguniform: [lo, hi]}`,
     `{randint: [lo, hi]}` (hi excluded)."""
+
     space: dict[str, dict[Literal["choice", "grid", "uniform", "loguniform", "randint"], list]] = {}
-    num_samples: PositiveInt = 4                 # with grid axes: samples of the whole grid
-    metric: str | None = None                    # a validation metric; default: the paper's `monitor`
-    mode: Literal["min", "max"] | None = None    # default: the monitor's mode
+    num_samples: PositiveInt = 4  # with grid axes: samples of the whole grid
+    metric: str | None = None  # a validation metric; default: the paper's `monitor`
+    mode: Literal["min", "max"] | None = None  # default: the monitor's mode
     scheduler: Literal["asha", "fifo"] = "asha"  # asha stops weak trials at validation rungs
-    grace_period: PositiveInt = 1                # validations every trial gets before ASHA may stop it
+    grace_period: PositiveInt = 1  # validations every trial gets before ASHA may stop it
     reduction_factor: float = Field(2, gt=1)
-    search: str = "random"                       # or any name ray.tune.search.create_searcher knows (optuna, hyperopt, …)
+    search: str = "random"  # or any name ray.tune.search.create_searcher knows (optuna, hyperopt, …)
     max_concurrent_trials: PositiveInt | None = None
-    resources_per_trial: Resources = Resources() # per worker when workers_per_trial > 1
-    workers_per_trial: PositiveInt = 1           # > 1: each trial is a Ray Train DDP run of this many workers
-    use_gpu: bool = False                        # Ray Train workers each take a GPU
-    max_failures: int = Field(1, ge=0)           # a trial whose worker dies restarts from its last checkpoint
+    resources_per_trial: Resources = Resources()  # per worker when workers_per_trial > 1
+    workers_per_trial: PositiveInt = 1  # > 1: each trial is a Ray Train DDP run of this many workers
+    use_gpu: bool = False  # Ray Train workers each take a GPU
+    max_failures: int = Field(1, ge=0)  # a trial whose worker dies restarts from its last checkpoint
 
 
 class PaperParams(Overrides):
-    paper: str                                   # the PAPERS key whose file this experiment runs
+    paper: str  # the PAPERS key whose file this experiment runs
     dataset: str
-    smoke: Overrides = Overrides()               # merged over the section only when profile: smoke
+    smoke: Overrides = Overrides()  # merged over the section only when profile: smoke
     tune: TuneParams = TuneParams()
 
 
@@ -124,13 +130,32 @@ class Params(Strict):
         smoke = section.smoke if profile == "smoke" else Overrides()
         trial = split_dotted(overrides or {}, f"papers.{key}.tune.space")
         layers = [("", section), ("smoke.", smoke), ("tune.space.", trial)]
-        where = {part: {name: f"papers.{key}.{prefix}{part}" for prefix, layer in layers for name in getattr(layer, part)}
-                 for part in PARTS}
-        merged = {part: {k: v for _, layer in layers for k, v in getattr(layer, part).items()} for part in PARTS}
-        trainer = validate(TrainerParams, {**self.trainer.model_dump(), **merged["trainer"]},
-                           lambda name: where["trainer"].get(name, "trainer"))
-        hparams = check_kwargs(PAPERS[section.paper].__init__, merged["hparams"], lambda name: where["hparams"].get(name, f"papers.{key}.hparams"))
-        data = check_kwargs(DATASETS[section.dataset].__init__, merged["data"], lambda name: where["data"].get(name, f"papers.{key}.data"))
+        where = {
+            part: {
+                name: f"papers.{key}.{prefix}{part}"
+                for prefix, layer in layers
+                for name in getattr(layer, part)
+            }
+            for part in PARTS
+        }
+        merged = {
+            part: {k: v for _, layer in layers for k, v in getattr(layer, part).items()} for part in PARTS
+        }
+        trainer = validate(
+            TrainerParams,
+            {**self.trainer.model_dump(), **merged["trainer"]},
+            lambda name: where["trainer"].get(name, "trainer"),
+        )
+        hparams = check_kwargs(
+            PAPERS[section.paper].__init__,
+            merged["hparams"],
+            lambda name: where["hparams"].get(name, f"papers.{key}.hparams"),
+        )
+        data = check_kwargs(
+            DATASETS[section.dataset].__init__,
+            merged["data"],
+            lambda name: where["data"].get(name, f"papers.{key}.data"),
+        )
         return Recipe(key, section.paper, section.dataset, profile, self.seed, hparams, data, trainer)
 
 
@@ -152,16 +177,19 @@ TRAINING_CODE = ("datamodules", "lightning_modules", "pipelines/train.py")
 
 def training_code_hash(root: Path = Path(__file__).resolve().parent.parent) -> str:
     digest = hashlib.sha256()
-    for path in sorted(f for part in TRAINING_CODE for f in ([root / part] if part.endswith(".py")
-                                                              else (root / part).rglob("*.py"))):
+    for path in sorted(
+        f
+        for part in TRAINING_CODE
+        for f in ([root / part] if part.endswith(".py") else (root / part).rglob("*.py"))
+    ):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class Recipe:
-    key: str                  # the experiment: the params section, DVC stage item, MLflow experiment, models/<key>
-    paper: str                # the PAPERS key
+    key: str  # the experiment: the params section, DVC stage item, MLflow experiment, models/<key>
+    paper: str  # the PAPERS key
     dataset: str
     profile: str
     seed: int
@@ -172,8 +200,13 @@ class Recipe:
     def flat(self) -> dict[str, Any]:
         """`hparams.lr`-style keys, for MLflow params."""
         parts = {"hparams": self.hparams, "data": self.data, "trainer": self.trainer.model_dump()}
-        return {"paper": self.paper, "dataset": self.dataset, "profile": self.profile, "seed": self.seed,
-                **{f"{part}.{name}": value for part, values in parts.items() for name, value in values.items()}}
+        return {
+            "paper": self.paper,
+            "dataset": self.dataset,
+            "profile": self.profile,
+            "seed": self.seed,
+            **{f"{part}.{name}": value for part, values in parts.items() for name, value in values.items()},
+        }
 
     def fingerprint(self) -> str:
         """Changes whenever a setting or the code that shapes the trained weights changes (resuming across either
@@ -183,6 +216,7 @@ class Recipe:
 
 
 # ---- validation with messages a person can act on -----------------------------------------------------------
+
 
 def _fields_at(model: Any, loc: tuple) -> list[str]:
     """The keys allowed at `loc` inside `model`, to list beside an unknown key."""
@@ -201,7 +235,13 @@ def _real_loc(error: dict, values: Any) -> tuple:
     (`constrained-int`, `literal['auto']`, `[key]`), which names nothing a user wrote."""
     loc, kept, data = error["loc"], [], values
     for part in loc:
-        if isinstance(data, dict) and part in data or isinstance(data, list) and isinstance(part, int) and part < len(data):
+        if (
+            isinstance(data, dict)
+            and part in data
+            or isinstance(data, list)
+            and isinstance(part, int)
+            and part < len(data)
+        ):
             kept.append(part)
             data = data[part]
         elif error["type"] == "missing" and part == loc[-1]:
@@ -211,7 +251,7 @@ def _real_loc(error: dict, values: Any) -> tuple:
 
 def _describe(errors: list[dict], where: str, allowed: list[str]) -> str:
     """One line per place: a union's members' complaints joined ("a valid integer or 'auto'")."""
-    errors = [e for e in errors if "[key]" in e["loc"]] or errors    # a bad key: its value's errors add nothing
+    errors = [e for e in errors if "[key]" in e["loc"]] or errors  # a bad key: its value's errors add nothing
     first = errors[0]
     if first["type"] == "extra_forbidden":
         return f"{where}: unknown key" + (f"; allowed: {', '.join(sorted(allowed))}" if allowed else "")
@@ -233,16 +273,25 @@ def validate(model: type[BaseModel], values: dict, prefix: typing.Callable[[str]
         places: dict[tuple, list[dict]] = {}
         for e in error.errors():
             places.setdefault(_real_loc(e, values), []).append(e)
-        lines = [_describe(errors, _dotted(prefix(str(loc[0])) if loc else prefix(""), loc), _fields_at(model, errors[0]["loc"][:-1]))
-                 for loc, errors in places.items()]
+        lines = [
+            _describe(
+                errors,
+                _dotted(prefix(str(loc[0])) if loc else prefix(""), loc),
+                _fields_at(model, errors[0]["loc"][:-1]),
+            )
+            for loc, errors in places.items()
+        ]
         raise ParamsError("\n".join(lines)) from None
 
 
 def keyword_model(fn: typing.Callable) -> type[BaseModel]:
     """A pydantic model of the keyword-only arguments of `fn`, with their annotations and defaults."""
     hints = typing.get_type_hints(fn, include_extras=True)
-    fields = {name: (hints.get(name, Any), p.default if p.default is not p.empty else ...)
-              for name, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    fields = {
+        name: (hints.get(name, Any), p.default if p.default is not p.empty else ...)
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    }
     return create_model(f"{fn.__qualname__}Kwargs", __config__=ConfigDict(extra="forbid"), **fields)
 
 
@@ -257,16 +306,24 @@ def _check_registries(params: Params) -> None:
             raise UnknownKey(f"datasets.{name}: unknown dataset; known: {', '.join(sorted(DATASETS))}")
         cls = DATASETS[name]
         if dataset.source not in cls.sources:
-            raise ParamsError(f"datasets.{name}.source: {name} has no {dataset.source!r} source; allowed: {', '.join(cls.sources)}")
+            raise ParamsError(
+                f"datasets.{name}.source: {name} has no {dataset.source!r} source; allowed: {', '.join(cls.sources)}"
+            )
         if dataset.source == "local" and dataset.path is None:
-            raise ParamsError(f"datasets.{name}.path: required when source is 'local' (the folder of your copy)")
+            raise ParamsError(
+                f"datasets.{name}.path: required when source is 'local' (the folder of your copy)"
+            )
         check_kwargs(cls.synthesize, dataset.synthetic, lambda _: f"datasets.{name}.synthetic")
     for key, paper in params.papers.items():
         if paper.paper not in PAPERS:
-            raise UnknownKey(f"papers.{key}.paper: unknown paper {paper.paper!r}; known: {', '.join(sorted(PAPERS))}")
+            raise UnknownKey(
+                f"papers.{key}.paper: unknown paper {paper.paper!r}; known: {', '.join(sorted(PAPERS))}"
+            )
         if paper.dataset not in params.datasets:
-            raise ParamsError(f"papers.{key}.dataset: {paper.dataset!r} has no section under datasets; "
-                              f"known: {', '.join(sorted(params.datasets))}")
+            raise ParamsError(
+                f"papers.{key}.dataset: {paper.dataset!r} has no section under datasets; "
+                f"known: {', '.join(sorted(params.datasets))}"
+            )
         for profile in ("paper", "smoke"):
             params.recipe(key, profile)
         _check_space(params, key)
@@ -281,13 +338,21 @@ def _check_space(params: Params, key: str) -> None:
     for dotted, distribution in params.papers[key].tune.space.items():
         where = f"papers.{key}.tune.space.{dotted}"
         if len(distribution) != 1:
-            raise ParamsError(f"{where}: expected exactly one of choice, grid, {', '.join(RANGES)}; got {sorted(distribution) or 'none'}")
-        (kind, values), = distribution.items()
+            raise ParamsError(
+                f"{where}: expected exactly one of choice, grid, {', '.join(RANGES)}; got {sorted(distribution) or 'none'}"
+            )
+        ((kind, values),) = distribution.items()
         if kind in RANGES:
-            if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
-                    or values[0] >= values[1] or (kind == "loguniform" and values[0] <= 0):
-                raise ParamsError(f"{where}.{kind}: expected [low, high] numbers with low < high"
-                                  f"{' and low > 0' if kind == 'loguniform' else ''}, got {values!r}")
+            if (
+                len(values) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+                or values[0] >= values[1]
+                or (kind == "loguniform" and values[0] <= 0)
+            ):
+                raise ParamsError(
+                    f"{where}.{kind}: expected [low, high] numbers with low < high"
+                    f"{' and low > 0' if kind == 'loguniform' else ''}, got {values!r}"
+                )
             candidates = [values[0], values[1] - 1 if kind == "randint" else values[1]]
         elif not values:
             raise ParamsError(f"{where}.{kind}: expected a non-empty list of values")
@@ -303,9 +368,11 @@ def _check_no_credentials(params: Params) -> None:
     for name in ("tracking_uri", "artifact_location"):
         parsed = urllib.parse.urlsplit(getattr(params.mlflow, name))
         if parsed.username or parsed.password:
-            raise ParamsError(f"mlflow.{name}: holds a user name or password (scheme://user:password@host); take it out "
-                              f"and set MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (or AWS_ACCESS_KEY_ID / "
-                              f"AWS_SECRET_ACCESS_KEY for S3) in the environment")
+            raise ParamsError(
+                f"mlflow.{name}: holds a user name or password (scheme://user:password@host); take it out "
+                f"and set MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (or AWS_ACCESS_KEY_ID / "
+                f"AWS_SECRET_ACCESS_KEY for S3) in the environment"
+            )
 
 
 def load_params(path: Path = paths.PARAMS) -> Params:
@@ -313,7 +380,9 @@ def load_params(path: Path = paths.PARAMS) -> Params:
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
-        raise ParamsError(f"{path}: not found in {Path.cwd()}; run reprozoo from the repository root") from None
+        raise ParamsError(
+            f"{path}: not found in {Path.cwd()}; run reprozoo from the repository root"
+        ) from None
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):

@@ -1,4 +1,5 @@
 """The errors a user can fix. The CLI prints them as one line and exits 2; anything else is a bug."""
+
 from datamodules.files import DataError
 
 

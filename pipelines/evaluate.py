@@ -1,4 +1,5 @@
 """evaluate@<paper>: metrics/<paper>.json with every claim judged, logged to the training's MLflow run."""
+
 from __future__ import annotations
 
 import json
@@ -33,26 +34,48 @@ def comparable(recipe: Recipe, data_source: str) -> bool:
     """Only the paper's recipe on the paper's data is judged against the paper's numbers: real data, or a task the
     paper defines by its generator; never a synthetic replica or the bundled 5,000-digit subset of MNIST."""
     paper = PAPERS[recipe.paper].paper
-    return (recipe.profile == "paper" and data_source in ("download", "local", "generated")
-            and recipe.dataset == paper.dataset and paper.dataset_is_the_papers)
+    return (
+        recipe.profile == "paper"
+        and data_source in ("download", "local", "generated")
+        and recipe.dataset == paper.dataset
+        and paper.dataset_is_the_papers
+    )
 
 
-def judge(recipe: Recipe, metrics: dict[str, float], data_source: str, untrained: dict[str, float] | None = None) -> list[dict]:
+def judge(
+    recipe: Recipe, metrics: dict[str, float], data_source: str, untrained: dict[str, float] | None = None
+) -> list[dict]:
     """Every claim this experiment measured (a paper's other experiments measure the rest), beside what the
     untrained net scored when that was measured."""
     fair, untrained = comparable(recipe, data_source), untrained or {}
-    return [{"metric": c.metric, "claimed": c.claimed, "reproduced": metrics.get(c.metric), "tolerance": c.tolerance,
-             "source": c.source, "higher_is_better": c.higher_is_better, "status": c.verdict(metrics.get(c.metric), fair),
-             "row": c.row, "column": c.column, "untrained": untrained.get(c.metric)}
-            for c in PAPERS[recipe.paper].paper.claims if c.metric in metrics]
+    return [
+        {
+            "metric": c.metric,
+            "claimed": c.claimed,
+            "reproduced": metrics.get(c.metric),
+            "tolerance": c.tolerance,
+            "source": c.source,
+            "higher_is_better": c.higher_is_better,
+            "status": c.verdict(metrics.get(c.metric), fair),
+            "row": c.row,
+            "column": c.column,
+            "untrained": untrained.get(c.metric),
+        }
+        for c in PAPERS[recipe.paper].paper.claims
+        if c.metric in metrics
+    ]
 
 
-def test_metrics(trainer: pl.Trainer, model: pl.LightningModule, data: pl.LightningDataModule) -> dict[str, float]:
+def test_metrics(
+    trainer: pl.Trainer, model: pl.LightningModule, data: pl.LightningDataModule
+) -> dict[str, float]:
     trainer.test(model, datamodule=data, verbose=False)
     return {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
 
 
-def untrained_metrics(recipe: Recipe, meta: dict, trainer: pl.Trainer, data: pl.LightningDataModule) -> dict[str, float]:
+def untrained_metrics(
+    recipe: Recipe, meta: dict, trainer: pl.Trainer, data: pl.LightningDataModule
+) -> dict[str, float]:
     """The same net at the seeded initialisation its training started from, on the same test set: the floor a
     smoke run must clear to show that it learned (a smoke run's number means nothing on its own)."""
     pl.seed_everything(recipe.seed, workers=True)
@@ -70,17 +93,36 @@ def evaluate_paper(params: Params, key: str) -> dict:
         model = PAPERS[recipe.paper].load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
     # One process: the test episodes are then exactly the configured ones, with no DDP padding.
-    trainer = pl.Trainer(accelerator=recipe.trainer.accelerator, devices=1, precision=recipe.trainer.precision,
-                         logger=False, enable_checkpointing=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator=recipe.trainer.accelerator,
+        devices=1,
+        precision=recipe.trainer.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     metrics = test_metrics(trainer, model, data)
     untrained = untrained_metrics(recipe, meta, trainer, data) if recipe.profile == "smoke" else None
     claims, run_id = judge(recipe, metrics, data_source, untrained), record["mlflow_run_id"]
-    figures = model.figures(data, tracking.training_curves(params, run_id)) if hasattr(model, "figures") else {}
+    figures = (
+        model.figures(data, tracking.training_curves(params, run_id)) if hasattr(model, "figures") else {}
+    )
     tracking.log_evaluation(params, run_id, metrics, claims, figures, claim_tables(claims))
     model_uri = tracking.log_model(params, run_id, model) if getattr(model, "exportable", True) else None
-    result = {"paper": key, "profile": recipe.profile, "dataset": recipe.dataset, "data_source": data_source,
-              "checkpoint": str(checkpoint), "mlflow_run_id": run_id, "model_uri": model_uri,
-              "metrics": metrics, "untrained_metrics": untrained, "claims": claims}
-    registry.register(params, result, recipe.paper)                      # a new `challenger` version of reprozoo.<key>
-    atomic_write(paths.metrics(key), json.dumps(result, indent=2) + "\n")   # last: its presence means all is logged
+    result = {
+        "paper": key,
+        "profile": recipe.profile,
+        "dataset": recipe.dataset,
+        "data_source": data_source,
+        "checkpoint": str(checkpoint),
+        "mlflow_run_id": run_id,
+        "model_uri": model_uri,
+        "metrics": metrics,
+        "untrained_metrics": untrained,
+        "claims": claims,
+    }
+    registry.register(params, result, recipe.paper)  # a new `challenger` version of reprozoo.<key>
+    atomic_write(
+        paths.metrics(key), json.dumps(result, indent=2) + "\n"
+    )  # last: its presence means all is logged
     return result

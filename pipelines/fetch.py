@@ -1,4 +1,5 @@
 """fetch@<dataset>: data/raw/<dataset>/ from the configured source (synthetic replica, download, local copy)."""
+
 from __future__ import annotations
 
 import json
@@ -9,14 +10,14 @@ from datamodules.files import DataError, atomic_dir, copy_tree
 from pipelines import paths
 from pipelines.config import Params
 
-SOURCE_FILE = "source.json"   # how the raw copy was made; the shard stage carries it into meta.json
+SOURCE_FILE = "source.json"  # how the raw copy was made; the shard stage carries it into meta.json
 
 
 def fetch_dataset(params: Params, name: str) -> Path:
     """Replace data/raw/<name> with a fresh copy; an interrupted fetch leaves the previous one intact."""
     settings, cls, target = params.dataset(name), DATASETS[name], paths.raw(name)
     with atomic_dir(target) as scratch:
-        if settings.source in ("synthetic", "generated"):   # a replica, or a task that *is* its generator
+        if settings.source in ("synthetic", "generated"):  # a replica, or a task that *is* its generator
             cls.synthesize(scratch, settings.seed, **settings.synthetic)
         elif settings.source == "download":
             cls.download(scratch, paths.downloads(name))
@@ -24,15 +25,23 @@ def fetch_dataset(params: Params, name: str) -> Path:
             cls.bundled(scratch)
         else:
             if not settings.path.is_dir():
-                raise DataError(f"datasets.{name}.path: {settings.path} does not exist or is not a folder; "
-                                f"expected a copy of {name} in its official layout")
-            if hasattr(cls, "import_local"):       # a raw layout derived from the user's files (frames from videos)
+                raise DataError(
+                    f"datasets.{name}.path: {settings.path} does not exist or is not a folder; "
+                    f"expected a copy of {name} in its official layout"
+                )
+            if hasattr(
+                cls, "import_local"
+            ):  # a raw layout derived from the user's files (frames from videos)
                 cls.import_local(settings.path, scratch)
-            else:                                  # a copy in the official layout, mirrored
+            else:  # a copy in the official layout, mirrored
                 cls.check_layout(settings.path)
                 copy_tree(settings.path, scratch)
-        record = {"source": settings.source, "seed": settings.seed, "synthetic": settings.synthetic,
-                  "path": str(settings.path) if settings.path else None}
+        record = {
+            "source": settings.source,
+            "seed": settings.seed,
+            "synthetic": settings.synthetic,
+            "path": str(settings.path) if settings.path else None,
+        }
         (scratch / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return target
 

@@ -1,12 +1,13 @@
 """Every on-disk path, derived from a key. dvc.yaml is the only other place these appear
 (tests/test_registry.py checks that the two agree). Relative to the repo root, where DVC runs stages."""
+
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
 REPORT_MD = Path("reports/reproductions.md")
 REPORT_PNG = Path("reports/reproductions.png")
-REPORT_FIGURES = Path("reports/figures")          # each evaluated run's figures, copied from MLflow
-TUNE_RUNS = Path("ray_results")                   # Tune's experiment folders: trial checkpoints, results (not DVC's)
+REPORT_FIGURES = Path("reports/figures")  # each evaluated run's figures, copied from MLflow
+TUNE_RUNS = Path("ray_results")  # Tune's experiment folders: trial checkpoints, results (not DVC's)
 
 
 def raw(dataset: str) -> Path:

@@ -2,6 +2,7 @@
 to use) and `challenger` (the newest evaluated one). Only `decide` moves the champion, and only to a challenger
 that beats it on the experiment's headline claim.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -29,19 +30,33 @@ def headline(paper: str, metrics: dict[str, float]) -> Claim | None:
     else the first claim it measures (resnet_cifar measures Table 6, not ImageNet's Table 2); None for papers
     that make no numeric claim."""
     claims = PAPERS[paper].paper.claims
-    return next((c for c in ([PAPERS[paper].paper.primary, *claims] if claims else []) if c.metric in metrics), None)
+    return next(
+        (c for c in ([PAPERS[paper].paper.primary, *claims] if claims else []) if c.metric in metrics), None
+    )
 
 
 def version_tags(result: dict[str, Any], run_tags: dict[str, str], paper: str) -> dict[str, str]:
     """What a reviewer filters versions by: provenance, every claim's numbers and verdict, the headline."""
-    tags = {"experiment": result["paper"], "paper": paper, "profile": result["profile"], "data_source": result["data_source"],
-            "git_commit": run_tags.get("git_commit", "unknown"), "dvc_data_hash": run_tags.get("dvc_data_hash", "unknown")}
+    tags = {
+        "experiment": result["paper"],
+        "paper": paper,
+        "profile": result["profile"],
+        "data_source": result["data_source"],
+        "git_commit": run_tags.get("git_commit", "unknown"),
+        "dvc_data_hash": run_tags.get("dvc_data_hash", "unknown"),
+    }
     for claim in result["claims"]:
-        tags |= {f"claimed/{claim['metric']}": str(claim["claimed"]), f"reproduced/{claim['metric']}": str(claim["reproduced"]),
-                 f"status/{claim['metric']}": claim["status"]}
+        tags |= {
+            f"claimed/{claim['metric']}": str(claim["claimed"]),
+            f"reproduced/{claim['metric']}": str(claim["reproduced"]),
+            f"status/{claim['metric']}": claim["status"],
+        }
     if claim := headline(paper, result["metrics"]):
-        tags |= {"headline": claim.metric, "headline_value": str(result["metrics"][claim.metric]),
-                 "headline_higher_is_better": str(claim.higher_is_better).lower()}
+        tags |= {
+            "headline": claim.metric,
+            "headline_value": str(result["metrics"][claim.metric]),
+            "headline_higher_is_better": str(claim.higher_is_better).lower(),
+        }
     return tags
 
 
@@ -58,16 +73,21 @@ def register(params: Params, result: dict[str, Any], paper: str) -> ModelVersion
     client, key, run_id = tracking.client(params), result["paper"], result["mlflow_run_id"]
     run = client.get_run(run_id)
     try:
-        client.create_registered_model(model_name(key), tags={"paper": paper},
-                                       description=f"{PAPERS[paper].paper.title}: experiment {key}")
+        client.create_registered_model(
+            model_name(key),
+            tags={"paper": paper},
+            description=f"{PAPERS[paper].paper.title}: experiment {key}",
+        )
     except MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     tags = version_tags(result, run.data.tags, paper)
-    if result["model_uri"]:                      # the logged model: its signature travels with the version
+    if result["model_uri"]:  # the logged model: its signature travels with the version
         version = mlflow.register_model(result["model_uri"], model_name(key), tags=tags)
     else:
-        version = client.create_model_version(model_name(key), f"{run.info.artifact_uri}/checkpoints", run_id, tags=tags)
+        version = client.create_model_version(
+            model_name(key), f"{run.info.artifact_uri}/checkpoints", run_id, tags=tags
+        )
     client.set_registered_model_alias(model_name(key), CHALLENGER, version.version)
     if alias(client, key, CHAMPION) is None:
         client.set_registered_model_alias(model_name(key), CHAMPION, version.version)
@@ -78,7 +98,7 @@ def register(params: Params, result: dict[str, Any], paper: str) -> ModelVersion
 @dataclass(frozen=True)
 class Decision:
     experiment: str
-    action: str                   # promoted | kept | failed | up_to_date | would_retrain
+    action: str  # promoted | kept | failed | up_to_date | would_retrain
     reason: str
     challenger: str | None = None  # version numbers
     champion: str | None = None
@@ -103,22 +123,35 @@ def decide(params: Params, key: str) -> Decision:
     if challenger is None:
         return Decision(key, "kept", "no evaluated model registered yet")
     if champion is not None and (champion.version == challenger.version or "decision" in challenger.tags):
-        return Decision(key, "kept", f"version {challenger.version} was already decided: "
-                        f"{challenger.tags.get('decision', 'promoted')}", challenger.version, champion.version)
+        return Decision(
+            key,
+            "kept",
+            f"version {challenger.version} was already decided: "
+            f"{challenger.tags.get('decision', 'promoted')}",
+            challenger.version,
+            champion.version,
+        )
     base = {"challenger": challenger.version, "champion": champion.version if champion else None}
     metric = challenger.tags.get("headline")
     if champion is None:
         action, reason = "promoted", "no champion to beat"
     elif metric is None or champion.tags.get("headline") != metric:
-        action, reason = "kept", (f"no headline claim to compare on (champion {champion.tags.get('headline')}, "
-                                  f"challenger {metric}); promote by hand with the `champion` alias")
+        action, reason = (
+            "kept",
+            (
+                f"no headline claim to compare on (champion {champion.tags.get('headline')}, "
+                f"challenger {metric}); promote by hand with the `champion` alias"
+            ),
+        )
     else:
         new, old = float(challenger.tags["headline_value"]), float(champion.tags["headline_value"])
         higher = challenger.tags["headline_higher_is_better"] == "true"
         better = new > old if higher else new < old
         action = "promoted" if better else "kept"
-        reason = (f"{metric} {new:.4f} {'beats' if better else ('ties' if new == old else 'is worse than')} "
-                  f"champion v{champion.version}'s {old:.4f} ({'higher' if higher else 'lower'} is better)")
+        reason = (
+            f"{metric} {new:.4f} {'beats' if better else ('ties' if new == old else 'is worse than')} "
+            f"champion v{champion.version}'s {old:.4f} ({'higher' if higher else 'lower'} is better)"
+        )
         base |= {"metric": metric, "challenger_value": new, "champion_value": old}
     if action == "promoted":
         client.set_registered_model_alias(model_name(key), CHAMPION, challenger.version)

@@ -1,4 +1,5 @@
 """report: reports/reproductions.md (one row per claim) and reports/reproductions.png (claimed vs reproduced)."""
+
 from __future__ import annotations
 
 import io
@@ -6,7 +7,7 @@ import json
 
 import matplotlib
 
-matplotlib.use("Agg")          # headless: stages run without a display
+matplotlib.use("Agg")  # headless: stages run without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from datamodules.files import atomic_dir, atomic_write  # noqa: E402
@@ -18,15 +19,31 @@ COLOURS = {"reproduced": "#2e7d32", "not_reproduced": "#c62828", "not_comparable
 
 def load_results(params: Params) -> list[dict]:
     """metrics/<paper>.json for every paper in params.yaml that has been evaluated, in params order."""
-    return [json.loads(paths.metrics(key).read_text()) for key in params.papers if paths.metrics(key).exists()]
+    return [
+        json.loads(paths.metrics(key).read_text()) for key in params.papers if paths.metrics(key).exists()
+    ]
 
 
 def rows(results: list[dict]) -> list[dict]:
-    return [{"paper": r["paper"], "setting": c["metric"], "claimed": c["claimed"], "reproduced": c["reproduced"],
-             "ci95": r["metrics"].get(f"{c['metric']}_ci95"), "status": c["status"], "source": c["source"],
-             "data_source": r["data_source"], "profile": r["profile"], "mlflow_run_id": r["mlflow_run_id"],
-             "row": c.get("row"), "column": c.get("column"), "untrained": c.get("untrained")}
-            for r in results for c in r["claims"]]
+    return [
+        {
+            "paper": r["paper"],
+            "setting": c["metric"],
+            "claimed": c["claimed"],
+            "reproduced": c["reproduced"],
+            "ci95": r["metrics"].get(f"{c['metric']}_ci95"),
+            "status": c["status"],
+            "source": c["source"],
+            "data_source": r["data_source"],
+            "profile": r["profile"],
+            "mlflow_run_id": r["mlflow_run_id"],
+            "row": c.get("row"),
+            "column": c.get("column"),
+            "untrained": c.get("untrained"),
+        }
+        for r in results
+        for c in r["claims"]
+    ]
 
 
 def claim_tables(claims: list[dict], paper: str = "") -> dict[str, str]:
@@ -35,12 +52,21 @@ def claim_tables(claims: list[dict], paper: str = "") -> dict[str, str]:
     tables: dict[str, str] = {}
     for source in dict.fromkeys(c["source"] for c in claims if c.get("row")):
         cells = [c for c in claims if c["source"] == source and c.get("row")]
-        rows_, columns = list(dict.fromkeys(c["row"] for c in cells)), list(dict.fromkeys(c["column"] for c in cells))
+        rows_, columns = (
+            list(dict.fromkeys(c["row"] for c in cells)),
+            list(dict.fromkeys(c["column"] for c in cells)),
+        )
         grid = {(c["row"], c["column"]): f"{_number(c['reproduced'])} ({c['claimed']:.4f})" for c in cells}
         statuses = sorted({c["status"] for c in cells})
-        lines = [f"**{' '.join(filter(None, (paper, source)))}**: ours (paper's); status {', '.join(statuses)}", "",
-                 "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-        lines += [f"| {row} | " + " | ".join(grid.get((row, col), "—") for col in columns) + " |" for row in rows_]
+        lines = [
+            f"**{' '.join(filter(None, (paper, source)))}**: ours (paper's); status {', '.join(statuses)}",
+            "",
+            "| | " + " | ".join(columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
+        ]
+        lines += [
+            f"| {row} | " + " | ".join(grid.get((row, col), "—") for col in columns) + " |" for row in rows_
+        ]
         tables[" ".join(filter(None, (paper, source)))] = "\n".join(lines) + "\n"
     return tables
 
@@ -52,19 +78,28 @@ def _number(value: float | None, ci95: float | None = None) -> str:
 
 
 def markdown(table: list[dict]) -> str:
-    lines = ["# Reproductions", "",
-             "Status is `reproduced` only for the paper's recipe on the paper's data; smoke and synthetic runs are "
-             "`not_comparable`. *Untrained* is the same net at its seeded initialisation on the same test set, measured "
-             "for smoke runs: the floor a run must clear to show it learned.", "",
-             "| paper | setting | claimed | reproduced (± 95% CI) | untrained | status | claim from | data | profile | MLflow run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['paper']} | `{r['setting']}` | {_number(r['claimed'])} | {_number(r['reproduced'], r['ci95'])} | "
-              f"{_number(r['untrained'])} | {r['status']} | {r['source']} | {r['data_source']} | {r['profile']} | "
-              f"`{r['mlflow_run_id']}` |" for r in table]
+    lines = [
+        "# Reproductions",
+        "",
+        "Status is `reproduced` only for the paper's recipe on the paper's data; smoke and synthetic runs are "
+        "`not_comparable`. *Untrained* is the same net at its seeded initialisation on the same test set, measured "
+        "for smoke runs: the floor a run must clear to show it learned.",
+        "",
+        "| paper | setting | claimed | reproduced (± 95% CI) | untrained | status | claim from | data | profile | MLflow run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['paper']} | `{r['setting']}` | {_number(r['claimed'])} | {_number(r['reproduced'], r['ci95'])} | "
+        f"{_number(r['untrained'])} | {r['status']} | {r['source']} | {r['data_source']} | {r['profile']} | "
+        f"`{r['mlflow_run_id']}` |"
+        for r in table
+    ]
     if not table:
         lines.append("| — | no paper has been evaluated yet | | | | | | | | |")
     for paper in dict.fromkeys(r["paper"] for r in table):
-        for grid in claim_tables([r | {"metric": r["setting"]} for r in table if r["paper"] == paper], paper).values():
+        for grid in claim_tables(
+            [r | {"metric": r["setting"]} for r in table if r["paper"] == paper], paper
+        ).values():
             lines += ["", grid.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
@@ -75,12 +110,28 @@ def chart(table: list[dict]) -> bytes:
     figure, axes = plt.subplots(figsize=(9, height))
     labels = [f"{r['paper']}  {r['setting']}" for r in table]
     y = range(len(table))
-    axes.barh([i + 0.2 for i in y], [r["claimed"] for r in table], height=0.4, fill=False, edgecolor="black", label="claimed")
-    axes.barh([i - 0.2 for i in y], [r["reproduced"] or 0 for r in table], height=0.4,
-              xerr=[r["ci95"] or 0 for r in table], color=[COLOURS[r["status"]] for r in table], label="reproduced")
+    axes.barh(
+        [i + 0.2 for i in y],
+        [r["claimed"] for r in table],
+        height=0.4,
+        fill=False,
+        edgecolor="black",
+        label="claimed",
+    )
+    axes.barh(
+        [i - 0.2 for i in y],
+        [r["reproduced"] or 0 for r in table],
+        height=0.4,
+        xerr=[r["ci95"] or 0 for r in table],
+        color=[COLOURS[r["status"]] for r in table],
+        label="reproduced",
+    )
     axes.set_yticks(list(y), labels)
     axes.invert_yaxis()
-    axes.set_title("reprozoo: reproduced vs claimed (grey: not comparable, green: reproduced, red: not reproduced)", fontsize=9)
+    axes.set_title(
+        "reprozoo: reproduced vs claimed (grey: not comparable, green: reproduced, red: not reproduced)",
+        fontsize=9,
+    )
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     figure.tight_layout()
     buffer = io.BytesIO()
@@ -99,9 +150,17 @@ def measured_without_claims(results: list[dict]) -> str:
         if r["claims"] or not others:
             continue
         untrained = r.get("untrained_metrics") or {}
-        lines += ["", f"**{r['paper']}** ({r['profile']}, {r['data_source']} data; no numeric claim in the paper)", "",
-                  "| metric | trained | untrained |", "|---|---|---|"]
-        lines += [f"| `{k}` | {v:.4g} | {'—' if untrained.get(k) is None else f'{untrained[k]:.4g}'} |" for k, v in others.items()]
+        lines += [
+            "",
+            f"**{r['paper']}** ({r['profile']}, {r['data_source']} data; no numeric claim in the paper)",
+            "",
+            "| metric | trained | untrained |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| `{k}` | {v:.4g} | {'—' if untrained.get(k) is None else f'{untrained[k]:.4g}'} |"
+            for k, v in others.items()
+        ]
     return "\n".join(["", "## Measured without a claim", *lines]) + "\n" if lines else ""
 
 
@@ -116,20 +175,25 @@ def copy_figures(params: Params, results: list[dict]) -> str:
         for r in results:
             try:
                 names = [a.path for a in mlflow_client.list_artifacts(r["mlflow_run_id"], "figures")]
-            except Exception:   # noqa: BLE001 — a deleted run or another tracking server: the report still renders
+            except Exception:  # noqa: BLE001 — a deleted run or another tracking server: the report still renders
                 continue
             if not names:
                 continue
             (scratch / r["paper"]).mkdir()
             mlflow_client.download_artifacts(r["mlflow_run_id"], "figures", str(scratch / r["paper"]))
             lines += ["", f"### {r['paper']}", ""]
-            lines += [f"![{r['paper']} {name}](figures/{r['paper']}/figures/{name.split('/')[-1]})" for name in names]
+            lines += [
+                f"![{r['paper']} {name}](figures/{r['paper']}/figures/{name.split('/')[-1]})"
+                for name in names
+            ]
     return "\n".join(["", "## Figures", *lines]) + "\n" if lines else ""
 
 
 def write_report(params: Params) -> list[dict]:
     results = load_results(params)
     table = rows(results)
-    atomic_write(paths.REPORT_MD, markdown(table) + measured_without_claims(results) + copy_figures(params, results))
+    atomic_write(
+        paths.REPORT_MD, markdown(table) + measured_without_claims(results) + copy_figures(params, results)
+    )
     atomic_write(paths.REPORT_PNG, chart(table))
     return table

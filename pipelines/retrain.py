@@ -2,6 +2,7 @@
 registers each new model as `challenger`), and the registry promotes a challenger only if it beats the champion.
 Every decision, a no-op included, is an MLflow run of its own in the `reprozoo.retrain` experiment.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,12 @@ EXPERIMENT = "reprozoo.retrain"
 def dvc(*args: str) -> subprocess.CompletedProcess:
     """DVC from this environment (the one `make` installed), in the repository root."""
     binary = Path(sys.executable).with_name("dvc")
-    return subprocess.run([str(binary) if binary.exists() else "dvc", *args], capture_output=True, text=True,
-                          env={**os.environ, "PATH": f"{binary.parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    return subprocess.run(
+        [str(binary) if binary.exists() else "dvc", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{binary.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
 
 
 def stale_stages() -> set[str]:
@@ -55,7 +60,9 @@ def plan(params: Params, papers: list[str], max_age: float | None) -> dict[str, 
 
 def rerun(key: str, reason: str) -> str | None:
     """`dvc repro` of one paper (forced when only its age asks for it); the failure's last lines, or None."""
-    steps = [("repro", "--force", "--single-item", f"train@{key}")] if reason.startswith("champion is") else []
+    steps = (
+        [("repro", "--force", "--single-item", f"train@{key}")] if reason.startswith("champion is") else []
+    )
     for args in [*steps, ("repro", f"evaluate@{key}")]:
         result = dvc(*args)
         if result.returncode != 0:
@@ -64,10 +71,12 @@ def rerun(key: str, reason: str) -> str | None:
     return None
 
 
-def retrain(params: Params, papers: list[str] | None = None, max_age: float | None = None, dry_run: bool = False) -> list[Decision]:
+def retrain(
+    params: Params, papers: list[str] | None = None, max_age: float | None = None, dry_run: bool = False
+) -> list[Decision]:
     keys = papers or list(params.papers)
     for key in keys:
-        params.paper(key)                                   # an unknown paper fails before DVC is asked anything
+        params.paper(key)  # an unknown paper fails before DVC is asked anything
     started = time.time()
     why = plan(params, keys, max_age)
     decisions = []
@@ -82,18 +91,28 @@ def retrain(params: Params, papers: list[str] | None = None, max_age: float | No
             decision = registry.decide(params, key)
             decisions.append(Decision(**{**decision.as_dict(), "reason": f"{why[key]}; {decision.reason}"}))
     if why and not dry_run and any(d.action != "failed" for d in decisions if d.experiment in why):
-        dvc("repro", "--single-item", "report")              # the report reflects the new metrics
-    log_decisions(params, decisions, {"papers": ",".join(keys), "max_age_days": max_age, "dry_run": dry_run},
-                  time.time() - started)
+        dvc("repro", "--single-item", "report")  # the report reflects the new metrics
+    log_decisions(
+        params,
+        decisions,
+        {"papers": ",".join(keys), "max_age_days": max_age, "dry_run": dry_run},
+        time.time() - started,
+    )
     return decisions
 
 
 def log_decisions(params: Params, decisions: list[Decision], settings: dict, seconds: float) -> str:
     client = tracking.client(params)
     actions = [d.action for d in decisions]
-    run = client.create_run(tracking.experiment_id(params, EXPERIMENT), run_name=f"retrain-{time.strftime('%Y%m%d-%H%M%S')}",
-                            tags={"git_commit": tracking.git_commit(), "reprozoo.kind": "retrain",
-                                  **{f"decision/{d.experiment}": d.action for d in decisions}})
+    run = client.create_run(
+        tracking.experiment_id(params, EXPERIMENT),
+        run_name=f"retrain-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={
+            "git_commit": tracking.git_commit(),
+            "reprozoo.kind": "retrain",
+            **{f"decision/{d.experiment}": d.action for d in decisions},
+        },
+    )
     tracking.log_params(client, run.info.run_id, settings)
     client.log_dict(run.info.run_id, {"decisions": [d.as_dict() for d in decisions]}, "decisions.json")
     for name in ("promoted", "kept", "failed", "up_to_date", "would_retrain"):
@@ -107,5 +126,7 @@ def summary(decisions: list[Decision], seconds: float) -> str:
     """One line when nothing was stale; else one line per paper that did something."""
     acted = [d for d in decisions if d.action != "up_to_date"]
     if not acted:
-        return f"retrain: nothing stale in {len(decisions)} experiments ({seconds:.1f} s); champions unchanged"
+        return (
+            f"retrain: nothing stale in {len(decisions)} experiments ({seconds:.1f} s); champions unchanged"
+        )
     return "\n".join(f"{d.experiment}: {d.action} ({d.reason})" for d in acted)

@@ -5,6 +5,7 @@ stores: data comes from the command itself (`dvc repro`) or shared storage, and 
 server that MLFLOW_TRACKING_URI names (forwarded; credentials stay in the cluster's own environment).
 Its Python packages come from constraints.txt, the same lock `make` installs from.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,9 +22,24 @@ from pipelines.errors import ReprozooError
 
 LOCK = Path("constraints.txt")
 # Never uploaded (Ray already skips .git and .venv): DVC and MLflow own these; they are large or machine-specific.
-EXCLUDES = ["/data", "/models", "/reports", "/mlruns", "/mlartifacts", "/mlflow.db", "/ray_results", "/lightning_logs",
-            "/.dvc/cache", "/.dvc/tmp", "__pycache__", "*.ckpt", ".pytest_cache", "*.egg-info", ".env"]
-FORWARDED = ("MLFLOW_TRACKING_URI",)            # settings, never secrets: those live on the cluster
+EXCLUDES = [
+    "/data",
+    "/models",
+    "/reports",
+    "/mlruns",
+    "/mlartifacts",
+    "/mlflow.db",
+    "/ray_results",
+    "/lightning_logs",
+    "/.dvc/cache",
+    "/.dvc/tmp",
+    "__pycache__",
+    "*.ckpt",
+    ".pytest_cache",
+    "*.egg-info",
+    ".env",
+]
+FORWARDED = ("MLFLOW_TRACKING_URI",)  # settings, never secrets: those live on the cluster
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 
 
@@ -43,21 +59,33 @@ def auth_headers() -> dict[str, str]:
 
 def client(address: str | None) -> JobSubmissionClient:
     from ray.exceptions import AuthenticationError
-    address = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
+
+    address = (
+        address
+        or os.environ.get("RAY_API_SERVER_ADDRESS")
+        or os.environ.get("RAY_ADDRESS")
+        or DEFAULT_ADDRESS
+    )
     try:
         return JobSubmissionClient(address, headers=auth_headers())
     except AuthenticationError:
-        raise SubmitError(f"--address {address}: the cluster wants its auth token; set RAY_AUTH_TOKEN or "
-                          "RAY_AUTH_TOKEN_PATH (on the head node: ~/.ray/auth_token)") from None
+        raise SubmitError(
+            f"--address {address}: the cluster wants its auth token; set RAY_AUTH_TOKEN or "
+            "RAY_AUTH_TOKEN_PATH (on the head node: ~/.ray/auth_token)"
+        ) from None
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise SubmitError(f"--address {address}: no Ray dashboard answers there ({error}); "
-                          "start one with `ray start --head` or infra/ray/cluster.yaml") from None
+        raise SubmitError(
+            f"--address {address}: no Ray dashboard answers there ({error}); "
+            "start one with `ray start --head` or infra/ray/cluster.yaml"
+        ) from None
 
 
 def entrypoint(command: list[str]) -> str:
     """`reprozoo …` runs as `python -m pipelines …`: the uploaded copy is not pip-installed on the cluster."""
     if not command:
-        raise SubmitError("nothing to submit: give the command after `--`, e.g. reprozoo submit -- reprozoo tune protonets")
+        raise SubmitError(
+            "nothing to submit: give the command after `--`, e.g. reprozoo submit -- reprozoo tune protonets"
+        )
     if command[0] == "reprozoo":
         command = ["python", "-m", "pipelines", *command[1:]]
     return shlex.join(command)
@@ -66,38 +94,60 @@ def entrypoint(command: list[str]) -> str:
 def runtime_env(env: Literal["lock", "cluster"], upload: bool = True) -> dict[str, Any]:
     """The working tree (minus EXCLUDES) unless the job runs in a checkout on the cluster, and with env=lock the
     locked packages: a cluster built from infra/ (which installs the same lock) can skip that with env=cluster."""
-    runtime: dict[str, Any] = {"env_vars": {name: os.environ[name] for name in FORWARDED if name in os.environ}}
+    runtime: dict[str, Any] = {
+        "env_vars": {name: os.environ[name] for name in FORWARDED if name in os.environ}
+    }
     if upload:
         runtime |= {"working_dir": ".", "excludes": EXCLUDES}
     if env == "lock":
         if not LOCK.exists():
-            raise SubmitError(f"{LOCK}: not found in {Path.cwd()}; run reprozoo submit from the repository root")
-        pins = [line.strip() for line in LOCK.read_text().splitlines() if line.strip() and not line.startswith("#")]
+            raise SubmitError(
+                f"{LOCK}: not found in {Path.cwd()}; run reprozoo submit from the repository root"
+            )
+        pins = [
+            line.strip()
+            for line in LOCK.read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
         runtime["pip"] = {"packages": pins, "pip_check": False}
     return runtime
 
 
-def submit(command: list[str], address: str | None, env: Literal["lock", "cluster"] = "lock", cwd: str | None = None,
-           cpus: float | None = None, gpus: float | None = None) -> tuple[JobSubmissionClient, str]:
+def submit(
+    command: list[str],
+    address: str | None,
+    env: Literal["lock", "cluster"] = "lock",
+    cwd: str | None = None,
+    cpus: float | None = None,
+    gpus: float | None = None,
+) -> tuple[JobSubmissionClient, str]:
     """Submit; `cwd`: run in that folder on the cluster (a persistent checkout, as scheduled retraining needs)
     instead of an uploaded copy; `cpus`/`gpus`: what the command itself needs, so Ray places it on a node that has
     them (a `dvc repro` trains in the job's own process)."""
     jobs = client(address)
     line = entrypoint(command) if cwd is None else f"cd {shlex.quote(cwd)} && {entrypoint(command)}"
-    job_id = jobs.submit_job(entrypoint=line, runtime_env=runtime_env(env, upload=cwd is None),
-                             entrypoint_num_cpus=cpus, entrypoint_num_gpus=gpus,
-                             metadata={"tool": "reprozoo", "command": shlex.join(command)})
+    job_id = jobs.submit_job(
+        entrypoint=line,
+        runtime_env=runtime_env(env, upload=cwd is None),
+        entrypoint_num_cpus=cpus,
+        entrypoint_num_gpus=gpus,
+        metadata={"tool": "reprozoo", "command": shlex.join(command)},
+    )
     return jobs, job_id
 
 
 def follow(jobs: JobSubmissionClient, job_id: str) -> JobStatus:
     """Stream the job's logs to stdout until it ends; return its final status."""
+
     async def tail() -> None:
         async for lines in jobs.tail_job_logs(job_id):
             sys.stdout.write(lines)
             sys.stdout.flush()
+
     asyncio.run(tail())
-    while not (status := jobs.get_job_status(job_id)).is_terminal():   # the log stream can close just before the status flips
+    while not (
+        status := jobs.get_job_status(job_id)
+    ).is_terminal():  # the log stream can close just before the status flips
         time.sleep(0.5)
     return status
 

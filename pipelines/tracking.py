@@ -4,6 +4,7 @@ The run records the flattened recipe, tags (paper, dataset, profile, data source
 the shards), per-step curves (through Lightning's MLFlowLogger), test metrics under the claim keys,
 `claimed/<metric>` and `gap/<metric>`, and the checkpoint.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +42,11 @@ def tracking_uri(params: Params) -> str:
     cwd of every verb): MLflow caches stores by URI, so a relative one would follow whatever the cwd was first."""
     uri = USER_TRACKING_URI or params.mlflow.tracking_uri
     path = uri.removeprefix("sqlite:///")
-    return f"sqlite:///{Path(path).resolve()}" if uri.startswith("sqlite:///") and not path.startswith("/") else uri
+    return (
+        f"sqlite:///{Path(path).resolve()}"
+        if uri.startswith("sqlite:///") and not path.startswith("/")
+        else uri
+    )
 
 
 def client(params: Params) -> MlflowClient:
@@ -63,14 +68,16 @@ def experiment_id(params: Params, name: str) -> str:
             mlflow_client.set_experiment_tag(experiment.experiment_id, *next(iter(KIND.items())))
         return experiment.experiment_id
     location = params.mlflow.artifact_location
-    if "://" not in location:                     # a plain folder: make it absolute, MLflow wants a URI
+    if "://" not in location:  # a plain folder: make it absolute, MLflow wants a URI
         location = Path(location).resolve().as_uri()
     return mlflow_client.create_experiment(name, artifact_location=location, tags=KIND)
 
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -89,17 +96,33 @@ def data_hash(dataset: str) -> str:
 
 def log_params(mlflow_client: MlflowClient, run_id: str, values: dict[str, Any]) -> None:
     flat = [Param(k, str(v)[:6000]) for k, v in values.items()]
-    for i in range(0, len(flat), 100):                                 # MLflow's batch limit is 100 params
+    for i in range(0, len(flat), 100):  # MLflow's batch limit is 100 params
         mlflow_client.log_batch(run_id, params=flat[i : i + 100])
 
 
-def start_run(params: Params, recipe: Recipe, data_source: str, run_name: str | None = None,
-              tags: dict[str, str] | None = None) -> str:
+def start_run(
+    params: Params,
+    recipe: Recipe,
+    data_source: str,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
     """Create the run a training (or a Tune trial, with its parent's tags) logs into; return its id."""
-    tags = {"experiment": recipe.key, "paper": recipe.paper, "dataset": recipe.dataset, "profile": recipe.profile, "data_source": data_source,
-            "git_commit": git_commit(), "dvc_data_hash": data_hash(recipe.dataset), "fingerprint": recipe.fingerprint(), **(tags or {})}
+    tags = {
+        "experiment": recipe.key,
+        "paper": recipe.paper,
+        "dataset": recipe.dataset,
+        "profile": recipe.profile,
+        "data_source": data_source,
+        "git_commit": git_commit(),
+        "dvc_data_hash": data_hash(recipe.dataset),
+        "fingerprint": recipe.fingerprint(),
+        **(tags or {}),
+    }
     mlflow_client = client(params)
-    run = mlflow_client.create_run(experiment_id(params, recipe.key), tags=tags, run_name=run_name or f"{recipe.key}-{recipe.profile}")
+    run = mlflow_client.create_run(
+        experiment_id(params, recipe.key), tags=tags, run_name=run_name or f"{recipe.key}-{recipe.profile}"
+    )
     log_params(mlflow_client, run.info.run_id, recipe.flat())
     return run.info.run_id
 
@@ -107,9 +130,18 @@ def start_run(params: Params, recipe: Recipe, data_source: str, run_name: str | 
 def start_sweep(params: Params, key: str, settings: dict[str, Any], metric: str, mode: str) -> str:
     """The parent run of a Tune sweep: its settings as params; each trial is a child run."""
     mlflow_client = client(params)
-    tags = {"experiment": key, "paper": params.paper(key).paper, "profile": params.profile, "git_commit": git_commit(),
-            "reprozoo.kind": "sweep", "tune.metric": metric, "tune.mode": mode}
-    run = mlflow_client.create_run(experiment_id(params, key), tags=tags, run_name=f"tune-{key}-{time.strftime('%Y%m%d-%H%M%S')}")
+    tags = {
+        "experiment": key,
+        "paper": params.paper(key).paper,
+        "profile": params.profile,
+        "git_commit": git_commit(),
+        "reprozoo.kind": "sweep",
+        "tune.metric": metric,
+        "tune.mode": mode,
+    }
+    run = mlflow_client.create_run(
+        experiment_id(params, key), tags=tags, run_name=f"tune-{key}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     log_params(mlflow_client, run.info.run_id, {f"tune.{k}": v for k, v in settings.items()})
     return run.info.run_id
 
@@ -118,19 +150,31 @@ def finish_sweep(params: Params, parent_run_id: str, summary: dict[str, Any], re
     """The best trial's config and metric on the parent; each child closed, tagged with how its trial ended
     (a trial ASHA stopped was killed mid-run, so its run would otherwise stay RUNNING)."""
     mlflow_client = client(params)
-    children = {run.data.tags.get("tune.trial_id"): run for run in mlflow_client.search_runs(
-        [mlflow_client.get_run(parent_run_id).info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")}
+    children = {
+        run.data.tags.get("tune.trial_id"): run
+        for run in mlflow_client.search_runs(
+            [mlflow_client.get_run(parent_run_id).info.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        )
+    }
     for trial in summary["trials"]:
         if child := children.get(trial["trial_id"]):
             mlflow_client.set_tag(child.info.run_id, "tune.status", trial["status"])
-            mlflow_client.set_terminated(child.info.run_id, "FAILED" if trial["status"] == "error" else "FINISHED")
+            mlflow_client.set_terminated(
+                child.info.run_id, "FAILED" if trial["status"] == "error" else "FINISHED"
+            )
     log_params(mlflow_client, parent_run_id, {f"best.{k}": v for k, v in summary["best_config"].items()})
     if best := children.get(summary["best_trial"]):
         mlflow_client.set_tag(parent_run_id, "tune.best_run_id", best.info.run_id)
     mlflow_client.set_tag(parent_run_id, "tune.best_trial", summary["best_trial"])
-    mlflow_client.log_batch(parent_run_id, metrics=[Metric(f"best/{summary['metric']}", float(summary["best_value"]), int(time.time() * 1000), 0),
-                                                    Metric("tune/trials", len(summary["trials"]), int(time.time() * 1000), 0),
-                                                    Metric("tune/wall_seconds", summary["wall_seconds"], int(time.time() * 1000), 0)])
+    mlflow_client.log_batch(
+        parent_run_id,
+        metrics=[
+            Metric(f"best/{summary['metric']}", float(summary["best_value"]), int(time.time() * 1000), 0),
+            Metric("tune/trials", len(summary["trials"]), int(time.time() * 1000), 0),
+            Metric("tune/wall_seconds", summary["wall_seconds"], int(time.time() * 1000), 0),
+        ],
+    )
     mlflow_client.log_artifact(parent_run_id, str(report), "tune")
     mlflow_client.set_terminated(parent_run_id, "FINISHED")
 
@@ -151,21 +195,37 @@ def log_model(params: Params, run_id: str, model: torch.nn.Module) -> str:
     `example_input_array` (batch > 1, so the batch dimension stays dynamic)."""
     client(params)
     model.eval()
-    example = model.example_input_array           # one tensor, or a tuple for a model of several inputs
+    example = model.example_input_array  # one tensor, or a tuple for a model of several inputs
     example = [t.numpy() for t in (example if isinstance(example, tuple) else (example,))]
     # Declared, not inferred: MLflow infers no tensor signature from several inputs; -1 keeps the batch dynamic.
     # One input stays unnamed: MLflow's serving check then feeds it an array, not a dict it cannot pass on.
-    signature = ModelSignature(inputs=Schema([TensorSpec(e.dtype, (-1, *e.shape[1:]), name=f"input_{i}" if len(example) > 1 else None)
-                                              for i, e in enumerate(example)]))
+    signature = ModelSignature(
+        inputs=Schema(
+            [
+                TensorSpec(e.dtype, (-1, *e.shape[1:]), name=f"input_{i}" if len(example) > 1 else None)
+                for i, e in enumerate(example)
+            ]
+        )
+    )
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(model, name="model", input_example=example if len(example) > 1 else example[0],
-                                        signature=signature,
-                                        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        info = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            input_example=example if len(example) > 1 else example[0],
+            signature=signature,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
     return info.model_uri
 
 
-def log_evaluation(params: Params, run_id: str, metrics: dict[str, float], claims: list[dict[str, Any]],
-                   figures: dict[str, Any], tables: dict[str, str]) -> None:
+def log_evaluation(
+    params: Params,
+    run_id: str,
+    metrics: dict[str, float],
+    claims: list[dict[str, Any]],
+    figures: dict[str, Any],
+    tables: dict[str, str],
+) -> None:
     """Test metrics under the claim keys, each claim's claimed value, gap and status, and the paper's tables
     (ours beside the paper's, as markdown) on the training run."""
     mlflow_client = client(params)
@@ -177,7 +237,7 @@ def log_evaluation(params: Params, run_id: str, metrics: dict[str, float], claim
         if claim.get("untrained") is not None:
             values[f"untrained/{claim['metric']}"] = claim["untrained"]
         mlflow_client.set_tag(run_id, f"status/{claim['metric']}", claim["status"])
-    now = int(time.time() * 1000)    # a real timestamp: a re-run evaluation adds a point instead of colliding
+    now = int(time.time() * 1000)  # a real timestamp: a re-run evaluation adds a point instead of colliding
     mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in sorted(values.items())])
     for name, figure in figures.items():
         mlflow_client.log_figure(run_id, figure, f"figures/{name}.png")

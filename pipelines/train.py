@@ -2,6 +2,7 @@
 
 `build_trainer` is the only place a Trainer for training is built; `reprozoo tune`'s trials use it too.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -75,7 +76,7 @@ def with_data_facts(cls: type, hparams: dict, meta: dict) -> dict:
 def build_model_and_data(recipe: Recipe) -> tuple[pl.LightningModule, pl.LightningDataModule, dict]:
     """The paper's LightningModule and its dataset's DataModule for one recipe, seeded; and the shards' meta."""
     shards = paths.shards(recipe.dataset)
-    meta = read_meta(shards)                                           # fails early if the shards are missing
+    meta = read_meta(shards)  # fails early if the shards are missing
     pl.seed_everything(recipe.seed, workers=True)
     model = PAPERS[recipe.paper](**with_data_facts(PAPERS[recipe.paper], recipe.hparams, meta))
     return model, DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data), meta
@@ -92,10 +93,14 @@ def training_lock(key: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            raise TrainingLocked(f"{path}: another `reprozoo train {key}` is running ({handle.read().strip() or 'pid unknown'}); "
-                                 f"wait for it or stop it (other experiments can train meanwhile)") from None
+            raise TrainingLocked(
+                f"{path}: another `reprozoo train {key}` is running ({handle.read().strip() or 'pid unknown'}); "
+                f"wait for it or stop it (other experiments can train meanwhile)"
+            ) from None
         handle.truncate(0)
-        handle.write(f"pid {os.getpid()}, started {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}\n")
+        handle.write(
+            f"pid {os.getpid()}, started {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}\n"
+        )
         handle.flush()
         try:
             yield
@@ -111,9 +116,13 @@ def loading_safely(path: Path) -> Iterator[None]:
         yield
     except pickle.UnpicklingError as error:
         lines = str(error).splitlines()
-        why = next((line.strip() for line in lines if "Unsupported global" in line), lines[0] if lines else "")
-        raise DataError(f"{path}: refused to load: it holds objects other than tensors and plain containers, which only "
-                        f"weights_only=False would unpickle (and so run code); {why}") from None
+        why = next(
+            (line.strip() for line in lines if "Unsupported global" in line), lines[0] if lines else ""
+        )
+        raise DataError(
+            f"{path}: refused to load: it holds objects other than tensors and plain containers, which only "
+            f"weights_only=False would unpickle (and so run code); {why}"
+        ) from None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -140,10 +149,22 @@ class RngState(pl.Callback):
 
 def checkpoints(settings: TrainerParams, model_dir: Path, monitor: tuple[str, str]) -> list[ModelCheckpoint]:
     """best.ckpt on the paper's monitor, and last.ckpt every `checkpoint_every_n_steps` (what a resume reads)."""
-    best = ModelCheckpoint(dirpath=model_dir, filename="best", monitor=monitor[0], mode=monitor[1], save_top_k=1,
-                           auto_insert_metric_name=False, enable_version_counter=False)
-    last = ModelCheckpoint(dirpath=model_dir, save_top_k=0, save_last=True, enable_version_counter=False,
-                           every_n_train_steps=settings.checkpoint_every_n_steps)
+    best = ModelCheckpoint(
+        dirpath=model_dir,
+        filename="best",
+        monitor=monitor[0],
+        mode=monitor[1],
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    last = ModelCheckpoint(
+        dirpath=model_dir,
+        save_top_k=0,
+        save_last=True,
+        enable_version_counter=False,
+        every_n_train_steps=settings.checkpoint_every_n_steps,
+    )
     return [best, last]
 
 
@@ -154,25 +175,43 @@ def for_speed(model: pl.LightningModule, settings: TrainerParams) -> pl.Lightnin
     return torch.compile(model) if settings.compile else model
 
 
-def build_trainer(settings: TrainerParams, root: Path, logger: pl.loggers.Logger | bool,
-                  callbacks: list[pl.Callback], **placement) -> pl.Trainer:
+def build_trainer(
+    settings: TrainerParams,
+    root: Path,
+    logger: pl.loggers.Logger | bool,
+    callbacks: list[pl.Callback],
+    **placement,
+) -> pl.Trainer:
     """The one Trainer recipe. `placement` replaces where it runs (accelerator, devices, strategy, plugins) for
     Ray Train, which owns the processes itself."""
-    where = {"accelerator": settings.accelerator, "devices": settings.devices, "num_nodes": settings.num_nodes,
-             "strategy": settings.strategy, **placement}
+    where = {
+        "accelerator": settings.accelerator,
+        "devices": settings.devices,
+        "num_nodes": settings.num_nodes,
+        "strategy": settings.strategy,
+        **placement,
+    }
     where["plugins"] = [AtomicCheckpointIO(), *where.get("plugins", [])]
     return pl.Trainer(
-        **where, precision=settings.precision, deterministic=settings.deterministic,
-        max_steps=settings.max_steps, max_epochs=-1,   # steps, not epochs: episodic streams are endless
-        val_check_interval=settings.val_check_interval, check_val_every_n_epoch=None,
-        limit_val_batches=settings.limit_val_batches, log_every_n_steps=settings.log_every_n_steps,
-        gradient_clip_val=settings.gradient_clip_val, callbacks=callbacks, logger=logger,
-        default_root_dir=root, enable_model_summary=False,
+        **where,
+        precision=settings.precision,
+        deterministic=settings.deterministic,
+        max_steps=settings.max_steps,
+        max_epochs=-1,  # steps, not epochs: episodic streams are endless
+        val_check_interval=settings.val_check_interval,
+        check_val_every_n_epoch=None,
+        limit_val_batches=settings.limit_val_batches,
+        log_every_n_steps=settings.log_every_n_steps,
+        gradient_clip_val=settings.gradient_clip_val,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=root,
+        enable_model_summary=False,
     )
 
 
 def train_paper(params: Params, key: str) -> TrainedRun:
-    if rank_zero_only.rank != 0:          # DDP re-executes this command per rank; rank 0 holds the lock
+    if rank_zero_only.rank != 0:  # DDP re-executes this command per rank; rank 0 holds the lock
         return _train(params, key)
     with training_lock(key):
         return _train(params, key)
@@ -186,26 +225,46 @@ def _train(params: Params, key: str) -> TrainedRun:
 
     resume, run_id = resumable(recipe), None
     last, best = model_dir / "last.ckpt", model_dir / "best.ckpt"
-    if rank_zero_only.rank == 0:    # DDP re-executes this command per rank; only rank 0 owns the run
+    if rank_zero_only.rank == 0:  # DDP re-executes this command per rank; only rank 0 owns the run
         record = resume
         if record is None:
             for stale in model_dir.glob("*.ckpt"):
                 stale.unlink()
-            record = {"paper": key, "fingerprint": recipe.fingerprint(), "profile": recipe.profile,
-                      "data_source": data_source, "mlflow_run_id": tracking.start_run(params, recipe, data_source),
-                      "finished": False}
-            write_record(key, record)                                  # a killed run can be continued
+            record = {
+                "paper": key,
+                "fingerprint": recipe.fingerprint(),
+                "profile": recipe.profile,
+                "data_source": data_source,
+                "mlflow_run_id": tracking.start_run(params, recipe, data_source),
+                "finished": False,
+            }
+            write_record(key, record)  # a killed run can be continued
         run_id = record["mlflow_run_id"]
     logger = MLFlowLogger(experiment_name=key, tracking_uri=tracking.tracking_uri(params), run_id=run_id)
     callbacks = [*checkpoints(recipe.trainer, model_dir, model.monitor), RngState()]
     trainer = build_trainer(recipe.trainer, model_dir, logger, callbacks)
     with loading_safely(last):
-        trainer.fit(for_speed(model, recipe.trainer), datamodule=data, ckpt_path=last if resume else None, weights_only=True)
-    trainer.save_checkpoint(last, weights_only=False)   # the final state, whether or not the step count hit a checkpoint interval
+        trainer.fit(
+            for_speed(model, recipe.trainer),
+            datamodule=data,
+            ckpt_path=last if resume else None,
+            weights_only=True,
+        )
+    trainer.save_checkpoint(
+        last, weights_only=False
+    )  # the final state, whether or not the step count hit a checkpoint interval
 
     checkpoint = best if best.exists() else last
     if rank_zero_only.rank == 0:
         tracking.log_checkpoint(params, run_id, checkpoint)
-        write_record(key, {**record, "finished": True, "global_step": trainer.global_step,
-                           "best": str(checkpoint), "last": str(last)})
+        write_record(
+            key,
+            {
+                **record,
+                "finished": True,
+                "global_step": trainer.global_step,
+                "best": str(checkpoint),
+                "last": str(last),
+            },
+        )
     return TrainedRun(checkpoint, run_id, resumed=resume is not None)

@@ -6,6 +6,7 @@ it at a rung and Tune can restart it from its checkpoint after a failure. With `
 a Ray Train run (TorchTrainer, RayDDPStrategy, RayLightningEnvironment) whose reports Tune receives through
 `TuneReportCallback`. The best configuration lands in reports/tune/<key>.json and on the parent run.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,28 +32,36 @@ from pipelines.errors import ParamsError
 from pipelines.train import RngState, build_model_and_data, build_trainer, for_speed
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
-DRIVER_MEMORY = 256 * 2**20       # bytes Ray sets aside for a DDP trial's driver, which only waits on its workers
+DRIVER_MEMORY = 256 * 2**20  # bytes Ray sets aside for a DDP trial's driver, which only waits on its workers
 DISTRIBUTIONS: dict[str, Callable[[list], Any]] = {
-    "choice": tune.choice, "grid": tune.grid_search,
-    "uniform": lambda v: tune.uniform(*v), "loguniform": lambda v: tune.loguniform(*v), "randint": lambda v: tune.randint(*v),
+    "choice": tune.choice,
+    "grid": tune.grid_search,
+    "uniform": lambda v: tune.uniform(*v),
+    "loguniform": lambda v: tune.loguniform(*v),
+    "randint": lambda v: tune.randint(*v),
 }
 
 
 @dataclass(frozen=True)
 class Sweep:
     """What every trial needs, shipped to the Ray workers (Params is a plain pydantic model: it pickles)."""
+
     params: Params
     key: str
-    root: str              # the project root: every path in the contract is relative to it
+    root: str  # the project root: every path in the contract is relative to it
     parent_run_id: str
-    tracking_uri: str      # the driver's store, absolute: trials log their child runs there
+    tracking_uri: str  # the driver's store, absolute: trials log their child runs there
     metric: str
     mode: str
     settings: TuneParams
 
 
 def search_space(settings: TuneParams) -> dict[str, Any]:
-    return {dotted: DISTRIBUTIONS[kind](values) for dotted, spec in settings.space.items() for kind, values in spec.items()}
+    return {
+        dotted: DISTRIBUTIONS[kind](values)
+        for dotted, spec in settings.space.items()
+        for kind, values in spec.items()
+    }
 
 
 def objective(params: Params, key: str) -> tuple[str, str]:
@@ -74,6 +83,7 @@ def validation_rungs(params: Params, key: str) -> int:
 
 # ---- inside a trial ----------------------------------------------------------------------------------------------
 
+
 class ReportToRay(pl.Callback):
     """At every validation: the scalar metrics and a checkpoint to Ray (`ray.tune.report` in a trial,
     `ray.train.report` on a Ray Train worker). Ray's own Lightning callbacks report at epoch ends, which a
@@ -83,46 +93,74 @@ class ReportToRay(pl.Callback):
         self.report, self.resumed_from_step = report, 0
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.resumed_from_step = trainer.global_step        # > 0 when Ray restarted the trial from a checkpoint
+        self.resumed_from_step = trainer.global_step  # > 0 when Ray restarted the trial from a checkpoint
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         metrics = {k: v.item() for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         with tempfile.TemporaryDirectory() as folder:
-            trainer.save_checkpoint(Path(folder) / "checkpoint.ckpt", weights_only=False)   # collective under DDP: every rank calls it
+            trainer.save_checkpoint(
+                Path(folder) / "checkpoint.ckpt", weights_only=False
+            )  # collective under DDP: every rank calls it
             checkpoint = ray.tune.Checkpoint.from_directory(folder) if trainer.is_global_zero else None
-            self.report({**metrics, "step": trainer.global_step, "world_size": trainer.world_size,
-                         "resumed_from_step": self.resumed_from_step}, checkpoint=checkpoint)
+            self.report(
+                {
+                    **metrics,
+                    "step": trainer.global_step,
+                    "world_size": trainer.world_size,
+                    "resumed_from_step": self.resumed_from_step,
+                },
+                checkpoint=checkpoint,
+            )
 
 
 def trial_run_id(sweep: Sweep, recipe: Recipe, trial_id: str, data_source: str) -> str:
     """The trial's child run: found again when Tune restarts the trial, so a retry continues it."""
     client = tracking.client(sweep.params)
-    found = client.search_runs([tracking.experiment_id(sweep.params, sweep.key)],
-                               filter_string=f"tags.`mlflow.parentRunId` = '{sweep.parent_run_id}' and "
-                                             f"tags.`tune.trial_id` = '{trial_id}'")
+    found = client.search_runs(
+        [tracking.experiment_id(sweep.params, sweep.key)],
+        filter_string=f"tags.`mlflow.parentRunId` = '{sweep.parent_run_id}' and "
+        f"tags.`tune.trial_id` = '{trial_id}'",
+    )
     if found:
         return found[0].info.run_id
-    return tracking.start_run(sweep.params, recipe, data_source, run_name=f"{sweep.key}-{trial_id}",
-                              tags={"mlflow.parentRunId": sweep.parent_run_id, "tune.trial_id": trial_id,
-                                    "reprozoo.kind": "trial"})
+    return tracking.start_run(
+        sweep.params,
+        recipe,
+        data_source,
+        run_name=f"{sweep.key}-{trial_id}",
+        tags={"mlflow.parentRunId": sweep.parent_run_id, "tune.trial_id": trial_id, "reprozoo.kind": "trial"},
+    )
 
 
-def fit_trial(sweep: Sweep, overrides: dict[str, Any], trial_id: str, *, report: Callable,
-              latest: Callable[[], Any], rank: int = 0, **placement) -> None:
+def fit_trial(
+    sweep: Sweep,
+    overrides: dict[str, Any],
+    trial_id: str,
+    *,
+    report: Callable,
+    latest: Callable[[], Any],
+    rank: int = 0,
+    **placement,
+) -> None:
     """One trial's training, on one process or as one rank of a Ray Train group."""
-    os.chdir(sweep.root)                                  # Tune starts trials in their own folder
+    os.chdir(sweep.root)  # Tune starts trials in their own folder
     tracking.follow(sweep.tracking_uri)
-    torch.set_num_threads(max(1, int(sweep.settings.resources_per_trial.cpu)))   # no oversubscribed OpenMP
+    torch.set_num_threads(max(1, int(sweep.settings.resources_per_trial.cpu)))  # no oversubscribed OpenMP
     recipe = sweep.params.recipe(sweep.key, overrides=overrides)
     model, data, meta = build_model_and_data(recipe)
     run_id = trial_run_id(sweep, recipe, trial_id, meta["source"]["source"]) if rank == 0 else None
-    logger = MLFlowLogger(experiment_name=sweep.key, tracking_uri=tracking.tracking_uri(sweep.params), run_id=run_id)
+    logger = MLFlowLogger(
+        experiment_name=sweep.key, tracking_uri=tracking.tracking_uri(sweep.params), run_id=run_id
+    )
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = build_trainer(recipe.trainer, Path(scratch), logger, [ReportToRay(report), RngState()], **placement)
+        trainer = build_trainer(
+            recipe.trainer, Path(scratch), logger, [ReportToRay(report), RngState()], **placement
+        )
         if "strategy" in placement:
             from ray.train.lightning import prepare_trainer
+
             trainer = prepare_trainer(trainer)
         checkpoint = latest()
         model = for_speed(model, recipe.trainer)
@@ -130,21 +168,35 @@ def fit_trial(sweep: Sweep, overrides: dict[str, Any], trial_id: str, *, report:
             trainer.fit(model, datamodule=data)
         else:
             with checkpoint.as_directory() as folder:
-                trainer.fit(model, datamodule=data, ckpt_path=str(Path(folder) / "checkpoint.ckpt"), weights_only=True)
+                trainer.fit(
+                    model, datamodule=data, ckpt_path=str(Path(folder) / "checkpoint.ckpt"), weights_only=True
+                )
 
 
 def single_process_trial(config: dict[str, Any], sweep: Sweep) -> None:
-    fit_trial(sweep, config, tune.get_context().get_trial_id(), report=tune.report, latest=tune.get_checkpoint)
+    fit_trial(
+        sweep, config, tune.get_context().get_trial_id(), report=tune.report, latest=tune.get_checkpoint
+    )
 
 
 def ddp_worker(loop: dict[str, Any]) -> None:
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
+
     sweep: Sweep = loop["sweep"]
-    fit_trial(sweep, loop["config"], loop["trial_id"], report=ray.train.report,
-              latest=ray.train.get_checkpoint, rank=ray.train.get_context().get_world_rank(),
-              strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()], devices="auto", num_nodes=1,
-              accelerator="gpu" if sweep.settings.use_gpu else "cpu")
+    fit_trial(
+        sweep,
+        loop["config"],
+        loop["trial_id"],
+        report=ray.train.report,
+        latest=ray.train.get_checkpoint,
+        rank=ray.train.get_context().get_world_rank(),
+        strategy=RayDDPStrategy(),
+        plugins=[RayLightningEnvironment()],
+        devices="auto",
+        num_nodes=1,
+        accelerator="gpu" if sweep.settings.use_gpu else "cpu",
+    )
 
 
 def ddp_trial(config: dict[str, Any], sweep: Sweep) -> None:
@@ -152,47 +204,74 @@ def ddp_trial(config: dict[str, Any], sweep: Sweep) -> None:
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
+
     context, settings = tune.get_context(), sweep.settings
     TorchTrainer(
         ddp_worker,
         train_loop_config={"sweep": sweep, "config": config, "trial_id": context.get_trial_id()},
-        scaling_config=ray.train.ScalingConfig(num_workers=settings.workers_per_trial, use_gpu=settings.use_gpu,
-                                               resources_per_worker=worker_resources(settings)),
-        run_config=ray.train.RunConfig(name=f"{context.get_trial_name()}-train",
-                                       storage_path=str(Path(sweep.root) / paths.TUNE_RUNS),
-                                       callbacks=[TuneReportCallback()],
-                                       failure_config=ray.train.FailureConfig(max_failures=settings.max_failures)),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=settings.workers_per_trial,
+            use_gpu=settings.use_gpu,
+            resources_per_worker=worker_resources(settings),
+        ),
+        run_config=ray.train.RunConfig(
+            name=f"{context.get_trial_name()}-train",
+            storage_path=str(Path(sweep.root) / paths.TUNE_RUNS),
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=settings.max_failures),
+        ),
     ).fit()
 
 
 def worker_resources(settings: TuneParams) -> dict[str, float]:
-    return {"CPU": settings.resources_per_trial.cpu, "GPU": settings.resources_per_trial.gpu or float(settings.use_gpu)}
+    return {
+        "CPU": settings.resources_per_trial.cpu,
+        "GPU": settings.resources_per_trial.gpu or float(settings.use_gpu),
+    }
 
 
 # ---- the driver --------------------------------------------------------------------------------------------------
+
 
 def check_search(settings: TuneParams, key: str) -> None:
     """Before Ray starts: the search algorithm exists and is installed, and fits the space."""
     if settings.search == "random":
         return
     if any("grid" in spec for spec in settings.space.values()):
-        raise ParamsError(f"papers.{key}.tune.search: {settings.search!r} cannot sample grid axes; use search: random")
+        raise ParamsError(
+            f"papers.{key}.tune.search: {settings.search!r} cannot sample grid axes; use search: random"
+        )
     try:
         tune.search.create_searcher(settings.search)
     except ValueError as error:
         raise ParamsError(f"papers.{key}.tune.search: {error}") from None
     except ImportError as error:
-        raise ParamsError(f"papers.{key}.tune.search: {settings.search!r} needs a package this environment lacks ({error})") from None
+        raise ParamsError(
+            f"papers.{key}.tune.search: {settings.search!r} needs a package this environment lacks ({error})"
+        ) from None
 
 
 def tune_config(settings: TuneParams, metric: str, mode: str, rungs: int) -> tune.TuneConfig:
-    scheduler = (tune.schedulers.ASHAScheduler(time_attr="training_iteration", max_t=rungs, grace_period=min(settings.grace_period, rungs),
-                                               reduction_factor=settings.reduction_factor)
-                 if settings.scheduler == "asha" else tune.schedulers.FIFOScheduler())
+    scheduler = (
+        tune.schedulers.ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=rungs,
+            grace_period=min(settings.grace_period, rungs),
+            reduction_factor=settings.reduction_factor,
+        )
+        if settings.scheduler == "asha"
+        else tune.schedulers.FIFOScheduler()
+    )
     searcher = None if settings.search == "random" else tune.search.create_searcher(settings.search)
-    return tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler, search_alg=searcher,
-                           num_samples=settings.num_samples, max_concurrent_trials=settings.max_concurrent_trials,
-                           trial_dirname_creator=lambda trial: trial.trial_id)
+    return tune.TuneConfig(
+        metric=metric,
+        mode=mode,
+        scheduler=scheduler,
+        search_alg=searcher,
+        num_samples=settings.num_samples,
+        max_concurrent_trials=settings.max_concurrent_trials,
+        trial_dirname_creator=lambda trial: trial.trial_id,
+    )
 
 
 def trainable(sweep: Sweep) -> Any:
@@ -202,7 +281,9 @@ def trainable(sweep: Sweep) -> Any:
         return tune.with_resources(tune.with_parameters(single_process_trial, sweep=sweep), resources)
     # The trial itself only waits on its Ray Train group, which claims the workers' CPUs and GPUs; a CPU of its own
     # would leave a 2-CPU machine one short of a 2-worker group. Ray wants a non-empty request: memory, not a CPU.
-    return tune.with_resources(tune.with_parameters(ddp_trial, sweep=sweep), {"cpu": 0, "memory": DRIVER_MEMORY})
+    return tune.with_resources(
+        tune.with_parameters(ddp_trial, sweep=sweep), {"cpu": 0, "memory": DRIVER_MEMORY}
+    )
 
 
 def connect(address: str | None, num_cpus: int | None) -> None:
@@ -210,19 +291,34 @@ def connect(address: str | None, num_cpus: int | None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    local = {} if address else {"num_cpus": num_cpus, "include_dashboard": False,
-                                "runtime_env": {"env_vars": {"PYTHONPATH": str(CODE_ROOT)}}}
+    local = (
+        {}
+        if address
+        else {
+            "num_cpus": num_cpus,
+            "include_dashboard": False,
+            "runtime_env": {"env_vars": {"PYTHONPATH": str(CODE_ROOT)}},
+        }
+    )
     ray.init(address=address, log_to_driver=True, **local)
 
 
-def run_sweep(params: Params, key: str, *, address: str | None = None, num_cpus: int | None = None,
-              num_samples: int | None = None) -> dict[str, Any]:
+def run_sweep(
+    params: Params,
+    key: str,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    num_samples: int | None = None,
+) -> dict[str, Any]:
     """Run the sweep; return (and write to reports/tune/<key>.json) the best config and every trial's outcome."""
     settings = params.paper(key).tune
     if num_samples:
         settings = settings.model_copy(update={"num_samples": num_samples})
     if not settings.space:
-        raise ParamsError(f"papers.{key}.tune.space: empty; name at least one hparams.<name>, data.<name> or trainer.<name>")
+        raise ParamsError(
+            f"papers.{key}.tune.space: empty; name at least one hparams.<name>, data.<name> or trainer.<name>"
+        )
     check_search(settings, key)
     metric, mode = objective(params, key)
     rungs = validation_rungs(params, key)
@@ -232,14 +328,20 @@ def run_sweep(params: Params, key: str, *, address: str | None = None, num_cpus:
     started = time.time()
     try:
         grid = tune.Tuner(
-            trainable(sweep), param_space=search_space(settings), tune_config=tune_config(settings, metric, mode, rungs),
-            run_config=tune.RunConfig(name=f"{key}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(paths.TUNE_RUNS.resolve()),
-                                      failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1),
+            trainable(sweep),
+            param_space=search_space(settings),
+            tune_config=tune_config(settings, metric, mode, rungs),
+            run_config=tune.RunConfig(
+                name=f"{key}-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str(paths.TUNE_RUNS.resolve()),
+                failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                verbose=1,
+            ),
         ).fit()
         summary = summarise(grid, sweep, rungs, time.time() - started)
     except BaseException:
-        tracking.client(params).set_terminated(parent, "FAILED")     # the parent says the sweep did not finish
+        tracking.client(params).set_terminated(parent, "FAILED")  # the parent says the sweep did not finish
         raise
     atomic_write(paths.tune_report(key), json.dumps(summary, indent=2, sort_keys=True) + "\n")
     tracking.finish_sweep(params, parent, summary, paths.tune_report(key))
@@ -250,19 +352,41 @@ def summarise(grid: tune.ResultGrid, sweep: Sweep, rungs: int, seconds: float) -
     trials = []
     for result in grid:
         metrics = result.metrics or {}
-        trials.append({"trial_id": metrics.get("trial_id"), "config": result.config, "status": "error" if result.error else
-                       ("stopped_early" if metrics.get("training_iteration", 0) < rungs else "completed"),
-                       "validations": metrics.get("training_iteration", 0), "step": metrics.get("step"),
-                       "world_size": metrics.get("world_size"), "resumed_from_step": metrics.get("resumed_from_step"),
-                       sweep.metric: metrics.get(sweep.metric), "error": str(result.error) if result.error else None,
-                       "checkpoint": result.checkpoint.path if result.checkpoint else None})
+        trials.append(
+            {
+                "trial_id": metrics.get("trial_id"),
+                "config": result.config,
+                "status": "error"
+                if result.error
+                else ("stopped_early" if metrics.get("training_iteration", 0) < rungs else "completed"),
+                "validations": metrics.get("training_iteration", 0),
+                "step": metrics.get("step"),
+                "world_size": metrics.get("world_size"),
+                "resumed_from_step": metrics.get("resumed_from_step"),
+                sweep.metric: metrics.get(sweep.metric),
+                "error": str(result.error) if result.error else None,
+                "checkpoint": result.checkpoint.path if result.checkpoint else None,
+            }
+        )
     scored = [t for t in trials if t[sweep.metric] is not None]
     if not scored:
-        raise RuntimeError(f"tune {sweep.key}: no trial reported {sweep.metric}; errors: {[t['error'] for t in trials]}")
+        raise RuntimeError(
+            f"tune {sweep.key}: no trial reported {sweep.metric}; errors: {[t['error'] for t in trials]}"
+        )
     best = max(scored, key=lambda t: t[sweep.metric] if sweep.mode == "max" else -t[sweep.metric])
-    return {"paper": sweep.key, "profile": sweep.params.profile, "metric": sweep.metric, "mode": sweep.mode,
-            "best_config": best["config"], "best_trial": best["trial_id"], "best_value": best[sweep.metric],
-            "best_checkpoint": best["checkpoint"], "mlflow_parent_run_id": sweep.parent_run_id,
-            "scheduler": sweep.settings.scheduler, "search": sweep.settings.search,
-            "workers_per_trial": sweep.settings.workers_per_trial, "wall_seconds": round(seconds, 1),
-            "trials": sorted(trials, key=lambda t: t["trial_id"] or "")}
+    return {
+        "paper": sweep.key,
+        "profile": sweep.params.profile,
+        "metric": sweep.metric,
+        "mode": sweep.mode,
+        "best_config": best["config"],
+        "best_trial": best["trial_id"],
+        "best_value": best[sweep.metric],
+        "best_checkpoint": best["checkpoint"],
+        "mlflow_parent_run_id": sweep.parent_run_id,
+        "scheduler": sweep.settings.scheduler,
+        "search": sweep.settings.search,
+        "workers_per_trial": sweep.settings.workers_per_trial,
+        "wall_seconds": round(seconds, 1),
+        "trials": sorted(trials, key=lambda t: t["trial_id"] or ""),
+    }

@@ -1,5 +1,6 @@
 """A headless Chromium driven over the DevTools protocol (a websocket; aiohttp is already installed): open a page,
 wait until its rendered text holds what a reviewer should see, take a screenshot. No browser is downloaded."""
+
 from __future__ import annotations
 
 import asyncio
@@ -48,7 +49,9 @@ class Page:
         raise ConnectionError("Chromium closed the DevTools connection")
 
     async def text(self) -> str:
-        result = await self.call("Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True)
+        result = await self.call(
+            "Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True
+        )
         return result["result"].get("value") or ""
 
     async def open(self, url: str, expect: list[str], timeout: float = 60) -> str:
@@ -58,7 +61,7 @@ class Page:
         while time.time() < deadline:
             text = await self.text()
             if all(item in text for item in expect):
-                await asyncio.sleep(1)                  # let late charts settle before a screenshot
+                await asyncio.sleep(1)  # let late charts settle before a screenshot
                 return await self.text()
             await asyncio.sleep(0.5)
         missing = [item for item in expect if item not in text]
@@ -66,9 +69,11 @@ class Page:
 
     async def scroll_to(self, text: str) -> None:
         """Bring the first element showing `text` to the top of the viewport (e.g. a run page's metrics table)."""
-        script = ("(() => { const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);"
-                  f" while (walk.nextNode()) if (walk.currentNode.nodeValue.includes({json.dumps(text)}))"
-                  " { walk.currentNode.parentElement.scrollIntoView({block: 'start'}); return true; } return false; })()")
+        script = (
+            "(() => { const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);"
+            f" while (walk.nextNode()) if (walk.currentNode.nodeValue.includes({json.dumps(text)}))"
+            " { walk.currentNode.parentElement.scrollIntoView({block: 'start'}); return true; } return false; })()"
+        )
         await self.call("Runtime.evaluate", expression=script)
         await asyncio.sleep(0.5)
 
@@ -84,15 +89,30 @@ Visit = tuple  # (url, strings the page must show, screenshot path or None[, tex
 async def _browse(visits: list[Visit], width: int, height: int) -> list[str]:
     port = free_port()
     with tempfile.TemporaryDirectory() as profile:
-        chromium = subprocess.Popen([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                                     f"--remote-debugging-port={port}", "--remote-debugging-address=127.0.0.1",
-                                     f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        chromium = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--remote-debugging-port={port}",
+                "--remote-debugging-address=127.0.0.1",
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_for_http(f"http://127.0.0.1:{port}/json/version", timeout=30)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as listing:
                 target = next(t for t in json.load(listing) if t["type"] == "page")
-            async with aiohttp.ClientSession() as session, session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws,
+            ):
                 page, texts = Page(ws), []
                 await page.call("Page.enable")
                 for url, expect, shot, *focus in visits:

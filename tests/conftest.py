@@ -1,5 +1,6 @@
 """Shared fixtures: tiny params derived from the real params.yaml, and synthetic Omniglot shards made by
 the real fetch → shard path (session-scoped, so every test reads the same few hundred drawings)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,26 +19,39 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Shrinks the smoke profile further: a 40-character replica, a few steps, a few test episodes.
 TINY = {
-    "datasets": {"omniglot": {"synthetic": {"alphabets": 4, "characters": 10, "drawers": 20}, "shard_size": 200},
-                 "cifar10": {"synthetic": {"train": 100, "test": 20}},
-                 "imagenet": {"synthetic": {"classes": 3, "train_per_class": 8, "val_per_class": 2}},
-                 "voc": {"synthetic": {"voc2007_trainval": 4, "voc2007_test": 4, "voc2012_trainval": 4}},
-                 "coco": {"synthetic": {"train": 6, "val": 4}},
-                 "camvid": {"synthetic": {"train": 2, "val": 1, "test": 1}},
-                 "lfw": {"synthetic": {"people": 24, "pairs_per_fold": 1, "dev_pairs": 2}},
-                 "associative_retrieval": {"synthetic": {"train": 2000, "val": 200, "test": 200}}},
-    "papers": {"intriguing": {"smoke": {"hparams": {"adversarial_images": 3}}},
-               "protonets": {"smoke": {
-        "data": {"train_way": 5, "val_episodes": 4, "test_query": 5, "test_episodes": 10},
-        "trainer": {"max_steps": 20, "val_check_interval": 10, "checkpoint_every_n_steps": 10, "log_every_n_steps": 5},
-    }}},
+    "datasets": {
+        "omniglot": {"synthetic": {"alphabets": 4, "characters": 10, "drawers": 20}, "shard_size": 200},
+        "cifar10": {"synthetic": {"train": 100, "test": 20}},
+        "imagenet": {"synthetic": {"classes": 3, "train_per_class": 8, "val_per_class": 2}},
+        "voc": {"synthetic": {"voc2007_trainval": 4, "voc2007_test": 4, "voc2012_trainval": 4}},
+        "coco": {"synthetic": {"train": 6, "val": 4}},
+        "camvid": {"synthetic": {"train": 2, "val": 1, "test": 1}},
+        "lfw": {"synthetic": {"people": 24, "pairs_per_fold": 1, "dev_pairs": 2}},
+        "associative_retrieval": {"synthetic": {"train": 2000, "val": 200, "test": 200}},
+    },
+    "papers": {
+        "intriguing": {"smoke": {"hparams": {"adversarial_images": 3}}},
+        "protonets": {
+            "smoke": {
+                "data": {"train_way": 5, "val_episodes": 4, "test_query": 5, "test_episodes": 10},
+                "trainer": {
+                    "max_steps": 20,
+                    "val_check_interval": 10,
+                    "checkpoint_every_n_steps": 10,
+                    "log_every_n_steps": 5,
+                },
+            }
+        },
+    },
 }
 
 
 def merge(base: dict, override: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -63,16 +77,32 @@ def write_params(project: Path, params: dict) -> Path:
 
 def cli(project: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `python -m pipelines ARGS` in `project`, as DVC would."""
-    result = subprocess.run([sys.executable, "-m", "pipelines", *args], cwd=project, capture_output=True, text=True,
-                            timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"reprozoo {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"reprozoo {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
 # What `dvc repro` needs of the repository, for tests that run the real pipeline in a copy.
-PROJECT_FILES = ("dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore", ".dvc/config",
-                 "pipelines", "lightning_modules", "datamodules")
+PROJECT_FILES = (
+    "dvc.yaml",
+    "pyproject.toml",
+    ".dvcignore",
+    ".gitignore",
+    ".dvc/config",
+    "pipelines",
+    "lightning_modules",
+    "datamodules",
+)
 
 
 def copy_repository(target: Path) -> Path:
@@ -91,6 +121,7 @@ def copy_repository(target: Path) -> Path:
 def synthetic_shards(cls: type, root: Path, **synthetic) -> Path:
     """A dataset's replica, written by its synthesize() and sharded by the real shard code; returns the shards."""
     from pipelines.shard import shard_raw
+
     raw, out = root / "raw", root / "shards"
     cls.synthesize(raw, 0, **synthetic)
     shard_raw(cls, raw, out, source={"source": "synthetic"}, shard_size=50)
@@ -152,13 +183,17 @@ def project(tmp_path, omniglot_project) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def imagenet_shards(tmp_path_factory) -> Path:
     from datamodules.imagenet import ImageNet
-    return synthetic_shards(ImageNet, tmp_path_factory.mktemp("imagenet"), classes=4, train_per_class=30, val_per_class=10)
+
+    return synthetic_shards(
+        ImageNet, tmp_path_factory.mktemp("imagenet"), classes=4, train_per_class=30, val_per_class=10
+    )
 
 
 @pytest.fixture(scope="session")
 def wikitext_shards(tmp_path_factory) -> Path:
     """The replica: real English text from the standard library's documentation, with its WordPiece vocabulary."""
     from datamodules.wikitext103 import WikiText103
+
     return synthetic_shards(WikiText103, tmp_path_factory.mktemp("wikitext103"))
 
 
@@ -167,6 +202,7 @@ def mnist_shards(tmp_path_factory) -> Path:
     """The bundled real digits."""
     from datamodules.mnist import MNIST
     from pipelines.shard import shard_raw
+
     root = tmp_path_factory.mktemp("mnist")
     MNIST.bundled(root / "raw")
     shard_raw(MNIST, root / "raw", root / "shards", source={"source": "bundled"}, shard_size=1000)
@@ -176,12 +212,14 @@ def mnist_shards(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def lfw_shards(tmp_path_factory) -> Path:
     from datamodules.lfw import LFW
+
     return synthetic_shards(LFW, tmp_path_factory.mktemp("lfw"), people=60, pairs_per_fold=6, dev_pairs=10)
 
 
 @pytest.fixture(scope="session")
 def cifar10_shards(tmp_path_factory) -> Path:
     from datamodules.cifar10 import CIFAR10
+
     return synthetic_shards(CIFAR10, tmp_path_factory.mktemp("cifar10"), train=600, test=200)
 
 
@@ -189,4 +227,5 @@ def cifar10_shards(tmp_path_factory) -> Path:
 def seeded():
     """Every test starts from the same random state, so a result never depends on which tests ran before."""
     import pytorch_lightning as pl
+
     pl.seed_everything(0, verbose=False)

@@ -1,4 +1,5 @@
 """Every paper and dataset is wired everywhere: registry ↔ params.yaml ↔ tests ↔ dvc.yaml ↔ paths.py."""
+
 import re
 
 import yaml
@@ -14,7 +15,7 @@ TESTS = ROOT / "tests"
 
 def test_every_paper_is_wired_everywhere():
     params = load_params(ROOT / "params.yaml")
-    assert set(PAPERS) <= set(params.papers)                          # each paper's main experiment has its key
+    assert set(PAPERS) <= set(params.papers)  # each paper's main experiment has its key
     assert {section.paper for section in params.papers.values()} == set(PAPERS)
     for key, section in params.papers.items():
         assert section.dataset in DATASETS and key.startswith(section.paper)
@@ -27,7 +28,9 @@ def test_every_paper_is_wired_everywhere():
             assert re.fullmatch(r"test/[a-z0-9_]+", claim.metric), claim.metric
             assert claim.tolerance >= 0
         named = module.paper.primary_metric
-        assert named is None or named in {c.metric for c in module.paper.claims}, f"{key}: primary_metric {named}"
+        assert named is None or named in {c.metric for c in module.paper.claims}, (
+            f"{key}: primary_metric {named}"
+        )
 
 
 def test_every_dataset_is_wired_everywhere():
@@ -47,6 +50,12 @@ def test_dvc_yaml_paths_agree_with_paths_module():
     assert fill(stages["shard"]["do"]["outs"][0]) == str(paths.shards(key))
     assert fill(next(iter(stages["train"]["do"]["outs"][0]))) == str(paths.model_dir(key))
     assert fill(next(iter(stages["evaluate"]["do"]["metrics"][0]))) == str(paths.metrics(key))
-    assert stages["report"]["outs"] == [str(paths.REPORT_MD), str(paths.REPORT_PNG), str(paths.REPORT_FIGURES)]
+    assert stages["report"]["outs"] == [
+        str(paths.REPORT_MD),
+        str(paths.REPORT_PNG),
+        str(paths.REPORT_FIGURES),
+    ]
     for verb in ("fetch", "shard", "train", "evaluate"):
-        assert stages[verb]["do"]["cmd"] == f"reprozoo {verb} ${{key}}"   # only the key: values come from params
+        assert (
+            stages[verb]["do"]["cmd"] == f"reprozoo {verb} ${{key}}"
+        )  # only the key: values come from params

@@ -1,5 +1,6 @@
 """Every experiment in params.yaml: its smoke recipe trains a few steps and evaluates, in process, on tiny
 synthetic (or bundled) data made by the real fetch → shard path; the claim keys it measures are logged."""
+
 import json
 
 import pytest
@@ -30,7 +31,14 @@ def all_data(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_smoke_recipe_trains_and_evaluates(all_data, tmp_path, experiment):
-    override = {"trainer": {"max_steps": 4, "val_check_interval": 2, "checkpoint_every_n_steps": 2, "log_every_n_steps": 1}}
+    override = {
+        "trainer": {
+            "max_steps": 4,
+            "val_check_interval": 2,
+            "checkpoint_every_n_steps": 2,
+            "log_every_n_steps": 1,
+        }
+    }
     params = tiny_params(papers={experiment: {"smoke": override}})
     write_params(tmp_path, params)
     (tmp_path / "data").symlink_to(all_data / "data")

@@ -1,6 +1,7 @@
 """The committed smoke baseline (metrics/*.json, written by `dvc repro` on the smoke profile) shows that each
 smoke recipe learns: the experiment's headline claim beats the same net at its seeded initialisation, scored on
 the same test set. A recipe change that stops a smoke run from learning fails here once `dvc repro` re-runs it."""
+
 import json
 
 import pytest
@@ -14,12 +15,21 @@ PARAMS = load_params(ROOT / "params.yaml")
 NOT_YET = {"mann": "MANN needs ~10^5 episodes (the paper's schedule); 300 smoke steps stay at chance"}
 
 
-@pytest.mark.parametrize("experiment", [pytest.param(k, marks=pytest.mark.xfail(reason=NOT_YET[k], strict=True))
-                                        if k in NOT_YET else k for k in PARAMS.papers])
+@pytest.mark.parametrize(
+    "experiment",
+    [
+        pytest.param(k, marks=pytest.mark.xfail(reason=NOT_YET[k], strict=True)) if k in NOT_YET else k
+        for k in PARAMS.papers
+    ],
+)
 def test_the_smoke_run_beats_its_untrained_net(experiment):
     result = json.loads((ROOT / "metrics" / f"{experiment}.json").read_text())
-    claim = headline(PARAMS.papers[experiment].paper, result["metrics"])   # what the registry ranks models by
+    claim = headline(PARAMS.papers[experiment].paper, result["metrics"])  # what the registry ranks models by
     if result["profile"] != "smoke" or claim is None:
         pytest.skip(f"{experiment}: not a smoke run, or it measures none of its paper's numeric claims")
     trained, untrained = result["metrics"][claim.metric], result["untrained_metrics"][claim.metric]
-    assert (trained > untrained) if claim.higher_is_better else (trained < untrained), (claim.metric, trained, untrained)
+    assert (trained > untrained) if claim.higher_is_better else (trained < untrained), (
+        claim.metric,
+        trained,
+        untrained,
+    )

@@ -1,4 +1,5 @@
 """Associative retrieval: the generator's format, determinism, the official sizes, and a bad line named."""
+
 import numpy as np
 import pytest
 
@@ -10,6 +11,7 @@ from tests.conftest import synthetic_shards
 
 def test_the_default_sizes_are_the_papers():
     import inspect
+
     defaults = {k: p.default for k, p in inspect.signature(synthesize).parameters.items()}
     assert (defaults["train"], defaults["val"], defaults["test"]) == (100_000, 10_000, 20_000)
 
@@ -26,9 +28,13 @@ def test_every_query_key_is_one_of_the_sequences_keys_and_the_value_matches(tmp_
 
 def test_round_trip_batches(tmp_path):
     shards = synthetic_shards(AssociativeRetrieval, tmp_path, pairs=4, train=300, val=20, test=40)
-    assert {s: v["samples"] for s, v in read_meta(shards)["splits"].items()} == {"train": 300, "val": 20, "test": 40}
+    assert {s: v["samples"] for s, v in read_meta(shards)["splits"].items()} == {
+        "train": 300,
+        "val": 20,
+        "test": 40,
+    }
     tokens, values = next(iter(AssociativeRetrieval(shards, 0, batch_size=16).train_dataloader()))
-    assert tokens.shape == (16, 11) and values.max() <= 9 and np.all(tokens[:, 8:10].numpy() == 36)   # "??"
+    assert tokens.shape == (16, 11) and values.max() <= 9 and np.all(tokens[:, 8:10].numpy() == 36)  # "??"
 
 
 def test_a_malformed_line_is_named(tmp_path):

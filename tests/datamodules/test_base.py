@@ -1,4 +1,5 @@
 """The WebDataset plumbing: DDP-safe splitting, equal batches per rank, no unpickling, atomic outputs."""
+
 import io
 import pickle
 import tarfile
@@ -40,11 +41,13 @@ def test_every_rank_gets_the_same_number_of_batches(numbered_shards, monkeypatch
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
         counts.append(len(list(ShardDataModule(numbered_shards, seed=0, batch_size=4).loader("train"))))
-    assert counts == [5, 5]                                       # 40 samples / (2 ranks × 4)
+    assert counts == [5, 5]  # 40 samples / (2 ranks × 4)
 
 
 def test_shuffle_is_reproducible_by_seed(numbered_shards):
-    order = lambda seed: [s["cls"] for s in ShardDataModule(numbered_shards, seed=seed).dataset("train", shuffle=True)]  # noqa: E731
+    order = lambda seed: [
+        s["cls"] for s in ShardDataModule(numbered_shards, seed=seed).dataset("train", shuffle=True)
+    ]  # noqa: E731
     assert order(1) == order(1) != order(2)
     assert sorted(order(1)) == list(range(40))
 
@@ -53,13 +56,14 @@ def test_each_epoch_draws_a_new_order_reproducibly(numbered_shards):
     def two_epochs():
         stream = iter(ShardDataModule(numbered_shards, seed=3).dataset("train", shuffle=True).repeat(2))
         return [next(stream)["cls"] for _ in range(80)]
+
     first, again = two_epochs(), two_epochs()
     assert first == again and first[:40] != first[40:] and sorted(first[40:]) == list(range(40))
 
 
 def test_pickled_members_stay_bytes(numbered_shards):
     sample = next(iter(ShardDataModule(numbered_shards).dataset("train")))
-    assert isinstance(sample["pyd"], bytes)                       # decode(only=...) never unpickles
+    assert isinstance(sample["pyd"], bytes)  # decode(only=...) never unpickles
 
 
 def test_missing_shards_name_the_command_to_run(tmp_path):
@@ -88,7 +92,9 @@ def _tar_with(path, name: str, linkname: str | None = None) -> None:
             tf.addfile(info, io.BytesIO(b"hi"))
 
 
-@pytest.mark.parametrize(("member", "link"), [("../escape.txt", None), ("link", "../../etc"), ("abs", "/etc/passwd")])
+@pytest.mark.parametrize(
+    ("member", "link"), [("../escape.txt", None), ("link", "../../etc"), ("abs", "/etc/passwd")]
+)
 def test_extraction_never_writes_outside_its_target(tmp_path, member, link):
     archive = tmp_path / "evil.tar"
     _tar_with(archive, member, link)
@@ -100,11 +106,12 @@ def test_extraction_never_writes_outside_its_target(tmp_path, member, link):
 def test_absolute_members_land_inside_the_target(tmp_path):
     _tar_with(tmp_path / "abs.tar", "/abs.txt")
     extract(tmp_path / "abs.tar", tmp_path / "target")
-    assert (tmp_path / "target" / "abs.txt").read_text() == "hi"      # the "data" filter strips the leading /
+    assert (tmp_path / "target" / "abs.txt").read_text() == "hi"  # the "data" filter strips the leading /
 
 
 def test_zip_slip_is_refused(tmp_path):
     import zipfile
+
     with zipfile.ZipFile(tmp_path / "evil.zip", "w") as zf:
         zf.writestr("../escape.txt", "x")
     with pytest.raises(DataError, match="outside"):
@@ -124,9 +131,10 @@ def test_a_hard_link_out_of_the_target_is_refused(tmp_path):
 def test_a_zip_symlink_is_written_as_a_plain_file_never_followed(tmp_path):
     import stat
     import zipfile
+
     with zipfile.ZipFile(tmp_path / "link.zip", "w") as zf:
         info = zipfile.ZipInfo("link")
-        info.external_attr = (stat.S_IFLNK | 0o777) << 16                # how zip stores a symlink to /etc/passwd
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16  # how zip stores a symlink to /etc/passwd
         zf.writestr(info, "/etc/passwd")
         zf.writestr("link/../../escape.txt", "x")
     with pytest.raises(DataError, match="outside"):
@@ -134,7 +142,10 @@ def test_a_zip_symlink_is_written_as_a_plain_file_never_followed(tmp_path):
     with zipfile.ZipFile(tmp_path / "only_link.zip", "w") as zf:
         zf.writestr(info, "/etc/passwd")
     extract(tmp_path / "only_link.zip", tmp_path / "target2")
-    assert not (tmp_path / "target2/link").is_symlink() and (tmp_path / "target2/link").read_text() == "/etc/passwd"
+    assert (
+        not (tmp_path / "target2/link").is_symlink()
+        and (tmp_path / "target2/link").read_text() == "/etc/passwd"
+    )
 
 
 def test_webdataset_default_nodesplitter_would_raise_under_ddp(numbered_shards, monkeypatch):
@@ -155,10 +166,23 @@ def image_shards(tmp_path):
         buffer = io.BytesIO()
         Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(buffer, "JPEG")
         return buffer.getvalue()
+
     shards = tmp_path / "pictures"
-    info = write_split(({"__key__": f"k{i}", "jpg": jpeg(i), "cls": i % 2} for i in range(10)), shards, "train",
-                       raw_dir=tmp_path, shard_size=5)
-    write_meta(shards, {"name": "pictures", "source": {"source": "synthetic"}, "splits": {"train": {**info, "classes": ["a", "b"]}}})
+    info = write_split(
+        ({"__key__": f"k{i}", "jpg": jpeg(i), "cls": i % 2} for i in range(10)),
+        shards,
+        "train",
+        raw_dir=tmp_path,
+        shard_size=5,
+    )
+    write_meta(
+        shards,
+        {
+            "name": "pictures",
+            "source": {"source": "synthetic"},
+            "splits": {"train": {**info, "classes": ["a", "b"]}},
+        },
+    )
     return shards
 
 
@@ -173,15 +197,28 @@ def truncate_member(shard, name: str) -> None:
 
 
 DAMAGE = {
-    "a truncated JPEG": (lambda s: truncate_member(s / "train-000000.tar", "k1.jpg"),
-                         r"pictures/train-000000.tar: record 'k1' does not decode \(.*\); re-run `reprozoo shard pictures`"),
-    "an empty shard": (lambda s: (s / "train-000001.tar").write_bytes(b""),
-                       r"pictures/train-000001.tar: listed in meta.json but empty; re-run `reprozoo shard pictures`"),
-    "a missing shard": (lambda s: (s / "train-000001.tar").unlink(), r"train-000001.tar: listed in meta.json but missing"),
-    "a truncated tar": (lambda s: (s / "train-000000.tar").write_bytes((s / "train-000000.tar").read_bytes()[:1500]),
-                        r"pictures/train-000000.tar: listed in meta.json but 1500 bytes where the shard stage wrote 20480"),
-    "a corrupt member header": (lambda s: (s / "train-000000.tar").write_bytes(b"\xff" * 100 + (s / "train-000000.tar").read_bytes()[100:]),
-                                r"pictures/train-000000.tar: unreadable shard \(bad checksum\)"),
+    "a truncated JPEG": (
+        lambda s: truncate_member(s / "train-000000.tar", "k1.jpg"),
+        r"pictures/train-000000.tar: record 'k1' does not decode \(.*\); re-run `reprozoo shard pictures`",
+    ),
+    "an empty shard": (
+        lambda s: (s / "train-000001.tar").write_bytes(b""),
+        r"pictures/train-000001.tar: listed in meta.json but empty; re-run `reprozoo shard pictures`",
+    ),
+    "a missing shard": (
+        lambda s: (s / "train-000001.tar").unlink(),
+        r"train-000001.tar: listed in meta.json but missing",
+    ),
+    "a truncated tar": (
+        lambda s: (s / "train-000000.tar").write_bytes((s / "train-000000.tar").read_bytes()[:1500]),
+        r"pictures/train-000000.tar: listed in meta.json but 1500 bytes where the shard stage wrote 20480",
+    ),
+    "a corrupt member header": (
+        lambda s: (s / "train-000000.tar").write_bytes(
+            b"\xff" * 100 + (s / "train-000000.tar").read_bytes()[100:]
+        ),
+        r"pictures/train-000000.tar: unreadable shard \(bad checksum\)",
+    ),
 }
 
 
@@ -194,4 +231,6 @@ def test_a_damaged_shard_is_named_with_its_record(image_shards, damage):
 
 
 def test_intact_image_shards_read_completely(image_shards):
-    assert sorted(s["__key__"] for s in ShardDataModule(image_shards, batch_size=2).dataset("train")) == [f"k{i}" for i in range(10)]
+    assert sorted(s["__key__"] for s in ShardDataModule(image_shards, batch_size=2).dataset("train")) == [
+        f"k{i}" for i in range(10)
+    ]

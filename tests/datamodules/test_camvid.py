@@ -1,4 +1,5 @@
 """CamVid: the SegNet folder pairing, the 367/101/233 split, void ignored."""
+
 import numpy as np
 import pytest
 
@@ -26,7 +27,10 @@ def test_round_trip_has_eleven_classes_and_void_becomes_ignore(shards):
 
 
 def test_the_segnet_layout_with_the_papers_split_sizes(tmp_path):
-    tiny_image, tiny_label = encode(np.zeros((2, 2, 3), np.uint8), "PNG"), encode(np.zeros((2, 2), np.uint8), "PNG")
+    tiny_image, tiny_label = (
+        encode(np.zeros((2, 2, 3), np.uint8), "PNG"),
+        encode(np.zeros((2, 2), np.uint8), "PNG"),
+    )
     for split, count in (("train", 367), ("val", 101), ("test", 233)):
         for folder, content in ((split, tiny_image), (f"{split}annot", tiny_label)):
             (tmp_path / "CamVid" / folder).mkdir(parents=True)

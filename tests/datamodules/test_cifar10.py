@@ -1,4 +1,5 @@
 """CIFAR-10: the pickle batches are checksummed before reading and can only hold arrays."""
+
 import os
 import pickle
 
@@ -17,11 +18,15 @@ def shards(tmp_path_factory):
 
 
 def test_round_trip_keeps_the_45k_5k_style_split(shards):
-    assert {s: v["samples"] for s, v in read_meta(shards)["splits"].items()} == {"train": 90, "val": 10, "test": 20}
+    assert {s: v["samples"] for s, v in read_meta(shards)["splits"].items()} == {
+        "train": 90,
+        "val": 10,
+        "test": 20,
+    }
     images, labels = next(iter(CIFAR10(shards, 0, batch_size=4).train_dataloader()))
     assert images.shape == (4, 3, 32, 32) and labels.shape == (4,) and images.dtype == torch.uint8
     raw = CIFAR10(shards, 0, normalize=False).on_after_batch_transfer((images, labels), 0)[0]
-    assert raw.dtype == torch.float32 and raw.min() >= 0 and raw.max() <= 1      # pixelcnn's [0, 1] pixels
+    assert raw.dtype == torch.float32 and raw.min() >= 0 and raw.max() <= 1  # pixelcnn's [0, 1] pixels
     assert torch.allclose(raw * 255, images.float(), atol=1e-4)
     assert read_meta(shards)["splits"]["test"]["classes"][0] == "airplane"
 
@@ -30,7 +35,7 @@ def test_a_changed_batch_is_not_unpickled(tmp_path):
     synthesize(tmp_path, 0, train=10, test=5)
     path = tmp_path / FOLDER / "test_batch"
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF                                   # one flipped byte in the pixel data
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the pixel data
     path.write_bytes(bytes(data))
     with pytest.raises(DataError, match="matches neither the official checksum"):
         list(samples(tmp_path, "test"))

@@ -1,5 +1,6 @@
 """Dance videos: the synthetic dancer is deterministic, samples are consecutive frame pairs with their poses, the
 stick figure is drawn on the keypoints, a local copy is split and posed, and broken inputs are named."""
+
 import json
 
 import numpy as np
@@ -15,7 +16,9 @@ def test_the_synthetic_dancer_is_deterministic_and_split_by_time(tmp_path):
     synthesize(tmp_path / "a", 0, frames=40, source_frames=6, size=32)
     synthesize(tmp_path / "b", 0, frames=40, source_frames=6, size=32)
     assert (tmp_path / "a/train/poses.json").read_text() == (tmp_path / "b/train/poses.json").read_text()
-    counts = {s: len(json.loads((tmp_path / "a" / s / "poses.json").read_text())["keypoints"]) for s in dance.SPLITS}
+    counts = {
+        s: len(json.loads((tmp_path / "a" / s / "poses.json").read_text())["keypoints"]) for s in dance.SPLITS
+    }
     assert counts == {"train": 32, "val": 4, "test": 4, "source": 6}
 
 
@@ -23,12 +26,15 @@ def test_a_sample_is_two_consecutive_frames_with_both_poses(tmp_path):
     synthesize(tmp_path, 0, frames=40, source_frames=6, size=32)
     pairs = list(samples(tmp_path, "train"))
     assert len(pairs) == 31
-    assert pairs[0]["png"] == pairs[1]["prev.png"] and pairs[0]["json"]["keypoints"][1] == pairs[1]["json"]["keypoints"][0]
+    assert (
+        pairs[0]["png"] == pairs[1]["prev.png"]
+        and pairs[0]["json"]["keypoints"][1] == pairs[1]["json"]["keypoints"][0]
+    )
 
 
 def test_the_stick_figure_is_drawn_on_the_limbs_only():
     keypoints = np.zeros((17, 3))
-    keypoints[5], keypoints[7] = (5, 5, 1), (25, 5, 1)           # a left upper arm, horizontal at y = 5
+    keypoints[5], keypoints[7] = (5, 5, 1), (25, 5, 1)  # a left upper arm, horizontal at y = 5
     image = render_pose(keypoints, 32, width=1)
     assert image[5, 10:20].any() and not image[20:].any()
 

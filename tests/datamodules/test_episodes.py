@@ -1,4 +1,5 @@
 """The episode sampler: deterministic, resumable at any step, distinct per rank, even across ranks."""
+
 import torch
 
 from datamodules.episodes import EpisodeSampler
@@ -25,11 +26,14 @@ def test_an_episode_draws_distinct_classes_and_distinct_images():
     episode = first(EpisodeSampler(classes(), way=5, shot=2, query=3, seed=1), 1)[0]
     class_values = episode.support[:, 0, 0, 0, 0]
     assert len(set(class_values.tolist())) == 5
-    assert torch.equal(episode.query[:, :, 0, 0, 0], class_values[:, None].expand(5, 3))   # queries match classes
+    assert torch.equal(
+        episode.query[:, :, 0, 0, 0], class_values[:, None].expand(5, 3)
+    )  # queries match classes
 
 
 def test_ranks_draw_different_training_episodes(monkeypatch):
     import datamodules.episodes as episodes
+
     monkeypatch.setattr(episodes, "rank_and_world", lambda: (1, 2))
     rank1 = first(EpisodeSampler(classes(), way=5, shot=1, query=1, seed=0), 3)
     monkeypatch.setattr(episodes, "rank_and_world", lambda: (0, 2))
@@ -39,8 +43,9 @@ def test_ranks_draw_different_training_episodes(monkeypatch):
 
 def test_evaluation_episodes_are_split_evenly_across_ranks(monkeypatch):
     import datamodules.episodes as episodes
+
     counts = []
     for rank in (0, 1):
         monkeypatch.setattr(episodes, "rank_and_world", lambda rank=rank: (rank, 2))
         counts.append(len(list(EpisodeSampler(classes(), way=5, shot=1, query=1, seed=0, episodes=7))))
-    assert counts == [4, 4]                                       # 7 episodes, padded so no rank waits
+    assert counts == [4, 4]  # 7 episodes, padded so no rank waits

@@ -1,5 +1,6 @@
 """Downloads resume and verify, and an interrupted stage leaves nothing a later stage would read as complete.
 A real HTTP server on 127.0.0.1 that honours Range requests and can cut a response short."""
+
 import hashlib
 import http.server
 import os
@@ -20,7 +21,7 @@ MD5 = hashlib.md5(PAYLOAD).hexdigest()
 
 
 class Server(http.server.ThreadingHTTPServer):
-    cut_after: int | None = None            # bytes sent before the next response's connection is dropped
+    cut_after: int | None = None  # bytes sent before the next response's connection is dropped
     honour_range = True
     ranges: list[str | None]
 
@@ -29,7 +30,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         server: Server = self.server
         server.ranges.append(self.headers.get("Range"))
-        start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") and server.honour_range else 0
+        start = (
+            int(self.headers["Range"].split("=")[1].rstrip("-"))
+            if self.headers.get("Range") and server.honour_range
+            else 0
+        )
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(PAYLOAD) - start))
         self.end_headers()
@@ -60,12 +65,15 @@ def url(server: Server) -> str:
 def test_an_interrupted_download_keeps_its_part_and_the_next_run_resumes_it(server, tmp_path):
     server.cut_after = 100_000
     dest = tmp_path / "archive.tar"
-    with pytest.raises(DataError, match=r"download failed after 100000 bytes .*archive\.tar\.part is kept and the next run resumes it"):
+    with pytest.raises(
+        DataError,
+        match=r"download failed after 100000 bytes .*archive\.tar\.part is kept and the next run resumes it",
+    ):
         download(url(server), dest, MD5)
     assert (tmp_path / "archive.tar.part").stat().st_size == 100_000 and not dest.exists()
 
     assert download(url(server), dest, MD5).read_bytes() == PAYLOAD
-    assert server.ranges == [None, "bytes=100000-"]                     # only the missing bytes were fetched
+    assert server.ranges == [None, "bytes=100000-"]  # only the missing bytes were fetched
     assert not (tmp_path / "archive.tar.part").exists()
 
 
@@ -92,13 +100,19 @@ def test_a_complete_file_with_the_right_checksum_is_not_fetched_again(server, tm
 def test_a_shard_stage_killed_midway_leaves_the_previous_shards_whole(omniglot_project, tmp_path):
     """SIGKILL while `reprozoo shard` writes: data/shards/<name> is still the previous, complete output."""
     import shutil
+
     project = tmp_path / "project"
     shutil.copytree(omniglot_project, project, ignore=shutil.ignore_patterns("mlflow.db", "models"))
     shards = project / "data/shards/omniglot"
     before = {p.name: p.read_bytes() for p in shards.iterdir()}
-    (project / "data/shards/omniglot.partial").mkdir()                  # a scratch folder an earlier kill left
-    shard = subprocess.Popen([sys.executable, "-m", "pipelines", "shard", "omniglot"], cwd=project,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    (project / "data/shards/omniglot.partial").mkdir()  # a scratch folder an earlier kill left
+    shard = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "shard", "omniglot"],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     scratch = project / "data/shards/omniglot.partial"
     deadline = time.monotonic() + 120
     while not any(scratch.glob("*.tar")) and shard.poll() is None and time.monotonic() < deadline:
@@ -106,9 +120,14 @@ def test_a_shard_stage_killed_midway_leaves_the_previous_shards_whole(omniglot_p
     assert shard.poll() is None, "the shard stage finished before it could be killed"
     shard.send_signal(signal.SIGKILL)
     shard.wait()
-    assert {p.name: p.read_bytes() for p in shards.iterdir()} == before    # untouched, meta.json included
+    assert {p.name: p.read_bytes() for p in shards.iterdir()} == before  # untouched, meta.json included
 
-    subprocess.run([sys.executable, "-m", "pipelines", "shard", "omniglot"], cwd=project, check=True,
-                   capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    subprocess.run(
+        [sys.executable, "-m", "pipelines", "shard", "omniglot"],
+        cwd=project,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert not scratch.exists() and (shards / "meta.json").exists()
     assert sorted(p.name for p in shards.iterdir()) == sorted(before)

@@ -1,4 +1,5 @@
 """ImageNet: the three official archives, streamed; the devkit's leaf synsets; odd image files normalised."""
+
 import io
 import tarfile
 
@@ -9,25 +10,44 @@ from torchvision.transforms import v2
 
 from datamodules.base import read_meta
 from datamodules.files import DataError
-from datamodules.imagenet import DEVKIT, MEAN, STD, TRAIN_TAR, ImageNet, check_layout, download, read_devkit, synthesize
+from datamodules.imagenet import (
+    DEVKIT,
+    MEAN,
+    STD,
+    TRAIN_TAR,
+    ImageNet,
+    check_layout,
+    download,
+    read_devkit,
+    synthesize,
+)
 from tests.conftest import synthetic_shards
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    return synthetic_shards(ImageNet, tmp_path_factory.mktemp("imagenet"), classes=4, train_per_class=6, val_per_class=3)
+    return synthetic_shards(
+        ImageNet, tmp_path_factory.mktemp("imagenet"), classes=4, train_per_class=6, val_per_class=3
+    )
 
 
 def test_round_trip_counts_and_the_devkit_skips_inner_synsets(shards):
     meta = read_meta(shards)
     assert {s: v["samples"] for s, v in meta["splits"].items()} == {"train": 24, "val": 12}
-    assert meta["splits"]["train"]["classes"] == ["n01440764 tench, Tinca tinca", "n01443537 goldfish, Carassius auratus",
-                                                   "n01484850 great white shark, white shark", "n01491361 tiger shark, Galeocerdo cuvieri"]
+    assert meta["splits"]["train"]["classes"] == [
+        "n01440764 tench, Tinca tinca",
+        "n01443537 goldfish, Carassius auratus",
+        "n01484850 great white shark, white shark",
+        "n01491361 tiger shark, Galeocerdo cuvieri",
+    ]
 
 
 def test_grayscale_cmyk_and_png_files_become_rgb_jpegs(shards):
     raw = shards.parent / "raw"
-    with tarfile.open(raw / TRAIN_TAR) as outer, tarfile.open(fileobj=outer.extractfile(outer.getmembers()[0])) as inner:
+    with (
+        tarfile.open(raw / TRAIN_TAR) as outer,
+        tarfile.open(fileobj=outer.extractfile(outer.getmembers()[0])) as inner,
+    ):
         originals = [Image.open(io.BytesIO(inner.extractfile(m).read())) for m in inner.getmembers()[:3]]
     assert [(im.format, im.mode) for im in originals] == [("JPEG", "L"), ("JPEG", "CMYK"), ("PNG", "RGB")]
     data = ImageNet(shards, 0)
@@ -42,14 +62,20 @@ def test_batches_leave_the_workers_as_uint8_and_are_normalised_on_the_device(sha
     images, labels = next(iter(data.train_dataloader()))
     assert images.dtype == torch.uint8
     floats, same_labels = data.on_after_batch_transfer((images, labels), 0)
-    expected = v2.Normalize(MEAN, STD)(images.float() / 255)                  # torchvision's recipe, per sample
-    assert floats.dtype == torch.float32 and torch.allclose(floats, expected, atol=1e-6) and same_labels is labels
+    expected = v2.Normalize(MEAN, STD)(images.float() / 255)  # torchvision's recipe, per sample
+    assert (
+        floats.dtype == torch.float32
+        and torch.allclose(floats, expected, atol=1e-6)
+        and same_labels is labels
+    )
 
 
 def test_ten_crop_testing_gives_corners_centre_and_mirrors(shards):
-    images, labels = next(iter(ImageNet(shards, 0, batch_size=2, crop=48, resize=64, test_crops=10).test_dataloader()))
+    images, labels = next(
+        iter(ImageNet(shards, 0, batch_size=2, crop=48, resize=64, test_crops=10).test_dataloader())
+    )
     assert images.shape == (2, 10, 3, 48, 48) and labels.shape == (2,)
-    assert torch.equal(images[:, 5], images[:, 1].flip(-1))                   # mirrored top-left = flipped top-right
+    assert torch.equal(images[:, 5], images[:, 1].flip(-1))  # mirrored top-left = flipped top-right
     assert ImageNet(shards, 0).on_after_batch_transfer((images, labels), 0)[0].shape == (2, 10, 3, 48, 48)
 
 

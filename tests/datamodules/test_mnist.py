@@ -1,11 +1,21 @@
 """MNIST: IDX files in and out, the bundled real digits, the recurrent views."""
+
 import numpy as np
 import pytest
 import torch
 
 from datamodules.base import read_meta
 from datamodules.files import DataError
-from datamodules.mnist import MNIST, FILES, bundled, check_layout, idx_dir, samples, write_idx, write_split_files
+from datamodules.mnist import (
+    MNIST,
+    FILES,
+    bundled,
+    check_layout,
+    idx_dir,
+    samples,
+    write_idx,
+    write_split_files,
+)
 from tests.conftest import synthetic_shards
 
 
@@ -22,6 +32,7 @@ def test_hand_made_idx_files_are_read_by_torchvisions_parser(tmp_path):
     assert [s["cls"] for s in parsed] == [3, 1, 4, 1]
     from PIL import Image
     import io
+
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(parsed[2]["png"]))), images[2])
 
 
@@ -30,9 +41,11 @@ def test_bundled_source_writes_the_5000_real_digits_with_a_fixed_split(tmp_path)
     test_labels = [s["cls"] for s in samples(tmp_path, "test")]
     train = len(list(samples(tmp_path, "train"))) + len(list(samples(tmp_path, "val")))
     assert train == 4000 and len(test_labels) == 1000
-    assert np.bincount(test_labels).tolist() == [100] * 10          # stratified
+    assert np.bincount(test_labels).tolist() == [100] * 10  # stratified
     bundled(tmp_path / "again")
-    assert (idx_dir(tmp_path) / FILES["test"][0]).read_bytes() == (idx_dir(tmp_path / "again") / FILES["test"][0]).read_bytes()
+    assert (idx_dir(tmp_path) / FILES["test"][0]).read_bytes() == (
+        idx_dir(tmp_path / "again") / FILES["test"][0]
+    ).read_bytes()
 
 
 def test_missing_files_are_named(tmp_path):
@@ -49,15 +62,24 @@ def test_round_trip_and_views(shards):
     meta = read_meta(shards)
     assert {s: v["samples"] for s, v in meta["splits"].items()} == {"train": 110, "val": 10, "test": 40}
     images, labels = next(iter(MNIST(shards, 0, batch_size=8).test_dataloader()))
-    assert images.shape == (8, 1, 28, 28) and 0 <= images.min() and images.max() <= 1 and labels.dtype == torch.int64
+    assert (
+        images.shape == (8, 1, 28, 28)
+        and 0 <= images.min()
+        and images.max() <= 1
+        and labels.dtype == torch.int64
+    )
     sequence, _ = next(iter(MNIST(shards, 0, batch_size=8, view="sequence").test_dataloader()))
     assert torch.equal(sequence, images.reshape(8, 784, 1))
     permuted = MNIST(shards, 0, batch_size=8, view="permuted")
     shuffled, _ = next(iter(permuted.test_dataloader()))
     assert torch.equal(shuffled, images.reshape(8, 784, 1)[:, permuted.permutation])
-    assert torch.equal(permuted.permutation, MNIST(shards, 0, view="permuted").permutation)   # fixed by the seed
-    rows, _ = next(iter(MNIST(shards, 0, batch_size=8, view="sequence", pixels_per_step=28).test_dataloader()))
-    assert torch.equal(rows, images.reshape(8, 28, 28))                                      # row by row
+    assert torch.equal(
+        permuted.permutation, MNIST(shards, 0, view="permuted").permutation
+    )  # fixed by the seed
+    rows, _ = next(
+        iter(MNIST(shards, 0, batch_size=8, view="sequence", pixels_per_step=28).test_dataloader())
+    )
+    assert torch.equal(rows, images.reshape(8, 28, 28))  # row by row
 
 
 def test_the_permutation_travels_with_the_checkpoint_and_a_foreign_one_is_refused(shards):

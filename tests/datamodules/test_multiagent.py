@@ -1,5 +1,6 @@
 """Multi-agent trajectories: the scripted policies do what their docstring says, generation is deterministic,
 episodes of one game batch through the shards, and a malformed episode is named."""
+
 import json
 
 import numpy as np
@@ -13,8 +14,8 @@ from tests.conftest import synthetic_shards
 def test_a_stag_hunter_needs_a_partner_at_least_as_close():
     kinds = ["stag", "apple", "apple"]
     things = np.array([[4, 4], [0, 0], [7, 7]])
-    alone = goals("stag_hunt", np.array([[3, 4], [7, 0]]), things, kinds)       # agent 1 is far from the stag
-    assert alone[0].tolist() == [0, 0] or alone[0].tolist() == [7, 7]            # agent 0 goes for an apple
+    alone = goals("stag_hunt", np.array([[3, 4], [7, 0]]), things, kinds)  # agent 1 is far from the stag
+    assert alone[0].tolist() == [0, 0] or alone[0].tolist() == [7, 7]  # agent 0 goes for an apple
     together = goals("stag_hunt", np.array([[3, 4], [5, 4]]), things, kinds)
     assert together[0].tolist() == together[1].tolist() == [4, 4]
 
@@ -25,7 +26,10 @@ def test_cooperative_navigation_assigns_each_landmark_once():
 
 
 def test_moves_shorten_the_distance():
-    assert step_towards(np.array([2, 2]), np.array([2, 5])) == 2 and step_towards(np.array([2, 2]), np.array([0, 2])) == 3
+    assert (
+        step_towards(np.array([2, 2]), np.array([2, 5])) == 2
+        and step_towards(np.array([2, 2]), np.array([0, 2])) == 3
+    )
     assert step_towards(np.array([2, 2]), np.array([2, 2])) == 0
 
 

@@ -1,4 +1,5 @@
 """Omniglot: the replica's layout and determinism, the split parser, the shard round trip, episodes, sources."""
+
 import hashlib
 import io
 import zipfile
@@ -10,7 +11,16 @@ from PIL import Image
 from datamodules.base import read_meta, write_split
 from datamodules.files import DataError
 from pipelines.shard import shard_raw
-from datamodules.omniglot import Omniglot, check_layout, classes, download, read_split, samples, split_file, synthesize
+from datamodules.omniglot import (
+    Omniglot,
+    check_layout,
+    classes,
+    download,
+    read_split,
+    samples,
+    split_file,
+    synthesize,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +35,16 @@ def test_replica_has_the_official_layout(replica):
     assert len(pngs) == 5 * 6 * 20
     assert {p.parts[-4] for p in pngs} == {"images_background", "images_evaluation"}
     image = Image.open(pngs[0])
-    assert image.size == (105, 105) and image.mode == "1"      # binary scans, like the real ones
+    assert image.size == (105, 105) and image.mode == "1"  # binary scans, like the real ones
     assert all(split_file(replica, s).exists() for s in ("train", "val", "test"))
 
 
 def test_replica_is_deterministic_by_seed(tmp_path, replica):
     synthesize(tmp_path / "again", 3, alphabets=5, characters=6, drawers=20)
     synthesize(tmp_path / "other", 4, alphabets=5, characters=6, drawers=20)
-    digest = lambda root: hashlib.md5(b"".join(p.read_bytes() for p in sorted(root.rglob("*.png")))).hexdigest()  # noqa: E731
+    digest = lambda root: hashlib.md5(
+        b"".join(p.read_bytes() for p in sorted(root.rglob("*.png")))
+    ).hexdigest()  # noqa: E731
     assert digest(tmp_path / "again") == digest(replica) != digest(tmp_path / "other")
 
 
@@ -56,7 +68,9 @@ def test_split_file_in_the_protonets_format_is_parsed(tmp_path):
 
 
 def test_shard_round_trip_keeps_every_drawing_of_its_split(tmp_path, replica):
-    written = shard_raw(Omniglot, replica, tmp_path, source={"source": "synthetic"}, shard_size=50)["splits"]["test"]
+    written = shard_raw(Omniglot, replica, tmp_path, source={"source": "synthetic"}, shard_size=50)["splits"][
+        "test"
+    ]
     assert written["samples"] == 20 * len(read_split(replica, "test")) and len(written["shards"]) >= 2
     data = Omniglot(tmp_path, 0)
     keys = [s["__key__"] for s in data.read_all("test")]
@@ -64,8 +78,8 @@ def test_shard_round_trip_keeps_every_drawing_of_its_split(tmp_path, replica):
     images = data.class_images("test")
     assert len(images) == len(classes(replica, "test"))
     assert all(c.shape == (20, 1, 28, 28) for c in images)
-    assert torch.equal(images[1], torch.rot90(images[0], 1, dims=(-2, -1)))   # class 2 is class 1 turned 90°
-    assert 0 < images[0].mean() < 0.5                                          # strokes are 1 on a 0 background
+    assert torch.equal(images[1], torch.rot90(images[0], 1, dims=(-2, -1)))  # class 2 is class 1 turned 90°
+    assert 0 < images[0].mean() < 0.5  # strokes are 1 on a 0 background
 
 
 def test_episodes_have_the_shapes_of_the_setting(omniglot_shards):
@@ -86,14 +100,17 @@ def test_an_impossible_episode_is_refused_before_training(omniglot_shards):
 def test_a_corrupt_drawing_is_named_or_skipped(tmp_path, replica):
     broken = tmp_path / "raw"
     import shutil
+
     shutil.copytree(replica, broken)
     victim = sorted(broken.glob("images_*/*/character*/*.png"))[0]
     character = f"{victim.parts[-3]}/{victim.parts[-2]}"
     split = next(s for s in ("train", "val", "test") if character in read_split(broken, s))
-    victim.write_bytes(victim.read_bytes()[:40])                                 # a truncated PNG
+    victim.write_bytes(victim.read_bytes()[:40])  # a truncated PNG
     with pytest.raises(DataError, match=victim.stem):
         write_split(samples(broken, split), tmp_path / "out", split, raw_dir=broken, shard_size=100)
-    skipped = write_split(samples(broken, split), tmp_path / "out2", split, raw_dir=broken, shard_size=100, on_error="skip")
+    skipped = write_split(
+        samples(broken, split), tmp_path / "out2", split, raw_dir=broken, shard_size=100, on_error="skip"
+    )
     assert skipped["skipped"] == 1
 
 
@@ -114,7 +131,11 @@ def test_download_verifies_checksums_and_deletes_a_bad_file(tmp_path, monkeypatc
     for split in ("train", "val", "test"):
         (archives / f"{split}.txt").write_text(split_file(replica, split).read_text())
     import datamodules.omniglot as omniglot
-    urls = {n: ((archives / n).as_uri(), hashlib.md5((archives / n).read_bytes()).hexdigest()) for n in omniglot.URLS}
+
+    urls = {
+        n: ((archives / n).as_uri(), hashlib.md5((archives / n).read_bytes()).hexdigest())
+        for n in omniglot.URLS
+    }
     monkeypatch.setattr(omniglot, "URLS", urls)
     monkeypatch.setattr(omniglot, "SPLIT_URL", archives.as_uri() + "/{}.txt")
     download(tmp_path / "raw", tmp_path / "downloads")

@@ -1,5 +1,6 @@
 """Taskonomy: the ray-cast replica's labels agree with its geometry, samples carry every domain in Taskonomy's
 encodings, splits follow splits.csv, and a missing domain or layout is named."""
+
 import numpy as np
 import pytest
 
@@ -7,13 +8,19 @@ from datamodules.files import DataError
 from datamodules.taskonomy import Taskonomy, buildings_of, render, samples, synthesize
 from tests.conftest import synthetic_shards
 
-EMPTY_ROOM = {"room": {"floor": -1.0, "ceiling": 1.6, "back": 6.0, "side": 3.0}, "spheres": [], "boxes": [],
-              "colours": np.zeros((0, 3)), "light": np.array([0.0, 1.4, 2.0]), "walls": "brick"}
+EMPTY_ROOM = {
+    "room": {"floor": -1.0, "ceiling": 1.6, "back": 6.0, "side": 3.0},
+    "spheres": [],
+    "boxes": [],
+    "colours": np.zeros((0, 3)),
+    "light": np.array([0.0, 1.4, 2.0]),
+    "walls": "brick",
+}
 
 
 def test_an_empty_room_looking_ahead_has_the_back_wall_in_the_middle_and_the_floor_below():
     view = render(EMPTY_ROOM, 32, yaw=0.0, pitch=0.0)
-    assert view["depth"][16, 16] == pytest.approx(6.0, abs=0.01)              # the z-buffer of the back wall
+    assert view["depth"][16, 16] == pytest.approx(6.0, abs=0.01)  # the z-buffer of the back wall
     assert view["segment"][16, 16] == 1 and view["segment"][31, 16] == 0 and view["segment"][0, 16] == 2
     assert np.allclose(view["normal"][31, 16], [0, 1, 0]) and np.allclose(view["normal"][16, 16], [0, 0, -1])
 
@@ -23,13 +30,16 @@ def test_a_sphere_occludes_the_wall_and_has_an_occlusion_edge(tmp_path):
     view = render(scene, 32, 0.0, 0.0)
     assert view["segment"][16, 16] == 3 and view["depth"][16, 16] == pytest.approx(2.5, abs=0.05)
     from datamodules.taskonomy import occlusion_edges
+
     edges = occlusion_edges(view["depth"])
-    assert edges[16].max() == 1 and edges[28, 16] == 0                          # the rim, not the receding floor
+    assert edges[16].max() == 1 and edges[28, 16] == 0  # the rim, not the receding floor
 
 
 def test_views_follow_splits_csv_and_decode_every_domain(tmp_path):
     shards = synthetic_shards(Taskonomy, tmp_path, buildings=3, points=2, views=2, size=16)
-    assert buildings_of(tmp_path / "raw", "train") == ["synthetic000"] and buildings_of(tmp_path / "raw", "test") == ["synthetic002"]
+    assert buildings_of(tmp_path / "raw", "train") == ["synthetic000"] and buildings_of(
+        tmp_path / "raw", "test"
+    ) == ["synthetic002"]
     view = next(iter(Taskonomy(shards, 0, batch_size=2).train_dataloader()))
     assert view["rgb"].shape == (2, 3, 16, 16) and view["segment"].shape == (2, 16, 16)
     assert 0 < float(view["depth"].max()) < 10 and float(view["normal"].abs().max()) <= 1

@@ -1,4 +1,5 @@
 """VOC: torchvision's parsers on the replica and on hand-written XML; 07+12; difficult; the 255 border."""
+
 import pytest
 import torch
 
@@ -24,7 +25,9 @@ def raw(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    return synthetic_shards(VOC, tmp_path_factory.mktemp("vocshards"), voc2007_trainval=6, voc2007_test=4, voc2012_trainval=8)
+    return synthetic_shards(
+        VOC, tmp_path_factory.mktemp("vocshards"), voc2007_trainval=6, voc2007_test=4, voc2012_trainval=8
+    )
 
 
 def test_07_plus_12_trainval_for_training_and_07_test_for_testing(shards):
@@ -37,7 +40,10 @@ def test_hand_written_annotation_gives_zero_based_boxes_and_difficult(raw, tmp_p
     (voc_root(raw, "2007") / "Annotations" / f"{first}.xml").write_text(XML.format(name=first, xmin=20))
     target = next(s for s in samples(raw, "test") if s["__key__"].endswith(first))["json"]
     assert target["boxes"] == [[0.0, 0.0, 50.0, 40.0], [19.0, 9.0, 60.0, 30.0]]
-    assert target["labels"] == [CLASSES.index("dog"), CLASSES.index("bottle")] and target["difficult"] == [0, 1]
+    assert target["labels"] == [CLASSES.index("dog"), CLASSES.index("bottle")] and target["difficult"] == [
+        0,
+        1,
+    ]
 
 
 def test_a_box_that_is_not_positive_is_named_or_skipped(raw, tmp_path):
@@ -45,7 +51,12 @@ def test_a_box_that_is_not_positive_is_named_or_skipped(raw, tmp_path):
     (voc_root(raw, "2007") / "Annotations" / f"{first}.xml").write_text(XML.format(name=first, xmin=70))
     with pytest.raises(DataError, match=rf"{first}.xml: object 2 \(bottle\) has an invalid box"):
         write_split(samples(raw, "test"), tmp_path / "a", "test", raw_dir=raw, shard_size=10)
-    assert write_split(samples(raw, "test"), tmp_path / "b", "test", raw_dir=raw, shard_size=10, on_error="skip")["skipped"] == 1
+    assert (
+        write_split(
+            samples(raw, "test"), tmp_path / "b", "test", raw_dir=raw, shard_size=10, on_error="skip"
+        )["skipped"]
+        == 1
+    )
 
 
 def test_segmentation_masks_keep_class_indices_and_the_255_border(shards):

@@ -1,4 +1,5 @@
 """WikiText-103: articles split at top-level headings, unicode kept, a WordPiece vocabulary beside the shards."""
+
 import numpy as np
 import torch
 from tokenizers import BertWordPieceTokenizer
@@ -26,8 +27,11 @@ def test_articles_split_at_titles_and_keep_sections_and_unicode(tmp_path):
     path.write_text(RAW, encoding="utf-8")
     parsed = list(articles(path))
     assert [title for title, _ in parsed] == ["Beyoncé", "日本"]
-    assert parsed[0][1].splitlines() == ["Beyoncé Giselle Knowles @-@ Carter is an American singer .",
-                                         "= = Early life = =", "She was born in Houston , Texas ."]
+    assert parsed[0][1].splitlines() == [
+        "Beyoncé Giselle Knowles @-@ Carter is an American singer .",
+        "= = Early life = =",
+        "She was born in Houston , Texas .",
+    ]
 
 
 def test_round_trip_and_the_vocabulary(wikitext_shards):
@@ -39,13 +43,20 @@ def test_round_trip_and_the_vocabulary(wikitext_shards):
     assert len(batch) == 2 and all(isinstance(t, str) and len(t) > 20 for t in batch)
     vocab = data.vocab.read_text().splitlines()
     assert vocab[: len(SPECIAL)] == SPECIAL and len(vocab) == meta["vocab_size"] > 1000
-    tokens = BertWordPieceTokenizer(str(data.vocab), lowercase=True).encode("The function returns an iterator.").tokens
+    tokens = (
+        BertWordPieceTokenizer(str(data.vocab), lowercase=True)
+        .encode("The function returns an iterator.")
+        .tokens
+    )
     assert tokens[0] == "[CLS]" and "function" in tokens and "[UNK]" not in tokens
 
 
 def test_sentences_split_after_full_stops_as_wikitext_writes_them():
     assert sentences("She was born in Houston , Texas . She sang .\n= = Career = =") == [
-        "She was born in Houston , Texas .", "She sang .", "= = Career = ="]
+        "She was born in Houston , Texas .",
+        "She sang .",
+        "= = Career = =",
+    ]
 
 
 def test_sentence_pairs_are_true_continuations_or_taken_from_another_document():
@@ -59,7 +70,7 @@ def test_sentence_pairs_are_true_continuations_or_taken_from_another_document():
         same_document = a[0] // 1000 == b[0] // 1000
         assert same_document == (label == 0)
         if label == 0:
-            assert min(b) > max(a)                              # B continues A (both maybe trimmed at an end)
+            assert min(b) > max(a)  # B continues A (both maybe trimmed at an end)
 
 
 def pretraining(shards, **kwargs):
@@ -70,18 +81,20 @@ def test_masking_selects_15_percent_and_replaces_80_10_10_never_a_special_token(
     data = pretraining(wikitext_shards, batch_size=512, max_length=128)
     batch = next(iter(data.train_dataloader()))
     tokenizer = data.tokenizer()
-    special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids)) & (batch["labels"] == -100)
+    special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids)) & (
+        batch["labels"] == -100
+    )
     chosen = batch["labels"] != -100
     candidates = (batch["attention_mask"] == 1) & ~special
     assert abs(chosen.sum() / candidates.sum() - 0.15) < 0.01
     masked = batch["input_ids"][chosen] == tokenizer.mask_token_id
     kept = batch["input_ids"][chosen] == batch["labels"][chosen]
     assert abs(masked.float().mean() - 0.8) < 0.02 and abs(kept.float().mean() - 0.1) < 0.02
-    assert abs((~masked & ~kept).float().mean() - 0.1) < 0.02                                  # a random token
+    assert abs((~masked & ~kept).float().mean() - 0.1) < 0.02  # a random token
     firsts = batch["input_ids"][:, 0]
-    assert torch.all(firsts == tokenizer.cls_token_id) and not chosen[:, 0].any()              # [CLS] never chosen
+    assert torch.all(firsts == tokenizer.cls_token_id) and not chosen[:, 0].any()  # [CLS] never chosen
     assert not chosen[batch["input_ids"] == tokenizer.sep_token_id].any()
-    assert not chosen[batch["attention_mask"] == 0].any()                                      # nor padding
+    assert not chosen[batch["attention_mask"] == 0].any()  # nor padding
 
 
 def test_segments_and_the_next_sentence_label(wikitext_shards):
@@ -98,10 +111,15 @@ def test_batches_resume_exactly_and_switch_to_the_long_length_at_the_step(wikite
     assert max(lengths[:3]) <= 32 < max(lengths[3:])
     again = data.pretraining("train").dataset
     again.start = 2
-    assert torch.equal(next(iter(again))["input_ids"], [b for b, _ in zip(iter(data.train_dataloader()), range(3))][2]["input_ids"])
+    assert torch.equal(
+        next(iter(again))["input_ids"],
+        [b for b, _ in zip(iter(data.train_dataloader()), range(3))][2]["input_ids"],
+    )
 
 
 def test_held_out_batches_and_their_masks_are_the_same_at_every_evaluation(wikitext_shards):
     data = pretraining(wikitext_shards, batch_size=4, max_length=64)
     first, second = next(iter(data.val_dataloader())), next(iter(data.val_dataloader()))
-    assert torch.equal(first["input_ids"], second["input_ids"]) and torch.equal(first["labels"], second["labels"])
+    assert torch.equal(first["input_ids"], second["input_ids"]) and torch.equal(
+        first["labels"], second["labels"]
+    )

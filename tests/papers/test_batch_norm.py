@@ -1,4 +1,5 @@
 """Batch Normalization: batch vs population statistics, per-feature-map statistics, folding, BN-Inception, learning."""
+
 import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
@@ -12,7 +13,9 @@ def test_training_uses_batch_statistics_and_evaluation_population_statistics():
     bn = torch.nn.BatchNorm1d(3)
     x = torch.randn(64, 3) * 5 + 2
     out = bn.train()(x)
-    assert torch.allclose(out.mean(0), torch.zeros(3), atol=1e-5) and torch.allclose(out.std(0, unbiased=False), torch.ones(3), atol=1e-3)
+    assert torch.allclose(out.mean(0), torch.zeros(3), atol=1e-5) and torch.allclose(
+        out.std(0, unbiased=False), torch.ones(3), atol=1e-3
+    )
     assert torch.allclose(bn.eval()(x), (x - bn.running_mean) / (bn.running_var + bn.eps).sqrt(), atol=1e-5)
 
 
@@ -36,10 +39,25 @@ def test_bn_folds_into_an_affine_layer_at_inference():
 
 def test_bn_inception_follows_figure_5():
     widths = {name: (row[1] + row[3] + row[5] + (row[7] or row[0])) for name, row in BN_INCEPTION.items()}
-    assert widths == {"3a": 256, "3b": 320, "3c": 576, "4a": 576, "4b": 576, "4c": 576, "4d": 576, "4e": 1024, "5a": 1024, "5b": 1024}
-    assert all(BN_INCEPTION[b][0] == widths[a] for a, b in zip(list(BN_INCEPTION)[:-1], list(BN_INCEPTION)[1:]))
+    assert widths == {
+        "3a": 256,
+        "3b": 320,
+        "3c": 576,
+        "4a": 576,
+        "4b": 576,
+        "4c": 576,
+        "4d": 576,
+        "4e": 1024,
+        "5a": 1024,
+        "5b": 1024,
+    }
+    assert all(
+        BN_INCEPTION[b][0] == widths[a] for a, b in zip(list(BN_INCEPTION)[:-1], list(BN_INCEPTION)[1:])
+    )
     assert bn_inception(1000)(torch.zeros(1, 3, 224, 224)).shape == (1, 1000)
-    assert not any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (5, 5) for m in bn_inception(10).modules())
+    assert not any(
+        isinstance(m, torch.nn.Conv2d) and m.kernel_size == (5, 5) for m in bn_inception(10).modules()
+    )
 
 
 def test_bn_net_learns_real_digits_faster_than_the_plain_one(mnist_shards):

@@ -1,4 +1,5 @@
 """BERT: BERT-base's size, weight decay groups, never judged on a stand-in corpus, and a small model learns."""
+
 import torch
 
 from datamodules.wikitext103 import WikiText103
@@ -9,7 +10,7 @@ from tests.papers.helpers import fit_and_score
 
 
 def test_bert_base_has_about_110_million_parameters():
-    with torch.device("meta"):                              # sizes only: nothing is allocated
+    with torch.device("meta"):  # sizes only: nothing is allocated
         model = BERT(vocab_size=30_522)
     count = sum(p.numel() for p in model.bert.parameters())
     assert 108e6 < count < 112e6, count
@@ -24,12 +25,29 @@ def test_biases_and_layer_norms_are_not_decayed():
 
 def test_claims_are_table_6_and_never_judged_on_wikitext():
     assert {c.metric for c in PAPER.claims} >= {"test/mlm_ppl_l12_h768_a12", "test/mlm_ppl_l24_h1024_a16"}
-    recipe = Recipe(key="bert", paper="bert", dataset="wikitext103", profile="paper", seed=0, hparams={}, data={}, trainer=None)
+    recipe = Recipe(
+        key="bert",
+        paper="bert",
+        dataset="wikitext103",
+        profile="paper",
+        seed=0,
+        hparams={},
+        data={},
+        trainer=None,
+    )
     assert not comparable(recipe, "download")
 
 
 def test_a_small_bert_learns_the_masked_words_of_real_text(wikitext_shards):
     data = WikiText103(wikitext_shards, 0, layout="pretraining", batch_size=16, max_length=64)
-    model = BERT(vocab_size=data.meta["vocab_size"], layers=2, hidden=64, heads=2, max_positions=64, lr=2e-3, warmup_steps=10)
+    model = BERT(
+        vocab_size=data.meta["vocab_size"],
+        layers=2,
+        hidden=64,
+        heads=2,
+        max_positions=64,
+        lr=2e-3,
+        warmup_steps=10,
+    )
     before, after = fit_and_score(model, data, steps=80, metric="test/mlm_ppl_l2_h64_a2")
     assert after < 0.5 * before, (before, after)

@@ -1,4 +1,5 @@
 """FaceNet: unit-norm embeddings, the semi-hard mining condition, the 10-fold protocol, learning on LFW-format faces."""
+
 import torch
 
 from datamodules.lfw import LFW
@@ -19,7 +20,9 @@ def test_mined_negatives_are_semi_hard_when_one_exists():
     d = torch.cdist(embeddings, embeddings).pow(2)
     assert len(a) == 6 * 4 * 3 and (labels[a] == labels[p]).all() and (labels[a] != labels[n]).all()
     semi = (d[a, n] > d[a, p]) & (d[a, n] < d[a, p] + 0.2)
-    available = [((labels != labels[i]) & (d[i] > d[i, j]) & (d[i] < d[i, j] + 0.2)).any() for i, j in zip(a, p)]
+    available = [
+        ((labels != labels[i]) & (d[i] > d[i, j]) & (d[i] < d[i, j] + 0.2)).any() for i, j in zip(a, p)
+    ]
     assert semi.sum() > 0 and all(s or not av for s, av in zip(semi, available))
 
 
@@ -34,7 +37,7 @@ def test_ten_fold_protocol_on_known_distances():
     same = torch.tensor([True, False] * 10 * 5)
     folds = torch.arange(10).repeat_interleave(10)
     distances = torch.where(same, 0.1, 0.9)
-    distances[30], distances[31] = 0.9, 0.1                          # fold 3: one matched and one mismatched wrong
+    distances[30], distances[31] = 0.9, 0.1  # fold 3: one matched and one mismatched wrong
     mean, std = ten_fold_accuracy(distances, same, folds)
     per_fold = torch.tensor([1.0] * 3 + [0.8] + [1.0] * 6)
     assert torch.isclose(mean, per_fold.mean()) and torch.isclose(std, per_fold.std(unbiased=False))

@@ -1,4 +1,5 @@
 """Fast weights: the unrolled form of A(t), per-sequence memory, gradients only to slow weights, learning."""
+
 import numpy as np
 import torch
 
@@ -17,15 +18,25 @@ def test_fast_weights_equal_the_unrolled_sum_of_outer_products():
     for t in range(6):
         states.append(cell(x[:, : t + 1])[0])
     for t, A in enumerate(kept):
-        expected = sum(0.5 * 0.9 ** (t - tau) * states[tau][:, :, None] * states[tau][:, None, :] for tau in range(t + 1))
+        expected = sum(
+            0.5 * 0.9 ** (t - tau) * states[tau][:, :, None] * states[tau][:, None, :] for tau in range(t + 1)
+        )
         assert torch.allclose(A, expected, atol=1e-5)
 
 
 def test_memory_is_reset_for_every_sequence_and_only_slow_weights_learn():
     cell = FastWeightsCell(5, 4)
     x = torch.randn(3, 4, 5)
-    assert torch.allclose(cell(x)[0], cell(x)[0]) and torch.allclose(cell(x[:1])[0], cell(x)[0][:1], atol=1e-6)
-    assert {name for name, _ in cell.named_parameters()} == {"W.weight", "C.weight", "C.bias", "norm.weight", "norm.bias"}
+    assert torch.allclose(cell(x)[0], cell(x)[0]) and torch.allclose(
+        cell(x[:1])[0], cell(x)[0][:1], atol=1e-6
+    )
+    assert {name for name, _ in cell.named_parameters()} == {
+        "W.weight",
+        "C.weight",
+        "C.bias",
+        "norm.weight",
+        "norm.bias",
+    }
 
 
 def test_irnn_starts_from_the_identity():
@@ -47,7 +58,11 @@ def test_claims_are_table_1_and_one_run_trains_and_logs_its_every_cell():
 
 
 def test_nets_trained_side_by_side_get_the_gradients_they_would_get_alone():
-    module, tokens, values = FastWeights(models=("fast_weights", "lstm"), hidden=(5,)), torch.randint(0, 37, (4, 11)), torch.randint(0, 10, (4,))
+    module, tokens, values = (
+        FastWeights(models=("fast_weights", "lstm"), hidden=(5,)),
+        torch.randint(0, 37, (4, 11)),
+        torch.randint(0, 10, (4,)),
+    )
     module.step((tokens, values), "train").backward()
     together = module.nets["lstm_r5"].head.weight.grad.clone()
     module.zero_grad()
@@ -60,6 +75,10 @@ def test_fast_weights_learn_the_retrieval_task(tmp_path):
     """Learning, not the paper's comparison: the R × model table is the paper-profile run (Table 1)."""
     shards = synthetic_shards(AssociativeRetrieval, tmp_path, pairs=2, train=4000, val=200, test=400)
     data = AssociativeRetrieval(shards, 0, batch_size=64)
-    before, after = fit_and_score(FastWeights(models=("fast_weights",), hidden=(20,), lr=1e-2), data, steps=250,
-                                  metric="test/err_fast_weights_r20")
-    assert before > 0.8 and after < 0.6, (before, after)                # chance error is 0.9
+    before, after = fit_and_score(
+        FastWeights(models=("fast_weights",), hidden=(20,), lr=1e-2),
+        data,
+        steps=250,
+        metric="test/err_fast_weights_r20",
+    )
+    assert before > 0.8 and after < 0.6, (before, after)  # chance error is 0.9

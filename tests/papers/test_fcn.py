@@ -1,5 +1,6 @@
 """FCN: any (odd) input size comes back at that size, upsampling starts bilinear, the new score layers start
 at zero, 255 is ignored, the stage schedule, and the four scores against torchmetrics."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -37,13 +38,15 @@ def test_skip_score_layers_start_at_zero_so_a_new_stage_starts_from_the_last(net
     with torch.no_grad():
         pool3 = net.to_pool3(torch.randn(1, 3, 64, 64))
         pool4 = net.to_pool4(pool3)
-        assert not net.score_pool4(pool4).any() and not net.score_pool3(pool3).any()   # the skips add exactly 0
+        assert (
+            not net.score_pool4(pool4).any() and not net.score_pool3(pool3).any()
+        )  # the skips add exactly 0
 
 
 def test_pixels_marked_255_are_ignored():
     scores = SegmentationScores(3)
     logits = torch.zeros(1, 3, 2, 2)
-    logits[0, 1] = 1.0                                            # predicts class 1 everywhere
+    logits[0, 1] = 1.0  # predicts class 1 everywhere
     scores.update(logits, torch.tensor([[[1, 255], [255, 255]]]))
     assert scores.compute()["pixel_acc"] == 1.0
 
@@ -56,12 +59,22 @@ def test_the_four_scores_agree_with_torchmetrics_and_a_hand_example():
     scores.update(logits, mask)
     ours = scores.compute()
     prediction = logits.argmax(1)
-    assert torch.isclose(ours["mean_iu"].float(), MulticlassJaccardIndex(6, average="macro", ignore_index=255)(prediction, mask))
-    assert torch.isclose(ours["pixel_acc"].float(), MulticlassAccuracy(6, average="micro", ignore_index=255)(prediction, mask))
-    assert torch.isclose(ours["mean_acc"].float(), MulticlassAccuracy(6, average="macro", ignore_index=255)(prediction, mask))
+    assert torch.isclose(
+        ours["mean_iu"].float(),
+        MulticlassJaccardIndex(6, average="macro", ignore_index=255)(prediction, mask),
+    )
+    assert torch.isclose(
+        ours["pixel_acc"].float(), MulticlassAccuracy(6, average="micro", ignore_index=255)(prediction, mask)
+    )
+    assert torch.isclose(
+        ours["mean_acc"].float(), MulticlassAccuracy(6, average="macro", ignore_index=255)(prediction, mask)
+    )
     # Hand example: truth (0, 0, 1, 1), prediction (0, 1, 1, 1): IU 1/2 and 2/3; t = (2, 2).
     hand = SegmentationScores(2)
-    hand.update(F.one_hot(torch.tensor([[[0, 1, 1, 1]]]), 2).permute(0, 3, 1, 2).float(), torch.tensor([[[0, 0, 1, 1]]]))
+    hand.update(
+        F.one_hot(torch.tensor([[[0, 1, 1, 1]]]), 2).permute(0, 3, 1, 2).float(),
+        torch.tensor([[[0, 0, 1, 1]]]),
+    )
     values = hand.compute()
     assert torch.isclose(values["fw_iu"], torch.tensor(7 / 12, dtype=torch.float64))
     assert torch.isclose(values["mean_iu"], torch.tensor(7 / 12, dtype=torch.float64))
@@ -86,6 +99,14 @@ def test_each_stage_starts_its_solver_without_the_last_stages_momentum():
 
     model = FCN(classes=3, stages=("32s", "16s"), stage_steps=(2,), width=0.125, lr=1e-6, momentum=0.9)
     batches = DataLoader([([torch.rand(3, 32, 32)], [torch.randint(0, 3, (32, 32))])] * 4, batch_size=None)
-    pl.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-               enable_model_summary=False, limit_val_batches=0, callbacks=[MomentumSeen()]).fit(model, batches)
-    assert MomentumSeen.seen == [False, True, False, True]      # step 2 begins 16s with a fresh momentum
+    pl.Trainer(
+        max_steps=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[MomentumSeen()],
+    ).fit(model, batches)
+    assert MomentumSeen.seen == [False, True, False, True]  # step 2 begins 16s with a fresh momentum

@@ -1,4 +1,5 @@
 """FPN: P2–P6 at 256 channels, one anchor scale per level × 3 ratios, and the COCO scores on the replica."""
+
 import pytest
 import torch
 
@@ -12,9 +13,9 @@ def model():
 
 def test_pyramid_levels_and_channels(model):
     features = model.net.backbone(torch.zeros(1, 3, 128, 128))
-    assert list(features) == ["0", "1", "2", "3", "pool"]                 # P2, P3, P4, P5 and P6 ("pool")
+    assert list(features) == ["0", "1", "2", "3", "pool"]  # P2, P3, P4, P5 and P6 ("pool")
     assert all(f.shape[1] == 256 for f in features.values())
-    assert [f.shape[-1] for f in features.values()] == [32, 16, 8, 4, 2]   # strides 4 … 64
+    assert [f.shape[-1] for f in features.values()] == [32, 16, 8, 4, 2]  # strides 4 … 64
 
 
 def test_one_anchor_scale_per_level_and_three_ratios(model):
@@ -29,6 +30,7 @@ def test_trains_and_scores_box_ap_and_rpn_recall(tmp_path):
     from datamodules.coco import COCO
     from tests.conftest import synthetic_shards
     from tests.papers.helpers import trainer
+
     shards = synthetic_shards(COCO, tmp_path, train=6, val=4)
     data = COCO(shards, 0, batch_size=2, masks=False)
     model = FPN(num_classes=10, min_size=128, max_size=192, lr=0.005)
@@ -40,11 +42,22 @@ def test_trains_and_scores_box_ap_and_rpn_recall(tmp_path):
 
 def test_the_learning_rate_warms_up_linearly_then_steps_down_at_the_milestones():
     from lightning_modules.common import sgd_with_milestones
-    schedule = sgd_with_milestones([torch.nn.Parameter(torch.zeros(1))], lr=0.3, momentum=0.9, weight_decay=0,
-                                   milestones=[20], warmup_steps=10)["lr_scheduler"]["scheduler"]
+
+    schedule = sgd_with_milestones(
+        [torch.nn.Parameter(torch.zeros(1))],
+        lr=0.3,
+        momentum=0.9,
+        weight_decay=0,
+        milestones=[20],
+        warmup_steps=10,
+    )["lr_scheduler"]["scheduler"]
     rates = []
     for _ in range(25):
         rates.append(schedule.get_last_lr()[0])
         schedule.optimizer.step(), schedule.step()
-    assert rates[0] == pytest.approx(0.1) and rates[5] == pytest.approx(0.2) and rates[10:20] == pytest.approx([0.3] * 10)
+    assert (
+        rates[0] == pytest.approx(0.1)
+        and rates[5] == pytest.approx(0.2)
+        and rates[10:20] == pytest.approx([0.3] * 10)
+    )
     assert rates[20:] == pytest.approx([0.03] * 5)

@@ -1,4 +1,5 @@
 """Intriguing properties: Table 1's networks, the distortion formula, box-constrained adversarial search."""
+
 import pytest
 import torch
 
@@ -7,10 +8,14 @@ from lightning_modules.intriguing import Classifier, Intriguing, adversarial, di
 from tests.papers.helpers import trainer
 
 
-@pytest.mark.parametrize(("kind", "parameters"), [("fc10", 7850), ("fc100_100_10", 89610), ("fc200_200_10", 199210)])
+@pytest.mark.parametrize(
+    ("kind", "parameters"), [("fc10", 7850), ("fc100_100_10", 89610), ("fc200_200_10", 199210)]
+)
 def test_table_1_networks_have_the_stated_layers(kind, parameters):
     net = Classifier(kind)
-    assert sum(p.numel() for p in net.parameters()) == parameters and net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert sum(p.numel() for p in net.parameters()) == parameters and net(
+        torch.zeros(2, 1, 28, 28)
+    ).shape == (2, 10)
 
 
 def test_distortion_is_root_mean_square():
@@ -33,7 +38,7 @@ def test_smoke_model_has_an_adversarial_for_every_image(mnist_shards):
     data = MNIST(mnist_shards, 0, batch_size=100)
     trainer(200).fit(model, datamodule=data)
     results = trainer(1).test(model, datamodule=data, verbose=False)[0]
-    assert results["test/err_fc100_100_10"] < 0.2                       # it learned the real digits
-    assert results["test/adversarial_found_fc100_100_10"] == 1.0        # an adversarial for every image tried
+    assert results["test/err_fc100_100_10"] < 0.2  # it learned the real digits
+    assert results["test/adversarial_found_fc100_100_10"] == 1.0  # an adversarial for every image tried
     assert 0 < results["test/distortion_fc100_100_10"] < 0.3
     assert results["test/transfer_err_fc200_200_10"] > results["test/clean_err_fc200_200_10"]

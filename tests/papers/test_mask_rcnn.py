@@ -1,5 +1,6 @@
 """Mask R-CNN: RoIAlign is not RoIPool on a sub-pixel box, the mask loss reads only the true class's mask, and
 the COCO mask metric equals pycocotools' own evaluation on a fixture."""
+
 import numpy as np
 import pytest
 import torch
@@ -11,12 +12,14 @@ from lightning_modules.mask_rcnn import MaskRCNN
 
 def test_roi_align_samples_sub_pixel_boxes_that_roi_pool_quantises():
     features = torch.arange(64.0).view(1, 1, 8, 8)
-    box = torch.tensor([[0, 1.1, 1.1, 3.6, 3.6]])                           # a box off the pixel grid
+    box = torch.tensor([[0, 1.1, 1.1, 3.6, 3.6]])  # a box off the pixel grid
     aligned = roi_align(features, box, output_size=2, spatial_scale=1.0, sampling_ratio=2, aligned=True)
     pooled = roi_pool(features, box, output_size=2, spatial_scale=1.0)
     assert not torch.allclose(aligned, pooled)
-    shifted = roi_align(features, box + torch.tensor([[0, 0.2, 0, 0.2, 0]]), output_size=2, sampling_ratio=2, aligned=True)
-    assert not torch.allclose(aligned, shifted)                            # RoIAlign sees a fifth of a pixel
+    shifted = roi_align(
+        features, box + torch.tensor([[0, 0.2, 0, 0.2, 0]]), output_size=2, sampling_ratio=2, aligned=True
+    )
+    assert not torch.allclose(aligned, shifted)  # RoIAlign sees a fifth of a pixel
     assert torch.equal(roi_pool(features, box + torch.tensor([[0, 0.2, 0, 0.2, 0]]), output_size=2), pooled)
 
 
@@ -26,7 +29,7 @@ def test_the_mask_loss_reads_only_the_ground_truth_class():
     masks, labels, matched = [torch.ones(1, 32, 32)], [torch.tensor([3])], [torch.tensor([0, 0])]
     loss = maskrcnn_loss(logits, proposals, masks, labels, matched)
     other = logits.clone()
-    other[:, [0, 1, 2, 4]] = torch.randn(2, 4, 28, 28) * 10                # every other class's mask changes
+    other[:, [0, 1, 2, 4]] = torch.randn(2, 4, 28, 28) * 10  # every other class's mask changes
     assert torch.equal(maskrcnn_loss(other, proposals, masks, labels, matched), loss)
     other[:, 3] += 1.0
     assert not torch.equal(maskrcnn_loss(other, proposals, masks, labels, matched), loss)
@@ -35,7 +38,7 @@ def test_the_mask_loss_reads_only_the_ground_truth_class():
 def test_mask_head_is_28_by_28_per_class():
     model = MaskRCNN(num_classes=10, min_size=128, max_size=192)
     assert model.net.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 11
-    assert tuple(model.net.roi_heads.mask_roi_pool.output_size) == (14, 14)        # ×2 by the deconvolution → 28
+    assert tuple(model.net.roi_heads.mask_roi_pool.output_size) == (14, 14)  # ×2 by the deconvolution → 28
 
 
 def test_torchmetrics_mask_ap_equals_pycocotools_on_a_fixture():
@@ -50,18 +53,39 @@ def test_torchmetrics_mask_ap_equals_pycocotools_on_a_fixture():
     found[0, 3:12, 2:13], found[1, 16:29, 9:25], found[2, 0:5, 20:30] = True, True, True
     scores, labels = [0.9, 0.8, 0.7], [0, 1, 1]
     metric = MeanAveragePrecision(iou_type="segm", backend="pycocotools")
-    metric.update([{"masks": torch.from_numpy(found), "scores": torch.tensor(scores), "labels": torch.tensor(labels)}],
-                  [{"masks": torch.from_numpy(truth), "labels": torch.tensor([0, 1])}])
+    metric.update(
+        [{"masks": torch.from_numpy(found), "scores": torch.tensor(scores), "labels": torch.tensor(labels)}],
+        [{"masks": torch.from_numpy(truth), "labels": torch.tensor([0, 1])}],
+    )
     ours = float(metric.compute()["map"])
-    rle = lambda m: {**mask_utils.encode(np.asfortranarray(m.astype(np.uint8))), "counts": mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode()}  # noqa: E731
+    rle = lambda m: {
+        **mask_utils.encode(np.asfortranarray(m.astype(np.uint8))),
+        "counts": mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode(),
+    }  # noqa: E731
     api = CocoApi()
-    api.dataset = {"images": [{"id": 1, "height": 32, "width": 32}], "categories": [{"id": 0}, {"id": 1}],
-                   "annotations": [{"id": i + 1, "image_id": 1, "category_id": c, "segmentation": rle(m), "iscrowd": 0,
-                                    "area": float(m.sum()), "bbox": list(mask_utils.toBbox(rle(m)))}
-                                   for i, (m, c) in enumerate(zip(truth, [0, 1]))]}
+    api.dataset = {
+        "images": [{"id": 1, "height": 32, "width": 32}],
+        "categories": [{"id": 0}, {"id": 1}],
+        "annotations": [
+            {
+                "id": i + 1,
+                "image_id": 1,
+                "category_id": c,
+                "segmentation": rle(m),
+                "iscrowd": 0,
+                "area": float(m.sum()),
+                "bbox": list(mask_utils.toBbox(rle(m))),
+            }
+            for i, (m, c) in enumerate(zip(truth, [0, 1]))
+        ],
+    }
     api.createIndex()
-    detections = api.loadRes([{"image_id": 1, "category_id": c, "segmentation": rle(m), "score": s}
-                              for m, c, s in zip(found, labels, scores)])
+    detections = api.loadRes(
+        [
+            {"image_id": 1, "category_id": c, "segmentation": rle(m), "score": s}
+            for m, c, s in zip(found, labels, scores)
+        ]
+    )
     evaluation = COCOeval(api, detections, "segm")
     evaluation.evaluate(), evaluation.accumulate(), evaluation.summarize()
     assert abs(ours - evaluation.stats[0]) < 1e-6
@@ -72,6 +96,7 @@ def test_trains_and_scores_box_and_mask_ap(tmp_path):
     from datamodules.coco import COCO
     from tests.conftest import synthetic_shards
     from tests.papers.helpers import trainer
+
     shards = synthetic_shards(COCO, tmp_path, train=6, val=4)
     data = COCO(shards, 0, batch_size=2, masks=True)
     model = MaskRCNN(num_classes=10, min_size=128, max_size=192, lr=0.005)

@@ -1,19 +1,28 @@
 """Neural Style: the Gram matrix and both losses as the paper defines them, VGG-19 with average pooling at the
 paper's layers, and L-BFGS from white noise lowering both losses on real photographs and textures."""
+
 import pytest
 import torch
 from torch import nn
 
-from lightning_modules.neural_style import CONTENT_LAYER, STYLE_LAYERS, NeuralStyle, VGGFeatures, content_loss, gram, style_layer_loss
+from lightning_modules.neural_style import (
+    CONTENT_LAYER,
+    STYLE_LAYERS,
+    NeuralStyle,
+    VGGFeatures,
+    content_loss,
+    gram,
+    style_layer_loss,
+)
 
 
 def test_gram_of_a_known_feature_map():
-    features = torch.tensor([[[[1.0, 2.0]], [[0.0, 3.0]]]])            # N = 2 maps, M = 2 positions
+    features = torch.tensor([[[[1.0, 2.0]], [[0.0, 3.0]]]])  # N = 2 maps, M = 2 positions
     assert gram(features)[0].tolist() == [[5.0, 6.0], [6.0, 9.0]]
 
 
 def test_the_style_loss_uses_the_papers_normalisation():
-    features = torch.ones(1, 2, 1, 3)                                    # N = 2, M = 3: G = 3 everywhere
+    features = torch.ones(1, 2, 1, 3)  # N = 2, M = 3: G = 3 everywhere
     assert style_layer_loss(features, torch.zeros(1, 2, 2)).item() == pytest.approx(4 * 9 / (4 * 4 * 9))
 
 
@@ -48,10 +57,13 @@ def test_lbfgs_from_white_noise_lands_far_closer_to_each_target_than_the_other_p
     from datamodules.style import Style
     from tests.conftest import synthetic_shards
     from tests.papers.helpers import trainer
+
     shards = synthetic_shards(Style, tmp_path, contents=1, styles=1, size=48)
     data = Style(shards, 0, size=32)
     torch.manual_seed(0)
-    model = NeuralStyle(num_classes=1, size=32, iterations_per_step=10, ratio=1e-5)   # random weights: see params
+    model = NeuralStyle(
+        num_classes=1, size=32, iterations_per_step=10, ratio=1e-5
+    )  # random weights: see params
     before = trainer(1).test(model, datamodule=data, verbose=False)[0]
     trainer(4).fit(model, datamodule=data)
     after = trainer(1).test(model, datamodule=data, verbose=False)[0]

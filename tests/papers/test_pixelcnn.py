@@ -1,5 +1,6 @@
 """Gated PixelCNN: causal by gradient in raster and R → G → B order, no blind spot, bits/dim as the paper
 computes them, class conditioning reaches the output, and a short fit on real MNIST digits."""
+
 import math
 
 import pytest
@@ -27,9 +28,9 @@ def test_a_sub_pixel_depends_on_no_later_pixel_or_colour(colours, gated):
         allowed = torch.zeros_like(seen)
         allowed[:, :ROW] = True
         allowed[:, ROW, :COL] = True
-        allowed[:colour, ROW, COL] = True                       # the earlier colours of the same pixel
+        allowed[:colour, ROW, COL] = True  # the earlier colours of the same pixel
         assert not (seen & ~allowed).any(), f"colour {colour} reads a later sub-pixel"
-        assert seen[:colour, ROW, COL].all()                    # and does read the earlier colours
+        assert seen[:colour, ROW, COL].all()  # and does read the earlier colours
 
 
 @pytest.mark.parametrize("gated", [True, False])
@@ -44,11 +45,13 @@ def test_no_blind_spot_every_earlier_pixel_in_the_receptive_field_counts(gated):
 
 def test_bits_per_dim_is_the_mean_cross_entropy_in_bits():
     targets = torch.randint(0, LEVELS, (2, 1, 4, 4))
-    assert bits_per_dim(torch.zeros(2, LEVELS, 1, 4, 4), targets).item() == pytest.approx(8.0)   # uniform: 8 bits
+    assert bits_per_dim(torch.zeros(2, LEVELS, 1, 4, 4), targets).item() == pytest.approx(
+        8.0
+    )  # uniform: 8 bits
     confident = torch.full((2, LEVELS, 1, 4, 4), -1e4).scatter(1, targets[:, None], 0.0)
     assert bits_per_dim(confident, targets).item() == pytest.approx(0.0, abs=1e-6)
     half = torch.full((1, LEVELS, 1, 1, 1), -1e4)
-    half[0, :2] = 0.0                                            # two equally likely levels: exactly one bit
+    half[0, :2] = 0.0  # two equally likely levels: exactly one bit
     assert bits_per_dim(half, torch.zeros(1, 1, 1, 1, dtype=torch.long)).item() == pytest.approx(1.0)
     assert quantise(torch.tensor([0.0, 1.0, 0.5])).tolist() == [0, 255, 128]
 
@@ -58,7 +61,7 @@ def test_the_class_reaches_both_stacks_and_the_output():
     net = PixelCNN(1, channels=8, layers=2, kernel=3, classes=10, gated=True)
     pixels = torch.rand(1, 1, 6, 6)
     assert not torch.allclose(net(pixels, torch.tensor([1])), net(pixels, torch.tensor([2])))
-    assert all(layer.condition.weight.shape == (10, 16) for layer in net.layers)   # V_f h and V_g h
+    assert all(layer.condition.weight.shape == (10, 16) for layer in net.layers)  # V_f h and V_g h
 
 
 def test_an_even_kernel_is_refused_by_name():
@@ -70,6 +73,7 @@ def test_an_even_kernel_is_refused_by_name():
 def test_a_short_fit_on_real_digits_beats_the_uniform_and_independent_models(mnist_shards):
     from datamodules.mnist import MNIST
     from tests.papers.helpers import fit_and_score
+
     data = MNIST(mnist_shards, 0, batch_size=32)
     model = GatedPixelCNN(colours=1, height=28, width=28, channels=16, layers=3, kernel=5, lr=3e-3)
     before, after = fit_and_score(model, data, steps=60, metric="test/bits_per_dim_gated")

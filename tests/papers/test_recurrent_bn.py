@@ -1,5 +1,6 @@
 """Recurrent BN: γ starts at 0.1, each time step keeps its own statistics, steps beyond T_max reuse the last
 step's, the task names the test keys, and both nets learn digits read row by row."""
+
 import pytest
 import torch
 
@@ -17,10 +18,12 @@ def test_gamma_starts_at_a_tenth_and_the_gate_shifts_at_zero():
 
 def test_each_time_step_keeps_its_own_statistics():
     cell = BNLSTM(1, 4, t_max=6).train()
-    x = torch.arange(6.0).view(1, 6, 1).repeat(16, 1, 1) + 0.01 * torch.randn(16, 6, 1)   # step t has mean ≈ t
+    x = torch.arange(6.0).view(1, 6, 1).repeat(16, 1, 1) + 0.01 * torch.randn(16, 6, 1)  # step t has mean ≈ t
     cell(x)
     means = cell.bn_x.running_mean
-    assert not torch.allclose(means[1], means[4]) and torch.allclose(means[:, 0] / means[1, 0], torch.arange(6.0), atol=0.05)
+    assert not torch.allclose(means[1], means[4]) and torch.allclose(
+        means[:, 0] / means[1, 0], torch.arange(6.0), atol=0.05
+    )
 
 
 def test_steps_beyond_t_max_reuse_the_last_steps_statistics():
@@ -29,16 +32,20 @@ def test_steps_beyond_t_max_reuse_the_last_steps_statistics():
     x = torch.randn(5, 3)
     assert torch.equal(norm(x, 9), norm(x, 3)) and not torch.equal(norm(x, 2), norm(x, 3))
     cell = BNLSTM(1, 4, t_max=5).eval()
-    assert cell(torch.randn(2, 12, 1)).shape == (2, 4)                  # a test sequence longer than T_max runs
+    assert cell(torch.randn(2, 12, 1)).shape == (2, 4)  # a test sequence longer than T_max runs
 
 
 def test_claims_are_table_1_by_model_and_task():
-    assert {(c.row, c.column) for c in PAPER.claims} == {(m, t) for m in ("bn_lstm", "lstm") for t in ("sequence", "permuted")}
+    assert {(c.row, c.column) for c in PAPER.claims} == {
+        (m, t) for m in ("bn_lstm", "lstm") for t in ("sequence", "permuted")
+    }
 
 
 def test_a_pixels_per_step_mismatch_is_named(mnist_shards):
     with pytest.raises(ValueError, match="hparams.pixels_per_step"):
-        RecurrentBN(pixels_per_step=28, t_max=28).step((torch.zeros(2, 392, 2), torch.zeros(2, dtype=torch.long)), "train")
+        RecurrentBN(pixels_per_step=28, t_max=28).step(
+            (torch.zeros(2, 392, 2), torch.zeros(2, dtype=torch.long)), "train"
+        )
 
 
 @pytest.mark.parametrize("view", ["sequence", "permuted"])
@@ -46,4 +53,4 @@ def test_both_nets_learn_digits_read_row_by_row(mnist_shards, view):
     data = MNIST(mnist_shards, 0, batch_size=32, view=view, pixels_per_step=28)
     model = RecurrentBN(hidden=32, t_max=28, pixels_per_step=28, lr=3e-3)
     before, after = fit_and_score(model, data, steps=120, metric=f"test/acc_bn_lstm_{view}")
-    assert after > before + 0.15 and after > 0.3, (before, after)          # chance is 0.1
+    assert after > before + 0.15 and after > 0.3, (before, after)  # chance is 0.1

@@ -1,4 +1,5 @@
 """ResNet: the paper's parameter counts, option-A shortcuts, the plain twin, learning on synthetic CIFAR."""
+
 import pytest
 import torch
 
@@ -11,24 +12,32 @@ def parameters(net) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-@pytest.mark.parametrize(("arch", "depth", "millions"), [("imagenet", 50, 25.6), ("cifar", 110, 1.7), ("cifar", 20, 0.27)])
+@pytest.mark.parametrize(
+    ("arch", "depth", "millions"), [("imagenet", 50, 25.6), ("cifar", 110, 1.7), ("cifar", 20, 0.27)]
+)
 def test_parameter_counts_match_the_paper(arch, depth, millions):
-    assert parameters(build(arch, depth, True, 1000 if arch == "imagenet" else 10)) / 1e6 == pytest.approx(millions, rel=0.03)
+    assert parameters(build(arch, depth, True, 1000 if arch == "imagenet" else 10)) / 1e6 == pytest.approx(
+        millions, rel=0.03
+    )
 
 
 def test_plain_twin_has_the_same_layers_without_shortcuts():
     residual, plain = imagenet_net(34, True, 1000), imagenet_net(34, False, 1000)
     # Only the projection shortcuts' parameters differ (three 1×1 convs + BN in ResNet-34).
-    conv_shapes = lambda net: sorted(m.weight.shape for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))  # noqa: E731
+    conv_shapes = lambda net: sorted(
+        m.weight.shape for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)
+    )  # noqa: E731
     assert conv_shapes(residual) == conv_shapes(plain)
     assert sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) for m in plain.modules()) == 0
-    assert parameters(cifar_net(20, True, 10)) == parameters(cifar_net(20, False, 10))   # option A adds no parameters
+    assert parameters(cifar_net(20, True, 10)) == parameters(
+        cifar_net(20, False, 10)
+    )  # option A adds no parameters
 
 
 def test_option_a_shortcut_subsamples_and_zero_pads():
     block = CifarBlock(16, 32, 2, residual=True)
     for module in (block.conv1, block.conv2):
-        torch.nn.init.zeros_(module.weight)                          # the residual branch outputs zero
+        torch.nn.init.zeros_(module.weight)  # the residual branch outputs zero
     torch.nn.init.zeros_(block.bn2.bias)
     x = torch.rand(1, 16, 8, 8)
     out = block(x)

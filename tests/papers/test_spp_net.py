@@ -1,4 +1,5 @@
 """SPP-net: the pyramid's fixed output length, the paper's bin formula, ZF-5's map sizes, learning."""
+
 import math
 from types import SimpleNamespace
 
@@ -15,11 +16,11 @@ from tests.papers.helpers import fit_and_score
 def test_output_length_is_channels_times_bins_for_any_input(size):
     trunk, pool = zf5_trunk(width=0.25), SpatialPyramidPool()
     maps = trunk(torch.zeros(1, 3, *size))
-    assert pool(maps).shape == (1, maps.shape[1] * 50)                     # 36 + 9 + 4 + 1 bins
+    assert pool(maps).shape == (1, maps.shape[1] * 50)  # 36 + 9 + 4 + 1 bins
 
 
 @pytest.mark.parametrize(("size", "conv5"), [(224, 13), (180, 10)])
-def test_zf5_conv5_maps_are_13_for_224_and_10_for_180(size, conv5):       # §3.1
+def test_zf5_conv5_maps_are_13_for_224_and_10_for_180(size, conv5):  # §3.1
     assert zf5_trunk()(torch.zeros(1, 3, size, size)).shape == (1, 256, conv5, conv5)
 
 
@@ -41,7 +42,9 @@ def test_multi_size_training_alternates_sizes():
 
 
 def test_learns_synthetic_imagenet(imagenet_shards):
-    model = SPPNet(num_classes=4, width=0.25, hidden=128, sizes=[64, 56], size_every=10, lr=0.02, milestones=[1000])
+    model = SPPNet(
+        num_classes=4, width=0.25, hidden=128, sizes=[64, 56], size_every=10, lr=0.02, milestones=[1000]
+    )
     data = ImageNet(imagenet_shards, 0, batch_size=16, crop=64, resize=72)
     before, after = fit_and_score(model, data, steps=60, metric="test/top1_err_spp")
-    assert after < before - 0.2 and after < 0.5, (before, after)            # 4 classes: chance error is 0.75
+    assert after < before - 0.2 and after < 0.5, (before, after)  # 4 classes: chance error is 0.75

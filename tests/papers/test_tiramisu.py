@@ -1,4 +1,5 @@
 """FC-DenseNet: the paper's parameter counts, input size kept, only new maps upsampled, HeUniform, learning."""
+
 import pytest
 import torch
 
@@ -21,7 +22,7 @@ def test_output_size_equals_input_size():
 
 def test_only_a_blocks_new_maps_are_upsampled():
     net = FCDenseNet(11, 103)
-    assert net.transitions_up[0].in_channels == 15 * 16          # the bottleneck's new maps, not its input
+    assert net.transitions_up[0].in_channels == 15 * 16  # the bottleneck's new maps, not its input
     assert net.transitions_up[1].in_channels == 12 * 16
 
 
@@ -29,14 +30,16 @@ def test_only_a_blocks_new_maps_are_upsampled():
 def test_the_smoke_net_learns_camvid_shapes(tmp_path):
     shards = synthetic_shards(CamVid, tmp_path, train=6, val=2, test=2)
     data = CamVid(shards, 0, batch_size=2, crop=None)
-    before, after = fit_and_score(Tiramisu(depth=56, lr=3e-3, crop=64), data, steps=40, metric="test/pixel_acc_fc_densenet56")
+    before, after = fit_and_score(
+        Tiramisu(depth=56, lr=3e-3, crop=64), data, steps=40, metric="test/pixel_acc_fc_densenet56"
+    )
     assert after > before + 0.1, (before, after)
 
 
 def test_training_crops_and_flips_image_and_mask_together():
     model = Tiramisu(depth=56, crop=16)
     masks = torch.randint(0, 11, (2, 40, 48))
-    images = masks[:, None].float().expand(-1, 3, -1, -1) / 10       # the mask is readable from the image
+    images = masks[:, None].float().expand(-1, 3, -1, -1) / 10  # the mask is readable from the image
     torch.manual_seed(0)
     cropped, cropped_masks = model.crop_and_flip(images, masks)
     assert cropped.shape == (2, 3, 16, 16) and cropped_masks.shape == (2, 16, 16)
@@ -61,7 +64,20 @@ def test_fine_tuning_switches_to_full_images_at_its_own_learning_rate():
 
     model = Tiramisu(depth=56, crop=32, finetune_after_step=2, lr=1e-3, finetune_lr=1e-4)
     batches = DataLoader([(torch.rand(2, 3, 64, 64), torch.randint(0, 11, (2, 64, 64)))] * 4, batch_size=None)
-    pl.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-               enable_model_summary=False, limit_val_batches=0, callbacks=[Seen()]).fit(model, batches)
+    pl.Trainer(
+        max_steps=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[Seen()],
+    ).fit(model, batches)
     assert Seen.rates == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
-    assert Seen.shapes == [32, 64, 64, 64]       # step 2 onwards (global_step counted after each step): full images
+    assert Seen.shapes == [
+        32,
+        64,
+        64,
+        64,
+    ]  # step 2 onwards (global_step counted after each step): full images

@@ -1,5 +1,6 @@
 """`reprozoo bench` at its tiny size: every section measures both sides of its ratio, states its target and whether
 it held, and the results reach reports/bench.json and MLflow. No timing is asserted (that is the bench's job)."""
+
 import json
 
 import pytest
@@ -14,12 +15,12 @@ def positive(*values) -> bool:
 
 
 def test_steady_rate_leaves_out_the_warmup_steps():
-    stamps = [0.0, 5.0, 6.0, 7.0, 8.0]                     # a slow first step, then one step a second
+    stamps = [0.0, 5.0, 6.0, 7.0, 8.0]  # a slow first step, then one step a second
     assert steady_rate(stamps, items_per_stamp=32, warmup=1) == 32.0
 
 
 def test_loader_framework_and_pipeline_sections_measure_both_sides(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)                            # no dvc.yaml here: the no-op repro says it was skipped
+    monkeypatch.chdir(tmp_path)  # no dvc.yaml here: the no-op repro says it was skipped
     results = run_bench("tiny", ["loader", "framework", "pipeline", "gpu"], report=tmp_path / "bench.json")
     loader = results["loader"]
     assert set(loader["workers"]) == {"1", "2"} and positive(loader["decode_limit_samples_per_s"])
@@ -44,8 +45,13 @@ def test_ddp_and_tune_sections_and_the_cli(project):
     results = run_bench("tiny", ["ddp", "tune"], report=project / "reports/bench.json")
     ddp, tune = results["ddp"], results["tune"]
     assert positive(ddp["one_process_1_thread_samples_per_s"], ddp["two_processes_samples_per_s"])
-    assert ddp["speedup_vs_one_process_1_thread"] == ddp["two_processes_samples_per_s"] / ddp["one_process_1_thread_samples_per_s"]
-    assert positive(tune["one_trial_wall_seconds"], tune["two_trials_wall_seconds"], tune["trial_compute_seconds"])
+    assert (
+        ddp["speedup_vs_one_process_1_thread"]
+        == ddp["two_processes_samples_per_s"] / ddp["one_process_1_thread_samples_per_s"]
+    )
+    assert positive(
+        tune["one_trial_wall_seconds"], tune["two_trials_wall_seconds"], tune["trial_compute_seconds"]
+    )
     assert isinstance(tune["holds"], bool)
 
     output = cli(project, "bench", "--size", "tiny", "--only", "framework").stdout

@@ -1,5 +1,6 @@
 """One training per experiment at a time, experiments side by side, and one MLflow sqlite store shared by many
 writers (parallel Tune trials) without a lost write or a corrupted file."""
+
 import multiprocessing
 import os
 import signal
@@ -19,8 +20,13 @@ HOLD = "import sys, time; from pipelines.train import training_lock\nwith traini
 
 
 def holder(project, key: str) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", HOLD, key], cwd=project, stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, key],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert process.stdout.readline().strip() == "held"
     return process
 
@@ -28,14 +34,17 @@ def holder(project, key: str) -> subprocess.Popen:
 def test_a_second_training_of_the_same_experiment_is_refused_while_others_run(project):
     process = holder(project, "protonets")
     try:
-        with pytest.raises(TrainingLocked, match=rf"models/.locks/protonets.lock: another `reprozoo train protonets` is "
-                                                  rf"running \(pid {process.pid}, started .*\); wait for it or stop it"):
+        with pytest.raises(
+            TrainingLocked,
+            match=rf"models/.locks/protonets.lock: another `reprozoo train protonets` is "
+            rf"running \(pid {process.pid}, started .*\); wait for it or stop it",
+        ):
             with training_lock("protonets"):
                 pass
-        with training_lock("mann"):                                      # a different experiment is free
+        with training_lock("mann"):  # a different experiment is free
             assert paths.train_lock("mann").read_text().startswith(f"pid {os.getpid()}")
     finally:
-        process.send_signal(signal.SIGKILL)                              # a killed holder leaves no stale lock
+        process.send_signal(signal.SIGKILL)  # a killed holder leaves no stale lock
         process.wait()
     with training_lock("protonets"):
         pass

@@ -1,4 +1,5 @@
 """params.yaml errors stop a verb before any compute, naming the dotted path, the value and what is allowed."""
+
 import pytest
 import yaml
 
@@ -16,24 +17,54 @@ def test_the_shipped_params_are_valid():
     params = load_params(ROOT / "params.yaml")
     assert params.profile == "smoke"
     smoke, paper = params.recipe("protonets", "smoke"), params.recipe("protonets", "paper")
-    assert paper.data["train_way"] == 60 and smoke.data["train_way"] < 60          # the smoke block merges
+    assert paper.data["train_way"] == 60 and smoke.data["train_way"] < 60  # the smoke block merges
     assert paper.hparams == smoke.hparams == {"lr": 1e-3, "lr_halve_every": 2000, "hidden": 64}
     assert paper.trainer.max_steps == 20000 and smoke.trainer.max_steps < 1000
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ({"papers": {"protonets": {"hparams": {"lr": -1}}}}, "papers.protonets.hparams.lr: input should be greater than 0, got -1"),
-    ({"papers": {"protonets": {"hparams": {"lrr": 0.1}}}}, "papers.protonets.hparams.lrr: unknown key; allowed: hidden, in_channels, lr, lr_halve_every"),
-    ({"papers": {"protonets": {"smoke": {"data": {"shot": "five"}}}}}, "papers.protonets.smoke.data.shot: input should be a valid integer"),
-    ({"papers": {"protonets": {"trainer": {"max_steps": 0}}}}, "papers.protonets.trainer.max_steps: input should be greater than 0, got 0"),
-    ({"trainer": {"precision": "8-bit"}}, "trainer.precision: input should be '32-true'"),
-    ({"profile": "fast"}, "profile: input should be 'smoke' or 'paper', got 'fast'"),
-    ({"papers": {"protonets": {"hparamz": {}}}}, "papers.protonets.hparamz: unknown key; allowed: data, dataset, hparams, paper, smoke, trainer, tune"),
-    ({"datasets": {"omniglot": {"source": "bundled"}}}, "datasets.omniglot.source: omniglot has no 'bundled' source"),
-    ({"datasets": {"omniglot": {"source": "local"}}}, "datasets.omniglot.path: required when source is 'local'"),
-    ({"datasets": {"omniglot": {"synthetic": {"alphabets": -2}}}}, "datasets.omniglot.synthetic.alphabets: input should be greater than 0"),
-    ({"papers": {"protonets": {"dataset": "omniglotz"}}}, "papers.protonets.dataset: 'omniglotz' has no section under datasets"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            {"papers": {"protonets": {"hparams": {"lr": -1}}}},
+            "papers.protonets.hparams.lr: input should be greater than 0, got -1",
+        ),
+        (
+            {"papers": {"protonets": {"hparams": {"lrr": 0.1}}}},
+            "papers.protonets.hparams.lrr: unknown key; allowed: hidden, in_channels, lr, lr_halve_every",
+        ),
+        (
+            {"papers": {"protonets": {"smoke": {"data": {"shot": "five"}}}}},
+            "papers.protonets.smoke.data.shot: input should be a valid integer",
+        ),
+        (
+            {"papers": {"protonets": {"trainer": {"max_steps": 0}}}},
+            "papers.protonets.trainer.max_steps: input should be greater than 0, got 0",
+        ),
+        ({"trainer": {"precision": "8-bit"}}, "trainer.precision: input should be '32-true'"),
+        ({"profile": "fast"}, "profile: input should be 'smoke' or 'paper', got 'fast'"),
+        (
+            {"papers": {"protonets": {"hparamz": {}}}},
+            "papers.protonets.hparamz: unknown key; allowed: data, dataset, hparams, paper, smoke, trainer, tune",
+        ),
+        (
+            {"datasets": {"omniglot": {"source": "bundled"}}},
+            "datasets.omniglot.source: omniglot has no 'bundled' source",
+        ),
+        (
+            {"datasets": {"omniglot": {"source": "local"}}},
+            "datasets.omniglot.path: required when source is 'local'",
+        ),
+        (
+            {"datasets": {"omniglot": {"synthetic": {"alphabets": -2}}}},
+            "datasets.omniglot.synthetic.alphabets: input should be greater than 0",
+        ),
+        (
+            {"papers": {"protonets": {"dataset": "omniglotz"}}},
+            "papers.protonets.dataset: 'omniglotz' has no section under datasets",
+        ),
+    ],
+)
 def test_a_bad_value_names_its_dotted_path(tmp_path, override, message):
     with pytest.raises(ParamsError) as error:
         load(tmp_path, tiny_params(**override))
@@ -44,7 +75,9 @@ def test_an_unknown_paper_lists_the_known_ones(tmp_path):
     params = tiny_params()
     params["papers"]["protonet"] = params["papers"].pop("protonets")
     params["papers"]["protonet"]["paper"] = "protonet"
-    with pytest.raises(UnknownKey, match="papers.protonet.paper: unknown paper 'protonet'; known: .*protonets"):
+    with pytest.raises(
+        UnknownKey, match="papers.protonet.paper: unknown paper 'protonet'; known: .*protonets"
+    ):
         load(tmp_path, params)
 
 
@@ -71,8 +104,11 @@ def test_recipe_fingerprint_changes_with_the_recipe():
     params = load_params(ROOT / "params.yaml")
     base = params.recipe("protonets")
     changed = params.model_copy(update={"seed": 1}).recipe("protonets")
-    assert base.fingerprint() != changed.fingerprint() and base.fingerprint() == params.recipe("protonets").fingerprint()
-    assert yaml.safe_dump(base.flat())                                  # MLflow params are plain values
+    assert (
+        base.fingerprint() != changed.fingerprint()
+        and base.fingerprint() == params.recipe("protonets").fingerprint()
+    )
+    assert yaml.safe_dump(base.flat())  # MLflow params are plain values
 
 
 def test_the_training_code_hash_follows_the_code(tmp_path):
@@ -82,7 +118,7 @@ def test_the_training_code_hash_follows_the_code(tmp_path):
     (tmp_path / "pipelines" / "train.py").write_text("y = 1\n")
     (tmp_path / "pipelines" / "report.py").write_text("z = 1\n")
     before = training_code_hash(tmp_path)
-    (tmp_path / "pipelines" / "report.py").write_text("z = 2\n")           # not training code
+    (tmp_path / "pipelines" / "report.py").write_text("z = 2\n")  # not training code
     assert training_code_hash(tmp_path) == before
-    (tmp_path / "datamodules" / "mnist.py").write_text("x = 2\n")          # a resumed run would mix two codes
+    (tmp_path / "datamodules" / "mnist.py").write_text("x = 2\n")  # a resumed run would mix two codes
     assert training_code_hash(tmp_path) != before

@@ -1,4 +1,5 @@
 """A two-process CPU DDP training (gloo) through the real CLI, as `strategy: ddp, devices: 2` runs it."""
+
 import json
 
 import pytest
@@ -17,7 +18,7 @@ def test_two_process_ddp_training_finishes_with_one_mlflow_run(project):
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     experiment = client.get_experiment_by_name("protonets")
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 1                                   # rank 1 re-runs the command but owns no run
+    assert len(runs) == 1  # rank 1 re-runs the command but owns no run
     assert runs[0].data.metrics["train/loss"] > 0
 
 
@@ -25,6 +26,7 @@ def _gather_on_rank(rank: int, world: int, port: int, results) -> None:
     import torch.distributed as dist
 
     from lightning_modules.common import gather_lists
+
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         results[rank] = gather_lists([f"rank{rank}-a", f"rank{rank}-b"][: rank + 1])
@@ -38,6 +40,7 @@ def test_whole_test_set_metrics_gather_every_ranks_items_in_rank_order():
     import torch.multiprocessing as mp
 
     from pipelines.bench import free_port
+
     port = free_port()
     with mp.Manager() as manager:
         results = manager.dict()

@@ -1,4 +1,5 @@
 """`dvc repro` end to end on a copy of the repository: outputs, a no-op second run, one paper re-run."""
+
 import os
 import subprocess
 import sys
@@ -10,7 +11,11 @@ from tests.conftest import ROOT, copy_repository, tiny_params, write_params
 
 
 def dvc(copy: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+    }
     result = subprocess.run(["dvc", *args], cwd=copy, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
@@ -29,14 +34,14 @@ def test_dvc_repro_end_to_end_then_noop_then_one_paper(tmp_path):
     first = dvc(copy, "repro")
     for stage in ("train@protonets", "evaluate@protonets", "report"):
         assert f"Running stage '{stage}'" in first
-    for dataset in params["datasets"]:                                # from a clean state
+    for dataset in params["datasets"]:  # from a clean state
         assert f"Running stage 'fetch@{dataset}'" in first and f"Running stage 'shard@{dataset}'" in first
         assert (copy / "data/shards" / dataset / "meta.json").exists()
     assert (copy / "metrics/protonets.json").exists() and (copy / "reports/reproductions.png").exists()
     assert (copy / "mlflow.db").exists()
     assert "test/acc_5way_5shot" in dvc(copy, "metrics", "show")
 
-    assert "Running stage" not in dvc(copy, "repro")                # nothing changed: a no-op
+    assert "Running stage" not in dvc(copy, "repro")  # nothing changed: a no-op
 
     params["papers"]["protonets"]["hparams"]["lr"] = 2e-3
     write_params(copy, params)

@@ -1,5 +1,6 @@
 """`reprozoo ui` in a real headless Chromium: a reviewer sees the paper's experiment, its run with the claimed, gap and
 reproduced metrics, and the registry's champion. The screenshots land in reports/ for the README."""
+
 import os
 import signal
 import subprocess
@@ -11,7 +12,10 @@ from mlflow.tracking import MlflowClient
 from tests.browser import CHROMIUM, browse, free_port, wait_for_http
 from tests.conftest import ROOT, cli
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)",
+)
 
 
 @pytest.fixture
@@ -20,9 +24,15 @@ def ui(project):
     cli(project, "train", "protonets")
     cli(project, "evaluate", "protonets")
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "pipelines", "ui", "--port", str(port)], cwd=project,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True)         # its own group: the server's workers go with it
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "ui", "--port", str(port)],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )  # its own group: the server's workers go with it
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", timeout=90)
         yield f"http://127.0.0.1:{port}", server
@@ -38,14 +48,34 @@ def test_a_reviewer_sees_claims_gaps_and_the_champion(project, ui):
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     experiment = client.get_experiment_by_name("protonets")
     (run,) = client.search_runs([experiment.experiment_id])
-    texts = browse([
-        (f"{url}/#/experiments/{experiment.experiment_id}/runs", ["protonets", "protonets-smoke"], ROOT / "reports/mlflow_runs.png"),
-        (f"{url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}",
-         ["claimed/test/acc_5way_1shot", "gap/test/acc_5way_1shot", "untrained/test/acc_5way_1shot", "status/test/acc_5way_1shot"],
-         ROOT / "reports/mlflow_run.png", "Metrics ("),
-        (f"{url}/#/models/reprozoo.protonets", ["reprozoo.protonets", "@\xa0champion", "@\xa0challenger"],
-         ROOT / "reports/mlflow_registry.png", "Versions"),
-    ], width=1600, height=1000)
+    texts = browse(
+        [
+            (
+                f"{url}/#/experiments/{experiment.experiment_id}/runs",
+                ["protonets", "protonets-smoke"],
+                ROOT / "reports/mlflow_runs.png",
+            ),
+            (
+                f"{url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}",
+                [
+                    "claimed/test/acc_5way_1shot",
+                    "gap/test/acc_5way_1shot",
+                    "untrained/test/acc_5way_1shot",
+                    "status/test/acc_5way_1shot",
+                ],
+                ROOT / "reports/mlflow_run.png",
+                "Metrics (",
+            ),
+            (
+                f"{url}/#/models/reprozoo.protonets",
+                ["reprozoo.protonets", "@\xa0champion", "@\xa0challenger"],
+                ROOT / "reports/mlflow_registry.png",
+                "Versions",
+            ),
+        ],
+        width=1600,
+        height=1000,
+    )
     claimed = run.data.metrics["claimed/test/acc_5way_1shot"]
-    assert f"{claimed:g}"[:4] in texts[1]                                  # the claimed value itself, not only its name
+    assert f"{claimed:g}"[:4] in texts[1]  # the claimed value itself, not only its name
     assert (ROOT / "reports/mlflow_registry.png").stat().st_size > 10_000

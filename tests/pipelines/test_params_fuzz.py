@@ -1,5 +1,6 @@
 """params.yaml fuzzed with hypothesis: any wrong type, out-of-range value or unknown key anywhere in the shipped
 file either still loads or fails with ParamsError naming the dotted path; never a stack trace from elsewhere."""
+
 import json
 import re
 from functools import reduce
@@ -19,23 +20,34 @@ SHIPPED = json.loads(json.dumps(yaml.safe_load((ROOT / "params.yaml").read_text(
 
 def key_paths(tree: dict, prefix: tuple = ()) -> list[tuple]:
     """Every key of the nested mappings, as a path (lists are values, not descended)."""
-    return [p for key, value in tree.items()
-            for p in [(*prefix, key), *(key_paths(value, (*prefix, key)) if isinstance(value, dict) else [])]]
+    return [
+        p
+        for key, value in tree.items()
+        for p in [(*prefix, key), *(key_paths(value, (*prefix, key)) if isinstance(value, dict) else [])]
+    ]
 
 
 PATHS = key_paths(SHIPPED)
 MAPPINGS = [p for p in PATHS if isinstance(reduce(getitem, p, SHIPPED), dict)]
-WRONG = st.one_of(st.none(), st.booleans(), st.integers(-10**9, 10**9), st.floats(), st.text(max_size=8),
-                  st.lists(st.integers(-3, 3), max_size=3),
-                  st.dictionaries(st.text("abcxyz_", min_size=1, max_size=6), st.integers(-3, 3), max_size=2))
+WRONG = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**9), 10**9),
+    st.floats(),
+    st.text(max_size=8),
+    st.lists(st.integers(-3, 3), max_size=3),
+    st.dictionaries(st.text("abcxyz_", min_size=1, max_size=6), st.integers(-3, 3), max_size=2),
+)
 DOTTED = re.compile(r"^[\w.\-]+: ")
 
 
 def assert_named(error: Exception, where: str) -> None:
-    lines = str(error).split("\n")                                   # a value may hold other line breaks
-    assert all(DOTTED.match(line) for line in lines), lines          # every problem starts with its dotted path
+    lines = str(error).split("\n")  # a value may hold other line breaks
+    assert all(DOTTED.match(line) for line in lines), lines  # every problem starts with its dotted path
     reported = [line.split(": ")[0] for line in lines]
-    assert any(where.startswith(r) or r.startswith(where) or where in line for r, line in zip(reported, lines)), (where, lines)
+    assert any(
+        where.startswith(r) or r.startswith(where) or where in line for r, line in zip(reported, lines)
+    ), (where, lines)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

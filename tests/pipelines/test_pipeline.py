@@ -1,4 +1,5 @@
 """train → evaluate → report in-process on the tiny synthetic project: outputs, MLflow, claim statuses."""
+
 import json
 from pathlib import Path
 
@@ -26,9 +27,13 @@ def test_train_writes_checkpoints_and_a_finished_record(trained):
     _, run = trained
     record = json.loads(paths.run_record("protonets").read_text())
     assert record["finished"] and record["global_step"] == 20 and record["mlflow_run_id"] == run.mlflow_run_id
-    assert (paths.model_dir("protonets") / "last.ckpt").exists() and (paths.model_dir("protonets") / "best.ckpt").exists()
-    history = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}").get_metric_history(run.mlflow_run_id, "train/loss")
-    assert len(history) >= 2                                          # per-step training curve
+    assert (paths.model_dir("protonets") / "last.ckpt").exists() and (
+        paths.model_dir("protonets") / "best.ckpt"
+    ).exists()
+    history = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}").get_metric_history(
+        run.mlflow_run_id, "train/loss"
+    )
+    assert len(history) >= 2  # per-step training curve
 
 
 def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
@@ -38,22 +43,33 @@ def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     assert saved == result and saved["mlflow_run_id"] == run.mlflow_run_id
     assert set(saved) >= {"paper", "profile", "data_source", "mlflow_run_id", "metrics", "claims"}
     assert {c["metric"] for c in saved["claims"]} <= set(saved["metrics"])
-    assert all(c["status"] == "not_comparable" for c in saved["claims"])      # smoke on synthetic data
+    assert all(c["status"] == "not_comparable" for c in saved["claims"])  # smoke on synthetic data
     assert 0.2 < saved["metrics"]["test/acc_5way_5shot"] <= 1.0
     # The smoke floor: the same net at its seeded initialisation, on the same episodes.
     assert set(saved["untrained_metrics"]) == set(saved["metrics"])
     assert saved["untrained_metrics"] != saved["metrics"]
     assert all(c["untrained"] == saved["untrained_metrics"][c["metric"]] for c in saved["claims"])
     logged = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}").get_run(run.mlflow_run_id)
-    assert logged.data.metrics["untrained/test/acc_5way_1shot"] == saved["untrained_metrics"]["test/acc_5way_1shot"]
+    assert (
+        logged.data.metrics["untrained/test/acc_5way_1shot"]
+        == saved["untrained_metrics"]["test/acc_5way_1shot"]
+    )
     assert logged.data.metrics["claimed/test/acc_5way_1shot"] == 0.988
-    assert "gap/test/acc_20way_5shot" in logged.data.metrics and "test/acc_20way_5shot_ci95" in logged.data.metrics
+    assert (
+        "gap/test/acc_20way_5shot" in logged.data.metrics
+        and "test/acc_20way_5shot_ci95" in logged.data.metrics
+    )
     assert logged.data.tags["data_source"] == "synthetic" and logged.data.tags["profile"] == "smoke"
     assert logged.data.params["hparams.lr"] == "0.001"
     assert mlflow.get_experiment(logged.info.experiment_id).name == "protonets"
-    artifacts = {a.path for a in MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}").list_artifacts(run.mlflow_run_id, "figures")}
+    artifacts = {
+        a.path
+        for a in MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}").list_artifacts(
+            run.mlflow_run_id, "figures"
+        )
+    }
     assert artifacts == {"figures/test_episode.png"}
-    served = mlflow.pytorch.load_model(saved["model_uri"])             # the logged model: image → embedding
+    served = mlflow.pytorch.load_model(saved["model_uri"])  # the logged model: image → embedding
     assert served(torch.zeros(3, 1, 28, 28)).shape == (3, 64)
 
 
@@ -67,35 +83,77 @@ def test_report_has_one_row_per_claim(trained):
     params, _ = trained
     evaluate_paper(params, "protonets")
     table = write_report(params)
-    assert [r["setting"] for r in table] == ["test/acc_5way_1shot", "test/acc_5way_5shot",
-                                             "test/acc_20way_1shot", "test/acc_20way_5shot"]
+    assert [r["setting"] for r in table] == [
+        "test/acc_5way_1shot",
+        "test/acc_5way_5shot",
+        "test/acc_20way_1shot",
+        "test/acc_20way_5shot",
+    ]
     text = paths.REPORT_MD.read_text()
     assert text.count("| protonets |") == 4 and "not_comparable" in text
     assert paths.REPORT_PNG.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    figures = list((paths.REPORT_FIGURES / "protonets").rglob("*.png"))       # copied from the run's MLflow artifacts
+    figures = list(
+        (paths.REPORT_FIGURES / "protonets").rglob("*.png")
+    )  # copied from the run's MLflow artifacts
     assert figures and f"figures/protonets/figures/{figures[0].name}" in text
 
 
 def test_papers_without_a_claim_are_reported_beside_their_untrained_net():
-    result = {"paper": "p", "profile": "smoke", "data_source": "synthetic", "mlflow_run_id": "r", "claims": [],
-              "metrics": {"test/ssim": 0.43}, "untrained_metrics": {"test/ssim": 0.05}}
+    result = {
+        "paper": "p",
+        "profile": "smoke",
+        "data_source": "synthetic",
+        "mlflow_run_id": "r",
+        "claims": [],
+        "metrics": {"test/ssim": 0.43},
+        "untrained_metrics": {"test/ssim": 0.05},
+    }
     assert "| `test/ssim` | 0.43 | 0.05 |" in measured_without_claims([result])
 
 
 def test_report_rows_show_the_confidence_interval():
-    result = {"paper": "p", "profile": "paper", "data_source": "local", "mlflow_run_id": "r",
-              "metrics": {"test/acc": 0.95, "test/acc_ci95": 0.01},
-              "claims": [{"metric": "test/acc", "claimed": 0.96, "reproduced": 0.95, "status": "reproduced", "source": "Table 1"}]}
-    assert "| p | `test/acc` | 0.9600 | 0.9500 ± 0.0100 | — | reproduced | Table 1 | local | paper | `r` |" in markdown(rows([result]))
+    result = {
+        "paper": "p",
+        "profile": "paper",
+        "data_source": "local",
+        "mlflow_run_id": "r",
+        "metrics": {"test/acc": 0.95, "test/acc_ci95": 0.01},
+        "claims": [
+            {
+                "metric": "test/acc",
+                "claimed": 0.96,
+                "reproduced": 0.95,
+                "status": "reproduced",
+                "source": "Table 1",
+            }
+        ],
+    }
+    assert (
+        "| p | `test/acc` | 0.9600 | 0.9500 ± 0.0100 | — | reproduced | Table 1 | local | paper | `r` |"
+        in markdown(rows([result]))
+    )
 
 
 def test_claims_that_name_a_cell_are_rebuilt_as_the_papers_table():
-    claims = [{"metric": f"test/err_{m}_r{r}", "claimed": c, "reproduced": c + 0.1, "status": "not_comparable",
-               "source": "Table 1", "row": m, "column": f"R={r}"}
-              for m, r, c in (("lstm", 20, 0.6), ("lstm", 50, 0.02), ("fw", 20, 0.0181))]
+    claims = [
+        {
+            "metric": f"test/err_{m}_r{r}",
+            "claimed": c,
+            "reproduced": c + 0.1,
+            "status": "not_comparable",
+            "source": "Table 1",
+            "row": m,
+            "column": f"R={r}",
+        }
+        for m, r, c in (("lstm", 20, 0.6), ("lstm", 50, 0.02), ("fw", 20, 0.0181))
+    ]
     grid = claim_tables(claims)["Table 1"].splitlines()
-    assert grid[2:] == ["| | R=20 | R=50 |", "|---|---|---|", "| lstm | 0.7000 (0.6000) | 0.1200 (0.0200) |",
-                        "| fw | 0.1181 (0.0181) | — |"]
+    assert grid[2:] == [
+        "| | R=20 | R=50 |",
+        "|---|---|---|",
+        "| lstm | 0.7000 (0.6000) | 0.1200 (0.0200) |",
+        "| fw | 0.1181 (0.0181) | — |",
+    ]
 
 
 def test_evaluate_before_train_names_the_stage_to_run(project):
@@ -105,9 +163,9 @@ def test_evaluate_before_train_names_the_stage_to_run(project):
 
 def test_a_finished_run_is_retrained_from_scratch_and_an_interrupted_one_resumes(trained):
     params, first = trained
-    again = train_paper(params, "protonets")                  # DVC re-runs a finished stage only after a change
+    again = train_paper(params, "protonets")  # DVC re-runs a finished stage only after a change
     assert not again.resumed and again.mlflow_run_id != first.mlflow_run_id
     record = json.loads(paths.run_record("protonets").read_text())
-    paths.run_record("protonets").write_text(json.dumps({**record, "finished": False}))   # as if killed
+    paths.run_record("protonets").write_text(json.dumps({**record, "finished": False}))  # as if killed
     resumed = train_paper(params, "protonets")
-    assert resumed.resumed and resumed.mlflow_run_id == again.mlflow_run_id              # the run is continued
+    assert resumed.resumed and resumed.mlflow_run_id == again.mlflow_run_id  # the run is continued

@@ -1,4 +1,5 @@
 """The champion/challenger rule on a real MLflow registry (sqlite): only a strictly better challenger is promoted."""
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -18,7 +19,11 @@ def store(project):
 
 def add_version(client, value, metric="test/acc_5way_1shot", higher="true"):
     """A version as `register` leaves it: tagged with its headline, aliased challenger (champion if first)."""
-    tags = {} if value is None else {"headline": metric, "headline_value": str(value), "headline_higher_is_better": higher}
+    tags = (
+        {}
+        if value is None
+        else {"headline": metric, "headline_value": str(value), "headline_higher_is_better": higher}
+    )
     version = str(client.create_model_version(model_name("protonets"), "file:///nowhere", tags=tags).version)
     client.set_registered_model_alias(model_name("protonets"), CHALLENGER, version)
     if version == "1":
@@ -68,6 +73,9 @@ def test_without_a_numeric_claim_the_champion_stays_until_promoted_by_hand(store
 
 
 def test_the_headline_is_the_primary_claim_or_else_the_first_one_measured():
-    assert headline("protonets", {"test/acc_20way_5shot": 0.9, "test/acc_5way_1shot": 0.8}).metric == "test/acc_5way_1shot"
+    assert (
+        headline("protonets", {"test/acc_20way_5shot": 0.9, "test/acc_5way_1shot": 0.8}).metric
+        == "test/acc_5way_1shot"
+    )
     assert headline("protonets", {"test/acc_20way_5shot": 0.9}).metric == "test/acc_20way_5shot"
     assert headline("neural_style", {"test/content_loss": 1.0}) is None

@@ -1,5 +1,6 @@
 """A training killed with SIGKILL mid-run and started again resumes from last.ckpt and ends bit-identical to a run
 that was never interrupted: weights, optimizer and step, with the same MLflow run continued."""
+
 import json
 import os
 import signal
@@ -35,8 +36,13 @@ def cifar10_data(tmp_path_factory) -> Path:
 
 
 def kill_after_first_checkpoint(project: Path, experiment: str) -> None:
-    train = subprocess.Popen([sys.executable, "-m", "pipelines", "train", experiment], cwd=project,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    train = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "train", experiment],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     last = project / "models" / experiment / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists() and train.poll() is None and time.monotonic() < deadline:
@@ -52,7 +58,9 @@ def final_state(project: Path, experiment: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["protonets", "resnet_cifar"])
-def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, experiment, omniglot_project, cifar10_data):
+def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(
+    tmp_path, experiment, omniglot_project, cifar10_data
+):
     data = omniglot_project / "data" if experiment == "protonets" else cifar10_data
     straight = project_for(tmp_path / "straight", experiment, data)
     cli(straight, "train", experiment)
@@ -63,16 +71,18 @@ def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(tmp_pa
     interrupted_at = final_state(killed, experiment)["global_step"]
     assert not record["finished"] and 0 < interrupted_at < SCHEDULE["max_steps"]
 
-    assert "(resumed)" in cli(killed, "train", experiment).stdout            # what `dvc repro` runs again
+    assert "(resumed)" in cli(killed, "train", experiment).stdout  # what `dvc repro` runs again
     expected, resumed = final_state(straight, experiment), final_state(killed, experiment)
     assert resumed["global_step"] == expected["global_step"] == SCHEDULE["max_steps"]
     for name, tensor in expected["state_dict"].items():
-        assert torch.equal(resumed["state_dict"][name], tensor), f"{name} differs after resuming at step {interrupted_at}"
+        assert torch.equal(resumed["state_dict"][name], tensor), (
+            f"{name} differs after resuming at step {interrupted_at}"
+        )
     assert str(resumed["optimizer_states"]) == str(expected["optimizer_states"])
 
     client = MlflowClient(f"sqlite:///{killed}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    assert [r.info.run_id for r in runs] == [record["mlflow_run_id"]]       # continued, not duplicated
+    assert [r.info.run_id for r in runs] == [record["mlflow_run_id"]]  # continued, not duplicated
     assert runs[0].info.status == "FINISHED"
     curve = next(name for name in runs[0].data.metrics if name.startswith("train/"))
     steps = {m.step for m in client.get_metric_history(record["mlflow_run_id"], curve)}
@@ -80,15 +90,17 @@ def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(tmp_pa
 
 
 def test_a_resumed_loader_continues_the_stream_without_touching_the_training_rng():
-    def data():                                                            # built afresh, as in a new process
-        return torch.utils.data.DataLoader(list(range(20)), batch_size=4, shuffle=True,
-                                           generator=torch.Generator().manual_seed(1))
+    def data():  # built afresh, as in a new process
+        return torch.utils.data.DataLoader(
+            list(range(20)), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(1)
+        )
+
     straight = ResumableLoader(data(), seed=3)
-    stream = [b.tolist() for _ in range(3) for b in straight]               # three epochs of five batches
-    resumed = ResumableLoader(data(), seed=3, epochs=1, batches=2)         # as restored at epoch 1, batch 2
+    stream = [b.tolist() for _ in range(3) for b in straight]  # three epochs of five batches
+    resumed = ResumableLoader(data(), seed=3, epochs=1, batches=2)  # as restored at epoch 1, batch 2
     torch.manual_seed(0)
     expected_draw = torch.rand(1)
     torch.manual_seed(0)
     continued = [b.tolist() for _ in range(2) for b in resumed]
     assert continued == stream[7:]
-    assert torch.equal(torch.rand(1), expected_draw)                       # shuffling drew from its own RNG
+    assert torch.equal(torch.rand(1), expected_draw)  # shuffling drew from its own RNG

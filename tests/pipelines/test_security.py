@@ -1,5 +1,6 @@
 """What a hostile file or a careless setting cannot do: run code from a checkpoint, leak a credential into params,
 logs or MLflow, or expose a server beyond this machine."""
+
 import json
 import os
 import pickle
@@ -43,10 +44,12 @@ def test_a_tampered_checkpoint_is_refused_and_never_unpickled(project):
     marker = project / "pwned"
     best = paths.model_dir("protonets") / "best.ckpt"
     tamper(best, marker)
-    with pytest.raises(DataError, match=r"best.ckpt: refused to load: .*weights_only=False .*Unsupported global: GLOBAL "):
+    with pytest.raises(
+        DataError, match=r"best.ckpt: refused to load: .*weights_only=False .*Unsupported global: GLOBAL "
+    ):
         evaluate_paper(params, "protonets")
 
-    last = paths.model_dir("protonets") / "last.ckpt"                   # and a resume of an interrupted run
+    last = paths.model_dir("protonets") / "last.ckpt"  # and a resume of an interrupted run
     record = json.loads(paths.run_record("protonets").read_text())
     paths.run_record("protonets").write_text(json.dumps({**record, "finished": False}))
     tamper(last, marker)
@@ -64,12 +67,27 @@ def test_a_credential_in_an_mlflow_uri_is_refused_without_repeating_it(tmp_path)
 
 @pytest.mark.slow
 def test_credentials_in_the_environment_never_reach_mlflow_or_the_logs(project):
-    secrets = {"MLFLOW_TRACKING_PASSWORD": "pw-5f1e2a", "AWS_SECRET_ACCESS_KEY": "aws-9c3d7b",
-               "AWS_ACCESS_KEY_ID": "AKIA-4b8e", "RAY_AUTH_TOKEN": "ray-77aa01"}
+    secrets = {
+        "MLFLOW_TRACKING_PASSWORD": "pw-5f1e2a",
+        "AWS_SECRET_ACCESS_KEY": "aws-9c3d7b",
+        "AWS_ACCESS_KEY_ID": "AKIA-4b8e",
+        "RAY_AUTH_TOKEN": "ray-77aa01",
+    }
     env = {**os.environ, **secrets, "PYTHONPATH": str(ROOT)}
-    logs = "".join(subprocess.run([sys.executable, "-m", "pipelines", verb, "protonets"], cwd=project, env=env,
-                                  capture_output=True, text=True, check=True).stdout for verb in ("train", "evaluate"))
-    stored = b"".join(p.read_bytes() for p in [project / "mlflow.db", *(project / "mlartifacts").rglob("*")] if p.is_file())
+    logs = "".join(
+        subprocess.run(
+            [sys.executable, "-m", "pipelines", verb, "protonets"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for verb in ("train", "evaluate")
+    )
+    stored = b"".join(
+        p.read_bytes() for p in [project / "mlflow.db", *(project / "mlartifacts").rglob("*")] if p.is_file()
+    )
     stored += b"".join(p.read_bytes() for p in (project / "models").rglob("*") if p.is_file())
     for secret in secrets.values():
         assert secret not in logs and secret.encode() not in stored
@@ -78,14 +96,22 @@ def test_credentials_in_the_environment_never_reach_mlflow_or_the_logs(project):
 @pytest.mark.slow
 def test_reprozoo_ui_listens_on_loopback_only(project):
     import psutil
+
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "pipelines", "ui", "--port", str(port)], cwd=project,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "ui", "--port", str(port)],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", timeout=90)
         family = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
-        listening = {c.laddr.ip for p in family for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+        listening = {
+            c.laddr.ip for p in family for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN
+        }
         assert listening == {"127.0.0.1"}
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -99,7 +125,9 @@ def test_shipped_params_and_infra_hold_no_credentials():
         text = path.read_text().lower()
         for word in ("password:", "secret_access_key:", "token:"):
             for line in (line for line in text.splitlines() if word in line):
-                assert any(ok in line for ok in ("secretkeyref", "valuefrom", "${", "$(")), f"{path}: {line.strip()}"
+                assert any(ok in line for ok in ("secretkeyref", "valuefrom", "${", "$(")), (
+                    f"{path}: {line.strip()}"
+                )
 
 
 def test_payload_really_runs_code_when_unpickled(tmp_path):

@@ -1,5 +1,6 @@
 """`reprozoo submit`: a real local Ray cluster (`ray start --head` on 127.0.0.1, free ports), the Jobs API, and a
 teardown that stops only this cluster's processes."""
+
 import re
 import shutil
 import subprocess
@@ -21,16 +22,34 @@ CODE = ("pipelines", "datamodules", "lightning_modules", "constraints.txt", "pyp
 @pytest.fixture(scope="module")
 def cluster():
     """The dashboard URL of a one-CPU head node; every process it started is killed afterwards."""
-    temp = tempfile.mkdtemp(prefix="rz", dir="/tmp")           # short: Ray's socket paths live under it
+    temp = tempfile.mkdtemp(prefix="rz", dir="/tmp")  # short: Ray's socket paths live under it
     port, dashboard = free_port(), free_port()
     ray = str(Path(sys.executable).with_name("ray"))
-    subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--dashboard-host=127.0.0.1",
-                    f"--dashboard-port={dashboard}", "--num-cpus=1", f"--temp-dir={temp}", "--disable-usage-stats"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            "--num-cpus=1",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     try:
         yield f"http://127.0.0.1:{dashboard}"
     finally:
-        mine = [p for p in psutil.process_iter(["cmdline"]) if any(temp in part or f"={port}" in part for part in p.info["cmdline"] or [])]
+        mine = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if any(temp in part or f"={port}" in part for part in p.info["cmdline"] or [])
+        ]
         for process in mine:
             process.kill()
         psutil.wait_procs(mine, timeout=30)
@@ -42,8 +61,11 @@ def checkout(project):
     """The project with the code beside it, as a user's working tree is: the job runs the uploaded copy."""
     for name in CODE:
         source = ROOT / name
-        (shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-         if source.is_dir() else shutil.copy(source, project / name))
+        (
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+            if source.is_dir()
+            else shutil.copy(source, project / name)
+        )
     return project
 
 
@@ -51,17 +73,46 @@ def checkout(project):
 def test_a_submitted_command_streams_its_logs_and_returns_its_status(checkout, cluster):
     result = cli(checkout, "submit", "--address", cluster, "--", "reprozoo", "list", timeout=400)
     assert "SUCCEEDED" in result.stdout
-    assert (checkout / "data/shards/omniglot/meta.json").exists()              # here, but never uploaded:
-    assert re.search(r"omniglot\s*│\s*synthetic\s*│\s*no\s*│\s*no", result.stdout)   # the job's own output, streamed
-    failed = cli(checkout, "submit", "--address", cluster, "--env", "cluster", "--", "reprozoo", "train", "no_such_paper",
-                 check=False, timeout=200)
-    assert failed.returncode == 1 and "FAILED" in failed.stdout and "papers.no_such_paper: unknown paper" in failed.stdout
+    assert (checkout / "data/shards/omniglot/meta.json").exists()  # here, but never uploaded:
+    assert re.search(
+        r"omniglot\s*│\s*synthetic\s*│\s*no\s*│\s*no", result.stdout
+    )  # the job's own output, streamed
+    failed = cli(
+        checkout,
+        "submit",
+        "--address",
+        cluster,
+        "--env",
+        "cluster",
+        "--",
+        "reprozoo",
+        "train",
+        "no_such_paper",
+        check=False,
+        timeout=200,
+    )
+    assert (
+        failed.returncode == 1
+        and "FAILED" in failed.stdout
+        and "papers.no_such_paper: unknown paper" in failed.stdout
+    )
 
 
 @pytest.mark.slow
 def test_a_job_submitted_without_waiting_can_be_watched_and_stopped(checkout, cluster):
-    started = cli(checkout, "submit", "--address", cluster, "--env", "cluster", "--no-wait", "--",
-                  "python", "-c", "import time; print('tick', flush=True); time.sleep(300)")
+    started = cli(
+        checkout,
+        "submit",
+        "--address",
+        cluster,
+        "--env",
+        "cluster",
+        "--no-wait",
+        "--",
+        "python",
+        "-c",
+        "import time; print('tick', flush=True); time.sleep(300)",
+    )
     job = started.stdout.strip().splitlines()[-1]
     deadline = time.time() + 120
     while "tick" not in cli(checkout, "submit", "--address", cluster, "--logs", job).stdout:
@@ -69,7 +120,9 @@ def test_a_job_submitted_without_waiting_can_be_watched_and_stopped(checkout, cl
         time.sleep(1)
     assert cli(checkout, "submit", "--address", cluster, "--status", job).stdout.strip() == "RUNNING"
     assert "stop requested" in cli(checkout, "submit", "--address", cluster, "--stop", job).stdout
-    while (status := cli(checkout, "submit", "--address", cluster, "--status", job).stdout.strip()) != "STOPPED":
+    while (
+        status := cli(checkout, "submit", "--address", cluster, "--status", job).stdout.strip()
+    ) != "STOPPED":
         assert time.time() < deadline and status in ("RUNNING", "PENDING"), status
         time.sleep(1)
     unknown = cli(checkout, "submit", "--address", cluster, "--status", "raysubmit_nope", check=False)
@@ -77,7 +130,16 @@ def test_a_job_submitted_without_waiting_can_be_watched_and_stopped(checkout, cl
 
 
 def test_no_cluster_at_the_address_is_one_clear_error(project):
-    result = cli(project, "submit", "--address", f"http://127.0.0.1:{free_port()}", "--", "reprozoo", "list", check=False)
+    result = cli(
+        project,
+        "submit",
+        "--address",
+        f"http://127.0.0.1:{free_port()}",
+        "--",
+        "reprozoo",
+        "list",
+        check=False,
+    )
     assert result.returncode == 2 and "no Ray dashboard answers there" in result.stderr
 
 

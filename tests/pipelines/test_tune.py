@@ -1,4 +1,5 @@
 """`reprozoo tune`: real Ray (a local 2-CPU instance), real Lightning trials on the tiny Omniglot replica."""
+
 import json
 import threading
 import time
@@ -32,51 +33,78 @@ def sweep_params(project, smoke=None, **tune):
 def child_runs(project, parent_run_id):
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     experiment = client.get_experiment_by_name("protonets")
-    return client, client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    return client, client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    )
 
 
 @pytest.mark.slow
 def test_asha_sweep_stops_weak_trials_and_reports_the_best_config(project, local_ray):
     from pipelines.tune import run_sweep
+
     # Two learning rates that learn and two that cannot: the weak pair reaches ASHA's first rung after the strong
     # pair (two trials run at once), so it is stopped there; the outcome does not hang on random draws.
-    params = sweep_params(project, space={"hparams.lr": {"grid": [3e-3, 3e-3, 1e-9, 1e-9]}}, num_samples=1,
-                          max_concurrent_trials=2, grace_period=1, reduction_factor=2,
-                          smoke={"data": {"train_way": 20, "val_episodes": 10, "test_episodes": 10},      # enough to learn
-                                 "trainer": {"max_steps": 40, "val_check_interval": 20, "checkpoint_every_n_steps": 20}})
+    params = sweep_params(
+        project,
+        space={"hparams.lr": {"grid": [3e-3, 3e-3, 1e-9, 1e-9]}},
+        num_samples=1,
+        max_concurrent_trials=2,
+        grace_period=1,
+        reduction_factor=2,
+        smoke={
+            "data": {"train_way": 20, "val_episodes": 10, "test_episodes": 10},  # enough to learn
+            "trainer": {"max_steps": 40, "val_check_interval": 20, "checkpoint_every_n_steps": 20},
+        },
+    )
     summary = run_sweep(params, "protonets")
 
     assert len(summary["trials"]) == 4 and summary["metric"] == "val/acc" and summary["mode"] == "max"
     statuses = {t["config"]["hparams.lr"]: t["status"] for t in summary["trials"]}
     assert statuses[3e-3] == "completed" and statuses[1e-9] == "stopped_early"
     assert summary["best_config"] == {"hparams.lr": 3e-3}
-    assert json.loads((project / paths.tune_report("protonets")).read_text())["best_trial"] == summary["best_trial"]
+    assert (
+        json.loads((project / paths.tune_report("protonets")).read_text())["best_trial"]
+        == summary["best_trial"]
+    )
 
     client, children = child_runs(project, summary["mlflow_parent_run_id"])
-    assert len(children) == 4                                            # one child run per trial, none duplicated
+    assert len(children) == 4  # one child run per trial, none duplicated
     assert {c.data.params["hparams.lr"] for c in children} == {"0.003", "1e-09"}
     assert all(c.info.status == "FINISHED" and "val/acc" in c.data.metrics for c in children)
     parent = client.get_run(summary["mlflow_parent_run_id"])
-    assert parent.data.params["best.hparams.lr"] == "0.003" and parent.data.metrics["best/val/acc"] == summary["best_value"]
+    assert (
+        parent.data.params["best.hparams.lr"] == "0.003"
+        and parent.data.metrics["best/val/acc"] == summary["best_value"]
+    )
 
 
 @pytest.mark.slow
 def test_a_trial_can_be_a_two_worker_ray_train_ddp_run(project, local_ray):
     from pipelines.tune import run_sweep
-    params = sweep_params(project, space={"hparams.lr": {"choice": [1e-3]}}, num_samples=1, scheduler="fifo",
-                          workers_per_trial=2, resources_per_trial={"cpu": 1})
+
+    params = sweep_params(
+        project,
+        space={"hparams.lr": {"choice": [1e-3]}},
+        num_samples=1,
+        scheduler="fifo",
+        workers_per_trial=2,
+        resources_per_trial={"cpu": 1},
+    )
     summary = run_sweep(params, "protonets")
     (trial,) = summary["trials"]
     assert trial["status"] == "completed" and trial["validations"] == 2 and trial["step"] == 20
-    assert trial["world_size"] == 2                                      # two gloo ranks, not one process
-    _, (child,) = child_runs(project, summary["mlflow_parent_run_id"])   # rank 1 logs nothing of its own
+    assert trial["world_size"] == 2  # two gloo ranks, not one process
+    _, (child,) = child_runs(project, summary["mlflow_parent_run_id"])  # rank 1 logs nothing of its own
     assert 0 <= child.data.metrics["val/acc"] <= 1
 
 
-def kill_once_checkpointed(project, process_title: str, registered: str, killed: list[int], stop: threading.Event) -> None:
+def kill_once_checkpointed(
+    project, process_title: str, registered: str, killed: list[int], stop: threading.Event
+) -> None:
     """SIGKILL the Ray worker process titled `process_title` once Ray has registered a checkpoint: the file
     `registered` (a glob under ray_results/) is written only after the checkpoint is recorded."""
     import psutil
+
     while not stop.is_set() and not killed:
         if any(path.stat().st_size for path in (project / "ray_results").glob(registered)):
             for process in psutil.process_iter(["cmdline"]):
@@ -88,18 +116,37 @@ def kill_once_checkpointed(project, process_title: str, registered: str, killed:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers, process_title, registered", [
-    (1, "ray::ImplicitFunc", "*/*/progress.csv"),                                 # Tune logs a result it has taken
-    (2, "ray::RayTrainWorker", "*-train/checkpoint_manager_snapshot.json"),       # Ray Train's checkpoint manager
-])
-def test_a_trial_whose_worker_is_killed_restarts_from_its_checkpoint(project, local_ray, workers, process_title, registered):
+@pytest.mark.parametrize(
+    "workers, process_title, registered",
+    [
+        (1, "ray::ImplicitFunc", "*/*/progress.csv"),  # Tune logs a result it has taken
+        (
+            2,
+            "ray::RayTrainWorker",
+            "*-train/checkpoint_manager_snapshot.json",
+        ),  # Ray Train's checkpoint manager
+    ],
+)
+def test_a_trial_whose_worker_is_killed_restarts_from_its_checkpoint(
+    project, local_ray, workers, process_title, registered
+):
     """One process: Tune retries the trial (FailureConfig). Ray Train DDP: the group restarts from its checkpoint."""
     from pipelines.tune import run_sweep
-    params = sweep_params(project, space={"hparams.lr": {"choice": [1e-3]}}, num_samples=1, scheduler="fifo",
-                          max_failures=1, workers_per_trial=workers, resources_per_trial={"cpu": 1},
-                          smoke={"trainer": {"max_steps": 40, "val_check_interval": 10, "checkpoint_every_n_steps": 10}})
+
+    params = sweep_params(
+        project,
+        space={"hparams.lr": {"choice": [1e-3]}},
+        num_samples=1,
+        scheduler="fifo",
+        max_failures=1,
+        workers_per_trial=workers,
+        resources_per_trial={"cpu": 1},
+        smoke={"trainer": {"max_steps": 40, "val_check_interval": 10, "checkpoint_every_n_steps": 10}},
+    )
     killed, stop = [], threading.Event()
-    killer = threading.Thread(target=kill_once_checkpointed, args=(project, process_title, registered, killed, stop))
+    killer = threading.Thread(
+        target=kill_once_checkpointed, args=(project, process_title, registered, killed, stop)
+    )
     killer.start()
     try:
         summary = run_sweep(params, "protonets")
@@ -109,20 +156,37 @@ def test_a_trial_whose_worker_is_killed_restarts_from_its_checkpoint(project, lo
     (trial,) = summary["trials"]
     assert killed, f"no {process_title} process was found to kill"
     assert trial["status"] == "completed" and trial["step"] == 40 and trial["validations"] == 4
-    assert trial["resumed_from_step"] >= 10                              # restored, not started over
-    _, (child,) = child_runs(project, summary["mlflow_parent_run_id"])   # the retry continued the trial's run
+    assert trial["resumed_from_step"] >= 10  # restored, not started over
+    _, (child,) = child_runs(project, summary["mlflow_parent_run_id"])  # the retry continued the trial's run
     assert child.info.status == "FINISHED"
 
 
-@pytest.mark.parametrize("space, message", [
-    ({"hparams.lr": {"loguniform": [0, 1]}}, "papers.protonets.tune.space.hparams.lr.loguniform: expected [low, high] numbers with low < high and low > 0"),
-    ({"hparams.lr": {"choice": [1e-3, -1]}}, "papers.protonets.tune.space.hparams.lr: input should be greater than 0, got -1"),
-    ({"lr": {"choice": [1e-3]}}, "papers.protonets.tune.space.lr: expected hparams.<name>, data.<name> or trainer.<name>"),
-    ({"hparams.lr": {"choice": [1e-3], "uniform": [0, 1]}}, "papers.protonets.tune.space.hparams.lr: expected exactly one of"),
-    ({"hparams.nope": {"choice": [1]}}, "papers.protonets.tune.space.hparams.nope: unknown key"),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        (
+            {"hparams.lr": {"loguniform": [0, 1]}},
+            "papers.protonets.tune.space.hparams.lr.loguniform: expected [low, high] numbers with low < high and low > 0",
+        ),
+        (
+            {"hparams.lr": {"choice": [1e-3, -1]}},
+            "papers.protonets.tune.space.hparams.lr: input should be greater than 0, got -1",
+        ),
+        (
+            {"lr": {"choice": [1e-3]}},
+            "papers.protonets.tune.space.lr: expected hparams.<name>, data.<name> or trainer.<name>",
+        ),
+        (
+            {"hparams.lr": {"choice": [1e-3], "uniform": [0, 1]}},
+            "papers.protonets.tune.space.hparams.lr: expected exactly one of",
+        ),
+        ({"hparams.nope": {"choice": [1]}}, "papers.protonets.tune.space.hparams.nope: unknown key"),
+    ],
+)
 def test_a_bad_search_space_is_rejected_when_params_load(project, space, message):
-    with pytest.raises(ParamsError, match=message.replace(".", r"\.").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        ParamsError, match=message.replace(".", r"\.").replace("[", r"\[").replace("]", r"\]")
+    ):
         sweep_params(project, space=space)
 
 
@@ -130,18 +194,24 @@ def test_the_space_maps_to_ray_distributions_and_the_default_metric_is_the_monit
     from ray.tune.search.sample import Float
 
     from pipelines.tune import objective, search_space, validation_rungs
-    params = sweep_params(project, space={"hparams.lr": {"loguniform": [1e-4, 1e-2]}, "data.shot": {"grid": [1, 5]}})
+
+    params = sweep_params(
+        project, space={"hparams.lr": {"loguniform": [1e-4, 1e-2]}, "data.shot": {"grid": [1, 5]}}
+    )
     space = search_space(params.paper("protonets").tune)
     assert isinstance(space["hparams.lr"], Float) and space["data.shot"] == {"grid_search": [1, 5]}
     assert objective(params, "protonets") == ("val/acc", "max")
-    assert validation_rungs(params, "protonets") == 2                    # tiny profile: 20 steps, validation every 10
+    assert validation_rungs(params, "protonets") == 2  # tiny profile: 20 steps, validation every 10
     assert params.recipe("protonets", overrides={"data.shot": 1}).data["shot"] == 1
     with pytest.raises(ParamsError, match="papers.protonets.tune.mode: required with metric 'val/loss'"):
-        objective(sweep_params(project, space={"hparams.lr": {"choice": [1e-3]}}, metric="val/loss"), "protonets")
+        objective(
+            sweep_params(project, space={"hparams.lr": {"choice": [1e-3]}}, metric="val/loss"), "protonets"
+        )
 
 
 def test_an_unknown_search_algorithm_is_named_before_ray_starts(project):
     from pipelines.tune import run_sweep
+
     params = sweep_params(project, space={"hparams.lr": {"uniform": [1e-4, 1e-2]}}, search="no_such_searcher")
     with pytest.raises(ParamsError, match="papers.protonets.tune.search"):
         run_sweep(params, "protonets")
