@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test test-fast clean
+.PHONY: repro test test-fast lint format clean
 
 # torch and torchvision come from this machine's wheel cache; constraints.txt pins every other package.
 $(STAMP): pyproject.toml constraints.txt
@@ -16,11 +16,20 @@ $(STAMP): pyproject.toml constraints.txt
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-test: $(STAMP)
+test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
-test-fast: $(STAMP)
+test-fast: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not slow"
+
+# ruff's lint and format checks (pyproject.toml [tool.ruff]); `make format` applies both.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf data models metrics reports mlflow.db mlartifacts lightning_logs

@@ -1,4 +1,5 @@
-"""Associative retrieval (Ba, Hinton, Mnih, Leibo & Ionescu 2016, §4.1): the task the fast-weights paper defines.
+"""Associative retrieval (Ba, Hinton, Mnih, Leibo & Ionescu 2016, §4.1): the task the fast-weights paper
+defines.
 
 A sequence lists key-value pairs (keys are distinct letters, values digits), then "??" and one of the keys;
 the target is that key's value: "c9k8j3f1??c" → 9. The task is defined by its generator, so the generated
@@ -11,18 +12,17 @@ from __future__ import annotations
 import string
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
-from annotated_types import Gt
+from pydantic import PositiveInt
 
 from datamodules.base import ShardDataModule
 from datamodules.files import DataError
 
 VOCABULARY = string.ascii_lowercase + string.digits + "?"
 SPLITS = ("train", "val", "test")
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
 def example(rng: np.random.Generator, pairs: int) -> tuple[str, int]:
@@ -37,7 +37,7 @@ def synthesize(
     raw_dir: Path,
     seed: int = 0,
     *,
-    pairs: Annotated[int, Gt(0)] = 4,
+    pairs: PositiveInt = 4,
     train: Positive = 100_000,
     val: Positive = 10_000,
     test: Positive = 20_000,

@@ -1,4 +1,5 @@
-"""The only WebDataset code in reprozoo: writing shards with their meta.json, and reading them DDP-safely.
+"""Reading shards DDP-safely: the DataModule every dataset extends, its loaders and their resumable RNG state.
+(`datamodules/shards.py` writes them; these two files hold the only WebDataset code in reprozoo.)
 
 Layout (ARCHITECTURE "Shards"): data/shards/<name>/<split>-%06d.tar, one sample per `__key__` with an
 image (`png`/`jpg`), a `cls` label and `json` annotations, plus meta.json (classes, counts, shard list).
@@ -6,37 +7,24 @@ image (`png`/`jpg`), a `cls` label and `json` annotations, plus meta.json (class
 
 from __future__ import annotations
 
-import contextlib
 import io
-import json
 import random
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import webdataset as wds
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from datamodules.episodes import rank_and_world
-from datamodules.files import DataError, atomic_write
+from datamodules.files import DataError
+from datamodules.resume import ResumableLoader, trained_position
+from datamodules.shards import META, read_meta
 
-META = "meta.json"
 IMAGE_KEYS = ("png", "jpg")
-
-
-def as_rgb_jpeg(data: bytes, quality: int = 95) -> bytes:
-    """Pass an RGB JPEG through untouched; re-encode anything else (grayscale, CMYK, a PNG named .JPEG)."""
-    image = Image.open(io.BytesIO(data))
-    if image.format == "JPEG" and image.mode == "RGB":
-        return data
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def image_of(sample: dict) -> Any:
@@ -44,7 +32,8 @@ def image_of(sample: dict) -> Any:
 
 
 def open_image(data: bytes) -> Image.Image:
-    """For members left undecoded: webdataset's "pil" decoding converts to RGB, which would wreck label PNGs."""
+    """For members left undecoded: webdataset's "pil" decoding converts to RGB, which would wreck label
+    PNGs."""
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
@@ -58,7 +47,8 @@ def classification_sample(transform: Callable) -> Callable[[dict], tuple]:
 def float_images(
     images: torch.Tensor, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None
 ) -> torch.Tensor:
-    """A uint8 image batch (..., C, H, W) → float32 in [0, 1], normalised per channel when mean and std are given."""
+    """A uint8 image batch (..., C, H, W) → float32 in [0, 1], normalised per channel when mean and std are
+    given."""
     images = images.float().div_(255)
     if mean is not None:
         shape = (-1, 1, 1)
@@ -69,20 +59,6 @@ def float_images(
 def list_collate(samples: list[tuple]) -> tuple[list, ...]:
     """Detection batches: images and targets stay lists (boxes per image differ in number)."""
     return tuple(map(list, zip(*samples)))
-
-
-def check_images(sample: dict, raw_dir: Path) -> None:
-    """Raise DataError naming the raw file if an image member does not decode (or the parser flagged it)."""
-    if "__error__" in sample:
-        raise DataError(sample["__error__"])
-    for key in IMAGE_KEYS:
-        if key in sample:
-            try:
-                Image.open(io.BytesIO(sample[key])).load()
-            except Exception as error:  # PIL raises a zoo of types for truncated or foreign bytes
-                raise DataError(
-                    f"{raw_dir / sample['__key__']}.{key}: not a readable image ({error})"
-                ) from None
 
 
 def unreadable_shard(error: Exception) -> bool:
@@ -97,7 +73,8 @@ def unreadable_shard(error: Exception) -> bool:
 
 
 def decoding(image_mode: str, keys: tuple[str, ...]) -> Callable[[dict], dict]:
-    """webdataset's decoder for `keys` (other members stay bytes: a .pyd/.pth/.pickle is never unpickled), with a
+    """webdataset's decoder for `keys` (other members stay bytes: a .pyd/.pth/.pickle is never unpickled),
+    with a
     record that does not decode (a truncated JPEG) named by shard and key instead of a bare DecodingError."""
     decode = wds.autodecode.Decoder([wds.autodecode.imagehandler(image_mode)], only=list(keys))
 
@@ -115,154 +92,6 @@ def decoding(image_mode: str, keys: tuple[str, ...]) -> Callable[[dict], dict]:
     return decoded
 
 
-def write_split(
-    samples: Iterable[dict],
-    out_dir: Path,
-    split: str,
-    *,
-    raw_dir: Path,
-    shard_size: int,
-    on_error: str = "raise",
-) -> dict[str, Any]:
-    """Write one split's samples as tar shards; return its meta entry (count, skipped, shard names)."""
-    count = skipped = 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # A fixed mtime: the same samples give byte-identical shards, so DVC's hash of data/shards/ is reproducible.
-    with wds.ShardWriter(str(out_dir / f"{split}-%06d.tar"), maxcount=shard_size, verbose=0, mtime=0) as sink:
-        for sample in tqdm(samples, desc=f"shard {split}", unit=" samples", mininterval=1.0):
-            try:
-                check_images(sample, raw_dir)
-            except DataError:
-                if on_error != "skip":
-                    raise
-                skipped += 1
-                continue
-            sink.write(sample)
-            count += 1
-    shards = sorted(p.name for p in out_dir.glob(f"{split}-*.tar"))
-    # Sizes let a reader catch a truncated shard by a stat: tarfile reads a tar cut mid-member as a shorter one.
-    return {
-        "samples": count,
-        "skipped": skipped,
-        "shards": shards,
-        "bytes": {n: (out_dir / n).stat().st_size for n in shards},
-    }
-
-
-def write_meta(out_dir: Path, meta: dict[str, Any]) -> None:
-    atomic_write(out_dir / META, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-
-
-def read_meta(shards_dir: Path) -> dict[str, Any]:
-    path = Path(shards_dir) / META
-    if not path.exists():
-        raise DataError(f"{path}: missing; run `reprozoo shard {Path(shards_dir).name}` first")
-    return json.loads(path.read_text())
-
-
-def rng_states() -> dict[str, Any]:
-    """The process's global RNGs (torch, CUDA, numpy, random) as tensors and plain lists: a checkpoint holding them
-    still loads with `torch.load(weights_only=True)` (a numpy array would need unpickling)."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [kind, keys.tolist(), position, has_gauss, gauss],
-        "python": random.getstate(),
-    }
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    kind, keys, position, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
-    version, state, python_gauss = states["python"]
-    random.setstate((version, tuple(state), python_gauss))
-
-
-def native_rng_states() -> tuple:
-    """The CPU RNGs as their libraries hand them out (the data stream never touches CUDA's)."""
-    return torch.get_rng_state(), np.random.get_state(), random.getstate()
-
-
-def set_native_rng_states(states: tuple) -> None:
-    torch.set_rng_state(states[0])
-    np.random.set_state(states[1])
-    random.setstate(states[2])
-
-
-def seeded_rng_states(seed: int) -> tuple:
-    """Fresh CPU RNG states from `seed`, as `torch.manual_seed` etc. would make them, touching no global RNG."""
-    return (
-        torch.Generator().manual_seed(seed).get_state(),
-        np.random.RandomState(seed).get_state(),
-        random.Random(seed).getstate(),
-    )
-
-
-class ResumableLoader:
-    """The training loader as Lightning sees it, made so that a killed run resumes exactly where it stopped.
-
-    - Its randomness is its own: random crops, shuffles in the main process and the workers' seeds draw from RNGs
-      seeded by (data seed, rank), swapped in around each fetch, never from the training's global RNG. Otherwise a
-      batch would depend on when Lightning prefetched it, and a resumed run could not draw the same crops.
-    - After a restore it skips the `epochs` and `batches` the checkpoint's run had trained on: it reads them again
-      (the stream is deterministic) but trains on none. Loaders whose stream seeks by index (episodes) start at
-      the restored step themselves and skip nothing.
-    """
-
-    def __init__(self, loader: Iterable, seed: int, *, epochs: int = 0, batches: int = 0):
-        self.loader, self.skip_epochs, self.skip_batches, self.epoch = loader, epochs, batches, 0
-        self.rng = seeded_rng_states(hash((seed, rank_and_world()[0])) & 0xFFFF_FFFF)
-
-    def __len__(self) -> int:
-        return len(self.loader)  # a TypeError for an unsized stream, as Lightning expects
-
-    @contextlib.contextmanager
-    def own_rng(self) -> Iterator[None]:
-        # On every fetch, so the states stay in their native forms (no list conversion: ~8x cheaper per batch).
-        training = native_rng_states()
-        set_native_rng_states(self.rng)
-        try:
-            yield
-        finally:
-            self.rng = native_rng_states()
-            set_native_rng_states(training)
-
-    def start_epoch(self) -> Iterator[Any]:
-        # Lightning sets a DistributedSampler's epoch only on the DataLoaders it sees; this one is wrapped.
-        if callable(set_epoch := getattr(getattr(self.loader, "sampler", None), "set_epoch", None)):
-            set_epoch(self.epoch)
-        self.epoch += 1
-        return iter(self.loader)
-
-    def __iter__(self) -> Iterator[Any]:
-        with self.own_rng():
-            for _ in range(self.skip_epochs):  # whole epochs the restored run had finished
-                for _ in self.start_epoch():
-                    pass
-            iterator = self.start_epoch()
-            for _ in range(self.skip_batches):  # and the restored epoch's batches it had trained on
-                next(iterator, None)
-        self.skip_epochs = self.skip_batches = 0
-        while True:
-            with self.own_rng():
-                batch = next(iterator, StopIteration)
-            if batch is StopIteration:
-                return
-            yield batch
-
-
-def trained_position(trainer: pl.Trainer | None) -> tuple[int, int]:
-    """(finished epochs, batches of the current epoch) a restored trainer had trained on; (0, 0) on a fresh one.
-    Read when Lightning builds the training loader, after a checkpoint restored its loops."""
-    if trainer is None:
-        return 0, 0
-    return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
-
-
 class ShardDataModule(pl.LightningDataModule):
     """Streams data/shards/<name>/<split>-%06d.tar, written by `reprozoo shard <name>`.
 
@@ -278,9 +107,10 @@ class ShardDataModule(pl.LightningDataModule):
     # Small datasets of small samples (token sequences, digit vectors) are read once into memory: for them the
     # per-sample stream (untar, decode, map) costs ten times the model's own step.
     in_memory: ClassVar[bool] = False
-    # Image classifiers' batches leave the workers as uint8, a quarter of float32's bytes through worker queues and
-    # host-to-device copies, and become floats once per batch on the device (`on_after_batch_transfer`), not once
-    # per sample in a worker. `float_batches` names the per-channel (mean, std) to normalise with, or () for [0, 1].
+    # Image classifiers' batches leave the workers as uint8, a quarter of float32's bytes through worker
+    # queues and host-to-device copies, and become floats once per batch on the device
+    # (`on_after_batch_transfer`), not once per sample in a worker. `float_batches` names the per-channel
+    # (mean, std) to normalise with, or () for [0, 1].
     float_batches: ClassVar[tuple | None] = None
 
     def __init__(
@@ -332,7 +162,8 @@ class ShardDataModule(pl.LightningDataModule):
 
     @staticmethod
     def extras(raw_dir: Path, out_dir: Path) -> dict[str, Any]:
-        """Dataset-wide files the shard stage writes beside the shards (a vocabulary, pair lists); meta entries."""
+        """Dataset-wide files the shard stage writes beside the shards (a vocabulary, pair lists); meta
+        entries."""
         return {}
 
     def dataset(
@@ -349,10 +180,10 @@ class ShardDataModule(pl.LightningDataModule):
                 seed=self.seed,
                 handler=unreadable_shard,
             )
-            # One seeded generator per pipeline: reproducible (an unseeded shuffle is not), yet each epoch that
-            # with_epoch() replays draws a new order (a `seed=` would restart the same order every epoch). The
-            # buffer fills before the first sample leaves: webdataset's default starts after 100, which hands out
-            # runs of one class from a class-sorted file.
+            # One seeded generator per pipeline: reproducible (an unseeded shuffle is not), yet each epoch
+            # that with_epoch() replays draws a new order (a `seed=` would restart the same order every
+            # epoch). The buffer fills before the first sample leaves: webdataset's default starts after 100,
+            # which hands out runs of one class from a class-sorted file.
             .shuffle(
                 self.shuffle_buffer if shuffle else 0,
                 initial=self.shuffle_buffer,
@@ -403,15 +234,16 @@ class ShardDataModule(pl.LightningDataModule):
         ).with_epoch(self.batches_per_rank(split))
 
     def memory_loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> DataLoader:
-        """The split as a list in RAM behind a plain DataLoader: Lightning adds a DistributedSampler under DDP,
+        """The split as a list in RAM behind a plain DataLoader: Lightning adds a DistributedSampler under
+        DDP,
         and the seeded generator draws a new, reproducible order every epoch."""
         if split not in self._in_memory:
             keep, to_sample = self.keep(split) or (lambda _: True), sample or self.sample(split)
             self._in_memory[split] = [to_sample(s) for s in self.read_all(split) if keep(s)]
         train, (rank, world) = split == "train", rank_and_world()
         self.batches_per_rank(split)  # the same early check as streaming
-        # Lightning adds a DistributedSampler to the evaluation loaders; the training one reaches it wrapped in a
-        # ResumableLoader, which Lightning leaves alone, so it brings its own.
+        # Lightning adds a DistributedSampler to the evaluation loaders; the training one reaches it wrapped
+        # in a ResumableLoader, which Lightning leaves alone, so it brings its own.
         sampler = (
             DistributedSampler(
                 self._in_memory[split], world, rank, shuffle=True, seed=self.seed, drop_last=True
@@ -435,7 +267,8 @@ class ShardDataModule(pl.LightningDataModule):
     def split_loader(self, split: str) -> DataLoader | wds.WebLoader:
         return self.memory_loader(split) if self.in_memory else self.loader(split)
 
-    # The training stream starts at the restored step by itself (episode i is a function of i): nothing to skip.
+    # The training stream starts at the restored step by itself (episode i is a function of i): nothing to
+    # skip.
     seeks_by_step: ClassVar[bool] = False
 
     def train_loader(self) -> Iterable:

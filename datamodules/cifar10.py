@@ -12,16 +12,15 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-import torch
-from annotated_types import Gt
+from pydantic import PositiveInt
 from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule, classification_sample
-from datamodules.files import DataError, download as fetch_url, extract, md5sum
+from datamodules.files import DataError, extract, md5sum
+from datamodules.files import download as fetch_url
 from datamodules.synthetic import encode, object_image
 
 URL, MD5 = TorchvisionCIFAR10.url, TorchvisionCIFAR10.tgz_md5
@@ -33,7 +32,7 @@ TRAIN_FILES, TEST_FILES = [f for f, _ in TorchvisionCIFAR10.train_list], ["test_
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 VAL_SIZE_FRACTION = 0.1
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
 class ArraysOnly(pickle.Unpickler):
@@ -78,7 +77,8 @@ def load_batch(raw_dir: Path, name: str) -> dict:
 
 
 def synthesize(raw_dir: Path, seed: int = 0, *, train: Positive = 1000, test: Positive = 200) -> None:
-    """Batches in the official pickle format: data (N, 3072) uint8 in channel-major order, labels, filenames."""
+    """Batches in the official pickle format: data (N, 3072) uint8 in channel-major order, labels,
+    filenames."""
     rng, folder = np.random.default_rng(seed), raw_dir / FOLDER
     folder.mkdir(parents=True)
     per_file = {name: train // len(TRAIN_FILES) for name in TRAIN_FILES} | {"test_batch": test}
@@ -115,7 +115,8 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
 
 
 class CIFAR10(ShardDataModule):
-    """(3, 32, 32) images, normalised on the device; training adds the ResNet paper's 4-pixel padding, random crop and flip."""
+    """(3, 32, 32) images, normalised on the device; training adds the ResNet paper's 4-pixel padding, random
+    crop and flip."""
 
     name = "cifar10"
     image_mode = "pilrgb"

@@ -14,18 +14,18 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
-from annotated_types import Gt
 from pycocotools import mask as coco_mask
+from pydantic import PositiveInt
 from torchvision import tv_tensors
 from torchvision.datasets import CocoDetection
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule, list_collate
-from datamodules.files import DataError, download as fetch_url, extract
+from datamodules.files import DataError, extract
+from datamodules.files import download as fetch_url
 from datamodules.synthetic import encode, scene
 
 ARCHIVES = {
@@ -71,7 +71,7 @@ KEYPOINTS = [
     "left_ankle",
     "right_ankle",
 ]
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
 def annotation_file(raw_dir: Path, split: str, kind: str = "instances") -> Path:
@@ -132,7 +132,9 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
         if not path.exists():
             yield {
                 "__key__": key,
-                "__error__": f"{annotation_file(raw_dir, split)}: image {image_id} ({info['file_name']}) is missing",
+                "__error__": (
+                    f"{annotation_file(raw_dir, split)}: image {image_id} ({info['file_name']}) is missing"
+                ),
             }
             continue
         annotations = parsed.coco.loadAnns(parsed.coco.getAnnIds(imgIds=image_id))
@@ -243,7 +245,7 @@ def _uncompressed(mask: np.ndarray) -> list[int]:
     return np.diff(np.concatenate([[0], changes])).tolist()
 
 
-# ---- the DataModule ------------------------------------------------------------------------------------------
+# ---- the DataModule ----------------------------------------------------------------------------------------
 
 
 class COCO(ShardDataModule):

@@ -1,18 +1,18 @@
-"""Dance videos for Everybody Dance Now (Chan, Ginosar, Zhou & Efros 2018): a target dancer's frames with their 2D
-poses, and a source dancer whose poses are transferred onto the target.
+"""Dance videos for Everybody Dance Now (Chan, Ginosar, Zhou & Efros 2018): a target dancer's frames with
+their 2D poses, and a source dancer whose poses are transferred onto the target.
 
 Raw layout: {train,val,test,source}/frames/NNNNNN.png and {split}/poses.json = {"width", "height",
-"keypoints": [[[x, y, visibility] × 17 COCO keypoints] per frame]}. train/val/test are consecutive stretches of
-the target's video (the held-out frames at the end are what the paper scores), `source` is the other dancer.
-Sources:
+"keypoints": [[[x, y, visibility] × 17 COCO keypoints] per frame]}. train/val/test are consecutive stretches
+of the target's video (the held-out frames at the end are what the paper scores), `source` is the other
+dancer. Sources:
 - `synthetic`: an articulated figure animated by smooth joint-angle curves and rendered over a real photograph
   (fixed camera, as the paper's videos), with its true keypoints; the source dancer moves differently and
   stands farther from the camera, so pose normalisation has work to do.
 - `local`: your `target.<video>` and `source.<video>` (or `target/` and `source/` folders of frames): frames
   are extracted (torchvision.io, which needs PyAV) and poses detected with torchvision's COCO Keypoint R-CNN,
   as the paper does with OpenPose.
-A sample is a pair of consecutive frames (the temporal discriminator and smoothing need t−1 and t); pose images
-are the keypoints drawn as a stick figure, rendered when read.
+A sample is a pair of consecutive frames (the temporal discriminator and smoothing need t−1 and t); pose
+images are the keypoints drawn as a stick figure, rendered when read.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ import colorsys
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
-from annotated_types import Ge, Gt
 from PIL import Image, ImageDraw
+from pydantic import PositiveInt, conint
 from torchvision.transforms.v2 import functional as TF
 
 from datamodules.base import ShardDataModule, open_image
@@ -75,11 +74,12 @@ LIMB_COLOURS = [
 ]
 SPLITS = ("train", "val", "test", "source")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
 def render_pose(keypoints: np.ndarray, size: int, width: int = 2) -> np.ndarray:
-    """The stick figure the generator is conditioned on: each limb in its own colour on black, (size, size, 3)."""
+    """The stick figure the generator is conditioned on: each limb in its own colour on black, (size, size,
+    3)."""
     canvas = Image.new("RGB", (size, size))
     draw = ImageDraw.Draw(canvas)
     for (a, b), colour in zip(SKELETON, LIMB_COLOURS):
@@ -91,8 +91,8 @@ def render_pose(keypoints: np.ndarray, size: int, width: int = 2) -> np.ndarray:
 def dancer_pose(t: float, motion: np.ndarray, centre: tuple[float, float], height: float) -> np.ndarray:
     """The 17 keypoints (x, y, 1) of a figure `height` pixels tall whose hips sit at `centre` at time t.
 
-    `motion` (8, 3) holds amplitude, frequency and phase of the eight joint angles (two shoulders, two elbows, two
-    hips, two knees): smooth, periodic dancing.
+    `motion` (8, 3) holds amplitude, frequency and phase of the eight joint angles (two shoulders, two elbows,
+    two hips, two knees): smooth, periodic dancing.
     """
     a = motion[:, 0] * np.sin(motion[:, 1] * t + motion[:, 2])
     cx, cy = centre[0] + 0.1 * height * np.sin(0.21 * t), centre[1]
@@ -162,7 +162,8 @@ def write_video(split_dir: Path, frames: list[np.ndarray], keypoints: list[np.nd
 def split_video(
     raw_dir: Path, frames: list[np.ndarray], keypoints: list[np.ndarray], held_out: float = 0.1
 ) -> None:
-    """train / val / test as consecutive stretches: the paper scores frames of the target it never trained on."""
+    """train / val / test as consecutive stretches: the paper scores frames of the target it never trained
+    on."""
     n = len(frames)
     cut = max(2, int(n * held_out))
     bounds = {"train": (0, n - 2 * cut), "val": (n - 2 * cut, n - cut), "test": (n - cut, n)}
@@ -174,9 +175,9 @@ def synthesize(
     raw_dir: Path,
     seed: int = 0,
     *,
-    frames: Annotated[int, Ge(20)] = 240,
-    source_frames: Annotated[int, Ge(2)] = 40,
-    size: Annotated[int, Ge(32)] = 64,
+    frames: conint(ge=20) = 240,
+    source_frames: conint(ge=2) = 40,
+    size: conint(ge=32) = 64,
 ) -> None:
     rng = np.random.default_rng(seed)
     scenery = background(rng, size, size)
@@ -238,12 +239,14 @@ def locate(path: Path, name: str) -> Path:
     if found := [c for c in candidates if c.exists()]:
         return found[0]
     raise DataError(
-        f"{path}: expected {name}/ (frames) or {name}.mp4 (or {', '.join(VIDEO_SUFFIXES[1:])}): the {name} dancer's video"
+        f"{path}: expected {name}/ (frames) or {name}.mp4 (or {', '.join(VIDEO_SUFFIXES[1:])}): the {name} "
+        "dancer's video"
     )
 
 
 def import_local(path: Path, raw_dir: Path) -> None:
-    """Your videos → frames and detected poses in the raw layout (the paper's OpenPose step, done by Keypoint R-CNN)."""
+    """Your videos → frames and detected poses in the raw layout (the paper's OpenPose step, done by Keypoint
+    R-CNN)."""
     target, source = read_frames(locate(path, "target")), read_frames(locate(path, "source"))
     if len(target) < 20:
         raise DataError(
@@ -274,7 +277,8 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     frames = sorted((raw_dir / split / "frames").glob("*.png"))
     if len(frames) != len(poses["keypoints"]):
         raise DataError(
-            f"{poses_path}: {len(poses['keypoints'])} poses for {len(frames)} frames in {raw_dir / split / 'frames'}"
+            f"{poses_path}: {len(poses['keypoints'])} poses for {len(frames)} frames in "
+            f"{raw_dir / split / 'frames'}"
         )
     for t in range(1, len(frames)):
         keypoints = [poses["keypoints"][t - 1], poses["keypoints"][t]]
@@ -293,7 +297,8 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
 
 
 class Dance(ShardDataModule):
-    """(poses (2, 3, S, S), frames (2, 3, S, S) in [0, 1], keypoints (2, 17, 3) in pixels of S): frames t − 1 and t."""
+    """(poses (2, 3, S, S), frames (2, 3, S, S) in [0, 1], keypoints (2, 17, 3) in pixels of S): frames t − 1
+    and t."""
 
     name = "dance"
     sources = ("synthetic", "local")

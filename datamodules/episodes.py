@@ -62,7 +62,8 @@ class EpisodeSampler(IterableDataset):
         if way > len(classes) or shot + query > smallest:
             raise DataError(
                 f"a {way}-way {shot}-shot episode with {query} queries per class needs {way} classes with "
-                f"{shot + query} images each; this split has {len(classes)} classes, the smallest with {smallest}"
+                f"{shot + query} images each; this split has {len(classes)} classes, the smallest with "
+                f"{smallest}"
             )
         self.classes, self.way, self.shot, self.query = classes, way, shot, query
         self.seed, self.episodes, self.start, self.sequence = seed, episodes, start, sequence
@@ -97,5 +98,6 @@ class EpisodeSampler(IterableDataset):
                 index += workers
         per_rank = -(-self.episodes // world)  # ceil: pad, never drop a rank short
         for k in range(worker_id, per_rank, workers):
-            # Evaluation episodes share one stream, so the same seed gives the same test set on any world size.
+            # Evaluation episodes share one stream, so the same seed gives the same test set on any world
+            # size.
             yield self.episode((rank + k * world) % self.episodes, stream=-1)

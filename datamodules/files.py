@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import tarfile
@@ -75,7 +76,8 @@ def download(url: str, dest: Path, md5: str | None) -> Path:
                 out.seek(0)
             expected = out.tell() + int(response.headers.get("Content-Length", -1))
             shutil.copyfileobj(response, out, 1 << 20)
-            # A connection dropped mid-body reads as a short end of file, not an error: compare with the length.
+            # A connection dropped mid-body reads as a short end of file, not an error: compare with the
+            # length.
             if response.headers.get("Content-Length") is not None and out.tell() < expected:
                 raise http.client.IncompleteRead(b"", expected - out.tell())
     except (OSError, http.client.HTTPException) as error:
@@ -123,3 +125,17 @@ def copy_tree(source: Path, target: Path) -> None:
             shutil.copy2(src, dst)
 
     shutil.copytree(source, target, copy_function=link_or_copy, dirs_exist_ok=True)
+
+
+SOURCE_RECORD = "source.json"  # how a raw copy was made; the shard stage carries it into meta.json
+
+
+def write_source(raw_dir: Path, record: dict) -> None:
+    (raw_dir / SOURCE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def read_source(raw_dir: Path) -> dict:
+    path = raw_dir / SOURCE_RECORD
+    if not path.exists():
+        raise DataError(f"{raw_dir}: not fetched; run `reprozoo fetch {raw_dir.name}` first")
+    return json.loads(path.read_text())

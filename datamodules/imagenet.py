@@ -15,17 +15,18 @@ import io
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from annotated_types import Gt
 from PIL import Image
+from pydantic import PositiveInt
 from torchvision.datasets.imagenet import ARCHIVE_META
 from torchvision.transforms import v2
 
-from datamodules.base import ShardDataModule, as_rgb_jpeg, classification_sample
+from datamodules.base import ShardDataModule, classification_sample
 from datamodules.files import DataError
+from datamodules.shards import as_rgb_jpeg
 from datamodules.synthetic import encode, object_image
 
 TRAIN_TAR, VAL_TAR, DEVKIT = (ARCHIVE_META[k][0] for k in ("train", "val", "devkit"))
@@ -43,13 +44,14 @@ SYNSETS = [
     ("n01514859", "hen"),
     ("n01518878", "ostrich, Struthio camelus"),
 ]
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
 def download(raw_dir: Path, downloads: Path) -> None:
     raise DataError(
         "ImageNet has no public download. Obtain ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and "
-        "ILSVRC2012_devkit_t12.tar.gz from https://image-net.org/download-images (after accepting its terms), "
+        "ILSVRC2012_devkit_t12.tar.gz from https://image-net.org/download-images (after accepting its "
+        "terms), "
         "put them in one folder, and set datasets.imagenet.source: local with path: that folder"
     )
 
@@ -162,7 +164,8 @@ def synthesize(
     with tarfile.open(raw_dir / VAL_TAR, "w") as tar:
         for n, cls in enumerate(truth, 1):
             _add(tar, f"ILSVRC2012_val_{n:08d}.JPEG", picture(cls, 0))
-    # meta.mat lists leaf synsets (ILSVRC2012_ID 1..1000) and inner nodes (num_children > 0), which parsers skip.
+    # meta.mat lists leaf synsets (ILSVRC2012_ID 1..1000) and inner nodes (num_children > 0), which parsers
+    # skip.
     fields = [
         "ILSVRC2012_ID",
         "WNID",
@@ -187,7 +190,8 @@ def synthesize(
 
 
 class ImageNet(ShardDataModule):
-    """Training: random-resized crops and flips; evaluation: resize then centre crop (the torchvision recipe)."""
+    """Training: random-resized crops and flips; evaluation: resize then centre crop (the torchvision
+    recipe)."""
 
     name = "imagenet"
     splits = ("train", "val")

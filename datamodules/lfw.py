@@ -12,24 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
-from annotated_types import Gt
 from PIL import Image, ImageDraw
+from pydantic import PositiveInt
 from torchvision.datasets.lfw import _LFW
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule, classification_sample
 from datamodules.episodes import EpisodeSampler
-from datamodules.files import DataError, download as fetch_url, extract
+from datamodules.files import DataError, extract
+from datamodules.files import download as fetch_url
 from datamodules.synthetic import background, encode
 
 URL = _LFW.download_url_prefix
 ARCHIVE = _LFW.file_dict["original"]  # (folder, archive name, md5)
 PAIR_FILES = {"pairs": "pairs.txt", "dev_train": "pairsDevTrain.txt", "dev_test": "pairsDevTest.txt"}
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
 def image_key(name: str, number: int) -> str:
@@ -116,7 +116,7 @@ def extras(raw_dir: Path, out_dir: Path) -> dict:
     return {"pairs": {view: read_pairs(raw_dir / file) for view, file in PAIR_FILES.items()}}
 
 
-# ---- the synthetic replica -----------------------------------------------------------------------------------
+# ---- the synthetic replica ---------------------------------------------------------------------------------
 
 
 def identity(rng: np.random.Generator) -> dict:
@@ -135,7 +135,8 @@ def identity(rng: np.random.Generator) -> dict:
 
 
 def face(rng: np.random.Generator, who: dict, size: int = 250) -> np.ndarray:
-    """One photo: the identity's face, moved, scaled and lit differently each time, on a real photo background."""
+    """One photo: the identity's face, moved, scaled and lit differently each time, on a real photo
+    background."""
     image = Image.fromarray(background(rng, size, size))
     pen = ImageDraw.Draw(image)
     scale, light = size * rng.uniform(0.9, 1.1), rng.uniform(0.75, 1.15)
@@ -235,7 +236,8 @@ class LFW(ShardDataModule):
         self.pairs = self.meta["pairs"]
 
     def transform(self, split: str) -> v2.Compose:
-        # FaceNet's "fixed centre crop" variant: a central crop scaled to the network's input, flips in training.
+        # FaceNet's "fixed centre crop" variant: a central crop scaled to the network's input, flips in
+        # training.
         steps = [v2.CenterCrop(self.crop), v2.Resize(self.size, antialias=True)]
         steps += [v2.RandomHorizontalFlip()] if split == "train" else []
         return v2.Compose([v2.ToImage(), *steps, v2.ToDtype(torch.float32, scale=True)])
@@ -254,7 +256,8 @@ class LFW(ShardDataModule):
     seeks_by_step = True  # batch i is an episode: a function of (seed, rank, i)
 
     def train_loader(self):
-        """FaceNet's batches (§3.2): P identities × K faces, drawn like episodes from identities with K or more
+        """FaceNet's batches (§3.2): P identities × K faces, drawn like episodes from identities with K or
+        more
         photos (a face may repeat across batches, never within one)."""
         by_identity: dict[int, list[torch.Tensor]] = {}
         resize = v2.Compose([v2.ToImage(), v2.CenterCrop(self.crop), v2.Resize(self.size, antialias=True)])

@@ -13,17 +13,18 @@ import gzip
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from annotated_types import Gt
 from PIL import Image, ImageDraw, ImageFont
+from pydantic import PositiveInt
 from torchvision.datasets import MNIST as TorchvisionMNIST
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule
-from datamodules.files import DataError, download as fetch_url
+from datamodules.files import DataError
+from datamodules.files import download as fetch_url
 from datamodules.synthetic import encode
 
 RESOURCES = TorchvisionMNIST.resources  # (file name, md5) of the four official archives
@@ -33,7 +34,7 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 VAL_FRACTION = 1 / 12  # the last 5,000 of the 60,000 training digits
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
 def idx_dir(raw_dir: Path) -> Path:
@@ -83,7 +84,8 @@ def bundled(raw_dir: Path) -> None:
 
 
 def synthesize(raw_dir: Path, seed: int = 0, *, train: Positive = 1200, test: Positive = 300) -> None:
-    """Digits typed in a scalable font, then jittered (rotation, scale, shift, stroke width) like handwriting."""
+    """Digits typed in a scalable font, then jittered (rotation, scale, shift, stroke width) like
+    handwriting."""
     rng = np.random.default_rng(seed)
     for split, count in (("train", train), ("test", test)):
         labels = np.arange(count) % 10
@@ -160,8 +162,8 @@ class MNIST(ShardDataModule):
             view,
             pixels_per_step,
         )  # 28 pixels per step: row by row, for short runs
-        # The permuted task's one fixed permutation (Le et al. 2015), derived from the seed; state_dict() puts it
-        # in every checkpoint, so the run carries the permutation it was trained on.
+        # The permuted task's one fixed permutation (Le et al. 2015), derived from the seed; state_dict() puts
+        # it in every checkpoint, so the run carries the permutation it was trained on.
         self.permutation = torch.randperm(784, generator=torch.Generator().manual_seed(seed))
         self.to_tensor = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
 

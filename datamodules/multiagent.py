@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from annotated_types import Ge, Gt, Le
+from pydantic import PositiveInt, confloat, conint
 
 from datamodules.base import ShardDataModule
 from datamodules.files import DataError
@@ -34,7 +34,7 @@ TYPES = ("agent", "landmark", "stag", "apple", "coin_0", "coin_1")
 MOVES = np.array([(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)])  # stay, up, down, left, right
 SPLITS = ("train", "val", "test")
 AGENTS = 2
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
 def objects(game: Game) -> list[str]:
@@ -119,8 +119,9 @@ def advance(
     actions: list[int],
     size: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Move the agents; a reached object reappears elsewhere (a fresh goal). Returns (agents, each agent's reward):
-    an apple, a landmark or a coin of one's colour 1; a stag 5 to each hunter, only when all agents stand on it;
+    """Move the agents; a reached object reappears elsewhere (a fresh goal). Returns (agents, each agent's
+    reward): an apple, a landmark or a coin of one's colour 1; a stag 5 to each hunter, only when all agents
+    stand on it;
     a coin of another's colour 1 to the taker and −2 to its owner (the coin game's social dilemma)."""
     agents, rewards = np.clip(agents + MOVES[actions], 0, size - 1), np.zeros(AGENTS)
     for j, thing in enumerate(things):
@@ -149,9 +150,9 @@ def generate(
     seed: int = 0,
     *,
     games: tuple[Game, ...] = GAMES,
-    size: Annotated[int, Ge(4)] = 8,
+    size: conint(ge=4) = 8,
     steps: Positive = 20,
-    epsilon: Annotated[float, Ge(0), Le(1)] = 0.1,
+    epsilon: confloat(ge=0, le=1) = 0.1,
     train: Positive = 2000,
     val: Positive = 200,
     test: Positive = 400,

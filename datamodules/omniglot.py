@@ -1,9 +1,11 @@
-"""Omniglot (Lake, Salakhutdinov & Tenenbaum 2015): 1623 handwritten characters from 50 alphabets, 20 drawers each.
+"""Omniglot (Lake, Salakhutdinov & Tenenbaum 2015): 1623 handwritten characters from 50 alphabets, 20 drawers
+each.
 
-Raw layout (real and synthetic alike): images_{background,evaluation}/<Alphabet>/characterNN/<id>_<drawer>.png,
-105×105 binary PNGs, plus splits/vinyals/{train,val,test}.txt, the split of Vinyals et al. (2016) as the
-Prototypical Networks code ships it: one `Alphabet/characterNN/rotDDD` class per line (1028 / 172 / 423
-characters, each in four rotations). Shards hold each drawing once; rotations are applied when loading.
+Raw layout (real and synthetic alike):
+images_{background,evaluation}/<Alphabet>/characterNN/<id>_<drawer>.png, 105×105 binary PNGs, plus
+splits/vinyals/{train,val,test}.txt, the split of Vinyals et al. (2016) as the Prototypical Networks code
+ships it: one `Alphabet/characterNN/rotDDD` class per line (1028 / 172 / 423 characters, each in four
+rotations). Shards hold each drawing once; rotations are applied when loading.
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from annotated_types import Gt
 from PIL import Image, ImageDraw
+from pydantic import PositiveInt
 from torch import Tensor
 from torchvision.transforms.functional import to_tensor
 
 from datamodules.base import ShardDataModule
 from datamodules.episodes import EpisodeSampler
-from datamodules.files import DataError, download as fetch_url, extract
+from datamodules.files import DataError, extract
+from datamodules.files import download as fetch_url
 
 SETS = ("images_background", "images_evaluation")
 SPLITS = ("train", "val", "test")
@@ -39,7 +42,7 @@ URLS = {  # (url, md5); the md5s are the ones torchvision.datasets.Omniglot veri
 SPLIT_URL = "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/splits/vinyals/{}.txt"
 VINYALS_FRACTIONS = (1028 / 1623, 172 / 1623)  # train, val; test is the rest
 ROTATIONS = (0, 90, 180, 270)
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
 def split_file(raw_dir: Path, split: str) -> Path:
@@ -91,7 +94,8 @@ def _chaikin(points: np.ndarray, rounds: int) -> np.ndarray:
 def _draw(
     strokes: list[np.ndarray], rng: np.random.Generator, curviness: int, size: int = 105
 ) -> Image.Image:
-    """One drawer's rendition: control points jittered, the whole glyph slightly rotated, scaled and shifted."""
+    """One drawer's rendition: control points jittered, the whole glyph slightly rotated, scaled and
+    shifted."""
     angle, scale, shift = rng.normal(0, 0.15), 1 + rng.normal(0, 0.1), rng.normal(0, 0.06, 2)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * scale
     image = Image.new("L", (size, size), 255)

@@ -14,12 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import product
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
-from annotated_types import Gt, Le
 from PIL import Image
+from pydantic import PositiveInt, conint
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule, open_image
@@ -76,9 +75,9 @@ def synthesize(
     raw_dir: Path,
     seed: int = 0,
     *,
-    contents: Annotated[int, Gt(0), Le(len(CONTENT))] = 2,
-    styles: Annotated[int, Gt(0), Le(len(STYLE))] = 2,
-    size: Annotated[int, Gt(0)] = 256,
+    contents: conint(gt=0, le=len(CONTENT)) = 2,
+    styles: conint(gt=0, le=len(STYLE)) = 2,
+    size: PositiveInt = 256,
 ) -> None:
     """Centre squares of scikit-image's photographs (content) and textures (style); `seed` is unused: the
     images are fixed."""
@@ -89,7 +88,8 @@ def synthesize(
 
 
 class Style(ShardDataModule):
-    """(content, style, pair index), both images resized to `size` × `size` in [0, 1]; a batch holds every pair."""
+    """(content, style, pair index), both images resized to `size` × `size` in [0, 1]; a batch holds every
+    pair."""
 
     name = "style"
     sources = ("synthetic", "local")
@@ -104,8 +104,8 @@ class Style(ShardDataModule):
         shards_dir: Path,
         seed: int = 0,
         *,
-        size: Annotated[int, Gt(0)] = 512,
-        batch_size: Annotated[int, Gt(0)] | None = None,
+        size: PositiveInt = 512,
+        batch_size: PositiveInt | None = None,
         num_workers: int = 0,
     ):
         """`batch_size` None: every pair in one batch, so each step optimises every image."""

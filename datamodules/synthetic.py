@@ -92,7 +92,8 @@ def scene(
     objects: int,
     sizes: tuple[float, float] = (0.15, 0.5),
 ) -> tuple[np.ndarray, list[dict]]:
-    """An image with `objects` shapes; each object: cls, polygon (k, 2), visible mask, box (xyxy) of that mask."""
+    """An image with `objects` shapes; each object: cls, polygon (k, 2), visible mask, box (xyxy) of that
+    mask."""
     image, taken, drawn = background(rng, height, width), np.zeros((height, width), bool), []
     for _ in range(objects):
         cls = int(rng.integers(classes))

@@ -1,14 +1,15 @@
 """Taskonomy (Zamir et al. 2018): indoor views with their 3D labels, from which the paper's tasks are built.
 
-Raw layout (what `omnitools.download <domain> --components taskonomy` writes, the data's current distribution):
-<domain>/taskonomy/<building>/point_<p>_view_<v>_domain_<domain>.png for the domains rgb, depth_zbuffer (uint16,
-1/512 m, 65535 = no surface), normal (RGB, 127-centred, camera frame), edge_occlusion (uint16) and
-segment_semantic (uint8 class index), plus splits.csv (the `train_val_test_*.csv` format: id,train,val,test
-with 1 marking each building's split). Sources: `synthetic` (below) and `local` (your download under `path:`).
-The synthetic replica ray-casts procedural rooms: a floor and walls textured with scikit-image's real textures,
-spheres and boxes on the floor, a point light with hard shadows, a camera that turns and tilts; it gives the
-true depth, normals, occlusion edges and segmentation of every pixel. Tasks computed from the image alone
-(autoencoding, denoising, colourisation, 2D edges, 2D keypoints, inpainting) are made by the model file.
+Raw layout (what `omnitools.download <domain> --components taskonomy` writes, the data's current
+distribution): <domain>/taskonomy/<building>/point_<p>_view_<v>_domain_<domain>.png for the domains rgb,
+depth_zbuffer (uint16, 1/512 m, 65535 = no surface), normal (RGB, 127-centred, camera frame), edge_occlusion
+(uint16) and segment_semantic (uint8 class index), plus splits.csv (the `train_val_test_*.csv` format:
+id,train,val,test with 1 marking each building's split). Sources: `synthetic` (below) and `local` (your
+download under `path:`). The synthetic replica ray-casts procedural rooms: a floor and walls textured with
+scikit-image's real textures, spheres and boxes on the floor, a point light with hard shadows, a camera that
+turns and tilts; it gives the true depth, normals, occlusion edges and segmentation of every pixel. Tasks
+computed from the image alone (autoencoding, denoising, colourisation, 2D edges, 2D keypoints, inpainting) are
+made by the model file.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
-from annotated_types import Ge, Gt
 from PIL import Image
+from pydantic import NonNegativeInt, PositiveInt, conint
 
 from datamodules.base import ShardDataModule, open_image
 from datamodules.files import DataError
@@ -30,10 +30,10 @@ from datamodules.synthetic import encode, photo
 DOMAINS = ("rgb", "depth_zbuffer", "normal", "edge_occlusion", "segment_semantic")
 CLASSES = ("floor", "wall", "ceiling", "sphere", "box")
 DEPTH_UNIT, NO_SURFACE = 512.0, 65535  # Taskonomy's z-buffer: 1/512 m per step
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
-# ---- the synthetic replica: ray casting a room ----------------------------------------------------------------
+# ---- the synthetic replica: ray casting a room -------------------------------------------------------------
 
 
 def planes_hit(origin: np.ndarray, rays: np.ndarray, room: dict) -> list[tuple[np.ndarray, np.ndarray, int]]:
@@ -169,7 +169,8 @@ def render(scene: dict, size: int, yaw: float, pitch: float) -> dict[str, np.nda
 
 
 def occlusion_edges(depth: np.ndarray) -> np.ndarray:
-    """3D edges: where depth departs from its neighbours' straight-line prediction (a second difference) by more
+    """3D edges: where depth departs from its neighbours' straight-line prediction (a second difference) by
+    more
     than ~3% of itself, as Taskonomy's edge_occlusion marks; a floor receding smoothly is not an edge."""
     padded = np.pad(depth, 1, mode="edge")
     across = np.abs(padded[1:-1, 2:] - 2 * depth + padded[1:-1, :-2])
@@ -194,12 +195,13 @@ def synthesize(
     raw_dir: Path,
     seed: int = 0,
     *,
-    buildings: Annotated[int, Ge(3)] = 6,
+    buildings: conint(ge=3) = 6,
     points: Positive = 20,
     views: Positive = 4,
-    size: Annotated[int, Ge(16)] = 64,
+    size: conint(ge=16) = 64,
 ) -> None:
-    """`buildings` rooms (one val, one test, the rest train), `points` layouts each seen from `views` angles."""
+    """`buildings` rooms (one val, one test, the rest train), `points` layouts each seen from `views`
+    angles."""
     rng = np.random.default_rng(seed)
     names = [f"synthetic{b:03d}" for b in range(buildings)]
     for building in names:
@@ -220,7 +222,7 @@ def synthesize(
             )
 
 
-# ---- reading the layout -----------------------------------------------------------------------------------------
+# ---- reading the layout ------------------------------------------------------------------------------------
 
 
 def buildings_of(raw_dir: Path, split: str) -> list[str]:
@@ -235,7 +237,8 @@ def check_layout(raw_dir: Path) -> None:
         )
     if missing := [d for d in DOMAINS if not (raw_dir / d / "taskonomy").is_dir()]:
         raise DataError(
-            f"{raw_dir}: missing {', '.join(f'{d}/taskonomy/' for d in missing)} (omnitools.download's layout)"
+            f"{raw_dir}: missing {', '.join(f'{d}/taskonomy/' for d in missing)} (omnitools.download's "
+            "layout)"
         )
 
 
@@ -290,9 +293,10 @@ class Taskonomy(ShardDataModule):
         batch_size: Positive = 32,
         num_workers: int = 0,
         shuffle_buffer: Positive = 1000,
-        budget: Annotated[int, Ge(0)] = 0,
+        budget: NonNegativeInt = 0,
     ):
-        """`budget` > 0: training batches also carry a `budget` batch drawn from only the first `budget` training
+        """`budget` > 0: training batches also carry a `budget` batch drawn from only the first `budget`
+        training
         views: the small labelled set the paper trains transfers (and the from-scratch baselines) on."""
         super().__init__(
             shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer

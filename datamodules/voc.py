@@ -12,12 +12,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from annotated_types import Gt
 from PIL import Image
+from pydantic import PositiveInt
 from scipy import ndimage
 from torchvision import tv_tensors
 from torchvision.datasets import VOCDetection, VOCSegmentation
@@ -25,7 +25,8 @@ from torchvision.datasets.voc import DATASET_YEAR_DICT
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule, list_collate, open_image
-from datamodules.files import DataError, download as fetch_url, extract
+from datamodules.files import DataError, extract
+from datamodules.files import download as fetch_url
 from datamodules.synthetic import encode, scene
 
 CLASSES = [
@@ -54,7 +55,7 @@ ARCHIVES = [DATASET_YEAR_DICT[k] for k in ("2007", "2007-test", "2012")]  # url,
 DETECTION = {"train": [("2007", "trainval"), ("2012", "trainval")], "test": [("2007", "test")]}
 SEGMENTATION = {"seg_train": "train", "seg_val": "val"}
 IGNORE = 255
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
 def voc_root(raw_dir: Path, year: str) -> Path:
@@ -78,7 +79,8 @@ def check_layout(raw_dir: Path) -> None:
     ]
     if missing := [str(p) for p in needed if not p.exists()]:
         raise DataError(
-            f"{raw_dir}: not a VOCdevkit with VOC2007 (trainval and test) and VOC2012; missing {', '.join(missing)}"
+            f"{raw_dir}: not a VOCdevkit with VOC2007 (trainval and test) and VOC2012; missing "
+            f"{', '.join(missing)}"
         )
 
 
@@ -87,7 +89,8 @@ def classes(raw_dir: Path, split: str) -> list[str]:
 
 
 def objects(annotation: dict, xml_path: str) -> dict:
-    """VOC's 1-based inclusive pixel boxes → 0-based (x0, y0, x1, y1); a box that is not positive is an error."""
+    """VOC's 1-based inclusive pixel boxes → 0-based (x0, y0, x1, y1); a box that is not positive is an
+    error."""
     boxes, labels, difficult = [], [], []
     for number, obj in enumerate(annotation["annotation"].get("object", []), 1):
         b = obj["bndbox"]
@@ -246,7 +249,7 @@ def synthesize(
                 (root / "ImageSets/Segmentation" / f"{list_name}.txt").write_text("\n".join(members) + "\n")
 
 
-# ---- the DataModule ------------------------------------------------------------------------------------------
+# ---- the DataModule ----------------------------------------------------------------------------------------
 
 
 class VOC(ShardDataModule):
@@ -281,7 +284,8 @@ class VOC(ShardDataModule):
     def transform(self, split: str) -> v2.Compose:
         train = self.augment and split in ("train", "seg_train")
         if self.task == "detection":
-            # SSD §2.2/§3.6: photometric distortion, zoom-out expansion, min-IoU crops, flips; then a fixed size.
+            # SSD §2.2/§3.6: photometric distortion, zoom-out expansion, min-IoU crops, flips; then a fixed
+            # size.
             steps = (
                 [
                     v2.RandomPhotometricDistort(),
@@ -319,7 +323,8 @@ class VOC(ShardDataModule):
 
         def detection(s: dict):
             target = s["json"]
-            # Training drops `difficult` objects unless asked; evaluation keeps them, flagged, for the VOC metric to ignore.
+            # Training drops `difficult` objects unless asked; evaluation keeps them, flagged, for the VOC
+            # metric to ignore.
             keep = [i for i, d in enumerate(target["difficult"]) if self.keep_difficult or not train or not d]
             image = tv_tensors.Image(v2.functional.pil_to_tensor(open_image(s["jpg"]).convert("RGB")))
             boxes = tv_tensors.BoundingBoxes(

@@ -13,16 +13,17 @@ import re
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from annotated_types import Ge, Gt
+from pydantic import NonNegativeInt, PositiveInt, conint
 from torch.utils.data import DataLoader, IterableDataset
 
 from datamodules.base import ShardDataModule
 from datamodules.episodes import rank_and_world
-from datamodules.files import DataError, download as fetch_url, extract
+from datamodules.files import DataError, extract
+from datamodules.files import download as fetch_url
 
 URL = "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-raw-v1.zip"
 ARCHIVE_BYTES = 191_984_949  # no md5 is published; the release's size is checked instead
@@ -30,7 +31,7 @@ FILES = {"train": "wiki.train.raw", "val": "wiki.valid.raw", "test": "wiki.test.
 SPLITS_ORDER = tuple(FILES)
 TITLE = re.compile(r"^ = [^=].* = $")  # " = Title = ", not " = = Section = = "
 VOCAB, SPECIAL = "vocab.txt", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-Positive = Annotated[int, Gt(0)]
+Positive = PositiveInt
 
 
 def folder(raw_dir: Path) -> Path:
@@ -141,7 +142,8 @@ def _documentation() -> list[tuple[str, str]]:
 def synthesize(
     raw_dir: Path, seed: int = 0, *, val_fraction: float = 0.05, test_fraction: float = 0.05
 ) -> None:
-    """Each documentation topic becomes an article; its indented blocks become sections, in WikiText's format."""
+    """Each documentation topic becomes an article; its indented blocks become sections, in WikiText's
+    format."""
     rng = np.random.default_rng(seed)
     topics = _documentation()
     order = rng.permutation(len(topics))
@@ -160,7 +162,7 @@ def synthesize(
         (folder(raw_dir) / FILES[split]).write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
-# ---- BERT's pretraining examples (Devlin et al. 2018, §3.1 and Appendix A.1) --------------------------------
+# ---- BERT's pretraining examples (Devlin et al. 2018, §3.1 and Appendix A.1) -------------------------------
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
@@ -278,7 +280,8 @@ class PretrainingBatches(IterableDataset):
 
 
 class WikiText103(ShardDataModule):
-    """Articles as text (`layout: articles`), or BERT's masked sentence-pair batches (`layout: pretraining`)."""
+    """Articles as text (`layout: articles`), or BERT's masked sentence-pair batches (`layout:
+    pretraining`)."""
 
     name = "wikitext103"
     decode_keys = ("txt", "json")
@@ -296,9 +299,9 @@ class WikiText103(ShardDataModule):
         num_workers: int = 0,
         shuffle_buffer: Positive = 1000,
         layout: Literal["articles", "pretraining"] = "articles",
-        max_length: Annotated[int, Gt(8)] = 128,
-        long_max_length: Annotated[int, Gt(8)] | None = None,
-        long_after_step: Annotated[int, Ge(0)] | None = None,
+        max_length: conint(gt=8) = 128,
+        long_max_length: conint(gt=8) | None = None,
+        long_after_step: NonNegativeInt | None = None,
     ):
         super().__init__(
             shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
@@ -319,7 +322,8 @@ class WikiText103(ShardDataModule):
         return BertTokenizer(vocab=str(self.vocab), do_lower_case=True)
 
     def documents(self, split: str) -> list[list[list[int]]]:
-        """The split's articles as sentences of WordPiece ids, read and tokenised once (both lengths use them)."""
+        """The split's articles as sentences of WordPiece ids, read and tokenised once (both lengths use
+        them)."""
         if split not in self._documents:
             tokenizer = self.tokenizer()
             # One batched (Rust) call per article: per-sentence calls would take hours on the real corpus.
@@ -331,13 +335,15 @@ class WikiText103(ShardDataModule):
         return self._documents[split]
 
     def pairs(self, split: str, max_length: int) -> list[tuple[list[int], list[int], int]]:
-        """The split's sentence pairs at one length, built once per (split, length) with a seeded generator."""
+        """The split's sentence pairs at one length, built once per (split, length) with a seeded
+        generator."""
         if (split, max_length) not in self._pairs:
             rng = np.random.default_rng([self.seed, max_length, SPLITS_ORDER.index(split)])
             self._pairs[split, max_length] = sentence_pairs(self.documents(split), max_length, rng)
             if not self._pairs[split, max_length]:
                 raise DataError(
-                    f"{self.shards_dir}: split {split!r} yields no sentence pair of at most {max_length} tokens"
+                    f"{self.shards_dir}: split {split!r} yields no sentence pair of at most {max_length} "
+                    "tokens"
                 )
         return self._pairs[split, max_length]
 

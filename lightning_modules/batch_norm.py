@@ -1,5 +1,5 @@
-"""Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift (Ioffe & Szegedy,
-ICML 2015, arXiv:1502.03167).
+"""Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift (Ioffe &
+Szegedy, ICML 2015, arXiv:1502.03167).
 
 Paper:    normalise each activation by its mini-batch mean and variance, then scale and shift (γ, β), before
           the nonlinearity; use population statistics at inference, where BN folds into an affine layer.
@@ -15,15 +15,16 @@ Differs:  the MNIST optimiser is plain SGD (the paper does not give one); ImageN
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from annotated_types import Gt
+from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from lightning_modules.common import classification_step, curves_figure, topk_errors
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
     key="batch_norm",
@@ -56,7 +57,8 @@ def conv_bn(i: int, o: int, k: int, s: int = 1) -> nn.Sequential:
 
 
 class InceptionBN(nn.Module):
-    """One row of Fig. 5: 1×1 | 1×1→3×3 | 1×1→3×3→3×3 (the 5×5 replaced) | pool→1×1 (or pass-through when striding)."""
+    """One row of Fig. 5: 1×1 | 1×1→3×3 | 1×1→3×3→3×3 (the 5×5 replaced) | pool→1×1 (or pass-through when
+    striding)."""
 
     def __init__(
         self, i: int, c1: int, r3: int, c3: int, rd: int, cd: int, pool: str, proj: int, stride: int = 1
@@ -78,7 +80,8 @@ class InceptionBN(nn.Module):
         return torch.cat([branch(x) for branch in self.branches], dim=1)
 
 
-# Fig. 5: in, #1×1, #3×3 reduce, #3×3, double #3×3 reduce, double #3×3, pool, pool proj (0: pass-through), stride
+# Fig. 5: in, #1×1, #3×3 reduce, #3×3, double #3×3 reduce, double #3×3, pool, pool proj (0: pass-through),
+# stride
 BN_INCEPTION = {
     "3a": (192, 64, 64, 64, 64, 96, "avg", 32, 1),
     "3b": (256, 64, 64, 96, 64, 96, "avg", 64, 1),
@@ -107,28 +110,35 @@ def bn_inception(num_classes: int) -> nn.Sequential:
 
 class BatchNorm(pl.LightningModule):
     paper = PAPER
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return (
+            ("val/acc_bn", "max")
+            if hparams["experiment"] == "mnist"
+            else ("val/top1_acc_bn_inception", "max")
+        )
 
     def __init__(
         self,
         *,
         experiment: Literal["mnist", "imagenet"] = "imagenet",
-        num_classes: Annotated[int, Gt(0)] = 1000,
-        lr: Annotated[float, Gt(0)] = 0.045,
+        num_classes: PositiveInt = 1000,
+        lr: PositiveFloat = 0.045,
         momentum: float = 0.9,
         weight_decay: float = 4e-5 / 5,
-        decay_every: Annotated[int, Gt(0)] = 2_000,
-        decay: Annotated[float, Gt(0)] = 0.94,
+        decay_every: PositiveInt = 2_000,
+        decay: PositiveFloat = 0.94,
     ):
         super().__init__()
         self.save_hyperparameters()
         if experiment == "mnist":
             self.nets = nn.ModuleDict({"bn": mlp(True), "plain": mlp(False)})
             self.example_input_array = torch.zeros(2, 1, 28, 28)
-            self.monitor = ("val/acc_bn", "max")
         else:
             self.nets = nn.ModuleDict({"bn_inception": bn_inception(num_classes)})
             self.example_input_array = torch.zeros(2, 3, 224, 224)
-            self.monitor = ("val/top1_acc_bn_inception", "max")
 
     def forward(self, images: Tensor) -> Tensor:
         return next(iter(self.nets.values()))(images)

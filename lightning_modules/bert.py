@@ -1,14 +1,15 @@
 """BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding (Devlin, Chang, Lee &
 Toutanova, NAACL 2019, arXiv:1810.04805).
 
-Paper:    a Transformer encoder pre-trained on two tasks at once: masked LM (15% of WordPiece positions chosen;
+Paper:    a Transformer encoder pre-trained on two tasks at once: masked LM (15% of WordPiece positions
+chosen;
           of those 80% → [MASK], 10% → a random token, 10% unchanged; predict the originals) and next-sentence
           prediction (segment B is the true continuation half the time). Segment embeddings mark A and B.
 Faithful: the encoder and both heads are `transformers`' BertForPreTraining (BERT-base: L 12, H 768, A 12,
           GELU, dropout 0.1, 512 positions); WordPiece vocabulary trained on the corpus; pairs built as the
           paper's create_pretraining_data (datamodules/wikitext103.py); the 80/10/10 masking of
-          `transformers`' DataCollatorForLanguageModeling; Adam lr 1e-4, β 0.9/0.999, weight decay 0.01 (not on
-          biases and LayerNorm), 10k warm-up steps then linear decay to 0; 90% of steps at 128 tokens, the
+          `transformers`' DataCollatorForLanguageModeling; Adam lr 1e-4, β 0.9/0.999, weight decay 0.01 (not
+          on biases and LayerNorm), 10k warm-up steps then linear decay to 0; 90% of steps at 128 tokens, the
           rest at 512. Metrics: masked-LM accuracy and perplexity, NSP accuracy.
 Differs:  WikiText-103 stands in for BooksCorpus + English Wikipedia, so the paper's perplexities (Table 6,
           measured on its own held-out data and vocabulary) are shown beside ours but never judged; masks are
@@ -17,17 +18,18 @@ Differs:  WikiText-103 stands in for BooksCorpus + English Wikipedia, so the pap
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Ge, Gt, Lt
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, confloat, conint
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import Perplexity
 
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 
 def size_name(layers: int, hidden: int, heads: int) -> str:
@@ -92,19 +94,24 @@ def decayed_and_not(model: nn.Module, weight_decay: float) -> list[dict]:
 
 class BERT(pl.LightningModule):
     paper = PAPER
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return ("val/mlm_loss", "min")
 
     def __init__(
         self,
         *,
-        vocab_size: Annotated[int, Gt(5)] = 30_522,
-        layers: Annotated[int, Gt(0)] = 12,
-        hidden: Annotated[int, Gt(0)] = 768,
-        heads: Annotated[int, Gt(0)] = 12,
-        max_positions: Annotated[int, Gt(0)] = 512,
-        dropout: Annotated[float, Ge(0), Lt(1)] = 0.1,
-        lr: Annotated[float, Gt(0)] = 1e-4,
-        weight_decay: Annotated[float, Ge(0)] = 0.01,
-        warmup_steps: Annotated[int, Ge(0)] = 10_000,
+        vocab_size: conint(gt=5) = 30_522,
+        layers: PositiveInt = 12,
+        hidden: PositiveInt = 768,
+        heads: PositiveInt = 12,
+        max_positions: PositiveInt = 512,
+        dropout: confloat(ge=0, lt=1) = 0.1,
+        lr: PositiveFloat = 1e-4,
+        weight_decay: NonNegativeFloat = 0.01,
+        warmup_steps: NonNegativeInt = 10_000,
     ):
         super().__init__()
         from transformers import BertForPreTraining
@@ -114,7 +121,6 @@ class BERT(pl.LightningModule):
         self.save_hyperparameters()
         self.bert = BertForPreTraining(bert_config(vocab_size, layers, hidden, heads, max_positions, dropout))
         self.size = size_name(layers, hidden, heads)
-        self.monitor = ("val/mlm_loss", "min")
         self.metrics = nn.ModuleDict(
             {
                 stage: nn.ModuleDict(

@@ -1,4 +1,5 @@
-"""Pieces several papers share: classification errors, SGD with step milestones, and training curves as a figure."""
+"""Pieces several papers share: classification errors, SGD with step milestones, and training curves as a
+figure."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import VGG
-from torchvision.models.vgg import cfgs as vgg_cfgs, make_layers
+from torchvision.models.vgg import cfgs as vgg_cfgs
+from torchvision.models.vgg import make_layers
 
 
 def topk_errors(logits: Tensor, target: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[Tensor]:
-    """Fraction of samples whose label is not among the k highest scores, for each k (capped at the class count)."""
+    """Fraction of samples whose label is not among the k highest scores, for each k (capped at the class
+    count)."""
     top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
     hits = top == target[:, None]
     return [1.0 - hits[:, : min(k, logits.shape[1])].any(dim=1).float().mean() for k in ks]
@@ -63,8 +66,10 @@ def sgd_with_milestones(
     warmup_steps: int = 0,
     warmup_factor: float = 1 / 3,
 ) -> dict:
-    """SGD whose learning rate is multiplied by `gamma` at each milestone (counted in optimizer steps), after an
-    optional linear warm-up from `warmup_factor` · lr (Detectron's, without which large-lr detectors diverge)."""
+    """SGD whose learning rate is multiplied by `gamma` at each milestone (counted in optimizer steps), after
+    an
+    optional linear warm-up from `warmup_factor` · lr (Detectron's, without which large-lr detectors
+    diverge)."""
     from bisect import bisect_right
 
     def factor(step: int) -> float:
@@ -91,13 +96,15 @@ def curves_figure(history: dict[str, list[tuple[int, float]]], keys: list[str], 
     return figure
 
 
-# ---- semantic segmentation: the FCN paper's four scores, and predictions drawn beside the truth ---------------
+# ---- semantic segmentation: the FCN paper's four scores, and predictions drawn beside the truth ------------
 
 
 class SegmentationScores(nn.Module):
-    """Pixel accuracy, mean accuracy, mean IU and frequency-weighted IU (Long et al. 2015, §5) from one confusion
+    """Pixel accuracy, mean accuracy, mean IU and frequency-weighted IU (Long et al. 2015, §5) from one
+    confusion matrix accumulated over a whole split; `ignore_index` pixels (VOC borders, CamVid void) count
     matrix accumulated over a whole split; `ignore_index` pixels (VOC borders, CamVid void) count nowhere.
-    Classes absent from both truth and prediction are left out of the means (NaN-mean), as the FCN code does."""
+    Classes absent from both truth and prediction are left out of the means (NaN-mean), as the FCN code
+    does."""
 
     def __init__(self, num_classes: int, ignore_index: int = 255):
         super().__init__()
@@ -135,8 +142,9 @@ class SameStepForValAndTest:
 
 
 class SegmentationEvaluation:
-    """Validation and test hooks for a segmentation LightningModule: each image's prediction goes into the split's
-    SegmentationScores (images may differ in size), and at the end of the split `logged_scores` are logged as
+    """Validation and test hooks for a segmentation LightningModule: each image's prediction goes into the
+    split's SegmentationScores (images may differ in size), and at the end of the split `logged_scores` are
+    logged as
     `<stage>/<score>_<self.score_suffix>`. The module sets `self.scores = segmentation_scores(classes)`."""
 
     logged_scores: tuple[str, ...] = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
@@ -199,7 +207,7 @@ def segmentation_figure(
     return figure
 
 
-# ---- detection: the PASCAL VOC 2007 metric (11-point interpolated AP at IoU 0.5, `difficult` ignored) --------
+# ---- detection: the PASCAL VOC 2007 metric (11-point interpolated AP at IoU 0.5, `difficult` ignored) ------
 
 
 def voc07_average_precision(
@@ -259,7 +267,8 @@ def thinned(channels: int, width: float) -> int:
 
 
 def thin_vgg16(width: float, batch_norm: bool = False) -> VGG:
-    """VGG-16 (configuration "D") with every width scaled (and batch norm after each convolution if asked), for
+    """VGG-16 (configuration "D") with every width scaled (and batch norm after each convolution if asked),
+    for
     smoke runs from random initialisation on a CPU; width 1 without batch norm is torchvision's."""
     scaled = [c if c == "M" else thinned(c, width) for c in vgg_cfgs["D"]]
     vgg = VGG(make_layers(scaled, batch_norm=batch_norm), init_weights=True)
@@ -271,8 +280,10 @@ def thin_vgg16(width: float, batch_norm: bool = False) -> VGG:
 
 
 def thin_convolutions(module: nn.Module, width: float) -> nn.Module:
-    """Every convolution (and batch norm) of `module` with its channels scaled by `width` (the 3 colour channels
-    kept), freshly initialised: the same architecture, thinner, for smoke runs of nets built by torchvision."""
+    """Every convolution (and batch norm) of `module` with its channels scaled by `width` (the 3 colour
+    channels
+    kept), freshly initialised: the same architecture, thinner, for smoke runs of nets built by
+    torchvision."""
     for name, child in module.named_children():
         if isinstance(child, nn.Conv2d):
             channels_in = child.in_channels if child.in_channels == 3 else thinned(child.in_channels, width)
@@ -297,7 +308,8 @@ def thin_convolutions(module: nn.Module, width: float) -> nn.Module:
 
 
 def gather_lists(items: list) -> list:
-    """Every DDP rank's `items`, concatenated in rank order, on every rank: metrics that need the whole test set
+    """Every DDP rank's `items`, concatenated in rank order, on every rank: metrics that need the whole test
+    set
     (VOC07 AP, proposal recall) are then exact under DDP. Outside DDP, `items` itself."""
     import torch.distributed as dist
 

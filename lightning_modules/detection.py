@@ -1,14 +1,18 @@
-"""What the COCO papers built on torchvision's two-stage detectors share (fpn, mask_rcnn): the training step over
-torchvision's loss dictionary, COCO AP through torchmetrics (pycocotools underneath), SGD with steps, and
+"""What the COCO papers built on torchvision's two-stage detectors share (fpn, mask_rcnn): the training step
+over torchvision's loss dictionary, COCO AP through torchmetrics (pycocotools underneath), SGD with steps, and
 predictions drawn beside the truth. A paper file builds the network and names its metrics."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
 from lightning_modules.common import sgd_with_milestones
+from lightning_modules.paper import Mode
 
 COCO_SUMMARY = {
     "map": "ap",
@@ -35,19 +39,23 @@ def to_torchvision(targets: list[dict]) -> list[dict]:
 
 
 class TorchvisionDetector(pl.LightningModule):
-    """`self.net` is a torchvision detector; `iou_types` ("bbox", and "segm" for masks) are scored on COCO's AP."""
+    """`self.net` is a torchvision detector; `iou_types` ("bbox", and "segm" for masks) are scored on COCO's
+    AP."""
 
     iou_types: tuple[str, ...] = ("bbox",)
     net: nn.Module
     exportable = False  # NMS keeps a data-dependent number of boxes: torch.export cannot trace it; the
     # checkpoint logged with the run is the model
 
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return (f"val/box_ap_{cls.paper.key}", "max")
+
     def setup_metrics(self, name: str) -> None:
         self.name = name
         self.metrics = nn.ModuleDict(
             {f"{stage}_{kind}": coco_metric(kind) for stage in ("val", "test") for kind in self.iou_types}
         )
-        self.monitor = (f"val/box_ap_{name}", "max")
         self.example_input_array = torch.zeros(2, 3, 128, 128)
 
     def forward(self, images: Tensor) -> list[dict]:

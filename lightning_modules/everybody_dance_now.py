@@ -1,38 +1,43 @@
 """Everybody Dance Now (Chan, Ginosar, Zhou & Efros, ICCV 2019, arXiv:1808.07371).
 
-Paper:    a pose stick figure → video frame GAN (pix2pixHD's global generator, multi-scale patch discriminators,
-          LSGAN + feature matching + VGG perceptual losses); temporal smoothing: frame t is generated from pose t
-          and the generated frame t − 1, and the discriminator judges pairs of consecutive frames; a face GAN
-          then adds a residual to a crop around the face, trained after the body generator is frozen; for
-          transfer, a global pose normalisation maps the source's ankle positions and heights onto the target's.
-          Table 1 compares pose-to-frame only, + temporal smoothing, + face GAN by SSIM and LPIPS on held-out
-          target frames, and by the distance between the input pose and the pose detected in the output.
+Paper:    a pose stick figure → video frame GAN (pix2pixHD's global generator, multi-scale patch
+discriminators,
+          LSGAN + feature matching + VGG perceptual losses); temporal smoothing: frame t is generated from
+          pose t and the generated frame t − 1, and the discriminator judges pairs of consecutive frames; a
+          face GAN then adds a residual to a crop around the face, trained after the body generator is frozen;
+          for transfer, a global pose normalisation maps the source's ankle positions and heights onto the
+          target's. Table 1 compares pose-to-frame only, + temporal smoothing, + face GAN by SSIM and LPIPS on
+          held-out target frames, and by the distance between the input pose and the pose detected in the
+          output.
 Faithful: that generator (reflection-padded 7×7 stem, strided downsampling, residual blocks, transposed
-          upsampling, instance norm), discriminators and losses (λ_FM = λ_VGG = 10, Adam 2e-4, β₁ 0.5, linear decay
-          over the second half), the frame-by-frame model trained beside the temporal one on the same batches, the
-          face GAN as a second stage (`face_after_step`) on the frozen temporal generator, the normalisation's
-          formulas; SSIM (torchmetrics) for the three variants and on the face crop, flicker (the frame-to-frame
-          change that differs from the real video's), LPIPS and pose distance (Keypoint R-CNN standing in for
-          OpenPose) where their weights are available (`lpips`, `pose_distance`).
-Differs:  without ImageNet VGG-19 weights (`pretrained: false`, smoke) the perceptual term is an L1 term on the
-          pixels; the paper's face crop is 128 px of a 512 px frame, here `face_fraction` of the frame resized to
-          `face_size`. The paper's videos are not public: no claim is judged (dataset_is_the_papers is False).
+          upsampling, instance norm), discriminators and losses (λ_FM = λ_VGG = 10, Adam 2e-4, β₁ 0.5, linear
+          decay over the second half), the frame-by-frame model trained beside the temporal one on the same
+          batches, the face GAN as a second stage (`face_after_step`) on the frozen temporal generator, the
+          normalisation's formulas; SSIM (torchmetrics) for the three variants and on the face crop, flicker
+          (the frame-to-frame change that differs from the real video's), LPIPS and pose distance (Keypoint
+          R-CNN standing in for OpenPose) where their weights are available (`lpips`, `pose_distance`).
+Differs:  without ImageNet VGG-19 weights (`pretrained: false`, smoke) the perceptual term is an L1 term on
+the
+          pixels; the paper's face crop is 128 px of a 512 px frame, here `face_fraction` of the frame resized
+          to `face_size`. The paper's videos are not public: no claim is judged (dataset_is_the_papers is
+          False).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Gt
+from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
 from datamodules.dance import render_pose
-from lightning_modules.paper import Paper
+from lightning_modules.paper import Mode, Paper
 
 PAPER = Paper(
     key="everybody_dance_now",
@@ -131,7 +136,8 @@ def adversarial(scores: list[list[Tensor]], real: bool) -> Tensor:
 
 
 def feature_matching(fake: list[list[Tensor]], real: list[list[Tensor]]) -> Tensor:
-    """pix2pixHD's weights: 4 / (layers + 1) per layer, averaged over scales; the real features are constants."""
+    """pix2pixHD's weights: 4 / (layers + 1) per layer, averaged over scales; the real features are
+    constants."""
     weight = 4.0 / (len(fake[0]) - 1) / len(fake)
     return weight * sum(
         F.l1_loss(f, r.detach()) for fs, rs in zip(fake, real) for f, r in zip(fs[:-1], rs[:-1])
@@ -139,7 +145,8 @@ def feature_matching(fake: list[list[Tensor]], real: list[list[Tensor]]) -> Tens
 
 
 class Perceptual(nn.Module):
-    """pix2pixHD's VGG loss (relu1_1 … relu5_1, weights 1/32 … 1); with random weights, an L1 on the pixels."""
+    """pix2pixHD's VGG loss (relu1_1 … relu5_1, weights 1/32 … 1); with random weights, an L1 on the
+    pixels."""
 
     def __init__(self, pretrained: bool):
         super().__init__()
@@ -163,7 +170,8 @@ class Perceptual(nn.Module):
 def pose_statistics(keypoints: np.ndarray, near: float = 0.05) -> dict[str, float]:
     """A video's closest and farthest ankle heights (image y) and the tallest figure within `near` of each.
 
-    keypoints (frames, 17, 3) in pixels; a figure's height runs from its highest head point to its lower ankle.
+    keypoints (frames, 17, 3) in pixels; a figure's height runs from its highest head point to its lower
+    ankle.
     """
     ankle = keypoints[:, ANKLES, 1].max(1)
     height = ankle - keypoints[:, HEAD, 1].min(1)
@@ -208,40 +216,48 @@ def crop(images: Tensor, boxes, out: int) -> Tensor:
     return torch.cat(
         [
             F.interpolate(
-                im[None, :, t : t + s, l : l + s], size=(out, out), mode="bilinear", align_corners=False
+                im[None, :, top : top + s, left : left + s],
+                size=(out, out),
+                mode="bilinear",
+                align_corners=False,
             )
-            for im, (t, l, s) in zip(images, boxes)
+            for im, (top, left, s) in zip(images, boxes)
         ]
     )
 
 
 def paste(images: Tensor, faces: Tensor, boxes) -> Tensor:
     out = images.clone()
-    for i, (t, l, s) in enumerate(boxes):
-        out[i, :, t : t + s, l : l + s] = F.interpolate(
+    for i, (top, left, s) in enumerate(boxes):
+        out[i, :, top : top + s, left : left + s] = F.interpolate(
             faces[i : i + 1], size=(s, s), mode="bilinear", align_corners=False
         )[0]
     return out
 
 
 class EverybodyDanceNow(pl.LightningModule):
-    """Batches: poses (B, 2, 3, S, S), frames (B, 2, 3, S, S) in [0, 1], keypoints (B, 2, 17, 3); index 0 is t − 1."""
+    """Batches: poses (B, 2, 3, S, S), frames (B, 2, 3, S, S) in [0, 1], keypoints (B, 2, 17, 3); index 0 is t
+    − 1."""
 
     paper = PAPER
     exportable = False  # three generators and a face stage: the checkpoint is the model
 
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return ("val/ssim_full", "max")
+
     def __init__(
         self,
         *,
-        ngf: Annotated[int, Gt(0)] = 64,
-        downsamplings: Annotated[int, Gt(0)] = 4,
-        blocks: Annotated[int, Gt(0)] = 9,
-        ndf: Annotated[int, Gt(0)] = 64,
-        scales: Annotated[int, Gt(0)] = 3,
-        face_fraction: Annotated[float, Gt(0)] = 0.25,
-        face_size: Annotated[int, Gt(0)] = 128,
-        face_after_step: Annotated[int, Gt(0)] = 100_000,
-        lr: Annotated[float, Gt(0)] = 2e-4,
+        ngf: PositiveInt = 64,
+        downsamplings: PositiveInt = 4,
+        blocks: PositiveInt = 9,
+        ndf: PositiveInt = 64,
+        scales: PositiveInt = 3,
+        face_fraction: PositiveFloat = 0.25,
+        face_size: PositiveInt = 128,
+        face_after_step: PositiveInt = 100_000,
+        lr: PositiveFloat = 2e-4,
         lambda_fm: float = 10.0,
         lambda_perceptual: float = 10.0,
         pretrained: bool = True,
@@ -266,10 +282,10 @@ class EverybodyDanceNow(pl.LightningModule):
             }
         )
         self.perceptual = Perceptual(pretrained)
-        self.monitor = ("val/ssim_full", "max")
 
     def generate(self, poses: Tensor) -> dict[str, Tensor]:
-        """Frames t − 1 and t of the frame-by-frame and the temporal model, in [0, 1]: (B, 2, 3, S, S) each."""
+        """Frames t − 1 and t of the frame-by-frame and the temporal model, in [0, 1]: (B, 2, 3, S, S)
+        each."""
         x = poses * 2 - 1
         frame = torch.stack([self.generators["frame"](x[:, i]) for i in (0, 1)], 1)
         previous = self.generators["temporal"](
@@ -333,7 +349,8 @@ class EverybodyDanceNow(pl.LightningModule):
         )
 
     def outputs(self, batch) -> dict[str, Tensor]:
-        """Frames t − 1 and t of the three variants (the full model pastes the refined face into the temporal one)."""
+        """Frames t − 1 and t of the three variants (the full model pastes the refined face into the temporal
+        one)."""
         poses, frames, keypoints = batch
         made = self.generate(poses)
         refined, _, boxes = self.face(poses, made["temporal"][:, 1], keypoints)
@@ -346,7 +363,8 @@ class EverybodyDanceNow(pl.LightningModule):
         real_change = frames[:, 1] - frames[:, 0]
         for name, video in made.items():
             self.log(f"{stage}/ssim_{name}", ssim(video[:, 1], frames[:, 1], data_range=1.0), batch_size=n)
-            # Flicker: how much the frame-to-frame change differs from the real video's (0 for a perfect video).
+            # Flicker: how much the frame-to-frame change differs from the real video's (0 for a perfect
+            # video).
             self.log(
                 f"{stage}/flicker_{name}",
                 (video[:, 1] - video[:, 0] - real_change).abs().mean(),
@@ -396,7 +414,8 @@ class EverybodyDanceNow(pl.LightningModule):
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:
-        """Held-out target frames (pose, three variants, truth) and the source dancer's normalised poses transferred."""
+        """Held-out target frames (pose, three variants, truth) and the source dancer's normalised poses
+        transferred."""
         import matplotlib.pyplot as plt
 
         self.eval()
@@ -419,7 +438,8 @@ class EverybodyDanceNow(pl.LightningModule):
         return {"frames": figure}
 
     def transfer(self, data, count: int) -> tuple[Tensor, Tensor, Tensor]:
-        """The source dancer's frames, their poses normalised onto the target's (§3.3) and the generated target."""
+        """The source dancer's frames, their poses normalised onto the target's (§3.3) and the generated
+        target."""
         target = torch.cat([k[:, 1] for _, _, k in data.memory_loader("train")]).numpy()
         source = [batch for batch in data.source_loader()]  # in memory: decoded once
         every_source = torch.cat([k[:, 1] for _, _, k in source]).numpy()
@@ -437,7 +457,8 @@ class EverybodyDanceNow(pl.LightningModule):
 
 
 def pose_distance(images: Tensor, keypoints: Tensor) -> Tensor:
-    """Mean pixel distance between the input keypoints and those Keypoint R-CNN finds in the generated frames."""
+    """Mean pixel distance between the input keypoints and those Keypoint R-CNN finds in the generated
+    frames."""
     from datamodules.dance import detect_poses
 
     found = torch.tensor(

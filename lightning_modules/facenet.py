@@ -1,13 +1,14 @@
-"""FaceNet: A Unified Embedding for Face Recognition and Clustering (Schroff, Kalenichenko & Philbin, CVPR 2015,
-arXiv:1503.03832).
+"""FaceNet: A Unified Embedding for Face Recognition and Clustering (Schroff, Kalenichenko & Philbin, CVPR
+2015, arXiv:1503.03832).
 
-Paper:    a CNN maps a face to a 128-d unit vector; a triplet loss pulls an anchor's own faces within a margin α
+Paper:    a CNN maps a face to a 128-d unit vector; a triplet loss pulls an anchor's own faces within a margin
+α
           of it and pushes others beyond; triplets are mined online, with semi-hard negatives, inside large
           batches of many faces per identity; verification thresholds the squared distance.
 Faithful: 128-d L2-normalised embedding; triplet loss on squared distances with α = 0.2; every anchor-positive
-          pair of a batch with a semi-hard negative d(a,p) < d(a,n) < d(a,p) + α (the nearest such); batches of
-          P identities × K faces; AdaGrad; LFW's 10-fold protocol (threshold chosen on nine folds, applied to
-          the tenth), accuracy as mean ± standard deviation; the fixed-centre-crop evaluation variant.
+          pair of a batch with a semi-hard negative d(a,p) < d(a,n) < d(a,p) + α (the nearest such); batches
+          of P identities × K faces; AdaGrad; LFW's 10-fold protocol (threshold chosen on nine folds, applied
+          to the tenth), accuracy as mean ± standard deviation; the fixed-centre-crop evaluation variant.
 Differs:  the backbone is torchvision's GoogLeNet (Inception v1, close to NN2's 7.5M parameters) or, for smoke
           runs, a small CNN; training uses LFW identities disjoint from the test pairs instead of the paper's
           private 100-200M-image set, so results are `not_comparable` even on real LFW. Where a batch has no
@@ -16,17 +17,18 @@ Differs:  the backbone is torchvision's GoogLeNet (Inception v1, close to NN2's 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Gt
+from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 from torchvision.models import googlenet
 
 from datamodules.episodes import Episode
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
     key="facenet",
@@ -58,7 +60,8 @@ def squared_distances(embeddings: Tensor) -> Tensor:
 
 
 def semi_hard_triplets(embeddings: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(anchor, positive, negative) indices: every positive pair, with its nearest semi-hard negative (§3.2)."""
+    """(anchor, positive, negative) indices: every positive pair, with its nearest semi-hard negative
+    (§3.2)."""
     d = squared_distances(embeddings)
     same = labels[:, None] == labels[None, :]
     anchors, positives = torch.nonzero(
@@ -96,16 +99,20 @@ def ten_fold_accuracy(distances: Tensor, same: Tensor, folds: Tensor) -> tuple[T
 
 class FaceNet(pl.LightningModule):
     paper = PAPER
-    monitor = ("val/lfw_acc", "max")
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return ("val/lfw_acc", "max")
 
     def __init__(
         self,
         *,
         backbone: Literal["googlenet", "small"] = "googlenet",
-        embedding: Annotated[int, Gt(0)] = 128,
-        margin: Annotated[float, Gt(0)] = 0.2,
-        lr: Annotated[float, Gt(0)] = 0.05,
-        image_size: Annotated[int, Gt(0)] = 160,
+        embedding: PositiveInt = 128,
+        margin: PositiveFloat = 0.2,
+        lr: PositiveFloat = 0.05,
+        image_size: PositiveInt = 160,
     ):
         super().__init__()
         self.save_hyperparameters()

@@ -1,28 +1,32 @@
-"""Using Fast Weights to Attend to the Recent Past (Ba, Hinton, Mnih, Leibo & Ionescu, NeurIPS 2016, arXiv:1610.06258).
+"""Using Fast Weights to Attend to the Recent Past (Ba, Hinton, Mnih, Leibo & Ionescu, NeurIPS 2016,
+arXiv:1610.06258).
 
-Paper:    besides slow weights W, C a recurrent net keeps fast weights A(t) = λA(t−1) + η h(t)h(t)ᵀ, a decaying
+Paper:    besides slow weights W, C a recurrent net keeps fast weights A(t) = λA(t−1) + η h(t)h(t)ᵀ, a
+decaying
           outer-product memory of recent hidden states; each step runs S inner iterations
           h_{s+1}(t+1) = f(LN[W h(t) + C x(t) + A(t) h_s(t+1)]) starting from h_0(t+1) = f(W h(t) + C x(t)).
 Faithful: that cell with λ = 0.95, η = 0.5, S = 1, layer normalisation in the inner loop, ReLU; A reset for
           every sequence and never learned; the IRNN (identity-initialised ReLU RNN) and LSTM baselines at the
           same hidden size R; one-hot characters in, a softmax over the ten digits out; Adam.
-Differs:  the A-LSTM baseline is not included; all nets of the table train in one run on the same batches; the paper's learning rate and schedule are not in
+Differs:  the A-LSTM baseline is not included; all nets of the table train in one run on the same batches; the
+paper's learning rate and schedule are not in
           paper-claims.md, so Adam's are params.yaml values. On the generated task results are comparable.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Gt
+from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from datamodules.associative_retrieval import VOCABULARY
 from lightning_modules.common import curves_figure
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
     key="fast_weights",
@@ -68,8 +72,9 @@ class FastWeightsCell(nn.Module):
     def forward(self, x: Tensor, keep_fast_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
         """(B, T, inputs) → the last hidden state (B, R), and every A(t) if asked (for tests).
 
-        A(t) = η Σ_τ λ^(t−τ) h(τ)h(τ)ᵀ is never built: A(t)h = η Σ_τ λ^(t−τ) h(τ) ⟨h(τ), h⟩ (the paper's §3.1),
-        which costs O(t·R) per inner step instead of O(R²), and needs no (B, R, R) tensor per time step.
+        A(t) = η Σ_τ λ^(t−τ) h(τ)h(τ)ᵀ is never built: A(t)h = η Σ_τ λ^(t−τ) h(τ) ⟨h(τ), h⟩ (the paper's
+        §3.1), which costs O(t·R) per inner step instead of O(R²), and needs no (B, R, R) tensor per time
+        step.
         """
         h = x.new_zeros(x.shape[0], self.hidden)
         history, kept = [], []
@@ -133,16 +138,22 @@ class FastWeights(pl.LightningModule):
     """
 
     paper = PAPER
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        # the best checkpoint is the best for the table as a whole
+        return ("val/err_mean", "min")
 
     def __init__(
         self,
         *,
         models: tuple[Literal["fast_weights", "lstm", "irnn"], ...] = ("fast_weights", "lstm", "irnn"),
-        hidden: tuple[Annotated[int, Gt(0)], ...] = (20, 50, 100),
-        lam: Annotated[float, Gt(0)] = 0.95,
-        eta: Annotated[float, Gt(0)] = 0.5,
-        steps: Annotated[int, Gt(0)] = 1,
-        lr: Annotated[float, Gt(0)] = 1e-3,
+        hidden: tuple[PositiveInt, ...] = (20, 50, 100),
+        lam: PositiveFloat = 0.95,
+        eta: PositiveFloat = 0.5,
+        steps: PositiveInt = 1,
+        lr: PositiveFloat = 1e-3,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -157,7 +168,6 @@ class FastWeights(pl.LightningModule):
                 for r in hidden
             }
         )
-        self.monitor = ("val/err_mean", "min")  # the best checkpoint is the best for the table as a whole
         self.example_input_array = torch.zeros(2, 11, dtype=torch.long)
 
     def forward(self, tokens: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
-"""Fully Convolutional Networks for Semantic Segmentation (Long, Shelhamer & Darrell, CVPR 2015, arXiv:1411.4038).
+"""Fully Convolutional Networks for Semantic Segmentation (Long, Shelhamer & Darrell, CVPR 2015,
+arXiv:1411.4038).
 
 Paper:    VGG-16 with its fully connected layers cast as convolutions (fc6 7×7, fc7 1×1) scores a coarse map;
           transposed convolutions upsample it to the input. Skips add finer predictions: FCN-16s fuses a score
@@ -20,12 +21,13 @@ Differs:  smoke runs train from random initialisation on a CPU: `width` < 1 thin
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Ge, Gt
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, conint
 from torch import Tensor, nn
 from torchvision.models import VGG16_Weights, vgg16
 
@@ -35,7 +37,7 @@ from lightning_modules.common import (
     segmentation_scores,
     thin_vgg16,
 )
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 Variant = Literal["32s", "16s", "8s"]
 PAPER = Paper(
@@ -67,7 +69,8 @@ IGNORE = 255
 
 
 def bilinear_kernel(channels: int, size: int) -> Tensor:
-    """Weights making a (channels → channels) transposed convolution bilinear upsampling (FCN's surgery.py)."""
+    """Weights making a (channels → channels) transposed convolution bilinear upsampling (FCN's
+    surgery.py)."""
     factor = (size + 1) // 2
     centre = factor - 1 if size % 2 else factor - 0.5
     ramp = 1 - (torch.arange(size, dtype=torch.float32) - centre).abs() / factor
@@ -161,19 +164,24 @@ class FCNVGG16(nn.Module):
 
 class FCN(SegmentationEvaluation, pl.LightningModule):
     paper = PAPER
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return ("val/stage_and_mean_iu", "max")
 
     def __init__(
         self,
         *,
-        classes: Annotated[int, Gt(1)] = 21,
+        classes: conint(gt=1) = 21,
         stages: tuple[Variant, ...] = ("32s", "16s", "8s"),
-        stage_steps: tuple[Annotated[int, Ge(0)], ...] = (),
+        stage_steps: tuple[NonNegativeInt, ...] = (),
         pretrained: bool = False,
-        width: Annotated[float, Gt(0)] = 1.0,
+        width: PositiveFloat = 1.0,
         batch_norm: bool = False,
-        lr: Annotated[float, Gt(0)] = 1e-10,
-        momentum: Annotated[float, Ge(0)] = 0.99,
-        weight_decay: Annotated[float, Ge(0)] = 5e-4,
+        lr: PositiveFloat = 1e-10,
+        momentum: NonNegativeFloat = 0.99,
+        weight_decay: NonNegativeFloat = 5e-4,
     ):
         super().__init__()
         if len(stage_steps) != len(stages) - 1 or list(stage_steps) != sorted(stage_steps):
@@ -184,14 +192,15 @@ class FCN(SegmentationEvaluation, pl.LightningModule):
         self.save_hyperparameters()
         self.net = FCNVGG16(classes, pretrained, width, batch_norm)
         self.scores = segmentation_scores(classes, IGNORE)
-        # Stage index + mean IU: the best checkpoint is the best one of the latest stage, as the paper takes each
-        # stage's net to start the next and reports the last (a key per stage would be missing in the others).
-        self.monitor = ("val/stage_and_mean_iu", "max")
+        # Stage index + mean IU: the best checkpoint is the best one of the latest stage, as the paper takes
+        # each stage's net to start the next and reports the last (a key per stage would be missing in the
+        # others).
         self.example_input_array = torch.zeros(2, 3, 64, 64)
 
     @property
     def variant(self) -> Variant:
-        """The stage the run is in: training walks through `stages`; evaluation uses the last stage reached."""
+        """The stage the run is in: training walks through `stages`; evaluation uses the last stage
+        reached."""
         step = self.global_step if self._trainer is not None else 0
         if self._trainer is not None and not self.trainer.training and self.trainer.state.fn != "fit":
             return self.hparams.stages[-1]
@@ -212,8 +221,9 @@ class FCN(SegmentationEvaluation, pl.LightningModule):
         return loss
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        # Each stage is a new net initialised from the last one's weights (§4.2): its solver starts without the
-        # previous stage's momentum, which at 0.99 would otherwise carry ~100 steps of the old net's gradients.
+        # Each stage is a new net initialised from the last one's weights (§4.2): its solver starts without
+        # the previous stage's momentum, which at 0.99 would otherwise carry ~100 steps of the old net's
+        # gradients.
         if self.global_step in self.hparams.stage_steps:
             for optimizer in self.trainer.optimizers:
                 for state in optimizer.state.values():

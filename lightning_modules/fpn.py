@@ -17,10 +17,8 @@ Differs:  smoke runs sample 64 RoIs per image (at 512 they are most of a CPU ste
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import torch
-from annotated_types import Ge, Gt
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from torchvision.models import ResNet50_Weights
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
@@ -35,7 +33,8 @@ PAPER = Paper(
     year=2017,
     arxiv="1612.03144",
     dataset="coco",
-    claims=(  # Table 3 (Faster R-CNN + FPN, ResNet-50, COCO minival) and Table 1 (RPN AR1k); fractions, verify
+    # Table 3 (Faster R-CNN + FPN, ResNet-50, COCO minival) and Table 1 (RPN AR1k); fractions, verify
+    claims=(
         Claim("test/box_ap_fpn", claimed=0.339, source="Table 3 (c)", tolerance=0.01),
         Claim("test/box_ap50_fpn", claimed=0.569, source="Table 3 (c)", tolerance=0.01),
         Claim("test/rpn_ar1000_fpn", claimed=0.563, source="Table 1 (c)", tolerance=0.01),
@@ -49,15 +48,15 @@ class FPN(TorchvisionDetector):
     def __init__(
         self,
         *,
-        num_classes: Annotated[int, Gt(0)] = 80,
+        num_classes: PositiveInt = 80,
         pretrained: bool = False,
-        min_size: Annotated[int, Gt(0)] = 800,
-        max_size: Annotated[int, Gt(0)] = 1333,
-        roi_batch: Annotated[int, Gt(0)] = 512,
-        lr: Annotated[float, Gt(0)] = 0.02,
-        momentum: Annotated[float, Ge(0)] = 0.9,
-        weight_decay: Annotated[float, Ge(0)] = 1e-4,
-        warmup_steps: Annotated[int, Ge(0)] = 500,
+        min_size: PositiveInt = 800,
+        max_size: PositiveInt = 1333,
+        roi_batch: PositiveInt = 512,
+        lr: PositiveFloat = 0.02,
+        momentum: NonNegativeFloat = 0.9,
+        weight_decay: NonNegativeFloat = 1e-4,
+        warmup_steps: NonNegativeInt = 500,
         milestones: tuple[int, ...] = (60_000,),
     ):
         super().__init__()

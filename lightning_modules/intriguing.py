@@ -4,7 +4,8 @@ ICLR 2014, arXiv:1312.6199).
 Paper:    for every image x and target label l ≠ f(x) there is a small r with f(x + r) = l: minimise
           c·|r| + loss_f(x + r, l) subject to x + r ∈ [0, 1] with box-constrained L-BFGS, line-searching the
           largest c (smallest |r|) that still reaches l. Such examples transfer to other models.
-Faithful: the MNIST models of Table 1 (FC10 softmax with weight decay λ, FC100-100-10, FC200-200-10, AE400-10);
+Faithful: the MNIST models of Table 1 (FC10 softmax with weight decay λ, FC100-100-10, FC200-200-10,
+AE400-10);
           SciPy's L-BFGS-B for the box constraint; distortion sqrt(Σr²/n); a second model (a different
           architecture, trained on the same batches) that the adversarial examples are transferred to.
 Differs:  AE400-10's autoencoder is trained jointly with its classifier rather than first; the c search is
@@ -15,17 +16,18 @@ Differs:  AE400-10's autoencoder is trained jointly with its classifier rather t
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Gt
+from pydantic import PositiveFloat, PositiveInt
 from scipy.optimize import minimize
 from torch import Tensor, nn
 
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
     key="intriguing",
@@ -123,6 +125,11 @@ def adversarial(
 
 class Intriguing(pl.LightningModule):
     paper = PAPER
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return (f"val/err_{hparams['model']}", "min")
 
     def __init__(
         self,
@@ -130,14 +137,13 @@ class Intriguing(pl.LightningModule):
         model: Model = "fc100_100_10",
         transfer_model: Model = "fc200_200_10",
         weight_decay: float = 1e-4,
-        lr: Annotated[float, Gt(0)] = 0.1,
+        lr: PositiveFloat = 0.1,
         momentum: float = 0.9,
-        adversarial_images: Annotated[int, Gt(0)] = 100,
+        adversarial_images: PositiveInt = 100,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.net, self.other = Classifier(model), Classifier(transfer_model)
-        self.monitor = (f"val/err_{model}", "min")
         self.example_input_array = torch.zeros(2, 1, 28, 28)
         self.found: list[tuple[Tensor, Tensor, int, int]] = []
 
@@ -210,7 +216,8 @@ class Intriguing(pl.LightningModule):
         )
 
     def figures(self, data, history: dict) -> dict:
-        """Originals, adversarial examples and their perturbation magnified ×10 (the paper's Fig. 5 layout)."""
+        """Originals, adversarial examples and their perturbation magnified ×10 (the paper's Fig. 5
+        layout)."""
         import matplotlib.pyplot as plt
 
         shown = [(x, a, y, t) for x, a, y, t in self.found if a is not None][:8]

@@ -1,11 +1,11 @@
-"""One-shot Learning with Memory-Augmented Neural Networks (Santoro, Bartunov, Botvinick, Wierstra & Lillicrap,
-ICML 2016, arXiv:1605.06065).
+"""One-shot Learning with Memory-Augmented Neural Networks (Santoro, Bartunov, Botvinick, Wierstra &
+Lillicrap, ICML 2016, arXiv:1605.06065).
 
 Paper:    an LSTM controller reads and writes an external memory with Least Recently Used Access (LRUA). Each
           step sees an image and the *previous* step's label, so a class's first instance must be guessed and
           later ones can be recalled by content. Read weights are a softmax over cosine similarities of a key
-          with every memory row; usage w_u ← γ w_u + w_r + w_w; writes go to the last read locations or to
-          the least-used one, w_w = σ(α) w_r(t−1) + (1 − σ(α)) w_lu(t−1), and the least-used row is zeroed first.
+          with every memory row; usage w_u ← γ w_u + w_r + w_w; writes go to the last read locations or to the
+          least-used one, w_w = σ(α) w_r(t−1) + (1 − σ(α)) w_lu(t−1), and the least-used row is zeroed first.
 Faithful: controller LSTM of 200 units, memory 128 × 40, 4 read heads, γ = 0.95; episodes of 5 (or 15)
           classes × 10 instances with labels shuffled per episode; labels as one-hot vectors or as
           5-character strings over a 5-letter alphabet; accuracy by instance number (Table 1); an LSTM
@@ -18,17 +18,18 @@ Differs:  no rotation/translation augmentation of the 20×20 images; the 5-chara
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Gt, Lt
+from pydantic import PositiveFloat, PositiveInt, confloat, conint
 from torch import Tensor, nn
 
 from datamodules.episodes import Sequence
 from lightning_modules.common import curves_figure
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 INSTANCES = (1, 2, 3, 4, 5, 10)  # the columns of Table 1
 ORDINALS = {1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 5: "5th", 10: "10th"}
@@ -54,7 +55,8 @@ PAPER = Paper(
         }.items()
         for n, acc in zip(INSTANCES, row)
     ),
-    primary_metric="test/acc_mann_5way_inst10",  # the 1st instance is a guess by construction; the 10th is the skill
+    # the 1st instance is a guess by construction; the 10th is the skill
+    primary_metric="test/acc_mann_5way_inst10",
 )
 CODE_LENGTH, CODE_LETTERS = 5, 5  # "strings of 5 characters over 5 letters" (§4.1)
 
@@ -177,21 +179,33 @@ def string_codes(classes: int) -> Tensor:
     return F.one_hot(letters, CODE_LETTERS).flatten(1).float()
 
 
+def setting(classes: int, labels: str) -> str:
+    """The setting metric names carry: a 15-class string-label run is never judged against the 5-class
+    claims."""
+    return f"{classes}way" + ("_string" if labels == "string" else "")
+
+
 class MANN(pl.LightningModule):
     paper = PAPER
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        # recall after one sight: what memory is for
+        return (f"val/acc_mann_{setting(hparams['classes'], hparams['labels'])}_inst2", "max")
 
     def __init__(
         self,
         *,
-        classes: Annotated[int, Gt(1)] = 5,
+        classes: conint(gt=1) = 5,
         labels: Literal["one_hot", "string"] = "one_hot",
-        image_size: Annotated[int, Gt(0)] = 20,
-        controller: Annotated[int, Gt(0)] = 200,
-        slots: Annotated[int, Gt(0)] = 128,
-        width: Annotated[int, Gt(0)] = 40,
-        heads: Annotated[int, Gt(0)] = 4,
-        gamma: Annotated[float, Gt(0), Lt(1)] = 0.95,
-        lr: Annotated[float, Gt(0)] = 1e-3,
+        image_size: PositiveInt = 20,
+        controller: PositiveInt = 200,
+        slots: PositiveInt = 128,
+        width: PositiveInt = 40,
+        heads: PositiveInt = 4,
+        gamma: confloat(gt=0, lt=1) = 0.95,
+        lr: PositiveFloat = 1e-3,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -209,12 +223,7 @@ class MANN(pl.LightningModule):
                 "lstm": LSTMBaseline(inputs, outputs, controller=controller),
             }
         )
-        # Metric names carry the setting: a 15-class string-label run is never judged against the 5-class claims.
-        self.setting = f"{classes}way" + ("_string" if labels == "string" else "")
-        self.monitor = (
-            f"val/acc_mann_{self.setting}_inst2",
-            "max",
-        )  # recall after one sight: what memory is for
+        self.setting = setting(classes, labels)
         self.example_input_array = (
             torch.zeros(2, 10, 1, image_size, image_size),
             torch.zeros(2, 10, dtype=torch.long),

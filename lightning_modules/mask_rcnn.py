@@ -1,9 +1,10 @@
 """Mask R-CNN (He, Gkioxari, Dollár & Girshick, ICCV 2017, arXiv:1703.06870).
 
-Paper:    Faster R-CNN with FPN plus a mask branch: for each RoI, a small FCN predicts one 28×28 mask per class
-          with a per-pixel sigmoid; the loss is the binary cross-entropy of the ground-truth class's mask only,
-          so masks do not compete across classes (classification is left to the box head). RoIAlign samples
-          the features bilinearly at unquantised RoI coordinates.
+Paper:    Faster R-CNN with FPN plus a mask branch: for each RoI, a small FCN predicts one 28×28 mask per
+class
+          with a per-pixel sigmoid; the loss is the binary cross-entropy of the ground-truth class's mask
+          only, so masks do not compete across classes (classification is left to the box head). RoIAlign
+          samples the features bilinearly at unquantised RoI coordinates.
 Faithful: torchvision's Mask R-CNN ResNet-50-FPN (RoIAlign from torchvision.ops, the 4-conv mask head with a
           deconvolution to 28×28, per-class sigmoid masks, maskrcnn_loss on the true class), L = L_cls + L_box
           + L_mask over 512 sampled RoIs per image (`roi_batch`), 800-pixel short side, SGD lr 0.02 (÷10 at
@@ -15,9 +16,7 @@ Differs:  smoke runs sample 64 RoIs per image, which is most of a CPU step's cos
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from annotated_types import Ge, Gt
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from torchvision.models import ResNet50_Weights
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
@@ -45,15 +44,15 @@ class MaskRCNN(TorchvisionDetector):
     def __init__(
         self,
         *,
-        num_classes: Annotated[int, Gt(0)] = 80,
+        num_classes: PositiveInt = 80,
         pretrained: bool = False,
-        min_size: Annotated[int, Gt(0)] = 800,
-        max_size: Annotated[int, Gt(0)] = 1333,
-        roi_batch: Annotated[int, Gt(0)] = 512,
-        lr: Annotated[float, Gt(0)] = 0.02,
-        momentum: Annotated[float, Ge(0)] = 0.9,
-        weight_decay: Annotated[float, Ge(0)] = 1e-4,
-        warmup_steps: Annotated[int, Ge(0)] = 500,
+        min_size: PositiveInt = 800,
+        max_size: PositiveInt = 1333,
+        roi_batch: PositiveInt = 512,
+        lr: PositiveFloat = 0.02,
+        momentum: NonNegativeFloat = 0.9,
+        weight_decay: NonNegativeFloat = 1e-4,
+        warmup_steps: NonNegativeInt = 500,
         milestones: tuple[int, ...] = (120_000, 160_000),
     ):
         super().__init__()

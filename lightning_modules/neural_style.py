@@ -18,16 +18,17 @@ Differs:  without ImageNet weights (smoke) the features are those of a randomly 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from annotated_types import Gt
+from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 from torchvision.models import VGG19_Weights, vgg19
 
 from lightning_modules.common import SameStepForValAndTest
-from lightning_modules.paper import Paper
+from lightning_modules.paper import Mode, Paper
 
 PAPER = Paper(
     key="neural_style",
@@ -99,22 +100,25 @@ class NeuralStyle(SameStepForValAndTest, pl.LightningModule):
     paper = PAPER
     exportable = False  # the "model" is its images, logged as pictures; there is no network to serve
 
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return ("val/total_loss", "min")
+
     def __init__(
         self,
         *,
-        num_classes: Annotated[int, Gt(0)] = 1,
-        size: Annotated[int, Gt(0)] = 512,
-        ratio: Annotated[float, Gt(0)] = 1e-3,
+        num_classes: PositiveInt = 1,
+        size: PositiveInt = 512,
+        ratio: PositiveFloat = 1e-3,
         init: Literal["noise", "content"] = "noise",
         pretrained: bool = False,
-        lr: Annotated[float, Gt(0)] = 1.0,
-        iterations_per_step: Annotated[int, Gt(0)] = 20,
+        lr: PositiveFloat = 1.0,
+        iterations_per_step: PositiveInt = 20,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.vgg = VGGFeatures(pretrained)
         self.images = nn.Parameter(torch.rand(num_classes, 3, size, size))  # white noise, as the paper
-        self.monitor = ("val/total_loss", "min")
         self.register_buffer("initialised", torch.tensor(init == "noise"))  # in the checkpoint: done once
 
     def losses(self, batch) -> dict[str, Tensor]:
@@ -171,8 +175,8 @@ class NeuralStyle(SameStepForValAndTest, pl.LightningModule):
         self.log_dict({f"{stage}/{k}": v for k, v in self.losses(batch).items()}, batch_size=len(batch[0]))
 
     def configure_optimizers(self):
-        # No early stop on small gradients: the loss's scale depends on the VGG weights (tiny for random ones),
-        # so every step runs its `iterations_per_step` L-BFGS iterations.
+        # No early stop on small gradients: the loss's scale depends on the VGG weights (tiny for random
+        # ones), so every step runs its `iterations_per_step` L-BFGS iterations.
         return torch.optim.LBFGS(
             [self.images],
             lr=self.hparams.lr,

@@ -1,11 +1,15 @@
-"""Claims as data: what each paper reports, and the one verdict function that judges a result against it."""
+"""Claims as data: what each paper reports, the one verdict function that judges a result against it, and the
+contract every paper's LightningModule class meets (`PaperModule`), which is all the verbs read of a paper."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 Status = Literal["reproduced", "not_reproduced", "not_comparable"]
+Mode = Literal["min", "max"]
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,9 @@ class Claim:
     higher_is_better: bool = True
     row: str | None = None  # the claim's cell in its source table ("lstm", "R=20"), for the report's grid
     column: str | None = None
+    # True once the number was checked against the paper's own text (the table or figure `source` names);
+    # False where it was carried over from a summary and awaits that check. The report shows which.
+    verified: bool = True
 
     def verdict(self, reproduced: float | None, comparable: bool) -> Status:
         """A result on other data or another recipe is never judged against the paper's number.
@@ -47,3 +54,35 @@ class Paper:
     def primary(self) -> Claim:
         """The claim that ranks models of this paper (best checkpoint, champion in the registry)."""
         return next((c for c in self.claims if c.metric == self.primary_metric), self.claims[0])
+
+
+@runtime_checkable
+class PaperModule(Protocol):
+    """What the tooling reads from a paper's LightningModule class, all of it without building the model.
+
+    A paper class may also define `figures(self, data, history) -> dict[str, Figure]`: pictures evaluate logs.
+    """
+
+    paper: ClassVar[Paper]  # the publication: title, claims
+    exportable: ClassVar[bool]  # torch.export can capture the net; False: the checkpoint is the model
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        """The validation metric best.ckpt tracks for this recipe (every hparam, defaults included)."""
+        ...
+
+
+def with_defaults(cls: type, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Every keyword argument of `cls.__init__`: the signature's defaults, then the recipe's values over
+    them."""
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and p.default is not p.empty
+    }
+    return {**defaults, **hparams}
+
+
+def monitor(cls: type[PaperModule], hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+    """The monitored metric of `cls` for a recipe that names only some hparams."""
+    return cls.monitor(with_defaults(cls, hparams))

@@ -1,5 +1,5 @@
-"""Conditional Image Generation with PixelCNN Decoders (van den Oord, Kalchbrenner, Vinyals, Espeholt, Graves &
-Kavukcuoglu, NeurIPS 2016, arXiv:1606.05328).
+"""Conditional Image Generation with PixelCNN Decoders (van den Oord, Kalchbrenner, Vinyals, Espeholt, Graves
+& Kavukcuoglu, NeurIPS 2016, arXiv:1606.05328).
 
 Paper:    the Gated PixelCNN models p(x) = Π p(x_i | x_<i) with a 256-way softmax per sub-pixel, R before G
           before B within a pixel. Two stacks remove the original PixelCNN's blind spot: a vertical stack sees
@@ -24,16 +24,17 @@ Differs:  the paper's CIFAR-10 net (15 layers of 128 gated maps, RMSProp, 60 hou
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Ge, Gt
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, conint
 from torch import Tensor, nn
 
 from lightning_modules.common import SameStepForValAndTest
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
     key="pixelcnn",
@@ -67,7 +68,8 @@ LEVELS = 256
 
 
 def colour_groups(channels: int, groups: int, halves: int = 1) -> Tensor:
-    """The colour each of `channels` feature maps belongs to: contiguous blocks, R first, repeated in each half
+    """The colour each of `channels` feature maps belongs to: contiguous blocks, R first, repeated in each
+    half
     when a gate will split the maps into its tanh and σ halves (so map k of both halves has one colour)."""
     per_half = channels // halves
     return (torch.arange(channels) % per_half) * groups // per_half
@@ -108,7 +110,8 @@ class MaskedConv2d(nn.Conv2d):
 
 class GatedLayer(nn.Module):
     """One layer of both stacks (Fig. 2). The vertical stack's (k//2 + 1) × k kernel, padded k//2 on top, sees
-    rows i − k//2 … i (the current row too, so it is never read unshifted); the horizontal stack's 1 × (k//2 + 1)
+    rows i − k//2 … i (the current row too, so it is never read unshifted); the horizontal stack's 1 × (k//2 +
+    1)
     kernel sees the current row up to the current pixel, whose own colours its channel mask governs."""
 
     def __init__(self, channels: int, kernel: int, classes: int, groups: int, first: bool, gated: bool):
@@ -150,7 +153,8 @@ class GatedLayer(nn.Module):
 
 
 class PixelCNN(nn.Module):
-    """(B, C, H, W) pixels in [0, 1] (+ labels) → logits (B, 256, C, H, W) of each sub-pixel given the earlier ones."""
+    """(B, C, H, W) pixels in [0, 1] (+ labels) → logits (B, 256, C, H, W) of each sub-pixel given the earlier
+    ones."""
 
     def __init__(self, colours: int, channels: int, layers: int, kernel: int, classes: int, gated: bool):
         super().__init__()
@@ -205,18 +209,23 @@ class GatedPixelCNN(SameStepForValAndTest, pl.LightningModule):
     the training images go by."""
 
     paper = PAPER
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return ("val/bits_per_dim_gated", "min")
 
     def __init__(
         self,
         *,
-        colours: Annotated[int, Gt(0)] = 3,
-        height: Annotated[int, Gt(0)] = 32,
-        width: Annotated[int, Gt(0)] = 32,
-        num_classes: Annotated[int, Ge(0)] = 10,
-        channels: Annotated[int, Gt(0)] = 128,
-        layers: Annotated[int, Gt(0)] = 15,
-        kernel: Annotated[int, Gt(1)] = 7,
-        lr: Annotated[float, Gt(0)] = 1e-3,
+        colours: PositiveInt = 3,
+        height: PositiveInt = 32,
+        width: PositiveInt = 32,
+        num_classes: NonNegativeInt = 10,
+        channels: PositiveInt = 128,
+        layers: PositiveInt = 15,
+        kernel: conint(gt=1) = 7,
+        lr: PositiveFloat = 1e-3,
         samples_per_class: int = 4,
     ):
         super().__init__()
@@ -231,7 +240,6 @@ class GatedPixelCNN(SameStepForValAndTest, pl.LightningModule):
         )
         # Laplace-smoothed counts of each level at each sub-pixel position: the independent-pixel model.
         self.register_buffer("level_counts", torch.ones(LEVELS, colours, height, width))
-        self.monitor = ("val/bits_per_dim_gated", "min")
         self.example_input_array = (torch.zeros(2, colours, height, width), torch.zeros(2, dtype=torch.long))
 
     def forward(self, pixels: Tensor, labels: Tensor) -> Tensor:

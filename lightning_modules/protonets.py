@@ -15,16 +15,17 @@ Differs:  the paper trains one model per shot (1-shot and 5-shot); one run here 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Gt
+from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from datamodules.episodes import Episode
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
     key="protonets",
@@ -63,7 +64,8 @@ def prototypes(support: Tensor) -> Tensor:
 
 
 def logits(support: Tensor, query: Tensor) -> Tensor:
-    """(way, shot, dim), (n, dim) → (n, way): negative squared Euclidean distances to the prototypes (Eq. 2)."""
+    """(way, shot, dim), (n, dim) → (n, way): negative squared Euclidean distances to the prototypes (Eq.
+    2)."""
     return -torch.cdist(query, prototypes(support)).pow(2)
 
 
@@ -74,15 +76,19 @@ def mean_and_ci95(values: Tensor) -> tuple[Tensor, Tensor]:
 
 class ProtoNets(pl.LightningModule):
     paper = PAPER
-    monitor = ("val/acc", "max")  # selects best.ckpt
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return ("val/acc", "max")
 
     def __init__(
         self,
         *,
-        lr: Annotated[float, Gt(0)] = 1e-3,
-        lr_halve_every: Annotated[int, Gt(0)] = 2000,
-        in_channels: Annotated[int, Gt(0)] = 1,
-        hidden: Annotated[int, Gt(0)] = 64,
+        lr: PositiveFloat = 1e-3,
+        lr_halve_every: PositiveInt = 2000,
+        in_channels: PositiveInt = 1,
+        hidden: PositiveInt = 64,
     ):
         super().__init__()
         self.save_hyperparameters()  # plain numbers only, so load_from_checkpoint needs nothing else
@@ -91,7 +97,8 @@ class ProtoNets(pl.LightningModule):
         self.test_accuracies: dict[str, list[Tensor]] = defaultdict(list)
 
     def forward(self, images: Tensor) -> Tensor:
-        """(n, C, 28, 28) → (n, 64) embeddings: what the logged model serves (prototypes are built from them)."""
+        """(n, C, 28, 28) → (n, 64) embeddings: what the logged model serves (prototypes are built from
+        them)."""
         return self.encoder(images)
 
     def episode_scores(self, episode: Episode) -> Tensor:
@@ -127,7 +134,8 @@ class ProtoNets(pl.LightningModule):
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:
-        """One 5-way 5-shot test episode: support rows, then the queries framed green (right) or red (wrong)."""
+        """One 5-way 5-shot test episode: support rows, then the queries framed green (right) or red
+        (wrong)."""
         import matplotlib.pyplot as plt
 
         episode = next(iter(data.episodes("test", way=5, shot=5, query=5, count=1)))

@@ -1,4 +1,5 @@
-"""Recurrent Batch Normalization (Cooijmans, Ballas, Laurent, Gülçehre & Courville, ICLR 2017, arXiv:1603.09025).
+"""Recurrent Batch Normalization (Cooijmans, Ballas, Laurent, Gülçehre & Courville, ICLR 2017,
+arXiv:1603.09025).
 
 Paper:    the BN-LSTM normalises the input-to-hidden and hidden-to-hidden pre-activations separately and the
           cell state before the output tanh: gates = BN(W_h h; γ_h) + BN(W_x x; γ_x) + b,
@@ -15,16 +16,17 @@ Differs:  no gradient clipping schedule or early stopping from the paper's code;
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Gt
+from pydantic import PositiveFloat, PositiveInt, conint
 from torch import Tensor, nn
 
 from lightning_modules.common import curves_figure
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
     key="recurrent_bn",
@@ -113,19 +115,25 @@ class LSTM(nn.Module):
 
 
 class RecurrentBN(pl.LightningModule):
-    """BN-LSTM and LSTM side by side on the same batches; the task (sequence or permuted) is the data's view."""
+    """BN-LSTM and LSTM side by side on the same batches; the task (sequence or permuted) is the data's
+    view."""
 
     paper = PAPER
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return ("val/acc_bn_lstm", "max")
 
     def __init__(
         self,
         *,
-        hidden: Annotated[int, Gt(0)] = 100,
-        t_max: Annotated[int, Gt(0)] = 784,
-        pixels_per_step: Annotated[int, Gt(0)] = 1,
-        gamma: Annotated[float, Gt(0)] = 0.1,
-        lr: Annotated[float, Gt(0)] = 1e-3,
-        num_classes: Annotated[int, Gt(1)] = 10,
+        hidden: PositiveInt = 100,
+        t_max: PositiveInt = 784,
+        pixels_per_step: PositiveInt = 1,
+        gamma: PositiveFloat = 0.1,
+        lr: PositiveFloat = 1e-3,
+        num_classes: conint(gt=1) = 10,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -133,7 +141,6 @@ class RecurrentBN(pl.LightningModule):
             {"bn_lstm": BNLSTM(pixels_per_step, hidden, t_max, gamma), "lstm": LSTM(pixels_per_step, hidden)}
         )
         self.heads = nn.ModuleDict({name: nn.Linear(hidden, num_classes) for name in self.nets})
-        self.monitor = ("val/acc_bn_lstm", "max")
         self.example_input_array = torch.zeros(2, 784 // pixels_per_step, pixels_per_step)
 
     def forward(self, pixels: Tensor) -> Tensor:

@@ -1,5 +1,5 @@
-"""Relational Forward Modeling of Multi-Agent Systems (Tacchetti, Song, Mediano, Zambaldi, Rabinowitz, Graepel,
-Botvinick & Battaglia, ICLR 2019, arXiv:1809.11044).
+"""Relational Forward Modeling of Multi-Agent Systems (Tacchetti, Song, Mediano, Zambaldi, Rabinowitz,
+Graepel, Botvinick & Battaglia, ICLR 2019, arXiv:1809.11044).
 
 Paper:    an RFM predicts every agent's next action from the scene as a graph (entities as nodes, every
           ordered pair as an edge, a global): a graph-network encoder, a recurrent graph-network core whose
@@ -9,26 +9,27 @@ Paper:    an RFM predicts every agent's next action from the scene as a graph (e
 Faithful: encoder → GN core (edge GRU on [e_ij, v_i, v_j, u], node GRU on [v_i, Σ_j e_ji, u], global GRU on
           [mean v, mean e, u]) → decoder on the agent nodes, shared across entities, so permuting agents
           permutes the predictions; the two baselines trained side by side on the same batches; accuracy of
-          the next-action prediction at every step of held-out episodes; the agent-to-agent edge norms as
-          a figure.
-          The second experiment (`agents: true`): after `rfm_steps` of that training, the RFM is frozen and two A2C
-          learners play agent 0 beside a scripted partner, one given the RFM's prediction of the partner's next
-          action, the other the same input with zeros there; both learn on the same seeds, and their returns are
-          the reward curves and the test returns.
+          the next-action prediction at every step of held-out episodes; the agent-to-agent edge norms as a
+          figure. The second experiment (`agents: true`): after `rfm_steps` of that training, the RFM is
+          frozen and two A2C learners play agent 0 beside a scripted partner, one given the RFM's prediction
+          of the partner's next action, the other the same input with zeros there; both learn on the same
+          seeds, and their returns are the reward curves and the test returns.
 Differs:  the trajectories come from the scripted agents of datamodules/multiagent.py, not trained A2C agents
-          (and the partner of the learners is scripted). The paper reports no numeric table, so there is no claim
-          to judge; the metrics are the three models' accuracies and, with agents, the two learners' returns.
+          (and the partner of the learners is scripted). The paper reports no numeric table, so there is no
+          claim to judge; the metrics are the three models' accuracies and, with agents, the two learners'
+          returns.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Ge, Gt, Le
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, confloat, conint
 from torch import Tensor, nn
 
 from datamodules.multiagent import (
@@ -42,7 +43,7 @@ from datamodules.multiagent import (
     start,
 )
 from lightning_modules.common import SameStepForValAndTest, curves_figure
-from lightning_modules.paper import Paper
+from lightning_modules.paper import Mode, Paper
 
 PAPER = Paper(
     key="relational_forward_model",
@@ -71,7 +72,8 @@ class RelationalCore(nn.Module):
         self.world = nn.GRUCell(3 * hidden, hidden)
 
     def forward(self, nodes: Tensor, edges: Tensor, world: Tensor, state: tuple[Tensor, Tensor, Tensor]):
-        """nodes (B, E, H), edges (B, E, E, H) [sender, receiver], world (B, H) → the new states, same shapes."""
+        """nodes (B, E, H), edges (B, E, E, H) [sender, receiver], world (B, H) → the new states, same
+        shapes."""
         batch, count, hidden = nodes.shape
         h_edges, h_nodes, h_world = state
         senders, receivers = (
@@ -116,7 +118,8 @@ class RFMNet(nn.Module):
     def step(
         self, x: Tensor, state: tuple[Tensor, Tensor, Tensor]
     ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
-        """One time step: scene (B, E, F) → the agents' action logits (B, agents, actions) and the new state."""
+        """One time step: scene (B, E, F) → the agents' action logits (B, agents, actions) and the new
+        state."""
         count = x.shape[1]
         nodes = self.encode_node(x)
         pairs = torch.cat([x[:, :, None].expand(-1, -1, count, -1), x[:, None].expand(-1, count, -1, -1)], -1)
@@ -171,7 +174,8 @@ class GridGames:
         return torch.stack([features([entities_of(*state)], self.size)[0] for state in self.states])
 
     def step(self, learner: list[int]) -> tuple[Tensor, bool]:
-        """Everyone moves; returns agent 0's rewards (count,) and whether the episodes ended (then all restart)."""
+        """Everyone moves; returns agent 0's rewards (count,) and whether the episodes ended (then all
+        restart)."""
         rewards = []
         for i, (agents, things, kinds) in enumerate(self.states):
             actions = [learner[i]] + scripted_actions(
@@ -193,26 +197,32 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
     """The RFM and both baselines trained side by side on the same batches (no shared parameter)."""
 
     paper = PAPER
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return ("val/acc_rfm", "max")
 
     def __init__(
         self,
         *,
-        features: Annotated[int, Gt(0)] = 8,
-        entities: Annotated[int, Gt(AGENTS - 1)] = 5,
-        hidden: Annotated[int, Gt(0)] = 64,
-        lr: Annotated[float, Gt(0)] = 1e-3,
+        features: PositiveInt = 8,
+        entities: conint(gt=AGENTS - 1) = 5,
+        hidden: PositiveInt = 64,
+        lr: PositiveFloat = 1e-3,
         agents: bool = False,
-        rfm_steps: Annotated[int, Ge(0)] = 0,
+        rfm_steps: NonNegativeInt = 0,
         game: Game = "stag_hunt",
-        grid: Annotated[int, Ge(4)] = 8,
-        episode_steps: Annotated[int, Gt(0)] = 20,
-        epsilon: Annotated[float, Ge(0), Le(1)] = 0.1,
-        envs: Annotated[int, Gt(0)] = 16,
-        rollout: Annotated[int, Gt(0)] = 5,
+        grid: conint(ge=4) = 8,
+        episode_steps: PositiveInt = 20,
+        epsilon: confloat(ge=0, le=1) = 0.1,
+        envs: PositiveInt = 16,
+        rollout: PositiveInt = 5,
         gamma: float = 0.95,
-        eval_episodes: Annotated[int, Gt(0)] = 64,
+        eval_episodes: PositiveInt = 64,
     ):
-        """`agents`: the second experiment; `game` … `epsilon` must describe the game the trajectories came from."""
+        """`agents`: the second experiment; `game` … `epsilon` must describe the game the trajectories came
+        from."""
         super().__init__()
         self.save_hyperparameters()
         if agents:  # the learner sees the scene and (or zeros in place of) the RFM's partner prediction
@@ -225,7 +235,6 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
         self.baselines = nn.ModuleDict(
             {"mlp": FlatMLP(features, entities, hidden), "lstm": FlatLSTM(features, entities, hidden)}
         )
-        self.monitor = ("val/acc_rfm", "max")
         self.example_input_array = torch.zeros(2, 3, entities, features)
 
     def forward(self, scenes: Tensor) -> Tensor:
@@ -262,7 +271,7 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
-    # ---- the second experiment: A2C learners with and without the RFM's predictions ---------------------------
+    # ---- the second experiment: A2C learners with and without the RFM's predictions ------------------------
 
     def new_games(self, count: int, seed: int) -> GridGames:
         h = self.hparams
@@ -282,7 +291,8 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
         return out[:, :ACTIONS], out[:, ACTIONS], rfm_state
 
     def a2c_loss(self, name: str) -> Tensor:
-        """`rollout` steps in the learner's games, n-step returns bootstrapped by the critic (advantage actor-critic)."""
+        """`rollout` steps in the learner's games, n-step returns bootstrapped by the critic (advantage
+        actor-critic)."""
         games, h = self.games[name], self.hparams
         state = games.rfm_state or self.fresh_state(len(games.states))
         log_probs, values, entropies, rewards, dones = [], [], [], [], []

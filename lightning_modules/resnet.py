@@ -14,14 +14,16 @@ Differs:  torchvision's Bottleneck strides in the 3×3 conv ("ResNet V1.5"), the
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Gt
+from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet as TorchvisionResNet
+from torchvision.models.resnet import BasicBlock, Bottleneck
+from torchvision.models.resnet import ResNet as TorchvisionResNet
 
 from lightning_modules.common import (
     classification_step,
@@ -29,7 +31,7 @@ from lightning_modules.common import (
     log_classification_errors,
     sgd_from_hparams,
 )
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
     key="resnet",
@@ -126,7 +128,8 @@ def imagenet_net(depth: int, residual: bool, num_classes: int) -> nn.Module:
 
 
 class CifarBlock(nn.Module):
-    """Two 3×3 convs; option-A shortcut: identity, or stride-2 subsampling with zero-padded channels (§4.2)."""
+    """Two 3×3 convs; option-A shortcut: identity, or stride-2 subsampling with zero-padded channels
+    (§4.2)."""
 
     def __init__(self, inplanes: int, planes: int, stride: int, residual: bool):
         super().__init__()
@@ -166,28 +169,37 @@ def build(arch: str, depth: int, residual: bool, num_classes: int) -> nn.Module:
     return (imagenet_net if arch == "imagenet" else cifar_net)(depth, residual, num_classes)
 
 
+def net_names(arch: str, depth: int) -> dict[str, str]:
+    """The residual net's and its plain twin's names, as metric keys carry them."""
+    prefix = "cifar_" if arch == "cifar" else ""
+    return {"net": f"{prefix}resnet{depth}", "plain": f"{prefix}plain{depth}"}
+
+
 class ResNet(pl.LightningModule):
     paper = PAPER
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return (f"val/top1_err_{net_names(hparams['arch'], hparams['depth'])['net']}", "min")
 
     def __init__(
         self,
         *,
         arch: Literal["imagenet", "cifar"] = "imagenet",
-        depth: Annotated[int, Gt(0)] = 34,
-        num_classes: Annotated[int, Gt(0)] = 1000,
+        depth: PositiveInt = 34,
+        num_classes: PositiveInt = 1000,
         plain_twin: bool = True,
-        lr: Annotated[float, Gt(0)] = 0.1,
+        lr: PositiveFloat = 0.1,
         momentum: float = 0.9,
         weight_decay: float = 1e-4,
-        milestones: list[int] = [150_000, 300_000],
-    ):  # noqa: B006
+        milestones: list[int] = [150_000, 300_000],  # noqa: B006 -- a recipe value, never mutated
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.net = build(arch, depth, True, num_classes)
         self.plain = build(arch, depth, False, num_classes) if plain_twin else None
-        prefix = "cifar_" if arch == "cifar" else ""
-        self.names = {"net": f"{prefix}resnet{depth}", "plain": f"{prefix}plain{depth}"}
-        self.monitor = (f"val/top1_err_{self.names['net']}", "min")
+        self.names = net_names(arch, depth)
         size = 32 if arch == "cifar" else 224
         self.example_input_array = torch.zeros(2, 3, size, size)
 

@@ -15,16 +15,17 @@ Differs:  bins use adaptive max pooling (bin i spans ⌊ia/n⌋…⌈(i+1)a/n⌉
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Gt
+from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from lightning_modules.common import classification_step, log_classification_errors, sgd_from_hparams
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
     key="spp_net",
@@ -110,22 +111,26 @@ def classifier(features: int, hidden: int, classes: int) -> nn.Sequential:
 
 class SPPNet(pl.LightningModule):
     paper = PAPER
-    monitor = ("val/top1_err_spp", "min")
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return ("val/top1_err_spp", "min")
 
     def __init__(
         self,
         *,
-        num_classes: Annotated[int, Gt(0)] = 1000,
-        levels: list[Annotated[int, Gt(0)]] = [6, 3, 2, 1],  # noqa: B006
-        width: Annotated[float, Gt(0)] = 1.0,
-        hidden: Annotated[int, Gt(0)] = 4096,
-        sizes: list[Annotated[int, Gt(0)]] = [224, 180],
-        size_every: Annotated[int, Gt(0)] = 5000,  # noqa: B006
-        lr: Annotated[float, Gt(0)] = 0.01,
+        num_classes: PositiveInt = 1000,
+        levels: list[PositiveInt] = [6, 3, 2, 1],  # noqa: B006
+        width: PositiveFloat = 1.0,
+        hidden: PositiveInt = 4096,
+        sizes: list[PositiveInt] = [224, 180],  # noqa: B006 -- a recipe value, never mutated
+        size_every: PositiveInt = 5000,
+        lr: PositiveFloat = 0.01,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
-        milestones: list[int] = [150_000, 300_000],
-    ):  # noqa: B006
+        milestones: list[int] = [150_000, 300_000],  # noqa: B006 -- a recipe value, never mutated
+    ):
         super().__init__()
         self.save_hyperparameters()
         channels = max(8, int(256 * width))
@@ -134,7 +139,8 @@ class SPPNet(pl.LightningModule):
             SpatialPyramidPool(tuple(levels)),
             classifier(channels * sum(n * n for n in levels), hidden, num_classes),
         )
-        # The baseline: the same trunk with pool5 (3×3, stride 2: 13×13 → 6×6 at 224), so its input size is fixed.
+        # The baseline: the same trunk with pool5 (3×3, stride 2: 13×13 → 6×6 at 224), so its input size is
+        # fixed.
         trunk = nn.Sequential(zf5_trunk(width), nn.MaxPool2d(3, 2), nn.Flatten())
         with torch.no_grad():
             features = trunk(torch.zeros(1, 3, sizes[0], sizes[0])).shape[1]
@@ -145,7 +151,8 @@ class SPPNet(pl.LightningModule):
         return self.spp(images)
 
     def training_size(self) -> int:
-        """Multi-size training: the sizes take turns, each for `size_every` steps (the paper: an epoch each)."""
+        """Multi-size training: the sizes take turns, each for `size_every` steps (the paper: an epoch
+        each)."""
         return self.hparams.sizes[(self.global_step // self.hparams.size_every) % len(self.hparams.sizes)]
 
     def training_step(self, batch, batch_idx: int) -> Tensor:

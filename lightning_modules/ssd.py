@@ -1,4 +1,5 @@
-"""SSD: Single Shot MultiBox Detector (Liu, Anguelov, Erhan, Szegedy, Reed, Fu & Berg, ECCV 2016, arXiv:1512.02325).
+"""SSD: Single Shot MultiBox Detector (Liu, Anguelov, Erhan, Szegedy, Reed, Fu & Berg, ECCV 2016,
+arXiv:1512.02325).
 
 Paper:    one network predicts, at every location of six feature maps of a VGG-16 trunk (conv4_3, the dilated
           fc7, and four extra layers; 38, 19, 10, 5, 3, 1 cells for 300×300 input), class scores and box
@@ -15,22 +16,24 @@ Faithful: torchvision's SSD pieces (its VGG-16 trunk with fc6/fc7 as dilated con
           decay 5e-4, batch 32; VOC07+12 trainval → VOC07 test scored by the VOC2007 11-point mAP with
           `difficult` objects ignored. Under DDP each rank's detections are gathered before scoring.
 Differs:  smoke runs train from random initialisation on a CPU: `width` < 1 thins every convolution and
-          `batch_norm` uses VGG-16-BN, since without ImageNet weights a plain VGG SSD diverges and its ReLUs die
-          (ScratchDet, Zhu et al. 2019, makes the same point); the paper profile uses neither. IoU uses
+          `batch_norm` uses VGG-16-BN, since without ImageNet weights a plain VGG SSD diverges and its ReLUs
+          die (ScratchDet, Zhu et al. 2019, makes the same point); the paper profile uses neither. IoU uses
           continuous coordinates, not the devkit's +1-pixel convention. The replica is `not_comparable`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
 
 import pytorch_lightning as pl
 import torch
-from annotated_types import Ge, Gt, Le
+from pydantic import NonNegativeFloat, PositiveFloat, confloat, conint
 from torch import Tensor, nn
 from torchvision.models import VGG16_Weights, vgg16, vgg16_bn
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
-from torchvision.models.detection.ssd import SSD as TorchvisionSSD, _vgg_extractor
+from torchvision.models.detection.ssd import SSD as TorchvisionSSD
+from torchvision.models.detection.ssd import _vgg_extractor
 
 from lightning_modules.common import (
     gather_lists,
@@ -38,7 +41,7 @@ from lightning_modules.common import (
     thin_convolutions,
     voc07_average_precision,
 )
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
     key="ssd",
@@ -56,7 +59,8 @@ PAPER = Paper(
 
 class Layout(NamedTuple):
     """Where the default boxes go (§2.2, §3.1 and footnote 5): a scale per feature map, and one past the last
-    only to make its s'_k = √(s_k s_{k+1}); extra ratios per map (1 and s'_k are always there); strides in pixels."""
+    only to make its s'_k = √(s_k s_{k+1}); extra ratios per map (1 and s'_k are always there); strides in
+    pixels."""
 
     scales: list[float]
     ratios: list[list[int]]
@@ -75,8 +79,9 @@ LAYOUTS = {
         [8, 16, 32, 64, 128, 256, 512],
     ),
 }
-# torchvision's VGG-16 SSD input scaling: its IMAGENET1K_FEATURES weights take 0–255 pixels minus the mean. A net
-# trained from random initialisation gets unit-scale inputs instead: 0–255 inputs blow up its first activations.
+# torchvision's VGG-16 SSD input scaling: its IMAGENET1K_FEATURES weights take 0–255 pixels minus the mean. A
+# net trained from random initialisation gets unit-scale inputs instead: 0–255 inputs blow up its first
+# activations.
 VGG_FEATURES_SCALING = {"image_mean": [0.48235, 0.45882, 0.40784], "image_std": [1.0 / 255.0] * 3}
 UNIT_SCALING = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
 
@@ -87,8 +92,10 @@ def default_boxes(size: int) -> DefaultBoxGenerator:
 
 
 def paper_ssd512_extras(extractor: nn.Module) -> None:
-    """torchvision's high-resolution extras end in maps of 6, 4 and 1 cells; the paper's SSD512 (its released Caffe
-    net) halves with 3×3 stride-2 convolutions to 4 and 2, then a 4×4 convolution padded by 1 gives the last cell."""
+    """torchvision's high-resolution extras end in maps of 6, 4 and 1 cells; the paper's SSD512 (its released
+    Caffe
+    net) halves with 3×3 stride-2 convolutions to 4 and 2, then a 4×4 convolution padded by 1 gives the last
+    cell."""
     for block in extractor.extra[3:5]:
         block[2].stride, block[2].padding = (2, 2), (1, 1)
     extractor.extra[5][2].padding = (1, 1)
@@ -129,24 +136,27 @@ class SSD(pl.LightningModule):
     paper = PAPER
     exportable = False  # NMS keeps a data-dependent number of boxes; the run's checkpoint is the model
 
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return (f"val/map_voc07_ssd{hparams['size']}", "max")
+
     def __init__(
         self,
         *,
-        num_classes: Annotated[int, Gt(1)] = 20,
+        num_classes: conint(gt=1) = 20,
         size: Literal[300, 512] = 300,
         pretrained: bool = False,
-        width: Annotated[float, Gt(0), Le(1)] = 1.0,
+        width: confloat(gt=0, le=1) = 1.0,
         batch_norm: bool = False,
-        lr: Annotated[float, Gt(0)] = 1e-3,
-        momentum: Annotated[float, Ge(0)] = 0.9,
-        weight_decay: Annotated[float, Ge(0)] = 5e-4,
+        lr: PositiveFloat = 1e-3,
+        momentum: NonNegativeFloat = 0.9,
+        weight_decay: NonNegativeFloat = 5e-4,
         milestones: tuple[int, ...] = (80_000, 100_000),
     ):
         super().__init__()
         self.save_hyperparameters()
         self.net = ssd_vgg16(size, num_classes, pretrained, width, batch_norm)
         self.name = f"ssd{size}"
-        self.monitor = (f"val/map_voc07_{self.name}", "max")
         self.example_input_array = torch.zeros(2, 3, size, size)
         self._detections: list[dict] = []
         self._truths: list[dict] = []

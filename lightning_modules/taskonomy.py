@@ -1,37 +1,41 @@
 """Taskonomy: Disentangling Task Transfer Learning (Zamir, Sax, Shen, Guibas, Malik & Savarese, CVPR 2018,
 arXiv:1804.08328).
 
-Paper:    (1) a task-specific encoder–decoder per task, trained with full supervision; (2) transfers: a shallow
+Paper:    (1) a task-specific encoder–decoder per task, trained with full supervision; (2) transfers: a
+shallow
           readout on a frozen source encoder's representation, trained for each target on a small labelled
-          budget; (3) ordinal normalisation: per target, the pairwise win rates of its transfers on test images
-          form W, W' = W / Wᵀ, and the principal eigenvector of W' (the Analytic Hierarchy Process) gives that
-          target's column of the affinity matrix; (4) a Boolean integer program picks which source tasks to
-          supervise under a budget and one transfer per target, maximising the summed affinities.
-Faithful: those four stages in one run (stage 1 until `source_steps`, then the transfers on the `budget` views,
+          budget; (3) ordinal normalisation: per target, the pairwise win rates of its transfers on test
+          images form W, W' = W / Wᵀ, and the principal eigenvector of W' (the Analytic Hierarchy Process)
+          gives that target's column of the affinity matrix; (4) a Boolean integer program picks which source
+          tasks to supervise under a budget and one transfer per target, maximising the summed affinities.
+Faithful: those four stages in one run (stage 1 until `source_steps`, then the transfers on the `budget`
+views,
           beside each target's network trained from scratch on the same budget); win rates per image, AHP with
           the paper's clipping, the BIP as an integer program solved by scipy's `milp` (HiGHS), which accepts
-          higher-order transfers (several sources); a target that is itself supervised may use its own network.
-          Metrics: each target's test loss for its own network, the scratch baseline and the taxonomy's chosen
-          transfer; the taxonomy's gain (win rate against scratch on the budget) and quality (against the fully
-          supervised network), the paper's two measures. Outputs: the affinity matrix and the taxonomy as pictures.
+          higher-order transfers (several sources); a target that is itself supervised may use its own
+          network. Metrics: each target's test loss for its own network, the scratch baseline and the
+          taxonomy's chosen transfer; the taxonomy's gain (win rate against scratch on the budget) and quality
+          (against the fully supervised network), the paper's two measures. Outputs: the affinity matrix and
+          the taxonomy as pictures.
 Differs:  first-order transfers are trained (the BIP is written for any order); the encoder is a small
-          convolutional one in smoke (ResNet-50 with `encoder: resnet50`); 2D edges are Sobel magnitudes and 2D
-          keypoints Harris responses (the paper: Canny and SURF). No numeric claim is judged.
+          convolutional one in smoke (ResNet-50 with `encoder: resnet50`); 2D edges are Sobel magnitudes and
+          2D keypoints Harris responses (the paper: Canny and SURF). No numeric claim is judged.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Ge, Gt
+from pydantic import PositiveFloat, PositiveInt, conint
 from torch import Tensor, nn
 
 from datamodules.taskonomy import CLASSES
-from lightning_modules.paper import Paper
+from lightning_modules.paper import Mode, Paper
 
 PAPER = Paper(
     key="taskonomy",
@@ -157,13 +161,15 @@ def decoder(representation: int, width: int, outputs: int) -> nn.Sequential:
 
 
 def win_rates(losses: np.ndarray) -> np.ndarray:
-    """losses (candidates, images) → W[i, j]: the fraction of images on which i's loss is below j's (ties half)."""
+    """losses (candidates, images) → W[i, j]: the fraction of images on which i's loss is below j's (ties
+    half)."""
     below = (losses[:, None] < losses[None]).mean(-1)
     return below + 0.5 * (losses[:, None] == losses[None]).mean(-1)
 
 
 def ahp(wins: np.ndarray, clip: float = 1e-3) -> np.ndarray:
-    """§3.3: W' = W / Wᵀ with win rates clipped to [clip, 1 − clip]; its principal eigenvector, summing to 1."""
+    """§3.3: W' = W / Wᵀ with win rates clipped to [clip, 1 − clip]; its principal eigenvector, summing to
+    1."""
     w = np.clip(wins, clip, 1 - clip)
     values, vectors = np.linalg.eig(w / w.T)
     principal = np.abs(np.real(vectors[:, np.argmax(np.real(values))]))
@@ -205,20 +211,25 @@ def choose_transfers(
 
 
 class Taskonomy(pl.LightningModule):
-    """Batches: {"full": views, "budget": views} while training (see datamodules/taskonomy.py), views at test."""
+    """Batches: {"full": views, "budget": views} while training (see datamodules/taskonomy.py), views at
+    test."""
 
     paper = PAPER
     exportable = False  # dozens of networks: the checkpoint is the model, the taxonomy the result
 
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return ("val/loss_all", "min")
+
     def __init__(
         self,
         *,
-        tasks: list[Task] = [
+        tasks: list[Task] = [  # noqa: B006 -- a recipe value, never mutated
             "autoencoding",
             "denoising",
             "colorization",
             "edge2d",
-            "keypoint2d",  # noqa: B006
+            "keypoint2d",
             "inpainting",
             "depth",
             "normal",
@@ -226,11 +237,11 @@ class Taskonomy(pl.LightningModule):
             "segment",
         ],
         encoder: Literal["small", "resnet50"] = "resnet50",
-        width: Annotated[int, Gt(0)] = 32,
-        representation: Annotated[int, Gt(0)] = 8,
-        source_steps: Annotated[int, Gt(0)] = 10_000,
-        supervision_budget: Annotated[int, Ge(1)] = 3,
-        lr: Annotated[float, Gt(0)] = 1e-3,
+        width: PositiveInt = 32,
+        representation: PositiveInt = 8,
+        source_steps: PositiveInt = 10_000,
+        supervision_budget: conint(ge=1) = 3,
+        lr: PositiveFloat = 1e-3,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -257,12 +268,12 @@ class Taskonomy(pl.LightningModule):
                 for t in tasks
             }
         )
-        self.monitor = ("val/loss_all", "min")
         self.results: dict = {}
         self._losses: dict[str, list[Tensor]] = {}
 
     def losses(self, view: dict[str, Tensor], which: str) -> dict[str, Tensor]:
-        """Per-image losses of the task networks ("own"), the transfers ("source__target") and the scratch nets."""
+        """Per-image losses of the task networks ("own"), the transfers ("source__target") and the scratch
+        nets."""
         found, inputs = {}, {t: task_io(t, view) for t in self.hparams.tasks}
         if which in ("own", "all"):
             for t, (x, y, mask) in inputs.items():

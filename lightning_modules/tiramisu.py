@@ -17,16 +17,17 @@ Differs:  the fine-tuning keeps the crop stage's batch size (the paper drops to 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from annotated_types import Ge, Gt
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, conint
 from torch import Tensor, nn
 
 from lightning_modules.common import SegmentationEvaluation, segmentation_figure, segmentation_scores
-from lightning_modules.paper import Claim, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 IGNORE = 255
 ARCHITECTURES = {  # Table 2 and §4.1: (layers per dense block down, bottleneck, up; growth rate)
@@ -75,7 +76,8 @@ def bn_relu_conv(channels: int, out: int, kernel: int, dropout: float) -> nn.Seq
 
 
 class DenseBlock(nn.Module):
-    """Returns (input ⊕ new maps, new maps): the down path keeps the first, the up path upsamples the second."""
+    """Returns (input ⊕ new maps, new maps): the down path keeps the first, the up path upsamples the
+    second."""
 
     def __init__(self, channels: int, layers: int, growth: int, dropout: float):
         super().__init__()
@@ -141,26 +143,30 @@ class FCDenseNet(nn.Module):
 class Tiramisu(SegmentationEvaluation, pl.LightningModule):
     paper = PAPER
     logged_scores = ("mean_iu", "pixel_acc")  # Table 1: mean IoU and global accuracy
+    exportable = True
+
+    @classmethod
+    def monitor(cls, hparams: Mapping[str, Any]) -> tuple[str, Mode]:
+        return (f"val/mean_iu_fc_densenet{hparams['depth']}", "max")
 
     def __init__(
         self,
         *,
-        num_classes: Annotated[int, Gt(1)] = 11,
+        num_classes: conint(gt=1) = 11,
         depth: Literal[56, 67, 103] = 103,
-        dropout: Annotated[float, Ge(0)] = 0.2,
-        lr: Annotated[float, Gt(0)] = 1e-3,
-        decay: Annotated[float, Gt(0)] = 0.995,
-        weight_decay: Annotated[float, Ge(0)] = 1e-4,
-        crop: Annotated[int, Gt(0)] | None = 224,
-        finetune_after_step: Annotated[int, Ge(0)] | None = None,
-        finetune_lr: Annotated[float, Gt(0)] = 1e-4,
+        dropout: NonNegativeFloat = 0.2,
+        lr: PositiveFloat = 1e-3,
+        decay: PositiveFloat = 0.995,
+        weight_decay: NonNegativeFloat = 1e-4,
+        crop: PositiveInt | None = 224,
+        finetune_after_step: NonNegativeInt | None = None,
+        finetune_lr: PositiveFloat = 1e-4,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.net = FCDenseNet(num_classes, depth, dropout=dropout)
         self.score_suffix = f"fc_densenet{depth}"
         self.scores = segmentation_scores(num_classes, IGNORE)
-        self.monitor = (f"val/mean_iu_{self.score_suffix}", "max")
         self.example_input_array = torch.zeros(2, 3, 64, 64)
 
     def forward(self, images: Tensor) -> Tensor:

@@ -5,9 +5,12 @@ Heavy imports (torch, Lightning, MLflow) happen inside the verbs, so `reprozoo -
 
 from __future__ import annotations
 
+import enum
 import json
+from pathlib import Path
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -29,8 +32,38 @@ def params():
     return load_params()
 
 
+def experiment_keys() -> list[str]:
+    """params.yaml's experiments, for `--help` and shell completion; `load_params` validates the file
+    itself."""
+    try:
+        return list(
+            (yaml.load(Path("params.yaml").read_text(), Loader=yaml.CSafeLoader) or {}).get("papers") or {}
+        )
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []
+
+
+def dataset_keys() -> list[str]:
+    from datamodules import DATASETS  # a lazy registry: its keys import no dataset
+
+    return sorted(DATASETS)
+
+
+def choices(name: str, keys: list[str]) -> type:
+    """The keys as typer choices (a StrEnum's members are the strings themselves); plain text where there are
+    none
+    (no params.yaml here: `load_params` then says so, naming the file)."""
+    return enum.StrEnum(name, {key: key for key in keys}) if keys else str
+
+
+Experiment = choices("Experiment", experiment_keys())
+Dataset = choices("Dataset", dataset_keys())
+EXPERIMENT = typer.Argument(..., show_default=False, help="an experiment: a key of papers: in params.yaml")
+DATASET = typer.Argument(..., show_default=False, help="a dataset: a key of datasets: in params.yaml")
+
+
 @app.command()
-def fetch(dataset: str) -> None:
+def fetch(dataset: Dataset = DATASET) -> None:
     """Write data/raw/<dataset>/ from its configured source (synthetic, download, local)."""
     from pipelines.fetch import fetch_dataset
 
@@ -38,7 +71,7 @@ def fetch(dataset: str) -> None:
 
 
 @app.command()
-def shard(dataset: str) -> None:
+def shard(dataset: Dataset = DATASET) -> None:
     """Write data/shards/<dataset>/<split>-NNNNNN.tar and meta.json from data/raw/<dataset>/."""
     from pipelines.shard import describe, shard_dataset
 
@@ -46,34 +79,38 @@ def shard(dataset: str) -> None:
 
 
 @app.command()
-def train(paper: str) -> None:
-    """Train one paper; writes models/<paper>/{best,last}.ckpt and run.json, logs curves to MLflow."""
+def train(experiment: Experiment = EXPERIMENT) -> None:
+    """Train one experiment; writes models/<experiment>/{best,last}.ckpt and run.json, logs curves to
+    MLflow."""
     from pytorch_lightning.utilities import rank_zero_only
 
-    from pipelines.train import train_paper
+    from pipelines.train import train_experiment
 
-    run = train_paper(params(), paper)
+    run = train_experiment(params(), experiment)
     if rank_zero_only.rank == 0:
         console.print(
-            f"trained {paper}{' (resumed)' if run.resumed else ''}: {run.checkpoint}  (MLflow run {run.mlflow_run_id})"
+            f"trained {experiment}{' (resumed)' if run.resumed else ''}: {run.checkpoint}  (MLflow run "
+            f"{run.mlflow_run_id})"
         )
 
 
 @app.command()
-def evaluate(paper: str) -> None:
-    """Test one paper's best checkpoint; writes metrics/<paper>.json and logs claims to its MLflow run."""
-    from pipelines.evaluate import evaluate_paper
+def evaluate(experiment: Experiment = EXPERIMENT) -> None:
+    """Test one experiment's best checkpoint; writes metrics/<experiment>.json and logs claims to its MLflow
+    run."""
+    from pipelines.evaluate import evaluate_experiment
 
-    result = evaluate_paper(params(), paper)
+    result = evaluate_experiment(params(), experiment)
     for claim in result["claims"]:
         console.print(
-            f"{paper} {claim['metric']}: {claim['reproduced']:.4f} (paper {claim['claimed']}) {claim['status']}"
+            f"{experiment} {claim['metric']}: {claim['reproduced']:.4f} (paper {claim['claimed']}) "
+            f"{claim['status']}"
         )
 
 
 @app.command()
 def report() -> None:
-    """Write reports/reproductions.md and .png from every metrics/<paper>.json."""
+    """Write reports/reproductions.md and .png from every metrics/<experiment>.json."""
     from pipelines import paths
     from pipelines.report import write_report
 
@@ -83,25 +120,45 @@ def report() -> None:
 
 @app.command(name="tune")
 def tune_(
-    paper: str,
+    experiment: Experiment = EXPERIMENT,
     address: str = typer.Option(
         None, help="a Ray cluster (ray://… or host:port); default: RAY_ADDRESS, else a local Ray"
     ),
     num_cpus: int = typer.Option(None, help="CPUs for a local Ray (default: all)"),
-    num_samples: int = typer.Option(None, help="override papers.<paper>.tune.num_samples"),
+    num_samples: int = typer.Option(None, help="override papers.<experiment>.tune.num_samples"),
+    dry_run: bool = typer.Option(
+        False, help="resolve the sweep (space, metric, rungs) and print it; start no Ray"
+    ),
 ) -> None:
-    """Ray Tune sweep over papers.<paper>.tune; best config → reports/tune/<paper>.json, trials as nested MLflow runs."""
+    """Ray Tune sweep over papers.<experiment>.tune; best config → reports/tune/<experiment>.json, trials as
+    nested
+    MLflow runs."""
     from pipelines import paths
-    from pipelines.tune import run_sweep
+    from pipelines.tune import plan, run_sweep
 
-    summary = run_sweep(params(), paper, address=address, num_cpus=num_cpus, num_samples=num_samples)
+    if dry_run:
+        resolved = plan(params(), experiment, num_samples)
+        console.print(
+            json.dumps(
+                {
+                    "experiment": experiment,
+                    "metric": resolved.metric,
+                    "mode": resolved.mode,
+                    "validation_rungs": resolved.rungs,
+                    **resolved.settings.model_dump(),
+                },
+                indent=2,
+            )
+        )
+        return
+    summary = run_sweep(params(), experiment, address=address, num_cpus=num_cpus, num_samples=num_samples)
     trials = Table(
         "trial",
         "config",
         "status",
         "validations",
         summary["metric"],
-        title=f"tune {paper} ({summary['wall_seconds']:.0f} s)",
+        title=f"tune {experiment} ({summary['wall_seconds']:.0f} s)",
     )
     for trial in summary["trials"]:
         value = trial[summary["metric"]]
@@ -118,7 +175,8 @@ def tune_(
         )
     console.print(trials)
     console.print(
-        f"best {summary['metric']} {summary['best_value']:.4f}: {json.dumps(summary['best_config'])} → {paths.tune_report(paper)}"
+        f"best {summary['metric']} {summary['best_value']:.4f}: {json.dumps(summary['best_config'])} → "
+        f"{paths.tune_report(experiment)}"
         f"  (MLflow parent run {summary['mlflow_parent_run_id']})"
     )
 
@@ -149,7 +207,8 @@ def submit(
     logs: str = typer.Option(None, help="print the logs of job ID"),
     stop: str = typer.Option(None, help="stop job ID"),
 ) -> None:
-    """Run a reprozoo command (tune, train, `dvc repro …`) as a Ray job: `reprozoo submit -- reprozoo tune protonets`."""
+    """Run a reprozoo command (tune, train, `dvc repro …`) as a Ray job: `reprozoo submit -- reprozoo tune
+    protonets`."""
     from pipelines import submit as jobs
 
     if status or logs or stop:
@@ -162,7 +221,8 @@ def submit(
             )
         if stop:
             console.print(
-                f"{stop}: {'stop requested' if client.stop_job(jobs.known(client, stop)) else 'already finished'}"
+                f"{stop}: "
+                f"{'stop requested' if client.stop_job(jobs.known(client, stop)) else 'already finished'}"
             )
         return
     if env not in ("lock", "cluster"):
@@ -179,11 +239,11 @@ def submit(
 
 @app.command()
 def retrain(
-    paper: list[str] = typer.Option(
-        None, "--paper", help="only these experiments (repeatable); default: all"
+    experiment: list[str] = typer.Option(
+        None, "--experiment", "--paper", help="only these experiments (repeatable); default: all"
     ),
     max_age: float = typer.Option(
-        None, help="also re-run experiments whose champion is older than this many days"
+        None, min=0, help="also re-run experiments whose champion is older than this many days"
     ),
     dry_run: bool = typer.Option(False, help="say what would re-run, run nothing"),
 ) -> None:
@@ -194,7 +254,7 @@ def retrain(
     from pipelines.retrain import summary
 
     started = time.time()
-    decisions = run_retrain(params(), paper or None, max_age, dry_run)
+    decisions = run_retrain(params(), experiment or None, max_age, dry_run)
     console.print(
         summary(decisions, time.time() - started), highlight=False, markup=False, soft_wrap=True
     )  # one line per paper, for logs
@@ -210,9 +270,10 @@ def bench(
         help="sections to run (repeatable); default: all of loader, framework, ddp, tune, pipeline, gpu",
     ),
 ) -> None:
-    """Loader vs decode limit, Lightning vs a plain loop, DDP, Ray Tune and pipeline overheads, as ratios with their
+    """Loader vs decode limit, Lightning vs a plain loop, DDP, Ray Tune and pipeline overheads, as ratios with
+    their
     targets; writes reports/bench.json and logs an MLflow run in `reprozoo.bench`."""
-    from pipelines.bench import REPORT, SECTIONS, SIZES, log_to_mlflow, run_bench
+    from pipelines.bench import REPORT, SECTIONS, SIZES, log_to_mlflow, run_bench, summary
     from pipelines.errors import ParamsError
 
     if size not in SIZES:
@@ -231,34 +292,12 @@ def bench(
         section = results[name]
         table.add_row(
             name,
-            section.get("skipped") or headline(name, section),
+            section.get("skipped") or summary(name, section),
             section.get("target", ""),
             "—" if "holds" not in section else ("yes" if section["holds"] else "no"),
         )
     console.print(table)
     console.print(f"reports/bench.json  (MLflow run {run_id})", highlight=False)
-
-
-def headline(name: str, section: dict) -> str:
-    """The one number of a bench section a person looks at first."""
-    if name == "loader":
-        return ", ".join(
-            f"{w} workers: {r['per_worker_vs_decode_limit']:.2f} of decode limit/worker, "
-            f"{r['vs_imagefolder']:.2f}x ImageFolder"
-            for w, r in section["workers"].items()
-        )
-    if name == "framework":
-        return f"Lightning overhead {section['lightning_overhead']:+.1%}"
-    if name == "ddp":
-        return f"2 processes {section['speedup_vs_one_process_1_thread']:.2f}x one"
-    if name == "tune":
-        return f"2 trials {section['two_over_one']:.2f}x one; start-up {section['per_trial_startup_seconds']:.1f} s/trial"
-    if name == "pipeline":
-        return (
-            f"shard {section['shard_megabytes_per_s']:.0f} MB/s vs copy {section['copy_megabytes_per_s']:.0f} MB/s; "
-            f"{section['noop_repro'].get('command', 'dvc')} {section['noop_repro'].get('seconds', float('nan')):.1f} s"
-        )
-    return json.dumps(section.get("images_per_s", {}))[:120]
 
 
 @app.command()
@@ -305,22 +344,20 @@ def ui(
 
 @app.command(name="list")
 def list_() -> None:
-    """Papers and datasets, with what has been produced for each so far."""
+    """Experiments and datasets, with what has been produced for each so far."""
     from pipelines import paths
 
     loaded = params()
-    papers = Table(
-        "experiment",
-        "paper",
-        "dataset",
-        "claims judged",
-        "status",
-        title=f"papers (profile: {loaded.profile})",
-    )
+    papers = Table(title=f"experiments (profile: {loaded.profile})")
+    papers.add_column("experiment", no_wrap=True)  # four relational_forward_model_* keys must stay apart
+    for column in ("paper", "dataset", "claims judged", "status"):
+        papers.add_column(column, overflow="fold")
     for key, section in loaded.papers.items():
         path = paths.metrics(key)
         statuses = [c["status"] for c in json.loads(path.read_text())["claims"]] if path.exists() else []
-        summary = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) or "not evaluated"
+        summary = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) or (
+            "evaluated (no numeric claim)" if path.exists() else "not evaluated"
+        )
         papers.add_row(key, section.paper, section.dataset, str(len(statuses)), summary)
     datasets = Table("dataset", "source", "raw", "shards", title="datasets")
     for name, settings in loaded.datasets.items():
@@ -339,7 +376,8 @@ def main() -> None:
     try:
         app()
     except USER_ERRORS as error:  # one clear line, no traceback: the message names the file or key
-        # escaped: a message quoting `[5, 1]` is not markup; unwrapped: one line, whatever the terminal's width
+        # escaped: a message quoting `[5, 1]` is not markup; unwrapped: one line, whatever the terminal's
+        # width
         Console(stderr=True).print(
             f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True, soft_wrap=True
         )

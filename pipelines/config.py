@@ -98,7 +98,7 @@ class TuneParams(Strict):
     max_failures: int = Field(1, ge=0)  # a trial whose worker dies restarts from its last checkpoint
 
 
-class PaperParams(Overrides):
+class ExperimentParams(Overrides):
     paper: str  # the PAPERS key whose file this experiment runs
     dataset: str
     smoke: Overrides = Overrides()  # merged over the section only when profile: smoke
@@ -111,11 +111,13 @@ class Params(Strict):
     mlflow: MlflowParams = MlflowParams()
     trainer: TrainerParams = TrainerParams()
     datasets: dict[str, DatasetParams]
-    papers: dict[str, PaperParams]
+    papers: dict[str, ExperimentParams]
 
-    def paper(self, key: str) -> PaperParams:
+    def experiment(self, key: str) -> ExperimentParams:
+        """An experiment's section (papers.<key>): the key of its params, DVC stages, MLflow experiment and
+        files."""
         if key not in self.papers:
-            raise UnknownKey(f"papers.{key}: unknown paper; known: {', '.join(sorted(self.papers))}")
+            raise UnknownKey(f"papers.{key}: unknown experiment; known: {', '.join(sorted(self.papers))}")
         return self.papers[key]
 
     def dataset(self, key: str) -> DatasetParams:
@@ -126,7 +128,7 @@ class Params(Strict):
     def recipe(self, key: str, profile: str | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
         """The effective settings of one paper: its section, with the smoke block merged under profile smoke,
         then `overrides` (`{"hparams.lr": 0.01}`: a Tune trial's sample) over both."""
-        section, profile = self.paper(key), profile or self.profile
+        section, profile = self.experiment(key), profile or self.profile
         smoke = section.smoke if profile == "smoke" else Overrides()
         trial = split_dotted(overrides or {}, f"papers.{key}.tune.space")
         layers = [("", section), ("smoke.", smoke), ("tune.space.", trial)]
@@ -160,7 +162,8 @@ class Params(Strict):
 
 
 def split_dotted(values: dict[str, Any], where: str) -> Overrides:
-    """`{"hparams.lr": 0.01}` → Overrides(hparams={"lr": 0.01}); any other prefix is an error naming `where`."""
+    """`{"hparams.lr": 0.01}` → Overrides(hparams={"lr": 0.01}); any other prefix is an error naming
+    `where`."""
     parts: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
     for dotted, value in values.items():
         part, _, name = dotted.partition(".")
@@ -170,8 +173,8 @@ def split_dotted(values: dict[str, Any], where: str) -> Overrides:
     return Overrides(**parts)
 
 
-# The code that shapes trained weights: a checkpoint written by other code is not continued (DVC re-runs `train`
-# after a code change, and `persist: true` keeps an interrupted run's last.ckpt for it to find).
+# The code that shapes trained weights: a checkpoint written by other code is not continued (DVC re-runs
+# `train` after a code change, and `persist: true` keeps an interrupted run's last.ckpt for it to find).
 TRAINING_CODE = ("datamodules", "lightning_modules", "pipelines/train.py")
 
 
@@ -209,13 +212,14 @@ class Recipe:
         }
 
     def fingerprint(self) -> str:
-        """Changes whenever a setting or the code that shapes the trained weights changes (resuming across either
+        """Changes whenever a setting or the code that shapes the trained weights changes (resuming across
+        either
         is wrong)."""
         shape = {**self.flat(), "code": training_code_hash()}
         return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# ---- validation with messages a person can act on -----------------------------------------------------------
+# ---- validation with messages a person can act on ----------------------------------------------------------
 
 
 def _fields_at(model: Any, loc: tuple) -> list[str]:
@@ -307,13 +311,14 @@ def _check_registries(params: Params) -> None:
         cls = DATASETS[name]
         if dataset.source not in cls.sources:
             raise ParamsError(
-                f"datasets.{name}.source: {name} has no {dataset.source!r} source; allowed: {', '.join(cls.sources)}"
+                f"datasets.{name}.source: {name} has no {dataset.source!r} source; allowed: "
+                f"{', '.join(cls.sources)}"
             )
         if dataset.source == "local" and dataset.path is None:
             raise ParamsError(
                 f"datasets.{name}.path: required when source is 'local' (the folder of your copy)"
             )
-        check_kwargs(cls.synthesize, dataset.synthetic, lambda _: f"datasets.{name}.synthetic")
+        check_kwargs(cls.synthesize, dataset.synthetic, lambda _, name=name: f"datasets.{name}.synthetic")
     for key, paper in params.papers.items():
         if paper.paper not in PAPERS:
             raise UnknownKey(
@@ -339,7 +344,8 @@ def _check_space(params: Params, key: str) -> None:
         where = f"papers.{key}.tune.space.{dotted}"
         if len(distribution) != 1:
             raise ParamsError(
-                f"{where}: expected exactly one of choice, grid, {', '.join(RANGES)}; got {sorted(distribution) or 'none'}"
+                f"{where}: expected exactly one of choice, grid, {', '.join(RANGES)}; got "
+                f"{sorted(distribution) or 'none'}"
             )
         ((kind, values),) = distribution.items()
         if kind in RANGES:

@@ -1,4 +1,5 @@
-"""evaluate@<paper>: metrics/<paper>.json with every claim judged, logged to the training's MLflow run."""
+"""evaluate@<experiment>: metrics/<experiment>.json with every claim judged, logged to the training's MLflow
+run."""
 
 from __future__ import annotations
 
@@ -8,18 +9,18 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from datamodules import DATASETS
-from datamodules.base import read_meta
 from datamodules.files import DataError, atomic_write
-from lightning_modules import PAPERS
+from datamodules.shards import read_meta
 from pipelines import paths, registry, tracking
+from pipelines.claims import claim_tables, judge
 from pipelines.config import Params, Recipe
 from pipelines.errors import StageError
-from pipelines.report import claim_tables
-from pipelines.train import loading_safely, read_record, with_data_facts
+from pipelines.runs import loading_safely, paper_class, read_record, with_data_facts
 
 
 def own_checkpoint(key: str) -> Path:
-    """The checkpoint `train` wrote, only from under models/ (run.json is a file a user could edit); it is loaded
+    """The checkpoint `train` wrote, only from under models/ (run.json is a file a user could edit); it is
+    loaded
     with weights_only=True all the same, so even a swapped file cannot run code."""
     record = read_record(key)
     if record is None or not record.get("finished"):
@@ -28,42 +29,6 @@ def own_checkpoint(key: str) -> Path:
     if not checkpoint.resolve().is_relative_to(Path("models").resolve()) or not checkpoint.exists():
         raise DataError(f"{paths.run_record(key)}: checkpoint {checkpoint} is missing or outside models/")
     return checkpoint
-
-
-def comparable(recipe: Recipe, data_source: str) -> bool:
-    """Only the paper's recipe on the paper's data is judged against the paper's numbers: real data, or a task the
-    paper defines by its generator; never a synthetic replica or the bundled 5,000-digit subset of MNIST."""
-    paper = PAPERS[recipe.paper].paper
-    return (
-        recipe.profile == "paper"
-        and data_source in ("download", "local", "generated")
-        and recipe.dataset == paper.dataset
-        and paper.dataset_is_the_papers
-    )
-
-
-def judge(
-    recipe: Recipe, metrics: dict[str, float], data_source: str, untrained: dict[str, float] | None = None
-) -> list[dict]:
-    """Every claim this experiment measured (a paper's other experiments measure the rest), beside what the
-    untrained net scored when that was measured."""
-    fair, untrained = comparable(recipe, data_source), untrained or {}
-    return [
-        {
-            "metric": c.metric,
-            "claimed": c.claimed,
-            "reproduced": metrics.get(c.metric),
-            "tolerance": c.tolerance,
-            "source": c.source,
-            "higher_is_better": c.higher_is_better,
-            "status": c.verdict(metrics.get(c.metric), fair),
-            "row": c.row,
-            "column": c.column,
-            "untrained": untrained.get(c.metric),
-        }
-        for c in PAPERS[recipe.paper].paper.claims
-        if c.metric in metrics
-    ]
 
 
 def test_metrics(
@@ -79,18 +44,19 @@ def untrained_metrics(
     """The same net at the seeded initialisation its training started from, on the same test set: the floor a
     smoke run must clear to show that it learned (a smoke run's number means nothing on its own)."""
     pl.seed_everything(recipe.seed, workers=True)
-    cls = PAPERS[recipe.paper]
+    cls = paper_class(recipe)
     return test_metrics(trainer, cls(**with_data_facts(cls, recipe.hparams, meta)), data)
 
 
-def evaluate_paper(params: Params, key: str) -> dict:
+def evaluate_experiment(params: Params, key: str) -> dict:
     recipe = params.recipe(key)
     checkpoint, record = own_checkpoint(key), read_record(key)
     shards = paths.shards(recipe.dataset)
     meta = read_meta(shards)
     data_source = meta["source"]["source"]
+    cls = paper_class(recipe)
     with loading_safely(checkpoint):
-        model = PAPERS[recipe.paper].load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+        model = cls.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
     # One process: the test episodes are then exactly the configured ones, with no DDP padding.
     trainer = pl.Trainer(
@@ -104,13 +70,12 @@ def evaluate_paper(params: Params, key: str) -> dict:
     metrics = test_metrics(trainer, model, data)
     untrained = untrained_metrics(recipe, meta, trainer, data) if recipe.profile == "smoke" else None
     claims, run_id = judge(recipe, metrics, data_source, untrained), record["mlflow_run_id"]
-    figures = (
-        model.figures(data, tracking.training_curves(params, run_id)) if hasattr(model, "figures") else {}
-    )
+    figures = model.figures(data, tracking.training_curves(params, run_id)) if hasattr(cls, "figures") else {}
     tracking.log_evaluation(params, run_id, metrics, claims, figures, claim_tables(claims))
-    model_uri = tracking.log_model(params, run_id, model) if getattr(model, "exportable", True) else None
+    model_uri = tracking.log_model(params, run_id, model) if cls.exportable else None
     result = {
-        "paper": key,
+        "experiment": key,
+        "paper": recipe.paper,
         "profile": recipe.profile,
         "dataset": recipe.dataset,
         "data_source": data_source,
@@ -121,7 +86,7 @@ def evaluate_paper(params: Params, key: str) -> dict:
         "untrained_metrics": untrained,
         "claims": claims,
     }
-    registry.register(params, result, recipe.paper)  # a new `challenger` version of reprozoo.<key>
+    registry.register(params, result)  # a new `challenger` version of reprozoo.<key>
     atomic_write(
         paths.metrics(key), json.dumps(result, indent=2) + "\n"
     )  # last: its presence means all is logged

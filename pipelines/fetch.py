@@ -1,16 +1,14 @@
-"""fetch@<dataset>: data/raw/<dataset>/ from the configured source (synthetic replica, download, local copy)."""
+"""fetch@<dataset>: data/raw/<dataset>/ from the configured source (synthetic replica, download, local
+copy)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from datamodules import DATASETS
-from datamodules.files import DataError, atomic_dir, copy_tree
+from datamodules.files import DataError, atomic_dir, copy_tree, write_source
 from pipelines import paths
 from pipelines.config import Params
-
-SOURCE_FILE = "source.json"  # how the raw copy was made; the shard stage carries it into meta.json
 
 
 def fetch_dataset(params: Params, name: str) -> Path:
@@ -36,18 +34,13 @@ def fetch_dataset(params: Params, name: str) -> Path:
             else:  # a copy in the official layout, mirrored
                 cls.check_layout(settings.path)
                 copy_tree(settings.path, scratch)
-        record = {
-            "source": settings.source,
-            "seed": settings.seed,
-            "synthetic": settings.synthetic,
-            "path": str(settings.path) if settings.path else None,
-        }
-        (scratch / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        write_source(
+            scratch,
+            {
+                "source": settings.source,
+                "seed": settings.seed,
+                "synthetic": settings.synthetic,
+                "path": str(settings.path) if settings.path else None,
+            },
+        )
     return target
-
-
-def source_of(raw_dir: Path) -> dict:
-    path = raw_dir / SOURCE_FILE
-    if not path.exists():
-        raise DataError(f"{raw_dir}: not fetched; run `reprozoo fetch {raw_dir.name}` first")
-    return json.loads(path.read_text())

@@ -1,6 +1,6 @@
-"""The MLflow model registry: each evaluated model is a version of `reprozoo.<key>`; aliases `champion` (the model
-to use) and `challenger` (the newest evaluated one). Only `decide` moves the champion, and only to a challenger
-that beats it on the experiment's headline claim.
+"""The MLflow model registry: each evaluated model is a version of `reprozoo.<key>`; aliases `champion` (the
+model to use) and `challenger` (the newest evaluated one). Only `decide` moves the champion, and only to a
+challenger that beats it on the experiment's headline claim.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lightning_modules import PAPERS
-from lightning_modules.paper import Claim
 from pipelines import tracking
+from pipelines.claims import headline
 from pipelines.config import Params
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -25,20 +25,11 @@ def model_name(key: str) -> str:
     return f"reprozoo.{key}"
 
 
-def headline(paper: str, metrics: dict[str, float]) -> Claim | None:
-    """The claim that ranks this experiment's models: the paper's primary claim when the experiment measures it,
-    else the first claim it measures (resnet_cifar measures Table 6, not ImageNet's Table 2); None for papers
-    that make no numeric claim."""
-    claims = PAPERS[paper].paper.claims
-    return next(
-        (c for c in ([PAPERS[paper].paper.primary, *claims] if claims else []) if c.metric in metrics), None
-    )
-
-
-def version_tags(result: dict[str, Any], run_tags: dict[str, str], paper: str) -> dict[str, str]:
+def version_tags(result: dict[str, Any], run_tags: dict[str, str]) -> dict[str, str]:
     """What a reviewer filters versions by: provenance, every claim's numbers and verdict, the headline."""
+    paper = result["paper"]
     tags = {
-        "experiment": result["paper"],
+        "experiment": result["experiment"],
         "paper": paper,
         "profile": result["profile"],
         "data_source": result["data_source"],
@@ -67,10 +58,15 @@ def alias(client: MlflowClient, key: str, name: str) -> ModelVersion | None:
         return None
 
 
-def register(params: Params, result: dict[str, Any], paper: str) -> ModelVersion:
+def register(params: Params, result: dict[str, Any]) -> ModelVersion:
     """A new version from an evaluation (the exported model, or the checkpoint for models torch.export cannot
     capture), aliased `challenger`; the first version of a model is also its `champion`."""
-    client, key, run_id = tracking.client(params), result["paper"], result["mlflow_run_id"]
+    client, key, paper, run_id = (
+        tracking.client(params),
+        result["experiment"],
+        result["paper"],
+        result["mlflow_run_id"],
+    )
     run = client.get_run(run_id)
     try:
         client.create_registered_model(
@@ -81,7 +77,7 @@ def register(params: Params, result: dict[str, Any], paper: str) -> ModelVersion
     except MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    tags = version_tags(result, run.data.tags, paper)
+    tags = version_tags(result, run.data.tags)
     if result["model_uri"]:  # the logged model: its signature travels with the version
         version = mlflow.register_model(result["model_uri"], model_name(key), tags=tags)
     else:

@@ -1,4 +1,5 @@
-"""report: reports/reproductions.md (one row per claim) and reports/reproductions.png (claimed vs reproduced)."""
+"""report: reports/reproductions.md (one row per claim) and reports/reproductions.png (claimed vs
+reproduced)."""
 
 from __future__ import annotations
 
@@ -8,26 +9,40 @@ import json
 import matplotlib
 
 matplotlib.use("Agg")  # headless: stages run without a display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from datamodules.files import atomic_dir, atomic_write  # noqa: E402
-from pipelines import paths  # noqa: E402
-from pipelines.config import Params  # noqa: E402
+from datamodules.files import atomic_dir, atomic_write
+from lightning_modules import PAPERS
+from pipelines import paths
+from pipelines.claims import claim_tables, number
+from pipelines.config import Params
 
 COLOURS = {"reproduced": "#2e7d32", "not_reproduced": "#c62828", "not_comparable": "#9e9e9e"}
 
 
 def load_results(params: Params) -> list[dict]:
-    """metrics/<paper>.json for every paper in params.yaml that has been evaluated, in params order."""
-    return [
-        json.loads(paths.metrics(key).read_text()) for key in params.papers if paths.metrics(key).exists()
-    ]
+    """metrics/<experiment>.json for every experiment in params.yaml that has been evaluated, in params
+    order."""
+    return [read_result(params, key) for key in params.papers if paths.metrics(key).exists()]
+
+
+def read_result(params: Params, key: str) -> dict:
+    """One metrics file. Files written before `experiment` had its own field named the experiment `paper`."""
+    result = json.loads(paths.metrics(key).read_text())
+    if "experiment" not in result:
+        result = {**result, "experiment": key, "paper": params.papers[key].paper}
+    # Trust belongs to the claim, not to the run: read it from the paper as it is now.
+    verified = {c.metric: c.verified for c in PAPERS[result["paper"]].paper.claims}
+    return {
+        **result,
+        "claims": [{**c, "verified": verified.get(c["metric"], False)} for c in result["claims"]],
+    }
 
 
 def rows(results: list[dict]) -> list[dict]:
     return [
         {
-            "paper": r["paper"],
+            "experiment": r["experiment"],
             "setting": c["metric"],
             "claimed": c["claimed"],
             "reproduced": c["reproduced"],
@@ -40,75 +55,51 @@ def rows(results: list[dict]) -> list[dict]:
             "row": c.get("row"),
             "column": c.get("column"),
             "untrained": c.get("untrained"),
+            "verified": c["verified"],
         }
         for r in results
         for c in r["claims"]
     ]
 
 
-def claim_tables(claims: list[dict], paper: str = "") -> dict[str, str]:
-    """The paper's tables rebuilt from the claims that name a cell: "ours (paper's)" in each cell, so a
-    reader compares a whole row or column at a glance, as in the paper."""
-    tables: dict[str, str] = {}
-    for source in dict.fromkeys(c["source"] for c in claims if c.get("row")):
-        cells = [c for c in claims if c["source"] == source and c.get("row")]
-        rows_, columns = (
-            list(dict.fromkeys(c["row"] for c in cells)),
-            list(dict.fromkeys(c["column"] for c in cells)),
-        )
-        grid = {(c["row"], c["column"]): f"{_number(c['reproduced'])} ({c['claimed']:.4f})" for c in cells}
-        statuses = sorted({c["status"] for c in cells})
-        lines = [
-            f"**{' '.join(filter(None, (paper, source)))}**: ours (paper's); status {', '.join(statuses)}",
-            "",
-            "| | " + " | ".join(columns) + " |",
-            "|---" * (len(columns) + 1) + "|",
-        ]
-        lines += [
-            f"| {row} | " + " | ".join(grid.get((row, col), "—") for col in columns) + " |" for row in rows_
-        ]
-        tables[" ".join(filter(None, (paper, source)))] = "\n".join(lines) + "\n"
-    return tables
-
-
-def _number(value: float | None, ci95: float | None = None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.4f}" + (f" ± {ci95:.4f}" if ci95 is not None else "")
-
-
 def markdown(table: list[dict]) -> str:
     lines = [
         "# Reproductions",
         "",
-        "Status is `reproduced` only for the paper's recipe on the paper's data; smoke and synthetic runs are "
-        "`not_comparable`. *Untrained* is the same net at its seeded initialisation on the same test set, measured "
-        "for smoke runs: the floor a run must clear to show it learned.",
+        "Status is `reproduced` only for the paper's recipe on the paper's data; smoke and synthetic runs "
+        "are `not_comparable`. *Untrained* is the same net at its seeded initialisation on the same test "
+        "set, measured for smoke runs: the floor a run must clear to show it learned. A claim marked "
+        "*(unverified)* was taken from a summary of the paper and is still to be checked against the "
+        "paper's own table.",
         "",
-        "| paper | setting | claimed | reproduced (± 95% CI) | untrained | status | claim from | data | profile | MLflow run |",
+        "| experiment | setting | claimed | reproduced (± 95% CI) | untrained | status | claim from | data "
+        "| profile | MLflow run |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['paper']} | `{r['setting']}` | {_number(r['claimed'])} | {_number(r['reproduced'], r['ci95'])} | "
-        f"{_number(r['untrained'])} | {r['status']} | {r['source']} | {r['data_source']} | {r['profile']} | "
+        f"| {r['experiment']} | `{r['setting']}` | {number(r['claimed'])} | "
+        f"{number(r['reproduced'], r['ci95'])} | "
+        f"{number(r['untrained'])} | {r['status']} | "
+        f"{r['source']}{'' if r['verified'] else ' (unverified)'} | {r['data_source']} | {r['profile']} | "
         f"`{r['mlflow_run_id']}` |"
         for r in table
     ]
     if not table:
-        lines.append("| — | no paper has been evaluated yet | | | | | | | | |")
-    for paper in dict.fromkeys(r["paper"] for r in table):
+        lines.append("| — | no experiment has been evaluated yet | | | | | | | | |")
+    for key in dict.fromkeys(r["experiment"] for r in table):
         for grid in claim_tables(
-            [r | {"metric": r["setting"]} for r in table if r["paper"] == paper], paper
+            [r | {"metric": r["setting"]} for r in table if r["experiment"] == key], key
         ).values():
             lines += ["", grid.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
 def chart(table: list[dict]) -> bytes:
-    """One horizontal bar pair per claim: the paper's value (outline) and ours (filled, coloured by status)."""
+    """One horizontal bar pair per claim: the paper's value (outline) and ours (filled, coloured by
+    status)."""
     height = max(2.5, 0.45 * len(table) + 1.2)
     figure, axes = plt.subplots(figsize=(9, height))
-    labels = [f"{r['paper']}  {r['setting']}" for r in table]
+    labels = [f"{r['experiment']}  {r['setting']}" for r in table]
     y = range(len(table))
     axes.barh(
         [i + 0.2 for i in y],
@@ -141,7 +132,8 @@ def chart(table: list[dict]) -> bytes:
 
 
 def measured_without_claims(results: list[dict]) -> str:
-    """Papers with no numeric claim (or metrics beyond their claims' cells): every test metric beside the untrained
+    """Papers with no numeric claim (or metrics beyond their claims' cells): every test metric beside the
+    untrained
     net's, so a run that learned nothing shows it here too."""
     lines = []
     for r in results:
@@ -152,7 +144,7 @@ def measured_without_claims(results: list[dict]) -> str:
         untrained = r.get("untrained_metrics") or {}
         lines += [
             "",
-            f"**{r['paper']}** ({r['profile']}, {r['data_source']} data; no numeric claim in the paper)",
+            f"**{r['experiment']}** ({r['profile']}, {r['data_source']} data; no numeric claim in the paper)",
             "",
             "| metric | trained | untrained |",
             "|---|---|---|",
@@ -165,7 +157,8 @@ def measured_without_claims(results: list[dict]) -> str:
 
 
 def copy_figures(params: Params, results: list[dict]) -> str:
-    """Each evaluated run's figures (the `figures/` artifacts evaluate logged) under reports/figures/<paper>/,
+    """Each evaluated run's figures (the `figures/` artifacts evaluate logged) under
+    reports/figures/<experiment>/,
     and the markdown that shows them; a run whose tracking store is gone is skipped, not fatal."""
     from pipelines import tracking
 
@@ -175,17 +168,16 @@ def copy_figures(params: Params, results: list[dict]) -> str:
         for r in results:
             try:
                 names = [a.path for a in mlflow_client.list_artifacts(r["mlflow_run_id"], "figures")]
-            except Exception:  # noqa: BLE001 — a deleted run or another tracking server: the report still renders
+
+            except Exception:
                 continue
             if not names:
                 continue
-            (scratch / r["paper"]).mkdir()
-            mlflow_client.download_artifacts(r["mlflow_run_id"], "figures", str(scratch / r["paper"]))
-            lines += ["", f"### {r['paper']}", ""]
-            lines += [
-                f"![{r['paper']} {name}](figures/{r['paper']}/figures/{name.split('/')[-1]})"
-                for name in names
-            ]
+            (scratch / r["experiment"]).mkdir()
+            mlflow_client.download_artifacts(r["mlflow_run_id"], "figures", str(scratch / r["experiment"]))
+            key = r["experiment"]
+            lines += ["", f"### {key}", ""]
+            lines += [f"![{key} {name}](figures/{key}/figures/{name.split('/')[-1]})" for name in names]
     return "\n".join(["", "## Figures", *lines]) + "\n" if lines else ""
 
 

@@ -1,33 +1,20 @@
-"""`reprozoo retrain`: the job a scheduler runs. DVC says what is stale, `dvc repro` re-runs exactly that (evaluate
-registers each new model as `challenger`), and the registry promotes a challenger only if it beats the champion.
-Every decision, a no-op included, is an MLflow run of its own in the `reprozoo.retrain` experiment.
+"""`reprozoo retrain`: the job a scheduler runs. DVC says what is stale, `dvc repro` re-runs exactly that
+(evaluate registers each new model as `challenger`), and the registry promotes a challenger only if it beats
+the champion. Every decision, a no-op included, is an MLflow run of its own in the `reprozoo.retrain`
+experiment.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from pipelines import registry, tracking
 from pipelines.config import Params
+from pipelines.processes import dvc
 from pipelines.registry import Decision
 
 EXPERIMENT = "reprozoo.retrain"
-
-
-def dvc(*args: str) -> subprocess.CompletedProcess:
-    """DVC from this environment (the one `make` installed), in the repository root."""
-    binary = Path(sys.executable).with_name("dvc")
-    return subprocess.run(
-        [str(binary) if binary.exists() else "dvc", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PATH": f"{binary.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
-    )
 
 
 def stale_stages() -> set[str]:
@@ -44,11 +31,12 @@ def champion_age_days(params: Params, key: str) -> float | None:
 
 
 def plan(params: Params, papers: list[str], max_age: float | None) -> dict[str, str]:
-    """Why each paper must re-run (absent: it is up to date): its own stages or its dataset's are stale, or its
+    """Why each paper must re-run (absent: it is up to date): its own stages or its dataset's are stale, or
+    its
     champion is older than `max_age` days."""
     stale, why = stale_stages(), {}
     for key in papers:
-        dataset = params.paper(key).dataset
+        dataset = params.experiment(key).dataset
         changed = sorted(stale & {f"fetch@{dataset}", f"shard@{dataset}", f"train@{key}", f"evaluate@{key}"})
         age = champion_age_days(params, key) if max_age is not None else None
         if changed:
@@ -76,7 +64,7 @@ def retrain(
 ) -> list[Decision]:
     keys = papers or list(params.papers)
     for key in keys:
-        params.paper(key)  # an unknown paper fails before DVC is asked anything
+        params.experiment(key)  # an unknown paper fails before DVC is asked anything
     started = time.time()
     why = plan(params, keys, max_age)
     decisions = []

@@ -21,7 +21,8 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 from pipelines.errors import ReprozooError
 
 LOCK = Path("constraints.txt")
-# Never uploaded (Ray already skips .git and .venv): DVC and MLflow own these; they are large or machine-specific.
+# Never uploaded (Ray already skips .git and .venv): DVC and MLflow own these; they are large or
+# machine-specific.
 EXCLUDES = [
     "/data",
     "/models",
@@ -49,7 +50,8 @@ class SubmitError(ReprozooError):
 
 def auth_headers() -> dict[str, str]:
     """Ray's cluster token (Ray ≥ 2.59 turns token auth on for local clusters), from where Ray itself looks:
-    RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or ~/.ray/auth_token. Sent as a header, never logged."""
+    RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or ~/.ray/auth_token. Sent as a header, never
+    logged."""
     token = os.environ.get("RAY_AUTH_TOKEN")
     path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
     if not token and path.is_file():
@@ -92,8 +94,10 @@ def entrypoint(command: list[str]) -> str:
 
 
 def runtime_env(env: Literal["lock", "cluster"], upload: bool = True) -> dict[str, Any]:
-    """The working tree (minus EXCLUDES) unless the job runs in a checkout on the cluster, and with env=lock the
-    locked packages: a cluster built from infra/ (which installs the same lock) can skip that with env=cluster."""
+    """The working tree (minus EXCLUDES) unless the job runs in a checkout on the cluster, and with env=lock
+    the
+    locked packages: a cluster built from infra/ (which installs the same lock) can skip that with
+    env=cluster."""
     runtime: dict[str, Any] = {
         "env_vars": {name: os.environ[name] for name in FORWARDED if name in os.environ}
     }
@@ -122,7 +126,8 @@ def submit(
     gpus: float | None = None,
 ) -> tuple[JobSubmissionClient, str]:
     """Submit; `cwd`: run in that folder on the cluster (a persistent checkout, as scheduled retraining needs)
-    instead of an uploaded copy; `cpus`/`gpus`: what the command itself needs, so Ray places it on a node that has
+    instead of an uploaded copy; `cpus`/`gpus`: what the command itself needs, so Ray places it on a node that
+    has
     them (a `dvc repro` trains in the job's own process)."""
     jobs = client(address)
     line = entrypoint(command) if cwd is None else f"cd {shlex.quote(cwd)} && {entrypoint(command)}"

@@ -20,26 +20,29 @@ import torch
 import yaml
 from mlflow.entities import Metric, Param
 from mlflow.models import ModelSignature
-from mlflow.types import Schema, TensorSpec
 from mlflow.tracking import MlflowClient
+from mlflow.types import Schema, TensorSpec
 
 from pipelines import paths
 from pipelines.config import Params, Recipe
 
-
-# Read once: mlflow.set_tracking_uri() writes this variable too, so a later read would see our own last choice.
+# Read once: mlflow.set_tracking_uri() writes this variable too, so a later read would see our own last
+# choice.
 USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def follow(uri: str) -> None:
-    """Log where a driver logs: a Ray worker's environment is its raylet's, not the driver's that started the sweep."""
+    """Log where a driver logs: a Ray worker's environment is its raylet's, not the driver's that started the
+    sweep."""
     global USER_TRACKING_URI
     USER_TRACKING_URI = uri
 
 
 def tracking_uri(params: Params) -> str:
-    """MLFLOW_TRACKING_URI, else params'. A relative sqlite path is made absolute against the repository root (the
-    cwd of every verb): MLflow caches stores by URI, so a relative one would follow whatever the cwd was first."""
+    """MLFLOW_TRACKING_URI, else params'. A relative sqlite path is made absolute against the repository root
+    (the
+    cwd of every verb): MLflow caches stores by URI, so a relative one would follow whatever the cwd was
+    first."""
     uri = USER_TRACKING_URI or params.mlflow.tracking_uri
     path = uri.removeprefix("sqlite:///")
     return (
@@ -50,7 +53,8 @@ def tracking_uri(params: Params) -> str:
 
 
 def client(params: Params) -> MlflowClient:
-    """Runs and the model registry in the same store (MLflow would otherwise resolve the registry on its own)."""
+    """Runs and the model registry in the same store (MLflow would otherwise resolve the registry on its
+    own)."""
     uri = tracking_uri(params)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -132,7 +136,7 @@ def start_sweep(params: Params, key: str, settings: dict[str, Any], metric: str,
     mlflow_client = client(params)
     tags = {
         "experiment": key,
-        "paper": params.paper(key).paper,
+        "paper": params.experiment(key).paper,
         "profile": params.profile,
         "git_commit": git_commit(),
         "reprozoo.kind": "sweep",
@@ -197,8 +201,9 @@ def log_model(params: Params, run_id: str, model: torch.nn.Module) -> str:
     model.eval()
     example = model.example_input_array  # one tensor, or a tuple for a model of several inputs
     example = [t.numpy() for t in (example if isinstance(example, tuple) else (example,))]
-    # Declared, not inferred: MLflow infers no tensor signature from several inputs; -1 keeps the batch dynamic.
-    # One input stays unnamed: MLflow's serving check then feeds it an array, not a dict it cannot pass on.
+    # Declared, not inferred: MLflow infers no tensor signature from several inputs; -1 keeps the batch
+    # dynamic. One input stays unnamed: MLflow's serving check then feeds it an array, not a dict it cannot
+    # pass on.
     signature = ModelSignature(
         inputs=Schema(
             [

@@ -1,10 +1,12 @@
-"""`reprozoo tune <key>`: a Ray Tune sweep over `papers.<key>.tune`, one MLflow parent run with a child per trial.
+"""`reprozoo tune <key>`: a Ray Tune sweep over `papers.<key>.tune`, one MLflow parent run with a child per
+trial.
 
-Each trial is the `train` verb's Lightning training (same builders, same Trainer recipe) with the trial's sample
-merged over the recipe. It reports the validation metrics and a checkpoint at every validation, so ASHA can stop
-it at a rung and Tune can restart it from its checkpoint after a failure. With `workers_per_trial > 1` a trial is
-a Ray Train run (TorchTrainer, RayDDPStrategy, RayLightningEnvironment) whose reports Tune receives through
-`TuneReportCallback`. The best configuration lands in reports/tune/<key>.json and on the parent run.
+Each trial is the `train` verb's Lightning training (same builders, same Trainer recipe) with the trial's
+sample merged over the recipe. It reports the validation metrics and a checkpoint at every validation, so ASHA
+can stop it at a rung and Tune can restart it from its checkpoint after a failure. With `workers_per_trial >
+1` a trial is a Ray Train run (TorchTrainer, RayDDPStrategy, RayLightningEnvironment) whose reports Tune
+receives through `TuneReportCallback`. The best configuration lands in reports/tune/<key>.json and on the
+parent run.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ from pytorch_lightning.loggers import MLFlowLogger
 from ray import tune
 
 from datamodules.files import atomic_write
-from lightning_modules import PAPERS
+from lightning_modules.paper import monitor, with_defaults
 from pipelines import paths, tracking
 from pipelines.config import Params, Recipe, TuneParams
 from pipelines.errors import ParamsError
-from pipelines.train import RngState, build_model_and_data, build_trainer, for_speed
+from pipelines.processes import connect_ray
+from pipelines.runs import RngState, build_model_and_data, build_trainer, for_speed, paper_class
 
-CODE_ROOT = Path(__file__).resolve().parents[1]
 DRIVER_MEMORY = 256 * 2**20  # bytes Ray sets aside for a DDP trial's driver, which only waits on its workers
 DISTRIBUTIONS: dict[str, Callable[[list], Any]] = {
     "choice": tune.choice,
@@ -65,11 +67,13 @@ def search_space(settings: TuneParams) -> dict[str, Any]:
 
 
 def objective(params: Params, key: str) -> tuple[str, str]:
-    """The metric Tune optimises: params' choice, else the paper's `monitor` (what best.ckpt tracks, the
-    validation stand-in for its primary claim)."""
-    settings, monitor = params.paper(key).tune, PAPERS[params.paper(key).paper].monitor
-    if settings.metric in (None, monitor[0]):
-        return monitor[0], settings.mode or monitor[1]
+    """The metric Tune optimises: params' choice, else the paper's monitor for this recipe (what best.ckpt
+    tracks,
+    the validation stand-in for its primary claim)."""
+    recipe = params.recipe(key)
+    settings, watched = params.experiment(key).tune, monitor(paper_class(recipe), recipe.hparams)
+    if settings.metric in (None, watched[0]):
+        return watched[0], settings.mode or watched[1]
     if settings.mode is None:
         raise ParamsError(f"papers.{key}.tune.mode: required with metric {settings.metric!r} (min or max)")
     return settings.metric, settings.mode
@@ -81,7 +85,7 @@ def validation_rungs(params: Params, key: str) -> int:
     return max(1, trainer.max_steps // trainer.val_check_interval)
 
 
-# ---- inside a trial ----------------------------------------------------------------------------------------------
+# ---- inside a trial ----------------------------------------------------------------------------------------
 
 
 class ReportToRay(pl.Callback):
@@ -230,7 +234,7 @@ def worker_resources(settings: TuneParams) -> dict[str, float]:
     }
 
 
-# ---- the driver --------------------------------------------------------------------------------------------------
+# ---- the driver --------------------------------------------------------------------------------------------
 
 
 def check_search(settings: TuneParams, key: str) -> None:
@@ -279,28 +283,57 @@ def trainable(sweep: Sweep) -> Any:
     if settings.workers_per_trial == 1:
         resources = {"cpu": settings.resources_per_trial.cpu, "gpu": settings.resources_per_trial.gpu}
         return tune.with_resources(tune.with_parameters(single_process_trial, sweep=sweep), resources)
-    # The trial itself only waits on its Ray Train group, which claims the workers' CPUs and GPUs; a CPU of its own
-    # would leave a 2-CPU machine one short of a 2-worker group. Ray wants a non-empty request: memory, not a CPU.
+    # The trial itself only waits on its Ray Train group, which claims the workers' CPUs and GPUs; a CPU of
+    # its own would leave a 2-CPU machine one short of a 2-worker group. Ray wants a non-empty request:
+    # memory, not a CPU.
     return tune.with_resources(
         tune.with_parameters(ddp_trial, sweep=sweep), {"cpu": 0, "memory": DRIVER_MEMORY}
     )
 
 
-def connect(address: str | None, num_cpus: int | None) -> None:
-    """A cluster's address (or RAY_ADDRESS, as inside `reprozoo submit`), else a local Ray on this machine."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    local = (
-        {}
-        if address
-        else {
-            "num_cpus": num_cpus,
-            "include_dashboard": False,
-            "runtime_env": {"env_vars": {"PYTHONPATH": str(CODE_ROOT)}},
-        }
-    )
-    ray.init(address=address, log_to_driver=True, **local)
+@dataclass(frozen=True)
+class Plan:
+    """A sweep resolved before Ray starts: what `--dry-run` prints."""
+
+    settings: TuneParams
+    metric: str
+    mode: str
+    rungs: int
+
+
+def plan(params: Params, key: str, num_samples: int | None = None) -> Plan:
+    """The sweep's settings (the experiment's space, else the paper's default one), objective and rungs,
+    checked."""
+    settings = params.experiment(key).tune
+    if num_samples is not None:
+        if num_samples < 1:
+            raise ParamsError(f"--num-samples: expected a positive number of trials, got {num_samples}")
+        settings = settings.model_copy(update={"num_samples": num_samples})
+    if not settings.space:
+        settings = settings.model_copy(update={"space": default_space(params, key)})
+    check_search(settings, key)
+    return Plan(settings, *objective(params, key), validation_rungs(params, key))
+
+
+def default_space(params: Params, key: str) -> dict[str, dict[str, list]]:
+    """Where an experiment names no space: a decade either side of the recipe's learning rate and (when it has
+    one) weight decay, on a log scale; each end checked against the paper's signature like a written space."""
+    recipe = params.recipe(key)
+    hparams = with_defaults(paper_class(recipe), recipe.hparams)
+    space = {
+        f"hparams.{name}": {"loguniform": [hparams[name] / 10, hparams[name] * 10]}
+        for name in ("lr", "weight_decay")
+        if isinstance(hparams.get(name), float) and hparams[name] > 0
+    }
+    if not space:
+        raise ParamsError(
+            f"papers.{key}.tune.space: empty, and {recipe.paper} has no lr or weight_decay to default "
+            f"to; name at least one hparams.<name>, data.<name> or trainer.<name>"
+        )
+    for dotted, distribution in space.items():
+        for value in distribution["loguniform"]:
+            params.recipe(key, overrides={dotted: value})
+    return space
 
 
 def run_sweep(
@@ -311,20 +344,13 @@ def run_sweep(
     num_cpus: int | None = None,
     num_samples: int | None = None,
 ) -> dict[str, Any]:
-    """Run the sweep; return (and write to reports/tune/<key>.json) the best config and every trial's outcome."""
-    settings = params.paper(key).tune
-    if num_samples:
-        settings = settings.model_copy(update={"num_samples": num_samples})
-    if not settings.space:
-        raise ParamsError(
-            f"papers.{key}.tune.space: empty; name at least one hparams.<name>, data.<name> or trainer.<name>"
-        )
-    check_search(settings, key)
-    metric, mode = objective(params, key)
-    rungs = validation_rungs(params, key)
+    """Run the sweep; return (and write to reports/tune/<key>.json) the best config and every trial's
+    outcome."""
+    resolved = plan(params, key, num_samples)
+    settings, metric, mode, rungs = resolved.settings, resolved.metric, resolved.mode, resolved.rungs
     parent = tracking.start_sweep(params, key, settings.model_dump(), metric, mode)
     sweep = Sweep(params, key, str(Path.cwd()), parent, tracking.tracking_uri(params), metric, mode, settings)
-    connect(address, num_cpus)
+    connect_ray(address, num_cpus)
     started = time.time()
     try:
         grid = tune.Tuner(

@@ -106,7 +106,8 @@ PROJECT_FILES = (
 
 
 def copy_repository(target: Path) -> Path:
-    """A copy of the repository's pipeline files (no data, caches or tracking store), a git repo as DVC wants."""
+    """A copy of the repository's pipeline files (no data, caches or tracking store), a git repo as DVC
+    wants."""
     for name in PROJECT_FILES:
         source, destination = ROOT / name, target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -119,17 +120,19 @@ def copy_repository(target: Path) -> Path:
 
 
 def synthetic_shards(cls: type, root: Path, **synthetic) -> Path:
-    """A dataset's replica, written by its synthesize() and sharded by the real shard code; returns the shards."""
-    from pipelines.shard import shard_raw
+    """A dataset's replica, written by its synthesize() and sharded by the real shard code; returns the
+    shards."""
+    from datamodules.shards import write_dataset
 
     raw, out = root / "raw", root / "shards"
     cls.synthesize(raw, 0, **synthetic)
-    shard_raw(cls, raw, out, source={"source": "synthetic"}, shard_size=50)
+    write_dataset(cls, raw, out, source={"source": "synthetic"}, shard_size=50)
     return out
 
 
-# mlflow.set_tracking_uri() also writes these into os.environ, where a later test's subprocesses (`dvc repro`, the
-# CLI) would inherit a previous test's store. Each test starts from the environment the session started with.
+# mlflow.set_tracking_uri() also writes these into os.environ, where a later test's subprocesses (`dvc repro`,
+# the CLI) would inherit a previous test's store. Each test starts from the environment the session started
+# with.
 TRACKING_ENV = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
 
 
@@ -191,7 +194,8 @@ def imagenet_shards(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def wikitext_shards(tmp_path_factory) -> Path:
-    """The replica: real English text from the standard library's documentation, with its WordPiece vocabulary."""
+    """The replica: real English text from the standard library's documentation, with its WordPiece
+    vocabulary."""
     from datamodules.wikitext103 import WikiText103
 
     return synthetic_shards(WikiText103, tmp_path_factory.mktemp("wikitext103"))
@@ -201,11 +205,11 @@ def wikitext_shards(tmp_path_factory) -> Path:
 def mnist_shards(tmp_path_factory) -> Path:
     """The bundled real digits."""
     from datamodules.mnist import MNIST
-    from pipelines.shard import shard_raw
+    from datamodules.shards import write_dataset
 
     root = tmp_path_factory.mktemp("mnist")
     MNIST.bundled(root / "raw")
-    shard_raw(MNIST, root / "raw", root / "shards", source={"source": "bundled"}, shard_size=1000)
+    write_dataset(MNIST, root / "raw", root / "shards", source={"source": "bundled"}, shard_size=1000)
     return root / "shards"
 
 

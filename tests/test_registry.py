@@ -2,10 +2,12 @@
 
 import re
 
+import pytest
 import yaml
 
 from datamodules import DATASETS
 from lightning_modules import PAPERS
+from lightning_modules.paper import Paper, PaperModule, monitor
 from pipelines import paths
 from pipelines.config import load_params
 from tests.conftest import ROOT
@@ -45,7 +47,7 @@ def test_every_dataset_is_wired_everywhere():
 def test_dvc_yaml_paths_agree_with_paths_module():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     key = "KEY"
-    fill = lambda text: text.replace("${key}", key)  # noqa: E731
+    fill = lambda text: text.replace("${key}", key)
     assert fill(stages["fetch"]["do"]["outs"][0]) == str(paths.raw(key))
     assert fill(stages["shard"]["do"]["outs"][0]) == str(paths.shards(key))
     assert fill(next(iter(stages["train"]["do"]["outs"][0]))) == str(paths.model_dir(key))
@@ -59,3 +61,31 @@ def test_dvc_yaml_paths_agree_with_paths_module():
         assert (
             stages[verb]["do"]["cmd"] == f"reprozoo {verb} ${{key}}"
         )  # only the key: values come from params
+
+
+PARAMS = load_params(ROOT / "params.yaml")
+
+
+@pytest.mark.parametrize("key", list(PARAMS.papers))
+def test_every_experiment_meets_the_paper_contract(key):
+    """What the verbs read of a paper (its claims, monitor, exportability) is there for every experiment's
+    recipe,
+    without building the model."""
+    recipe = PARAMS.recipe(key)
+    cls = PAPERS[recipe.paper]
+    assert isinstance(cls, PaperModule), f"{cls.__name__} does not meet lightning_modules.paper.PaperModule"
+    assert isinstance(cls.paper, Paper) and isinstance(cls.exportable, bool)
+    assert not hasattr(cls, "figures") or callable(cls.figures)
+    for profile in ("smoke", "paper"):
+        metric, mode = monitor(cls, PARAMS.recipe(key, profile).hparams)
+        assert re.fullmatch(r"val/[a-z0-9_]+", metric) and mode in ("min", "max"), (metric, mode)
+
+
+@pytest.mark.parametrize("key", list(PARAMS.papers))
+def test_every_experiment_has_a_tune_setup(key):
+    """`reprozoo tune <key> --dry-run` resolves: a space (written or the paper's default), a metric, rungs."""
+    from pipelines.tune import plan, search_space
+
+    resolved = plan(PARAMS, key)
+    assert resolved.settings.space and search_space(resolved.settings)
+    assert resolved.metric.startswith("val/") and resolved.mode in ("min", "max") and resolved.rungs >= 1

@@ -8,10 +8,10 @@ import pytest
 from lightning_modules import PAPERS
 from pipelines import paths
 from pipelines.config import load_params
-from pipelines.evaluate import evaluate_paper
+from pipelines.evaluate import evaluate_experiment
 from pipelines.fetch import fetch_dataset
 from pipelines.shard import shard_dataset
-from pipelines.train import train_paper
+from pipelines.train import train_experiment
 from tests.conftest import ROOT, chdir, tiny_params, write_params
 
 EXPERIMENTS = list(load_params(ROOT / "params.yaml").papers)
@@ -44,8 +44,8 @@ def test_smoke_recipe_trains_and_evaluates(all_data, tmp_path, experiment):
     (tmp_path / "data").symlink_to(all_data / "data")
     with chdir(tmp_path):
         loaded = load_params()
-        train_paper(loaded, experiment)
-        result = evaluate_paper(loaded, experiment)
+        train_experiment(loaded, experiment)
+        result = evaluate_experiment(loaded, experiment)
         saved = json.loads(paths.metrics(experiment).read_text())
     assert saved["metrics"] and all(c["status"] == "not_comparable" for c in saved["claims"])
     paper = PAPERS[loaded.papers[experiment].paper].paper

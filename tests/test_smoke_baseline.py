@@ -1,13 +1,15 @@
 """The committed smoke baseline (metrics/*.json, written by `dvc repro` on the smoke profile) shows that each
-smoke recipe learns: the experiment's headline claim beats the same net at its seeded initialisation, scored on
-the same test set. A recipe change that stops a smoke run from learning fails here once `dvc repro` re-runs it."""
+smoke recipe learns: the experiment's headline claim beats the same net at its seeded initialisation, scored
+smoke recipe learns: the experiment's headline claim beats the same net at its seeded initialisation, scored
+on the same test set. A recipe change that stops a smoke run from learning fails here once `dvc repro` re-runs
+it."""
 
 import json
 
 import pytest
 
+from pipelines.claims import headline
 from pipelines.config import load_params
-from pipelines.registry import headline
 from tests.conftest import ROOT
 
 PARAMS = load_params(ROOT / "params.yaml")

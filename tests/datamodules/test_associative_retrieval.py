@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from datamodules.associative_retrieval import AssociativeRetrieval, samples, synthesize
-from datamodules.base import read_meta, write_split
 from datamodules.files import DataError
+from datamodules.shards import read_meta, write_split
 from tests.conftest import synthetic_shards
 
 

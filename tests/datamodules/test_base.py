@@ -7,9 +7,10 @@ import tarfile
 import pytest
 import webdataset as wds
 
-from datamodules.base import ShardDataModule, write_meta, write_split
+from datamodules.base import ShardDataModule
 from datamodules.files import DataError, atomic_dir, extract
 from datamodules.omniglot import Omniglot
+from datamodules.shards import write_meta, write_split
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def test_every_rank_gets_the_same_number_of_batches(numbered_shards, monkeypatch
 def test_shuffle_is_reproducible_by_seed(numbered_shards):
     order = lambda seed: [
         s["cls"] for s in ShardDataModule(numbered_shards, seed=seed).dataset("train", shuffle=True)
-    ]  # noqa: E731
+    ]
     assert order(1) == order(1) != order(2)
     assert sorted(order(1)) == list(range(40))
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from datamodules.base import read_meta, write_split
 from datamodules.camvid import IGNORE, VOID, CamVid, classes, samples
 from datamodules.files import DataError
+from datamodules.shards import read_meta, write_split
 from datamodules.synthetic import encode
 from tests.conftest import synthetic_shards
 

@@ -6,9 +6,9 @@ import pickle
 import pytest
 import torch
 
-from datamodules.base import read_meta
 from datamodules.cifar10 import CIFAR10, FOLDER, REPLICA_MD5S, load_batch, samples, synthesize
 from datamodules.files import DataError, md5sum
+from datamodules.shards import read_meta
 from tests.conftest import synthetic_shards
 
 

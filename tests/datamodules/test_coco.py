@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from datamodules.base import read_meta, write_split
 from datamodules.coco import COCO, annotation_file, decode_masks, samples, synthesize
 from datamodules.files import DataError
+from datamodules.shards import read_meta, write_split
 from datamodules.synthetic import encode
 from tests.conftest import synthetic_shards
 

@@ -27,7 +27,7 @@ class Server(http.server.ThreadingHTTPServer):
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         server: Server = self.server
         server.ranges.append(self.headers.get("Range"))
         start = (

@@ -8,19 +8,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from datamodules.base import read_meta
 from datamodules.files import DataError
-from datamodules.imagenet import (
-    DEVKIT,
-    MEAN,
-    STD,
-    TRAIN_TAR,
-    ImageNet,
-    check_layout,
-    download,
-    read_devkit,
-    synthesize,
-)
+from datamodules.imagenet import DEVKIT, MEAN, STD, TRAIN_TAR, ImageNet, check_layout, download, read_devkit
+from datamodules.shards import read_meta
 from tests.conftest import synthetic_shards
 
 

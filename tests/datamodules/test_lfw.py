@@ -1,10 +1,11 @@
-"""LFW: the pair files' format (headers, 3- and 4-field lines, long names), disjoint identities, pairs in meta."""
+"""LFW: the pair files' format (headers, 3- and 4-field lines, long names), disjoint identities, pairs in
+meta."""
 
 import pytest
 
-from datamodules.base import read_meta
 from datamodules.files import DataError
 from datamodules.lfw import LFW, read_pairs
+from datamodules.shards import read_meta
 from tests.conftest import synthetic_shards
 
 

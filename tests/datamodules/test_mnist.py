@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.base import read_meta
 from datamodules.files import DataError
 from datamodules.mnist import (
-    MNIST,
     FILES,
+    MNIST,
     bundled,
     check_layout,
     idx_dir,
@@ -16,6 +15,7 @@ from datamodules.mnist import (
     write_idx,
     write_split_files,
 )
+from datamodules.shards import read_meta
 from tests.conftest import synthetic_shards
 
 
@@ -30,8 +30,9 @@ def test_hand_made_idx_files_are_read_by_torchvisions_parser(tmp_path):
         write_split_files(tmp_path, split, images, np.array([3, 1, 4, 1]))
     parsed = list(samples(tmp_path, "test"))
     assert [s["cls"] for s in parsed] == [3, 1, 4, 1]
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(parsed[2]["png"]))), images[2])
 

@@ -1,16 +1,14 @@
-"""Omniglot: the replica's layout and determinism, the split parser, the shard round trip, episodes, sources."""
+"""Omniglot: the replica's layout and determinism, the split parser, the shard round trip, episodes,
+sources."""
 
 import hashlib
-import io
 import zipfile
 
 import pytest
 import torch
 from PIL import Image
 
-from datamodules.base import read_meta, write_split
 from datamodules.files import DataError
-from pipelines.shard import shard_raw
 from datamodules.omniglot import (
     Omniglot,
     check_layout,
@@ -21,6 +19,7 @@ from datamodules.omniglot import (
     split_file,
     synthesize,
 )
+from datamodules.shards import read_meta, write_dataset, write_split
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,7 @@ def test_replica_is_deterministic_by_seed(tmp_path, replica):
     synthesize(tmp_path / "other", 4, alphabets=5, characters=6, drawers=20)
     digest = lambda root: hashlib.md5(
         b"".join(p.read_bytes() for p in sorted(root.rglob("*.png")))
-    ).hexdigest()  # noqa: E731
+    ).hexdigest()
     assert digest(tmp_path / "again") == digest(replica) != digest(tmp_path / "other")
 
 
@@ -68,9 +67,9 @@ def test_split_file_in_the_protonets_format_is_parsed(tmp_path):
 
 
 def test_shard_round_trip_keeps_every_drawing_of_its_split(tmp_path, replica):
-    written = shard_raw(Omniglot, replica, tmp_path, source={"source": "synthetic"}, shard_size=50)["splits"][
-        "test"
-    ]
+    written = write_dataset(Omniglot, replica, tmp_path, source={"source": "synthetic"}, shard_size=50)[
+        "splits"
+    ]["test"]
     assert written["samples"] == 20 * len(read_split(replica, "test")) and len(written["shards"]) >= 2
     data = Omniglot(tmp_path, 0)
     keys = [s["__key__"] for s in data.read_all("test")]

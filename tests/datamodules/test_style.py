@@ -1,4 +1,5 @@
-"""The style dataset: every content image paired with every style image, in real pictures, through the shards."""
+"""The style dataset: every content image paired with every style image, in real pictures, through the
+shards."""
 
 import pytest
 import torch

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from datamodules.base import read_meta, write_split
 from datamodules.files import DataError
+from datamodules.shards import read_meta, write_split
 from datamodules.voc import CLASSES, IGNORE, VOC, samples, synthesize, voc_root
 from tests.conftest import synthetic_shards
 

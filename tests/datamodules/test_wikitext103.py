@@ -1,10 +1,11 @@
-"""WikiText-103: articles split at top-level headings, unicode kept, a WordPiece vocabulary beside the shards."""
+"""WikiText-103: articles split at top-level headings, unicode kept, a WordPiece vocabulary beside the
+shards."""
 
 import numpy as np
 import torch
 from tokenizers import BertWordPieceTokenizer
 
-from datamodules.base import read_meta
+from datamodules.shards import read_meta
 from datamodules.wikitext103 import SPECIAL, WikiText103, articles, sentence_pairs, sentences
 
 RAW = """

@@ -1,4 +1,5 @@
-"""infra/mlflow: the compose file a team starts is well-formed, pinned, local by default, and holds no secret."""
+"""infra/mlflow: the compose file a team starts is well-formed, pinned, local by default, and holds no
+secret."""
 
 import re
 

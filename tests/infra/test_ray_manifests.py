@@ -1,4 +1,5 @@
-"""infra/ray and infra/kuberay: the cluster launcher config passes Ray's own schema (what `ray up` checks before it
+"""infra/ray and infra/kuberay: the cluster launcher config passes Ray's own schema (what `ray up` checks
+before it
 touches a cloud), and the KubeRay manifests hold the fields the operator needs, at the locked Ray version."""
 
 import re
@@ -26,7 +27,7 @@ def test_the_cluster_launcher_config_passes_rays_schema():
         **CLUSTER,
         "available_node_types": {**CLUSTER["available_node_types"], "gpu_worker": {"min_workers": 0}},
     }
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="Failed validating 'required'"):  # jsonschema's, through Ray
         validate_config(prepare_config(broken))
 
 

@@ -1,4 +1,5 @@
-"""infra/schedules and the CI workflow: each runs `reprozoo retrain` where the README says, on the same schedule,
+"""infra/schedules and the CI workflow: each runs `reprozoo retrain` where the README says, on the same
+schedule,
 never two at once, and keeps credentials out of the files."""
 
 import configparser
@@ -47,7 +48,7 @@ def test_systemd_timer_and_crontab_run_the_same_command_nightly():
     assert (
         timer["Timer"]["OnCalendar"] == "*-*-* 03:00:00" and timer["Install"]["WantedBy"] == "timers.target"
     )
-    (line,) = [l for l in (HERE / "crontab").read_text().splitlines() if l and not l.startswith("#")]
+    (line,) = [row for row in (HERE / "crontab").read_text().splitlines() if row and not row.startswith("#")]
     assert line.startswith("0 3 * * * ") and "flock -n" in line and "reprozoo retrain" in line
 
 

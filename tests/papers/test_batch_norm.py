@@ -1,4 +1,5 @@
-"""Batch Normalization: batch vs population statistics, per-feature-map statistics, folding, BN-Inception, learning."""
+"""Batch Normalization: batch vs population statistics, per-feature-map statistics, folding, BN-Inception,
+learning."""
 
 import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval

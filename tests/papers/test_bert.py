@@ -1,11 +1,12 @@
-"""BERT: BERT-base's size, weight decay groups, never judged on a stand-in corpus, and a small model learns."""
+"""BERT: BERT-base's size, weight decay groups, never judged on a stand-in corpus, and a small model
+learns."""
 
 import torch
 
 from datamodules.wikitext103 import WikiText103
 from lightning_modules.bert import BERT, PAPER, decayed_and_not
+from pipelines.claims import comparable
 from pipelines.config import Recipe
-from pipelines.evaluate import comparable
 from tests.papers.helpers import fit_and_score
 
 

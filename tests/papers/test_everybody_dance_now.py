@@ -1,4 +1,5 @@
-"""Everybody Dance Now: pose normalisation on hand-made keypoints, the temporal generator and discriminator see
+"""Everybody Dance Now: pose normalisation on hand-made keypoints, the temporal generator and discriminator
+see
 two consecutive frames, the face crop stays in the frame, feature matching, and SSIM rising with training."""
 
 import numpy as np

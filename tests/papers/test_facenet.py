@@ -1,4 +1,5 @@
-"""FaceNet: unit-norm embeddings, the semi-hard mining condition, the 10-fold protocol, learning on LFW-format faces."""
+"""FaceNet: unit-norm embeddings, the semi-hard mining condition, the 10-fold protocol, learning on LFW-format
+faces."""
 
 import torch
 

@@ -61,7 +61,7 @@ def test_torchmetrics_mask_ap_equals_pycocotools_on_a_fixture():
     rle = lambda m: {
         **mask_utils.encode(np.asfortranarray(m.astype(np.uint8))),
         "counts": mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode(),
-    }  # noqa: E731
+    }
     api = CocoApi()
     api.dataset = {
         "images": [{"id": 1, "height": 32, "width": 32}],

@@ -28,7 +28,8 @@ def test_episode_loss_equals_a_hand_computation():
     support = torch.tensor([[[0.0, 0.0]], [[2.0, 0.0]]]).view(2, 1, 1, 1, 2)
     query = torch.tensor([[[0.0, 1.0]], [[2.0, 0.5]]]).view(2, 1, 1, 1, 2)
     loss, acc = model.episode_loss(Episode(support, query, torch.tensor([0, 1])))
-    # query 0: d² = (1, 5) → -log softmax(-1, -5)[0]; query 1: d² = (4.25, 0.25) → -log softmax(-4.25, -0.25)[1]
+    # query 0: d² = (1, 5) → -log softmax(-1, -5)[0]; query 1: d² = (4.25, 0.25) → -log softmax(-4.25,
+    # -0.25)[1]
     by_hand = (
         F.cross_entropy(torch.tensor([[-1.0, -5.0]]), torch.tensor([0]))
         + F.cross_entropy(torch.tensor([[-4.25, -0.25]]), torch.tensor([1]))

@@ -26,7 +26,7 @@ def test_plain_twin_has_the_same_layers_without_shortcuts():
     # Only the projection shortcuts' parameters differ (three 1×1 convs + BN in ResNet-34).
     conv_shapes = lambda net: sorted(
         m.weight.shape for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)
-    )  # noqa: E731
+    )
     assert conv_shapes(residual) == conv_shapes(plain)
     assert sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) for m in plain.modules()) == 0
     assert parameters(cifar_net(20, True, 10)) == parameters(

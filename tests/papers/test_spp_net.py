@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from datamodules.imagenet import ImageNet
-from lightning_modules.spp_net import SPPNet, SpatialPyramidPool, zf5_trunk
+from lightning_modules.spp_net import SpatialPyramidPool, SPPNet, zf5_trunk
 from tests.papers.helpers import fit_and_score
 
 

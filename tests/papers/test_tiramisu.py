@@ -1,4 +1,5 @@
-"""FC-DenseNet: the paper's parameter counts, input size kept, only new maps upsampled, HeUniform, learning."""
+"""FC-DenseNet: the paper's parameter counts, input size kept, only new maps upsampled, HeUniform,
+learning."""
 
 import pytest
 import torch

@@ -21,8 +21,9 @@ def test_a_hand_example():
             "difficult": torch.tensor([False, False, True]),
         }
     ]
-    # Scores: a hit (0.9), a miss (0.8), the difficult one (0.7, ignored), a duplicate of the first (0.6, false),
-    # a hit (0.5). Precision/recall after each counted detection: (1, 1/2), (1/2, 1/2), (1/3, 1/2), (1/2, 1).
+    # Scores: a hit (0.9), a miss (0.8), the difficult one (0.7, ignored), a duplicate of the first (0.6,
+    # false), a hit (0.5). Precision/recall after each counted detection: (1, 1/2), (1/2, 1/2), (1/3, 1/2),
+    # (1/2, 1).
     detections = [
         {
             "boxes": torch.tensor([box(1, 0), box(200, 200), box(100, 101), box(0, 1), box(50, 51)]),

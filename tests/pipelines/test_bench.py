@@ -1,12 +1,15 @@
-"""`reprozoo bench` at its tiny size: every section measures both sides of its ratio, states its target and whether
-it held, and the results reach reports/bench.json and MLflow. No timing is asserted (that is the bench's job)."""
+"""`reprozoo bench` at its tiny size: every section measures both sides of its ratio, states its target and
+whether
+it held, and the results reach reports/bench.json and MLflow. No timing is asserted (that is the bench's
+job)."""
 
 import json
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines.bench import SECTIONS, TARGETS, flat_metrics, run_bench, steady_rate
+from pipelines.bench import SECTIONS, TARGETS, flat_metrics, run_bench
+from pipelines.bench.common import steady_rate
 from tests.conftest import cli
 
 

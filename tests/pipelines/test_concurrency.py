@@ -13,10 +13,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipelines import paths
-from pipelines.train import TrainingLocked, training_lock
+from pipelines.runs import TrainingLocked, training_lock
 from tests.conftest import ROOT, cli
 
-HOLD = "import sys, time; from pipelines.train import training_lock\nwith training_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)"
+HOLD = (
+    "import sys, time; from pipelines.runs import training_lock\n"
+    "with training_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)"
+)
 
 
 def holder(project, key: str) -> subprocess.Popen:

@@ -39,7 +39,7 @@ def test_whole_test_set_metrics_gather_every_ranks_items_in_rank_order():
     the union of all ranks' detections, or the logged mAP would be one rank's share."""
     import torch.multiprocessing as mp
 
-    from pipelines.bench import free_port
+    from pipelines.processes import free_port
 
     port = free_port()
     with mp.Manager() as manager:

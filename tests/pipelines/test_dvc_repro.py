@@ -25,8 +25,8 @@ def dvc(copy: Path, *args: str) -> str:
 def test_dvc_repro_end_to_end_then_noop_then_one_paper(tmp_path):
     copy = copy_repository(tmp_path / "repo")
     params = tiny_params()
-    # One paper and two datasets: every dataset's fetch and shard run in test_smoke_all and the dataset tests; here
-    # what matters is DVC's wiring (a dataset no paper uses is fetched and sharded all the same).
+    # One paper and two datasets: every dataset's fetch and shard run in test_smoke_all and the dataset tests;
+    # here what matters is DVC's wiring (a dataset no paper uses is fetched and sharded all the same).
     params["papers"] = {"protonets": params["papers"]["protonets"]}
     params["datasets"] = {name: params["datasets"][name] for name in ("omniglot", "mnist")}
     write_params(copy, params)

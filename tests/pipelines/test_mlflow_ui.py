@@ -1,5 +1,7 @@
-"""`reprozoo ui` in a real headless Chromium: a reviewer sees the paper's experiment, its run with the claimed, gap and
-reproduced metrics, and the registry's champion. The screenshots land in reports/ for the README."""
+"""`reprozoo ui` in a real headless Chromium: a reviewer sees the paper's experiment, its run with the
+claimed, gap and reproduced metrics, and the registry's champion. The screenshots go to the test's own folder,
+so a test run leaves the
+tree clean; `REPROZOO_SCREENSHOTS=reports pytest tests/pipelines/test_mlflow_ui.py` refreshes the README's."""
 
 import os
 import signal
@@ -42,8 +44,9 @@ def ui(project):
 
 
 @pytest.mark.slow
-def test_a_reviewer_sees_claims_gaps_and_the_champion(project, ui):
+def test_a_reviewer_sees_claims_gaps_and_the_champion(project, ui, tmp_path):
     url, server = ui
+    shots = ROOT / os.environ["REPROZOO_SCREENSHOTS"] if os.environ.get("REPROZOO_SCREENSHOTS") else tmp_path
     assert server.stdout.readline().startswith(f"MLflow UI for sqlite:///{project}/mlflow.db: {url}")
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     experiment = client.get_experiment_by_name("protonets")
@@ -53,7 +56,7 @@ def test_a_reviewer_sees_claims_gaps_and_the_champion(project, ui):
             (
                 f"{url}/#/experiments/{experiment.experiment_id}/runs",
                 ["protonets", "protonets-smoke"],
-                ROOT / "reports/mlflow_runs.png",
+                shots / "mlflow_runs.png",
             ),
             (
                 f"{url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}",
@@ -63,13 +66,13 @@ def test_a_reviewer_sees_claims_gaps_and_the_champion(project, ui):
                     "untrained/test/acc_5way_1shot",
                     "status/test/acc_5way_1shot",
                 ],
-                ROOT / "reports/mlflow_run.png",
+                shots / "mlflow_run.png",
                 "Metrics (",
             ),
             (
                 f"{url}/#/models/reprozoo.protonets",
                 ["reprozoo.protonets", "@\xa0champion", "@\xa0challenger"],
-                ROOT / "reports/mlflow_registry.png",
+                shots / "mlflow_registry.png",
                 "Versions",
             ),
         ],
@@ -78,4 +81,4 @@ def test_a_reviewer_sees_claims_gaps_and_the_champion(project, ui):
     )
     claimed = run.data.metrics["claimed/test/acc_5way_1shot"]
     assert f"{claimed:g}"[:4] in texts[1]  # the claimed value itself, not only its name
-    assert (ROOT / "reports/mlflow_registry.png").stat().st_size > 10_000
+    assert (shots / "mlflow_registry.png").stat().st_size > 10_000

@@ -1,5 +1,7 @@
-"""params.yaml fuzzed with hypothesis: any wrong type, out-of-range value or unknown key anywhere in the shipped
-file either still loads or fails with ParamsError naming the dotted path; never a stack trace from elsewhere."""
+"""params.yaml fuzzed with hypothesis: any wrong type, out-of-range value or unknown key anywhere in the
+shipped
+file either still loads or fails with ParamsError naming the dotted path; never a stack trace from
+elsewhere."""
 
 import json
 import re
@@ -14,7 +16,8 @@ from pipelines.config import load_params
 from pipelines.errors import ParamsError, UnknownKey
 from tests.conftest import ROOT
 
-# Through JSON: the file's YAML anchors load as one shared mapping, which a mutation would change in both places.
+# Through JSON: the file's YAML anchors load as one shared mapping, which a mutation would change in both
+# places.
 SHIPPED = json.loads(json.dumps(yaml.safe_load((ROOT / "params.yaml").read_text())))
 
 

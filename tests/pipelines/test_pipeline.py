@@ -10,17 +10,18 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from pipelines import paths
+from pipelines.claims import claim_tables
 from pipelines.config import load_params
 from pipelines.errors import StageError
-from pipelines.evaluate import evaluate_paper
-from pipelines.report import claim_tables, markdown, measured_without_claims, rows, write_report
-from pipelines.train import train_paper
+from pipelines.evaluate import evaluate_experiment
+from pipelines.report import markdown, measured_without_claims, rows, write_report
+from pipelines.train import train_experiment
 
 
 @pytest.fixture
 def trained(project):
     params = load_params()
-    return params, train_paper(params, "protonets")
+    return params, train_experiment(params, "protonets")
 
 
 def test_train_writes_checkpoints_and_a_finished_record(trained):
@@ -38,10 +39,19 @@ def test_train_writes_checkpoints_and_a_finished_record(trained):
 
 def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     params, run = trained
-    result = evaluate_paper(params, "protonets")
+    result = evaluate_experiment(params, "protonets")
     saved = json.loads(paths.metrics("protonets").read_text())
     assert saved == result and saved["mlflow_run_id"] == run.mlflow_run_id
-    assert set(saved) >= {"paper", "profile", "data_source", "mlflow_run_id", "metrics", "claims"}
+    assert set(saved) >= {
+        "experiment",
+        "paper",
+        "profile",
+        "data_source",
+        "mlflow_run_id",
+        "metrics",
+        "claims",
+    }
+    assert saved["experiment"] == saved["paper"] == "protonets"
     assert {c["metric"] for c in saved["claims"]} <= set(saved["metrics"])
     assert all(c["status"] == "not_comparable" for c in saved["claims"])  # smoke on synthetic data
     assert 0.2 < saved["metrics"]["test/acc_5way_5shot"] <= 1.0
@@ -75,13 +85,13 @@ def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
 
 def test_an_evaluation_can_be_run_again_on_the_same_training_run(trained):
     params, _ = trained
-    first, again = evaluate_paper(params, "protonets"), evaluate_paper(params, "protonets")
+    first, again = evaluate_experiment(params, "protonets"), evaluate_experiment(params, "protonets")
     assert first["mlflow_run_id"] == again["mlflow_run_id"] and first["metrics"] == again["metrics"]
 
 
 def test_report_has_one_row_per_claim(trained):
     params, _ = trained
-    evaluate_paper(params, "protonets")
+    evaluate_experiment(params, "protonets")
     table = write_report(params)
     assert [r["setting"] for r in table] == [
         "test/acc_5way_1shot",
@@ -100,6 +110,7 @@ def test_report_has_one_row_per_claim(trained):
 
 def test_papers_without_a_claim_are_reported_beside_their_untrained_net():
     result = {
+        "experiment": "p",
         "paper": "p",
         "profile": "smoke",
         "data_source": "synthetic",
@@ -113,6 +124,7 @@ def test_papers_without_a_claim_are_reported_beside_their_untrained_net():
 
 def test_report_rows_show_the_confidence_interval():
     result = {
+        "experiment": "p",
         "paper": "p",
         "profile": "paper",
         "data_source": "local",
@@ -125,6 +137,7 @@ def test_report_rows_show_the_confidence_interval():
                 "reproduced": 0.95,
                 "status": "reproduced",
                 "source": "Table 1",
+                "verified": True,
             }
         ],
     }
@@ -132,6 +145,39 @@ def test_report_rows_show_the_confidence_interval():
         "| p | `test/acc` | 0.9600 | 0.9500 ± 0.0100 | — | reproduced | Table 1 | local | paper | `r` |"
         in markdown(rows([result]))
     )
+    unverified = {**result, "claims": [{**result["claims"][0], "verified": False}]}
+    assert "| reproduced | Table 1 (unverified) | local |" in markdown(rows([unverified]))
+
+
+def test_metrics_files_written_before_the_experiment_field_still_load(tmp_path):
+    """Old files named the experiment `paper`; the report reads them with the paper looked up from params."""
+    from pipelines.config import load_params
+    from pipelines.report import read_result
+    from tests.conftest import ROOT, chdir
+
+    params = load_params(ROOT / "params.yaml")
+    old = {
+        "paper": "resnet_cifar",
+        "profile": "smoke",
+        "data_source": "synthetic",
+        "mlflow_run_id": "r",
+        "metrics": {},
+        "claims": [
+            {
+                "metric": "test/top1_err_cifar_resnet20",
+                "claimed": 0.0875,
+                "reproduced": 0.5,
+                "status": "not_comparable",
+                "source": "Table 6",
+            }
+        ],
+    }
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "resnet_cifar.json").write_text(json.dumps(old))
+    with chdir(tmp_path):
+        result = read_result(params, "resnet_cifar")
+    assert result["experiment"] == "resnet_cifar" and result["paper"] == "resnet"
+    assert [c["verified"] for c in result["claims"]] == [True]
 
 
 def test_claims_that_name_a_cell_are_rebuilt_as_the_papers_table():
@@ -158,14 +204,14 @@ def test_claims_that_name_a_cell_are_rebuilt_as_the_papers_table():
 
 def test_evaluate_before_train_names_the_stage_to_run(project):
     with pytest.raises(StageError, match="reprozoo train protonets"):
-        evaluate_paper(load_params(), "protonets")
+        evaluate_experiment(load_params(), "protonets")
 
 
 def test_a_finished_run_is_retrained_from_scratch_and_an_interrupted_one_resumes(trained):
     params, first = trained
-    again = train_paper(params, "protonets")  # DVC re-runs a finished stage only after a change
+    again = train_experiment(params, "protonets")  # DVC re-runs a finished stage only after a change
     assert not again.resumed and again.mlflow_run_id != first.mlflow_run_id
     record = json.loads(paths.run_record("protonets").read_text())
     paths.run_record("protonets").write_text(json.dumps({**record, "finished": False}))  # as if killed
-    resumed = train_paper(params, "protonets")
+    resumed = train_experiment(params, "protonets")
     assert resumed.resumed and resumed.mlflow_run_id == again.mlflow_run_id  # the run is continued

@@ -1,4 +1,5 @@
-"""The champion/challenger rule on a real MLflow registry (sqlite): only a strictly better challenger is promoted."""
+"""The champion/challenger rule on a real MLflow registry (sqlite): only a strictly better challenger is
+promoted."""
 
 import pytest
 from mlflow.tracking import MlflowClient

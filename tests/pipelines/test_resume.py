@@ -1,4 +1,5 @@
-"""A training killed with SIGKILL mid-run and started again resumes from last.ckpt and ends bit-identical to a run
+"""A training killed with SIGKILL mid-run and started again resumes from last.ckpt and ends bit-identical to a
+run
 that was never interrupted: weights, optimizer and step, with the same MLflow run continued."""
 
 import json
@@ -13,7 +14,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from datamodules.base import ResumableLoader
+from datamodules.resume import ResumableLoader
 from tests.conftest import ROOT, cli, fetched_project, tiny_params, write_params
 
 # A checkpoint every 10 steps of 40: the kill lands after the first one, well before the end.
@@ -31,7 +32,8 @@ def project_for(root: Path, experiment: str, data: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def cifar10_data(tmp_path_factory) -> Path:
-    """Fetched and sharded by the real stages: a streamed dataset with random crops and flips, 3 batches an epoch."""
+    """Fetched and sharded by the real stages: a streamed dataset with random crops and flips, 3 batches an
+    epoch."""
     return fetched_project(tmp_path_factory.mktemp("cifar10"), "cifar10") / "data"
 
 

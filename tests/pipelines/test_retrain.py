@@ -1,12 +1,13 @@
-"""`reprozoo retrain` on a real DVC project (a copy of the repository with two experiments on one dataset): a no-op
-when nothing changed, only the changed experiment re-runs, a better model is promoted, a failing run leaves the
+"""`reprozoo retrain` on a real DVC project (a copy of the repository with two experiments on one dataset): a
+no-op when nothing changed, only the changed experiment re-runs, a better model is promoted, a failing run
+leaves the
 champion and exits non-zero; every decision is an MLflow run."""
 
 import json
-from copy import deepcopy as copy_of
 import os
 import subprocess
 import sys
+from copy import deepcopy as copy_of
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,5 @@
-"""What a hostile file or a careless setting cannot do: run code from a checkpoint, leak a credential into params,
+"""What a hostile file or a careless setting cannot do: run code from a checkpoint, leak a credential into
+params,
 logs or MLflow, or expose a server beyond this machine."""
 
 import json
@@ -16,10 +17,10 @@ from datamodules.files import DataError
 from pipelines import paths
 from pipelines.config import load_params
 from pipelines.errors import ParamsError
-from pipelines.evaluate import evaluate_paper
-from pipelines.train import train_paper
+from pipelines.evaluate import evaluate_experiment
+from pipelines.train import train_experiment
 from tests.browser import free_port, wait_for_http
-from tests.conftest import ROOT, cli, tiny_params, write_params
+from tests.conftest import ROOT, tiny_params, write_params
 
 
 class Payload:
@@ -40,21 +41,21 @@ def tamper(checkpoint: Path, marker: Path) -> None:
 
 def test_a_tampered_checkpoint_is_refused_and_never_unpickled(project):
     params = load_params()
-    train_paper(params, "protonets")
+    train_experiment(params, "protonets")
     marker = project / "pwned"
     best = paths.model_dir("protonets") / "best.ckpt"
     tamper(best, marker)
     with pytest.raises(
         DataError, match=r"best.ckpt: refused to load: .*weights_only=False .*Unsupported global: GLOBAL "
     ):
-        evaluate_paper(params, "protonets")
+        evaluate_experiment(params, "protonets")
 
     last = paths.model_dir("protonets") / "last.ckpt"  # and a resume of an interrupted run
     record = json.loads(paths.run_record("protonets").read_text())
     paths.run_record("protonets").write_text(json.dumps({**record, "finished": False}))
     tamper(last, marker)
     with pytest.raises(DataError, match=r"last.ckpt: refused to load"):
-        train_paper(params, "protonets")
+        train_experiment(params, "protonets")
     assert not marker.exists()
 
 

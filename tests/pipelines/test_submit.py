@@ -1,4 +1,5 @@
-"""`reprozoo submit`: a real local Ray cluster (`ray start --head` on 127.0.0.1, free ports), the Jobs API, and a
+"""`reprozoo submit`: a real local Ray cluster (`ray start --head` on 127.0.0.1, free ports), the Jobs API,
+and a
 teardown that stops only this cluster's processes."""
 
 import re
@@ -12,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipelines.bench import free_port
+from pipelines.processes import free_port
 from pipelines.submit import EXCLUDES, SubmitError, entrypoint
 from tests.conftest import ROOT, cli
 

@@ -42,8 +42,8 @@ def child_runs(project, parent_run_id):
 def test_asha_sweep_stops_weak_trials_and_reports_the_best_config(project, local_ray):
     from pipelines.tune import run_sweep
 
-    # Two learning rates that learn and two that cannot: the weak pair reaches ASHA's first rung after the strong
-    # pair (two trials run at once), so it is stopped there; the outcome does not hang on random draws.
+    # Two learning rates that learn and two that cannot: the weak pair reaches ASHA's first rung after the
+    # strong pair (two trials run at once), so it is stopped there; the outcome does not hang on random draws.
     params = sweep_params(
         project,
         space={"hparams.lr": {"grid": [3e-3, 3e-3, 1e-9, 1e-9]}},
@@ -130,7 +130,8 @@ def kill_once_checkpointed(
 def test_a_trial_whose_worker_is_killed_restarts_from_its_checkpoint(
     project, local_ray, workers, process_title, registered
 ):
-    """One process: Tune retries the trial (FailureConfig). Ray Train DDP: the group restarts from its checkpoint."""
+    """One process: Tune retries the trial (FailureConfig). Ray Train DDP: the group restarts from its
+    checkpoint."""
     from pipelines.tune import run_sweep
 
     params = sweep_params(
@@ -166,7 +167,8 @@ def test_a_trial_whose_worker_is_killed_restarts_from_its_checkpoint(
     [
         (
             {"hparams.lr": {"loguniform": [0, 1]}},
-            "papers.protonets.tune.space.hparams.lr.loguniform: expected [low, high] numbers with low < high and low > 0",
+            "papers.protonets.tune.space.hparams.lr.loguniform: expected [low, high] numbers with low < "
+            "high and low > 0",
         ),
         (
             {"hparams.lr": {"choice": [1e-3, -1]}},
@@ -198,7 +200,7 @@ def test_the_space_maps_to_ray_distributions_and_the_default_metric_is_the_monit
     params = sweep_params(
         project, space={"hparams.lr": {"loguniform": [1e-4, 1e-2]}, "data.shot": {"grid": [1, 5]}}
     )
-    space = search_space(params.paper("protonets").tune)
+    space = search_space(params.experiment("protonets").tune)
     assert isinstance(space["hparams.lr"], Float) and space["data.shot"] == {"grid_search": [1, 5]}
     assert objective(params, "protonets") == ("val/acc", "max")
     assert validation_rungs(params, "protonets") == 2  # tiny profile: 20 steps, validation every 10

@@ -1,0 +1,49 @@
+"""The other processes reprozoo starts or joins: DVC from this environment, a local Ray or a cluster's, and
+the
+free loopback ports that process groups (DDP, a browser, a test server) meet on."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+CODE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def dvc(*args: str) -> subprocess.CompletedProcess:
+    """DVC from this environment (the one `make` installed), run in the current folder, output captured."""
+    binary = Path(sys.executable).with_name("dvc")
+    return subprocess.run(
+        [str(binary) if binary.exists() else "dvc", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{binary.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+
+
+def connect_ray(address: str | None, num_cpus: int | None) -> None:
+    """A cluster's address (or RAY_ADDRESS, as inside `reprozoo submit`), else a local Ray on this machine."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    local = (
+        {}
+        if address
+        else {
+            "num_cpus": num_cpus,
+            "include_dashboard": False,
+            "runtime_env": {"env_vars": {"PYTHONPATH": str(CODE_ROOT)}},
+        }
+    )
+    ray.init(address=address, log_to_driver=True, **local)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
