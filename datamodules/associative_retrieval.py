@@ -22,7 +22,6 @@ from datamodules.files import DataError
 
 VOCABULARY = string.ascii_lowercase + string.digits + "?"
 SPLITS = ("train", "val", "test")
-Positive = PositiveInt
 
 
 def example(rng: np.random.Generator, pairs: int) -> tuple[str, int]:
@@ -38,9 +37,9 @@ def synthesize(
     seed: int = 0,
     *,
     pairs: PositiveInt = 4,
-    train: Positive = 100_000,
-    val: Positive = 10_000,
-    test: Positive = 20_000,
+    train: PositiveInt = 100_000,
+    val: PositiveInt = 10_000,
+    test: PositiveInt = 20_000,
 ) -> None:
     """The paper's generator; `pairs` = 4 gives its example's length, 11 characters."""
     rng = np.random.default_rng(seed)
@@ -89,9 +88,9 @@ class AssociativeRetrieval(ShardDataModule):
         shards_dir: Path,
         seed: int = 0,
         *,
-        batch_size: Positive = 128,
+        batch_size: PositiveInt = 128,
         num_workers: int = 0,
-        shuffle_buffer: Positive = 10_000,
+        shuffle_buffer: PositiveInt = 10_000,
     ):
         super().__init__(
             shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer

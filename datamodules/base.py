@@ -1,9 +1,8 @@
 """Reading shards DDP-safely: the DataModule every dataset extends, its loaders and their resumable RNG state.
 (`datamodules/shards.py` writes them; these two files hold the only WebDataset code in reprozoo.)
 
-Layout (ARCHITECTURE "Shards"): data/shards/<name>/<split>-%06d.tar, one sample per `__key__` with an
-image (`png`/`jpg`), a `cls` label and `json` annotations, plus meta.json (classes, counts, shard list).
-"""
+Layout (ARCHITECTURE "Shards"): data/shards/<name>/<split>-%06d.tar, one sample per `__key__` with an image
+(`png`/`jpg`), a `cls` label and `json` annotations, plus meta.json (classes, counts, shard list)."""
 
 from __future__ import annotations
 
@@ -74,8 +73,8 @@ def unreadable_shard(error: Exception) -> bool:
 
 def decoding(image_mode: str, keys: tuple[str, ...]) -> Callable[[dict], dict]:
     """webdataset's decoder for `keys` (other members stay bytes: a .pyd/.pth/.pickle is never unpickled),
-    with a
-    record that does not decode (a truncated JPEG) named by shard and key instead of a bare DecodingError."""
+    with a record that does not decode (a truncated JPEG) named by shard and key instead of a bare
+    DecodingError."""
     decode = wds.autodecode.Decoder([wds.autodecode.imagehandler(image_mode)], only=list(keys))
 
     def decoded(sample: dict) -> dict:
@@ -235,8 +234,7 @@ class ShardDataModule(pl.LightningDataModule):
 
     def memory_loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> DataLoader:
         """The split as a list in RAM behind a plain DataLoader: Lightning adds a DistributedSampler under
-        DDP,
-        and the seeded generator draws a new, reproducible order every epoch."""
+        DDP, and the seeded generator draws a new, reproducible order every epoch."""
         if split not in self._in_memory:
             keep, to_sample = self.keep(split) or (lambda _: True), sample or self.sample(split)
             self._in_memory[split] = [to_sample(s) for s in self.read_all(split) if keep(s)]

@@ -51,7 +51,6 @@ COLOURS = [
     (0, 128, 192),
 ]  # CamVid's own colours
 SPLITS = ("train", "val", "test")
-Positive = PositiveInt
 
 
 def download(raw_dir: Path, downloads: Path) -> None:
@@ -123,11 +122,11 @@ def synthesize(
     raw_dir: Path,
     seed: int = 0,
     *,
-    train: Positive = 12,
-    val: Positive = 4,
-    test: Positive = 6,
-    height: Positive = 360,
-    width: Positive = 480,
+    train: PositiveInt = 12,
+    val: PositiveInt = 4,
+    test: PositiveInt = 6,
+    height: PositiveInt = 360,
+    width: PositiveInt = 480,
 ) -> None:
     rng = np.random.default_rng(seed)
     for split, count in (("train", train), ("val", val), ("test", test)):
@@ -154,10 +153,10 @@ class CamVid(ShardDataModule):
         shards_dir: Path,
         seed: int = 0,
         *,
-        batch_size: Positive = 3,
+        batch_size: PositiveInt = 3,
         num_workers: int = 0,
-        shuffle_buffer: Positive = 400,
-        crop: Positive | None = 224,
+        shuffle_buffer: PositiveInt = 400,
+        crop: PositiveInt | None = 224,
     ):
         super().__init__(
             shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer

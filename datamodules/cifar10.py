@@ -32,7 +32,6 @@ TRAIN_FILES, TEST_FILES = [f for f, _ in TorchvisionCIFAR10.train_list], ["test_
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 VAL_SIZE_FRACTION = 0.1
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-Positive = PositiveInt
 
 
 class ArraysOnly(pickle.Unpickler):
@@ -76,7 +75,7 @@ def load_batch(raw_dir: Path, name: str) -> dict:
         return ArraysOnly(f, encoding="latin1").load()
 
 
-def synthesize(raw_dir: Path, seed: int = 0, *, train: Positive = 1000, test: Positive = 200) -> None:
+def synthesize(raw_dir: Path, seed: int = 0, *, train: PositiveInt = 1000, test: PositiveInt = 200) -> None:
     """Batches in the official pickle format: data (N, 3072) uint8 in channel-major order, labels,
     filenames."""
     rng, folder = np.random.default_rng(seed), raw_dir / FOLDER
@@ -129,9 +128,9 @@ class CIFAR10(ShardDataModule):
         shards_dir: Path,
         seed: int = 0,
         *,
-        batch_size: Positive = 128,
+        batch_size: PositiveInt = 128,
         num_workers: int = 0,
-        shuffle_buffer: Positive = 5000,
+        shuffle_buffer: PositiveInt = 5000,
         augment: bool = True,
         normalize: bool = True,
     ):

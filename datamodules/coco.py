@@ -52,26 +52,12 @@ CATEGORIES = [
     (9, "boat", "vehicle"),
     (10, "traffic light", "outdoor"),
 ]
-KEYPOINTS = [
-    "nose",
-    "left_eye",
-    "right_eye",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-]
-Positive = PositiveInt
+# The 17 person keypoints of COCO's person_keypoints files, in order (also what Keypoint R-CNN predicts).
+# fmt: off
+KEYPOINTS = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+             "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+             "right_knee", "left_ankle", "right_ankle"]
+# fmt: on
 
 
 def annotation_file(raw_dir: Path, split: str, kind: str = "instances") -> Path:
@@ -170,7 +156,7 @@ def decode_masks(segmentations: list, height: int, width: int) -> np.ndarray:
 # ---- the synthetic replica -------------------------------------------------------------------------------
 
 
-def synthesize(raw_dir: Path, seed: int = 0, *, train: Positive = 40, val: Positive = 16) -> None:
+def synthesize(raw_dir: Path, seed: int = 0, *, train: PositiveInt = 40, val: PositiveInt = 16) -> None:
     """Instances JSON with polygons, one crowd region as uncompressed RLE per few images, images with no
     annotation, one degenerate box, and person keypoints, as in the real files."""
     rng, ann_id = np.random.default_rng(seed), 1
@@ -264,9 +250,9 @@ class COCO(ShardDataModule):
         shards_dir: Path,
         seed: int = 0,
         *,
-        batch_size: Positive = 16,
+        batch_size: PositiveInt = 16,
         num_workers: int = 0,
-        shuffle_buffer: Positive = 1000,
+        shuffle_buffer: PositiveInt = 1000,
         masks: bool = True,
         skip_empty: bool = True,
         augment: bool = True,

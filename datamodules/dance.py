@@ -31,50 +31,16 @@ from torchvision.transforms.v2 import functional as TF
 from datamodules.base import ShardDataModule, open_image
 from datamodules.files import DataError
 from datamodules.synthetic import background, encode
+from datamodules.videos import detect_poses, locate, read_frames
 
-KEYPOINTS = (
-    "nose",
-    "left_eye",
-    "right_eye",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-)  # COCO's order
-SKELETON = (
-    (0, 1),
-    (0, 2),
-    (1, 3),
-    (2, 4),
-    (5, 6),
-    (5, 7),
-    (7, 9),
-    (6, 8),
-    (8, 10),
-    (5, 11),
-    (6, 12),
-    (11, 12),
-    (11, 13),
-    (13, 15),
-    (12, 14),
-    (14, 16),
-)
+# fmt: off
+SKELETON = ((0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12),
+            (11, 12), (11, 13), (13, 15), (12, 14), (14, 16))  # limbs between COCO keypoints
+# fmt: on
 LIMB_COLOURS = [
     tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / len(SKELETON), 1, 1)) for i in range(len(SKELETON))
 ]
 SPLITS = ("train", "val", "test", "source")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
-Positive = PositiveInt
 
 
 def render_pose(keypoints: np.ndarray, size: int, width: int = 2) -> np.ndarray:
@@ -199,51 +165,6 @@ def synthesize(
             write_video(raw_dir / "source", images, poses)
 
 
-def read_frames(where: Path) -> list[np.ndarray]:
-    """A folder of frames, or a video file decoded by torchvision.io (which needs PyAV)."""
-    if where.is_dir():
-        return [
-            np.asarray(Image.open(p).convert("RGB"))
-            for p in sorted(where.iterdir())
-            if p.suffix.lower() in (".png", ".jpg", ".jpeg")
-        ]
-    try:
-        from torchvision.io import read_video
-
-        return list(read_video(str(where), pts_unit="sec", output_format="THWC")[0].numpy())
-    except ImportError as error:
-        raise DataError(
-            f"{where}: decoding a video needs PyAV (`pip install av`), or give a folder of frames ({error})"
-        ) from None
-
-
-def detect_poses(frames: list[np.ndarray], *, batch: int = 4) -> list[np.ndarray]:
-    """The most confident person's 17 keypoints in each frame, from torchvision's COCO Keypoint R-CNN."""
-    from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, keypointrcnn_resnet50_fpn
-
-    detector = keypointrcnn_resnet50_fpn(weights=KeypointRCNN_ResNet50_FPN_Weights.COCO_V1).eval()
-    found = []
-    with torch.no_grad():
-        for start in range(0, len(frames), batch):
-            images = [
-                TF.to_dtype(TF.to_image(f), torch.float32, scale=True) for f in frames[start : start + batch]
-            ]
-            for out in detector(images):
-                best = out["keypoints"][0].numpy() if len(out["keypoints"]) else np.zeros((17, 3))
-                found.append(np.concatenate([best[:, :2], (best[:, 2:] > 0).astype(float)], 1))
-    return found
-
-
-def locate(path: Path, name: str) -> Path:
-    candidates = [path / name, *(path / f"{name}{s}" for s in VIDEO_SUFFIXES)]
-    if found := [c for c in candidates if c.exists()]:
-        return found[0]
-    raise DataError(
-        f"{path}: expected {name}/ (frames) or {name}.mp4 (or {', '.join(VIDEO_SUFFIXES[1:])}): the {name} "
-        "dancer's video"
-    )
-
-
 def import_local(path: Path, raw_dir: Path) -> None:
     """Your videos → frames and detected poses in the raw layout (the paper's OpenPose step, done by Keypoint
     R-CNN)."""
@@ -313,8 +234,8 @@ class Dance(ShardDataModule):
         shards_dir: Path,
         seed: int = 0,
         *,
-        size: Positive = 64,
-        batch_size: Positive = 8,
+        size: PositiveInt = 64,
+        batch_size: PositiveInt = 8,
         num_workers: int = 0,
     ):
         super().__init__(

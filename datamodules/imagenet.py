@@ -44,7 +44,6 @@ SYNSETS = [
     ("n01514859", "hen"),
     ("n01518878", "ostrich, Struthio camelus"),
 ]
-Positive = PositiveInt
 
 
 def download(raw_dir: Path, downloads: Path) -> None:
@@ -130,9 +129,9 @@ def synthesize(
     raw_dir: Path,
     seed: int = 0,
     *,
-    classes: Positive = 10,
-    train_per_class: Positive = 30,
-    val_per_class: Positive = 10,
+    classes: PositiveInt = 10,
+    train_per_class: PositiveInt = 30,
+    val_per_class: PositiveInt = 10,
 ) -> None:
     """The three archives in the official format, with the real dataset's odd files among the JPEGs."""
     import scipy.io
@@ -206,11 +205,11 @@ class ImageNet(ShardDataModule):
         shards_dir: Path,
         seed: int = 0,
         *,
-        batch_size: Positive = 256,
+        batch_size: PositiveInt = 256,
         num_workers: int = 0,
-        shuffle_buffer: Positive = 5000,
-        crop: Positive = 224,
-        resize: Positive = 256,
+        shuffle_buffer: PositiveInt = 5000,
+        crop: PositiveInt = 224,
+        resize: PositiveInt = 256,
         scale: tuple[float, float] = (0.08, 1.0),
         test_crops: Literal[1, 10] = 1,
     ):

@@ -29,7 +29,6 @@ from datamodules.synthetic import background, encode
 URL = _LFW.download_url_prefix
 ARCHIVE = _LFW.file_dict["original"]  # (folder, archive name, md5)
 PAIR_FILES = {"pairs": "pairs.txt", "dev_train": "pairsDevTrain.txt", "dev_test": "pairsDevTest.txt"}
-Positive = PositiveInt
 
 
 def image_key(name: str, number: int) -> str:
@@ -163,9 +162,9 @@ def synthesize(
     raw_dir: Path,
     seed: int = 0,
     *,
-    people: Positive = 60,
-    pairs_per_fold: Positive = 6,
-    dev_pairs: Positive = 20,
+    people: PositiveInt = 60,
+    pairs_per_fold: PositiveInt = 6,
+    dev_pairs: PositiveInt = 20,
 ) -> None:
     """Names with several underscores, 1-6 photos each, and the three pair files in the official format."""
     rng = np.random.default_rng(seed)
@@ -220,13 +219,13 @@ class LFW(ShardDataModule):
         shards_dir: Path,
         seed: int = 0,
         *,
-        batch_size: Positive = 64,
+        batch_size: PositiveInt = 64,
         num_workers: int = 0,
-        shuffle_buffer: Positive = 2000,
-        size: Positive = 160,
-        crop: Positive = 250,
-        identities_per_batch: Positive = 45,
-        faces_per_identity: Positive = 40,
+        shuffle_buffer: PositiveInt = 2000,
+        size: PositiveInt = 160,
+        crop: PositiveInt = 250,
+        identities_per_batch: PositiveInt = 45,
+        faces_per_identity: PositiveInt = 40,
     ):
         super().__init__(
             shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
@@ -257,8 +256,7 @@ class LFW(ShardDataModule):
 
     def train_loader(self):
         """FaceNet's batches (§3.2): P identities × K faces, drawn like episodes from identities with K or
-        more
-        photos (a face may repeat across batches, never within one)."""
+        more photos (a face may repeat across batches, never within one)."""
         by_identity: dict[int, list[torch.Tensor]] = {}
         resize = v2.Compose([v2.ToImage(), v2.CenterCrop(self.crop), v2.Resize(self.size, antialias=True)])
         for s in self.read_all("train"):

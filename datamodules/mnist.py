@@ -34,7 +34,6 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 VAL_FRACTION = 1 / 12  # the last 5,000 of the 60,000 training digits
-Positive = PositiveInt
 
 
 def idx_dir(raw_dir: Path) -> Path:
@@ -83,7 +82,7 @@ def bundled(raw_dir: Path) -> None:
         write_split_files(raw_dir, split, images[rows].reshape(-1, 28, 28), labels[rows])
 
 
-def synthesize(raw_dir: Path, seed: int = 0, *, train: Positive = 1200, test: Positive = 300) -> None:
+def synthesize(raw_dir: Path, seed: int = 0, *, train: PositiveInt = 1200, test: PositiveInt = 300) -> None:
     """Digits typed in a scalable font, then jittered (rotation, scale, shift, stroke width) like
     handwriting."""
     rng = np.random.default_rng(seed)
@@ -149,9 +148,9 @@ class MNIST(ShardDataModule):
         shards_dir: Path,
         seed: int = 0,
         *,
-        batch_size: Positive = 64,
+        batch_size: PositiveInt = 64,
         num_workers: int = 0,
-        shuffle_buffer: Positive = 5000,
+        shuffle_buffer: PositiveInt = 5000,
         view: Literal["image", "sequence", "permuted"] = "image",
         pixels_per_step: Literal[1, 2, 4, 7, 14, 28, 49, 98, 112, 196, 392, 784] = 1,
     ):

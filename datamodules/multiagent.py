@@ -34,7 +34,6 @@ TYPES = ("agent", "landmark", "stag", "apple", "coin_0", "coin_1")
 MOVES = np.array([(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)])  # stay, up, down, left, right
 SPLITS = ("train", "val", "test")
 AGENTS = 2
-Positive = PositiveInt
 
 
 def objects(game: Game) -> list[str]:
@@ -121,8 +120,8 @@ def advance(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Move the agents; a reached object reappears elsewhere (a fresh goal). Returns (agents, each agent's
     reward): an apple, a landmark or a coin of one's colour 1; a stag 5 to each hunter, only when all agents
-    stand on it;
-    a coin of another's colour 1 to the taker and −2 to its owner (the coin game's social dilemma)."""
+    stand on it; a coin of another's colour 1 to the taker and −2 to its owner (the coin game's social
+    dilemma)."""
     agents, rewards = np.clip(agents + MOVES[actions], 0, size - 1), np.zeros(AGENTS)
     for j, thing in enumerate(things):
         on = [i for i, a in enumerate(agents) if (a == thing).all()]
@@ -151,11 +150,11 @@ def generate(
     *,
     games: tuple[Game, ...] = GAMES,
     size: conint(ge=4) = 8,
-    steps: Positive = 20,
+    steps: PositiveInt = 20,
     epsilon: confloat(ge=0, le=1) = 0.1,
-    train: Positive = 2000,
-    val: Positive = 200,
-    test: Positive = 400,
+    train: PositiveInt = 2000,
+    val: PositiveInt = 200,
+    test: PositiveInt = 400,
 ) -> None:
     """`train`/`val`/`test` episodes of each game."""
     rng = np.random.default_rng(seed)
@@ -210,9 +209,9 @@ class MultiAgent(ShardDataModule):
         seed: int = 0,
         *,
         game: Game = "stag_hunt",
-        batch_size: Positive = 64,
+        batch_size: PositiveInt = 64,
         num_workers: int = 0,
-        shuffle_buffer: Positive = 2000,
+        shuffle_buffer: PositiveInt = 2000,
     ):
         super().__init__(
             shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer

@@ -29,20 +29,14 @@ from datamodules.files import download as fetch_url
 
 SETS = ("images_background", "images_evaluation")
 SPLITS = ("train", "val", "test")
+LAKE = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
 URLS = {  # (url, md5); the md5s are the ones torchvision.datasets.Omniglot verifies
-    "images_background.zip": (
-        "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/images_background.zip",
-        "68d2efa1b9178cc56df9314c21c6e718",
-    ),
-    "images_evaluation.zip": (
-        "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/images_evaluation.zip",
-        "6b91aef0f799c5bb55b94e3f2daec811",
-    ),
+    "images_background.zip": (LAKE + "images_background.zip", "68d2efa1b9178cc56df9314c21c6e718"),
+    "images_evaluation.zip": (LAKE + "images_evaluation.zip", "6b91aef0f799c5bb55b94e3f2daec811"),
 }
 SPLIT_URL = "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/splits/vinyals/{}.txt"
 VINYALS_FRACTIONS = (1028 / 1623, 172 / 1623)  # train, val; test is the rest
 ROTATIONS = (0, 90, 180, 270)
-Positive = PositiveInt
 
 
 def split_file(raw_dir: Path, split: str) -> Path:
@@ -112,9 +106,9 @@ def synthesize(
     raw_dir: Path,
     seed: int = 0,
     *,
-    alphabets: Positive = 8,
-    characters: Positive = 12,
-    drawers: Positive = 20,
+    alphabets: PositiveInt = 8,
+    characters: PositiveInt = 12,
+    drawers: PositiveInt = 20,
 ) -> None:
     """A replica in the real layout: alphabets differ in stroke count and curviness, characters in strokes."""
     rng = np.random.default_rng(seed)
@@ -219,17 +213,17 @@ class Omniglot(ShardDataModule):
         shards_dir: Path,
         seed: int = 0,
         *,
-        train_way: Positive = 60,
-        shot: Positive = 5,
-        query: Positive = 5,
-        val_way: Positive = 5,
-        val_episodes: Positive = 100,
-        test_query: Positive = 15,
-        test_settings: list[tuple[Positive, Positive]] = [(5, 1), (5, 5), (20, 1), (20, 5)],  # noqa: B006
-        test_episodes: Positive = 1000,
-        image_size: Positive = 28,
+        train_way: PositiveInt = 60,
+        shot: PositiveInt = 5,
+        query: PositiveInt = 5,
+        val_way: PositiveInt = 5,
+        val_episodes: PositiveInt = 100,
+        test_query: PositiveInt = 15,
+        test_settings: list[tuple[PositiveInt, PositiveInt]] = [(5, 1), (5, 5), (20, 1), (20, 5)],  # noqa: B006
+        test_episodes: PositiveInt = 1000,
+        image_size: PositiveInt = 28,
         layout: Literal["episodes", "sequences"] = "episodes",
-        batch_size: Positive = 1,
+        batch_size: PositiveInt = 1,
         num_workers: int = 0,
     ):
         super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers)

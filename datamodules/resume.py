@@ -1,6 +1,5 @@
 """Resuming a training run exactly: the global RNGs as checkpoint-safe state, and the training loader that
-draws
-from RNGs of its own and skips what a restored run had already trained on."""
+draws from RNGs of its own and skips what a restored run had already trained on."""
 
 from __future__ import annotations
 
@@ -18,8 +17,7 @@ from datamodules.episodes import rank_and_world
 
 def rng_states() -> dict[str, Any]:
     """The process's global RNGs (torch, CUDA, numpy, random) as tensors and plain lists: a checkpoint holding
-    them
-    still loads with `torch.load(weights_only=True)` (a numpy array would need unpickling)."""
+    them still loads with `torch.load(weights_only=True)` (a numpy array would need unpickling)."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
@@ -64,14 +62,12 @@ class ResumableLoader:
     """The training loader as Lightning sees it, made so that a killed run resumes exactly where it stopped.
 
     - Its randomness is its own: random crops, shuffles in the main process and the workers' seeds draw from
-    RNGs
-      seeded by (data seed, rank), swapped in around each fetch, never from the training's global RNG.
+      RNGs seeded by (data seed, rank), swapped in around each fetch, never from the training's global RNG.
       Otherwise a batch would depend on when Lightning prefetched it, and a resumed run could not draw the
       same crops.
     - After a restore it skips the `epochs` and `batches` the checkpoint's run had trained on: it reads them
-    again
-      (the stream is deterministic) but trains on none. Loaders whose stream seeks by index (episodes) start
-      at the restored step themselves and skip nothing.
+      again (the stream is deterministic) but trains on none. Loaders whose stream seeks by index (episodes)
+      start at the restored step themselves and skip nothing.
     """
 
     def __init__(self, loader: Iterable, seed: int, *, epochs: int = 0, batches: int = 0):
@@ -119,8 +115,7 @@ class ResumableLoader:
 
 def trained_position(trainer: pl.Trainer | None) -> tuple[int, int]:
     """(finished epochs, batches of the current epoch) a restored trainer had trained on; (0, 0) on a fresh
-    one.
-    Read when Lightning builds the training loader, after a checkpoint restored its loops."""
+    one. Read when Lightning builds the training loader, after a checkpoint restored its loops."""
     if trainer is None:
         return 0, 0
     return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed

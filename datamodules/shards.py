@@ -2,8 +2,7 @@
 meta.json (classes, counts, shard list and sizes). `datamodules/base.py` reads them.
 
 Layout (ARCHITECTURE "Shards"): one sample per `__key__` with an image (`png`/`jpg`), a `cls` label and `json`
-annotations.
-"""
+annotations."""
 
 from __future__ import annotations
 

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import NonNegativeInt, PositiveInt, conint
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from datamodules.base import ShardDataModule
-from datamodules.episodes import rank_and_world
 from datamodules.files import DataError, extract
 from datamodules.files import download as fetch_url
+from datamodules.pretraining import PretrainingBatches, sentence_pairs, sentences
 
 URL = "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-raw-v1.zip"
 ARCHIVE_BYTES = 191_984_949  # no md5 is published; the release's size is checked instead
@@ -31,7 +29,6 @@ FILES = {"train": "wiki.train.raw", "val": "wiki.valid.raw", "test": "wiki.test.
 SPLITS_ORDER = tuple(FILES)
 TITLE = re.compile(r"^ = [^=].* = $")  # " = Title = ", not " = = Section = = "
 VOCAB, SPECIAL = "vocab.txt", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-Positive = PositiveInt
 
 
 def folder(raw_dir: Path) -> Path:
@@ -162,123 +159,6 @@ def synthesize(
         (folder(raw_dir) / FILES[split]).write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
-# ---- BERT's pretraining examples (Devlin et al. 2018, §3.1 and Appendix A.1) -------------------------------
-
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-
-
-def sentences(article: str) -> list[str]:
-    """Paragraph lines split after sentence-ending punctuation; headings stay whole."""
-    return [s for line in article.splitlines() for s in SENTENCE_END.split(line) if s.strip()]
-
-
-def sentence_pairs(
-    documents: list[list[list[int]]], max_length: int, rng: np.random.Generator
-) -> list[tuple[list[int], list[int], int]]:
-    """(segment A, segment B, next-sentence label) from tokenised documents (lists of sentences of ids), as
-    BERT's create_pretraining_data: sentences fill a chunk up to max_length − 3 ([CLS], [SEP], [SEP]); A is a
-    random prefix of the chunk; half the time B is the rest (label 0, IsNext), half the time B is taken from
-    another document (label 1, NotNext) and the unused sentences go back to the stream."""
-    target, pairs = max_length - 3, []
-    for d, document in enumerate(documents):
-        chunk, i = [], 0
-        while i < len(document):
-            chunk.append(document[i])
-            if i == len(document) - 1 or sum(map(len, chunk)) >= target:
-                cut = int(rng.integers(1, len(chunk))) if len(chunk) > 1 else 1
-                a = [t for s in chunk[:cut] for t in s]
-                if len(documents) > 1 and (len(chunk) == 1 or rng.random() < 0.5):
-                    other = documents[int(rng.choice([k for k in range(len(documents)) if k != d]))]
-                    start = int(rng.integers(len(other)))
-                    b = [t for s in other[start:] for t in s][: max(1, target - len(a))]
-                    label, i = 1, i - (len(chunk) - cut)  # the sentences not used are not wasted
-                else:
-                    b, label = [t for s in chunk[cut:] for t in s], 0
-                while (
-                    len(a) + len(b) > target
-                ):  # trim the longer segment at a random end, as the paper's code
-                    (a if len(a) > len(b) else b).pop(0 if rng.random() < 0.5 else -1)
-                if a and b:
-                    pairs.append((a, b, label))
-                chunk = []
-            i += 1
-    return pairs
-
-
-class PretrainingBatches(IterableDataset):
-    """Masked sentence-pair batches; batch k is a pure function of (seed, rank, k), so a resumed run continues
-    exactly, and the masks of a held-out batch are the same at every evaluation.
-
-    Training streams endlessly from batch `start`, drawing pairs at `max_length` and, from step `long_after`
-    on, at `long_max_length` (the paper's last 10% of steps at 512). Held-out batches (`batches` set) go
-    through the pairs in order, split across ranks and padded so every rank runs as many steps.
-    """
-
-    def __init__(
-        self,
-        pairs: dict[int, list],
-        tokenizer,
-        *,
-        batch_size: int,
-        seed: int,
-        max_length: int,
-        long_max_length: int | None = None,
-        long_after: int | None = None,
-        start: int = 0,
-        batches: int | None = None,
-    ):
-        from transformers import DataCollatorForLanguageModeling
-
-        self.pairs, self.tokenizer, self.batch_size, self.seed = pairs, tokenizer, batch_size, seed
-        self.max_length, self.long_max_length, self.long_after = max_length, long_max_length, long_after
-        self.start, self.batches = start, batches
-        # §3.1: 15% of WordPiece positions chosen (never [CLS]/[SEP]/[PAD]); 80% [MASK], 10% random, 10% kept.
-        # A masker per batch, seeded by the batch: the masks are then a function of (seed, rank, k) too.
-        self.masker = partial(
-            DataCollatorForLanguageModeling,
-            tokenizer,
-            mlm_probability=0.15,
-            mask_replace_prob=0.8,
-            random_replace_prob=0.1,
-        )
-
-    def batch(self, chosen: list[tuple[list[int], list[int], int]], stream: int, k: int) -> dict:
-        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        encoded = [
-            {
-                "input_ids": [cls, *a, sep, *b, sep],
-                "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1),
-                "special_tokens_mask": [1] + [0] * len(a) + [1] + [0] * len(b) + [1],
-            }
-            for a, b, _ in chosen
-        ]
-        masker = self.masker(seed=hash((self.seed, stream, k)) & 0x7FFF_FFFF_FFFF_FFFF)
-        batch = masker(encoded)  # pads, then masks input_ids; labels −100 elsewhere
-        batch["next_sentence_label"] = torch.tensor([label for *_, label in chosen])
-        return dict(batch)
-
-    def __iter__(self) -> Iterator[dict]:
-        rank, world = rank_and_world()
-        if self.batches is None:
-            k = self.start
-            while True:
-                length = (
-                    self.long_max_length
-                    if self.long_after is not None and k >= self.long_after
-                    else self.max_length
-                )
-                g = torch.Generator().manual_seed(hash((self.seed, rank, k)) & 0x7FFF_FFFF_FFFF_FFFF)
-                pool = self.pairs[length]
-                yield self.batch(
-                    [pool[i] for i in torch.randint(len(pool), (self.batch_size,), generator=g)], rank, k
-                )
-                k += 1
-        pool = self.pairs[self.max_length]
-        for j in range(-(-self.batches // world)):
-            k = (rank + j * world) % self.batches
-            yield self.batch(pool[k * self.batch_size : (k + 1) * self.batch_size], -1, k)
-
-
 class WikiText103(ShardDataModule):
     """Articles as text (`layout: articles`), or BERT's masked sentence-pair batches (`layout:
     pretraining`)."""
@@ -295,9 +175,9 @@ class WikiText103(ShardDataModule):
         shards_dir: Path,
         seed: int = 0,
         *,
-        batch_size: Positive = 32,
+        batch_size: PositiveInt = 32,
         num_workers: int = 0,
-        shuffle_buffer: Positive = 1000,
+        shuffle_buffer: PositiveInt = 1000,
         layout: Literal["articles", "pretraining"] = "articles",
         max_length: conint(gt=8) = 128,
         long_max_length: conint(gt=8) | None = None,

@@ -2,9 +2,9 @@
 Toutanova, NAACL 2019, arXiv:1810.04805).
 
 Paper:    a Transformer encoder pre-trained on two tasks at once: masked LM (15% of WordPiece positions
-chosen;
-          of those 80% → [MASK], 10% → a random token, 10% unchanged; predict the originals) and next-sentence
-          prediction (segment B is the true continuation half the time). Segment embeddings mark A and B.
+          chosen; of those 80% → [MASK], 10% → a random token, 10% unchanged; predict the originals) and
+          next-sentence prediction (segment B is the true continuation half the time). Segment embeddings mark
+          A and B.
 Faithful: the encoder and both heads are `transformers`' BertForPreTraining (BERT-base: L 12, H 768, A 12,
           GELU, dropout 0.1, 512 positions); WordPiece vocabulary trained on the corpus; pairs built as the
           paper's create_pretraining_data (datamodules/wikitext103.py); the 80/10/10 masking of

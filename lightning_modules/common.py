@@ -67,8 +67,7 @@ def sgd_with_milestones(
     warmup_factor: float = 1 / 3,
 ) -> dict:
     """SGD whose learning rate is multiplied by `gamma` at each milestone (counted in optimizer steps), after
-    an
-    optional linear warm-up from `warmup_factor` · lr (Detectron's, without which large-lr detectors
+    an optional linear warm-up from `warmup_factor` · lr (Detectron's, without which large-lr detectors
     diverge)."""
     from bisect import bisect_right
 
@@ -144,8 +143,8 @@ class SameStepForValAndTest:
 class SegmentationEvaluation:
     """Validation and test hooks for a segmentation LightningModule: each image's prediction goes into the
     split's SegmentationScores (images may differ in size), and at the end of the split `logged_scores` are
-    logged as
-    `<stage>/<score>_<self.score_suffix>`. The module sets `self.scores = segmentation_scores(classes)`."""
+    logged as `<stage>/<score>_<self.score_suffix>`. The module sets `self.scores =
+    segmentation_scores(classes)`."""
 
     logged_scores: tuple[str, ...] = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
 
@@ -210,66 +209,13 @@ def segmentation_figure(
 # ---- detection: the PASCAL VOC 2007 metric (11-point interpolated AP at IoU 0.5, `difficult` ignored) ------
 
 
-def voc07_average_precision(
-    detections: list[dict], truths: list[dict], num_classes: int, iou_threshold: float = 0.5
-) -> dict[int, float]:
-    """AP per class as the VOC2007 devkit (and py-faster-rcnn's voc_eval) computes it.
-
-    detections[i] = {"boxes" (n, 4) XYXY, "scores" (n,), "labels" (n,)} and truths[i] = {"boxes", "labels",
-    "difficult"} for image i. Per class, detections in descending score are matched greedily to the unmatched
-    truth of highest IoU (> threshold); a match to a `difficult` truth is neither a true nor a false positive,
-    and difficult truths are not counted in the recall. AP is the mean over recall 0, 0.1, …, 1 of the highest
-    precision at that recall or above. Classes with no non-difficult truth are left out (NaN).
-    """
-    from torchvision.ops import box_iou
-
-    results: dict[int, float] = {}
-    for c in range(num_classes):
-        gts = [(t["boxes"][t["labels"] == c], t["difficult"][t["labels"] == c]) for t in truths]
-        positives = sum(int((~difficult).sum()) for _, difficult in gts)
-        if positives == 0:
-            results[c] = float("nan")
-            continue
-        found = [
-            (float(s), i, b)
-            for i, d in enumerate(detections)
-            for s, b in zip(d["scores"][d["labels"] == c], d["boxes"][d["labels"] == c])
-        ]
-        found.sort(key=lambda f: -f[0])
-        taken = [torch.zeros(len(b), dtype=torch.bool) for b, _ in gts]
-        tp, fp = [], []
-        for _, image, box in found:
-            boxes, difficult = gts[image]
-            best, j = box_iou(box[None], boxes)[0].max(0) if len(boxes) else (torch.tensor(0.0), None)
-            if best > iou_threshold and difficult[j]:
-                continue  # ignored: neither true nor false
-            hit = bool(best > iou_threshold and not taken[image][j])
-            if hit:
-                taken[image][j] = True
-            tp.append(hit), fp.append(not hit)
-        tps, fps = (
-            torch.tensor(tp, dtype=torch.float64).cumsum(0),
-            torch.tensor(fp, dtype=torch.float64).cumsum(0),
-        )
-        recall, precision = tps / positives, tps / (tps + fps).clamp(min=1e-12)
-        results[c] = float(
-            sum(
-                (precision[recall >= t].max() if (recall >= t).any() else torch.tensor(0.0))
-                for t in torch.linspace(0, 1, 11, dtype=torch.float64)
-            )
-            / 11
-        )
-    return results
-
-
 def thinned(channels: int, width: float) -> int:
     return max(4, int(channels * width))
 
 
 def thin_vgg16(width: float, batch_norm: bool = False) -> VGG:
     """VGG-16 (configuration "D") with every width scaled (and batch norm after each convolution if asked),
-    for
-    smoke runs from random initialisation on a CPU; width 1 without batch norm is torchvision's."""
+    for smoke runs from random initialisation on a CPU; width 1 without batch norm is torchvision's."""
     scaled = [c if c == "M" else thinned(c, width) for c in vgg_cfgs["D"]]
     vgg = VGG(make_layers(scaled, batch_norm=batch_norm), init_weights=True)
     fc = max(16, int(4096 * width))
@@ -281,8 +227,7 @@ def thin_vgg16(width: float, batch_norm: bool = False) -> VGG:
 
 def thin_convolutions(module: nn.Module, width: float) -> nn.Module:
     """Every convolution (and batch norm) of `module` with its channels scaled by `width` (the 3 colour
-    channels
-    kept), freshly initialised: the same architecture, thinner, for smoke runs of nets built by
+    channels kept), freshly initialised: the same architecture, thinner, for smoke runs of nets built by
     torchvision."""
     for name, child in module.named_children():
         if isinstance(child, nn.Conv2d):
@@ -309,8 +254,7 @@ def thin_convolutions(module: nn.Module, width: float) -> nn.Module:
 
 def gather_lists(items: list) -> list:
     """Every DDP rank's `items`, concatenated in rank order, on every rank: metrics that need the whole test
-    set
-    (VOC07 AP, proposal recall) are then exact under DDP. Outside DDP, `items` itself."""
+    set (VOC07 AP, proposal recall) are then exact under DDP. Outside DDP, `items` itself."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:

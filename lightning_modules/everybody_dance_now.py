@@ -1,14 +1,13 @@
 """Everybody Dance Now (Chan, Ginosar, Zhou & Efros, ICCV 2019, arXiv:1808.07371).
 
 Paper:    a pose stick figure → video frame GAN (pix2pixHD's global generator, multi-scale patch
-discriminators,
-          LSGAN + feature matching + VGG perceptual losses); temporal smoothing: frame t is generated from
-          pose t and the generated frame t − 1, and the discriminator judges pairs of consecutive frames; a
-          face GAN then adds a residual to a crop around the face, trained after the body generator is frozen;
-          for transfer, a global pose normalisation maps the source's ankle positions and heights onto the
-          target's. Table 1 compares pose-to-frame only, + temporal smoothing, + face GAN by SSIM and LPIPS on
-          held-out target frames, and by the distance between the input pose and the pose detected in the
-          output.
+          discriminators, LSGAN + feature matching + VGG perceptual losses); temporal smoothing: frame t is
+          generated from pose t and the generated frame t − 1, and the discriminator judges pairs of
+          consecutive frames; a face GAN then adds a residual to a crop around the face, trained after the
+          body generator is frozen; for transfer, a global pose normalisation maps the source's ankle
+          positions and heights onto the target's. Table 1 compares pose-to-frame only, + temporal smoothing,
+          + face GAN by SSIM and LPIPS on held-out target frames, and by the distance between the input pose
+          and the pose detected in the output.
 Faithful: that generator (reflection-padded 7×7 stem, strided downsampling, residual blocks, transposed
           upsampling, instance norm), discriminators and losses (λ_FM = λ_VGG = 10, Adam 2e-4, β₁ 0.5, linear
           decay over the second half), the frame-by-frame model trained beside the temporal one on the same
@@ -17,10 +16,9 @@ Faithful: that generator (reflection-padded 7×7 stem, strided downsampling, res
           (the frame-to-frame change that differs from the real video's), LPIPS and pose distance (Keypoint
           R-CNN standing in for OpenPose) where their weights are available (`lpips`, `pose_distance`).
 Differs:  without ImageNet VGG-19 weights (`pretrained: false`, smoke) the perceptual term is an L1 term on
-the
-          pixels; the paper's face crop is 128 px of a 512 px frame, here `face_fraction` of the frame resized
-          to `face_size`. The paper's videos are not public: no claim is judged (dataset_is_the_papers is
-          False).
+          the pixels; the paper's face crop is 128 px of a 512 px frame, here `face_fraction` of the frame
+          resized to `face_size`. The paper's videos are not public: no claim is judged (dataset_is_the_papers
+          is False).
 """
 
 from __future__ import annotations
@@ -28,16 +26,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
 from datamodules.dance import render_pose
 from lightning_modules.paper import Mode, Paper
+from lightning_modules.pix2pixhd import (
+    MultiscaleDiscriminator,
+    Perceptual,
+    adversarial,
+    feature_matching,
+    global_generator,
+)
+from lightning_modules.pose_transfer import (
+    crop,
+    face_boxes,
+    normalise_pose,
+    paste,
+    pose_distance,
+    pose_statistics,
+)
 
 PAPER = Paper(
     key="everybody_dance_now",
@@ -49,190 +60,6 @@ PAPER = Paper(
     claims=(),
     dataset_is_the_papers=False,
 )
-NOSE, ANKLES, HEAD = 0, (15, 16), slice(0, 5)
-
-
-def conv_block(
-    inputs: int, outputs: int, kernel: int, stride: int = 1, transpose: bool = False
-) -> list[nn.Module]:
-    conv = (
-        nn.ConvTranspose2d(inputs, outputs, 3, 2, 1, output_padding=1)
-        if transpose
-        else nn.Conv2d(inputs, outputs, kernel, stride, kernel // 2 if kernel == 3 else 0)
-    )
-    return [conv, nn.InstanceNorm2d(outputs), nn.ReLU(True)]
-
-
-class ResidualBlock(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3),
-            nn.InstanceNorm2d(channels),
-            nn.ReLU(True),
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3),
-            nn.InstanceNorm2d(channels),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
-
-
-def global_generator(inputs: int, ngf: int, downsamplings: int, blocks: int) -> nn.Sequential:
-    """pix2pixHD's G1: 7×7 stem, `downsamplings` strided convs, residual blocks, mirrored upsampling, tanh."""
-    layers: list[nn.Module] = [nn.ReflectionPad2d(3), *conv_block(inputs, ngf, 7)]
-    for i in range(downsamplings):
-        layers += conv_block(ngf * 2**i, ngf * 2 ** (i + 1), 3, stride=2)
-    layers += [ResidualBlock(ngf * 2**downsamplings) for _ in range(blocks)]
-    for i in reversed(range(downsamplings)):
-        layers += conv_block(ngf * 2 ** (i + 1), ngf * 2**i, 3, transpose=True)
-    return nn.Sequential(*layers, nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh())
-
-
-class PatchDiscriminator(nn.Module):
-    """pix2pixHD's n-layer patch discriminator; returns every layer's output (for feature matching)."""
-
-    def __init__(self, inputs: int, ndf: int, layers: int = 3):
-        super().__init__()
-        widths = [inputs] + [ndf * 2 ** min(i, 3) for i in range(layers + 1)]
-        stages = [nn.Sequential(nn.Conv2d(widths[0], widths[1], 4, 2, 2), nn.LeakyReLU(0.2, True))]
-        for i in range(1, layers + 1):
-            stages.append(
-                nn.Sequential(
-                    nn.Conv2d(widths[i], widths[i + 1], 4, 2 if i < layers else 1, 2),
-                    nn.InstanceNorm2d(widths[i + 1]),
-                    nn.LeakyReLU(0.2, True),
-                )
-            )
-        stages.append(nn.Conv2d(widths[-1], 1, 4, 1, 2))
-        self.stages = nn.ModuleList(stages)
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        outputs = []
-        for stage in self.stages:
-            x = stage(x)
-            outputs.append(x)
-        return outputs
-
-
-class MultiscaleDiscriminator(nn.Module):
-    def __init__(self, inputs: int, ndf: int, scales: int):
-        super().__init__()
-        self.scales = nn.ModuleList(PatchDiscriminator(inputs, ndf) for _ in range(scales))
-
-    def forward(self, x: Tensor) -> list[list[Tensor]]:
-        found = []
-        for d in self.scales:
-            found.append(d(x))
-            x = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
-        return found
-
-
-def adversarial(scores: list[list[Tensor]], real: bool) -> Tensor:
-    """LSGAN: the last layer of each scale towards 1 (real) or 0 (fake)."""
-    return sum(F.mse_loss(s[-1], torch.full_like(s[-1], float(real))) for s in scores) / len(scores)
-
-
-def feature_matching(fake: list[list[Tensor]], real: list[list[Tensor]]) -> Tensor:
-    """pix2pixHD's weights: 4 / (layers + 1) per layer, averaged over scales; the real features are
-    constants."""
-    weight = 4.0 / (len(fake[0]) - 1) / len(fake)
-    return weight * sum(
-        F.l1_loss(f, r.detach()) for fs, rs in zip(fake, real) for f, r in zip(fs[:-1], rs[:-1])
-    )
-
-
-class Perceptual(nn.Module):
-    """pix2pixHD's VGG loss (relu1_1 … relu5_1, weights 1/32 … 1); with random weights, an L1 on the
-    pixels."""
-
-    def __init__(self, pretrained: bool):
-        super().__init__()
-        self.vgg = None
-        if pretrained:
-            from torchvision.models import VGG19_Weights, vgg19
-
-            features = vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features[:30].eval().requires_grad_(False)
-            self.vgg, self.cuts = features, (2, 7, 12, 21, 30)
-
-    def forward(self, fake: Tensor, real: Tensor) -> Tensor:
-        if self.vgg is None:
-            return F.l1_loss(fake, real)
-        loss, x, y, start = 0.0, fake, real, 0
-        for weight, cut in zip((1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0), self.cuts):
-            x, y = self.vgg[start:cut](x), self.vgg[start:cut](y)
-            loss, start = loss + weight * F.l1_loss(x, y.detach()), cut
-        return loss
-
-
-def pose_statistics(keypoints: np.ndarray, near: float = 0.05) -> dict[str, float]:
-    """A video's closest and farthest ankle heights (image y) and the tallest figure within `near` of each.
-
-    keypoints (frames, 17, 3) in pixels; a figure's height runs from its highest head point to its lower
-    ankle.
-    """
-    ankle = keypoints[:, ANKLES, 1].max(1)
-    height = ankle - keypoints[:, HEAD, 1].min(1)
-    close, far = ankle.max(), ankle.min()
-    span = max(close - far, 1e-6)
-    return {
-        "close": float(close),
-        "far": float(far),
-        "height_close": float(height[ankle >= close - near * span].max()),
-        "height_far": float(height[ankle <= far + near * span].max()),
-    }
-
-
-def normalise_pose(keypoints: np.ndarray, source: dict[str, float], target: dict[str, float]) -> np.ndarray:
-    """§3.3: the ankle's relative place between the source's far and close positions sets the target's ankle
-    position (translation) and interpolates the target/source height ratios at far and close (scale)."""
-    ankle = keypoints[ANKLES, 1].max()
-    alpha = (ankle - source["far"]) / max(source["close"] - source["far"], 1e-6)
-    new_ankle = target["far"] + alpha * (target["close"] - target["far"])
-    scale_far, scale_close = (
-        target["height_far"] / source["height_far"],
-        target["height_close"] / source["height_close"],
-    )
-    scale = scale_far + alpha * (scale_close - scale_far)
-    out = keypoints.copy()
-    centre_x = keypoints[:, 0].mean()
-    out[:, 0] = centre_x + scale * (keypoints[:, 0] - centre_x)
-    out[:, 1] = new_ankle + scale * (keypoints[:, 1] - ankle)
-    return out
-
-
-def face_boxes(keypoints: Tensor, size: int, fraction: float) -> list[tuple[int, int, int]]:
-    """A square of side `fraction` · size centred on the nose, kept inside the frame: (top, left, side)."""
-    side = max(4, round(fraction * size))
-    return [
-        (int(min(max(y - side / 2, 0), size - side)), int(min(max(x - side / 2, 0), size - side)), side)
-        for x, y in keypoints[:, NOSE, :2].tolist()
-    ]
-
-
-def crop(images: Tensor, boxes, out: int) -> Tensor:
-    return torch.cat(
-        [
-            F.interpolate(
-                im[None, :, top : top + s, left : left + s],
-                size=(out, out),
-                mode="bilinear",
-                align_corners=False,
-            )
-            for im, (top, left, s) in zip(images, boxes)
-        ]
-    )
-
-
-def paste(images: Tensor, faces: Tensor, boxes) -> Tensor:
-    out = images.clone()
-    for i, (top, left, s) in enumerate(boxes):
-        out[i, :, top : top + s, left : left + s] = F.interpolate(
-            faces[i : i + 1], size=(s, s), mode="bilinear", align_corners=False
-        )[0]
-    return out
 
 
 class EverybodyDanceNow(pl.LightningModule):
@@ -454,16 +281,3 @@ class EverybodyDanceNow(pl.LightningModule):
         )
         made = self.generate(torch.stack([poses, poses], 1))["temporal"][:, 1]
         return frames, poses, made
-
-
-def pose_distance(images: Tensor, keypoints: Tensor) -> Tensor:
-    """Mean pixel distance between the input keypoints and those Keypoint R-CNN finds in the generated
-    frames."""
-    from datamodules.dance import detect_poses
-
-    found = torch.tensor(
-        np.stack(detect_poses([(im.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8) for im in images])),
-        dtype=torch.float32,
-    )
-    seen = (found[..., 2] > 0) & (keypoints[..., 2].cpu() > 0)
-    return (found[..., :2] - keypoints[..., :2].cpu()).norm(dim=-1)[seen].mean()

@@ -2,8 +2,7 @@
 2015, arXiv:1503.03832).
 
 Paper:    a CNN maps a face to a 128-d unit vector; a triplet loss pulls an anchor's own faces within a margin
-α
-          of it and pushes others beyond; triplets are mined online, with semi-hard negatives, inside large
+          α of it and pushes others beyond; triplets are mined online, with semi-hard negatives, inside large
           batches of many faces per identity; verification thresholds the squared distance.
 Faithful: 128-d L2-normalised embedding; triplet loss on squared distances with α = 0.2; every anchor-positive
           pair of a batch with a semi-hard negative d(a,p) < d(a,n) < d(a,p) + α (the nearest such); batches

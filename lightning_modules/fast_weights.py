@@ -2,15 +2,14 @@
 arXiv:1610.06258).
 
 Paper:    besides slow weights W, C a recurrent net keeps fast weights A(t) = λA(t−1) + η h(t)h(t)ᵀ, a
-decaying
-          outer-product memory of recent hidden states; each step runs S inner iterations
+          decaying outer-product memory of recent hidden states; each step runs S inner iterations
           h_{s+1}(t+1) = f(LN[W h(t) + C x(t) + A(t) h_s(t+1)]) starting from h_0(t+1) = f(W h(t) + C x(t)).
 Faithful: that cell with λ = 0.95, η = 0.5, S = 1, layer normalisation in the inner loop, ReLU; A reset for
           every sequence and never learned; the IRNN (identity-initialised ReLU RNN) and LSTM baselines at the
           same hidden size R; one-hot characters in, a softmax over the ten digits out; Adam.
 Differs:  the A-LSTM baseline is not included; all nets of the table train in one run on the same batches; the
-paper's learning rate and schedule are not in
-          paper-claims.md, so Adam's are params.yaml values. On the generated task results are comparable.
+          paper's learning rate and schedule are not in paper-claims.md, so Adam's are params.yaml values. On
+          the generated task results are comparable.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ Paper:    for every image x and target label l ≠ f(x) there is a small r with 
           c·|r| + loss_f(x + r, l) subject to x + r ∈ [0, 1] with box-constrained L-BFGS, line-searching the
           largest c (smallest |r|) that still reaches l. Such examples transfer to other models.
 Faithful: the MNIST models of Table 1 (FC10 softmax with weight decay λ, FC100-100-10, FC200-200-10,
-AE400-10);
-          SciPy's L-BFGS-B for the box constraint; distortion sqrt(Σr²/n); a second model (a different
-          architecture, trained on the same batches) that the adversarial examples are transferred to.
+          AE400-10); SciPy's L-BFGS-B for the box constraint; distortion sqrt(Σr²/n); a second model (a
+          different architecture, trained on the same batches) that the adversarial examples are transferred
+          to.
 Differs:  AE400-10's autoencoder is trained jointly with its classifier rather than first; the c search is
           geometric (10⁰ … 10⁻⁶, then c = 0); |r|² replaces |r| in the objective so it is smooth for L-BFGS;
           the search runs on the first `adversarial_images` test images. Synthetic-data results are

@@ -1,9 +1,8 @@
 """Mask R-CNN (He, Gkioxari, Dollár & Girshick, ICCV 2017, arXiv:1703.06870).
 
 Paper:    Faster R-CNN with FPN plus a mask branch: for each RoI, a small FCN predicts one 28×28 mask per
-class
-          with a per-pixel sigmoid; the loss is the binary cross-entropy of the ground-truth class's mask
-          only, so masks do not compete across classes (classification is left to the box head). RoIAlign
+          class with a per-pixel sigmoid; the loss is the binary cross-entropy of the ground-truth class's
+          mask only, so masks do not compete across classes (classification is left to the box head). RoIAlign
           samples the features bilinearly at unquantised RoI coordinates.
 Faithful: torchvision's Mask R-CNN ResNet-50-FPN (RoIAlign from torchvision.ops, the 4-conv mask head with a
           deconvolution to 28×28, per-class sigmoid masks, maskrcnn_loss on the true class), L = L_cls + L_box

@@ -60,8 +60,8 @@ class Paper:
 class PaperModule(Protocol):
     """What the tooling reads from a paper's LightningModule class, all of it without building the model.
 
-    A paper class may also define `figures(self, data, history) -> dict[str, Figure]`: pictures evaluate logs.
-    """
+    A paper class may also define `figures(self, data, history) -> dict[str, Figure]`: pictures evaluate
+    logs."""
 
     paper: ClassVar[Paper]  # the publication: title, claims
     exportable: ClassVar[bool]  # torch.export can capture the net; False: the checkpoint is the model

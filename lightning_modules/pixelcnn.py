@@ -69,8 +69,8 @@ LEVELS = 256
 
 def colour_groups(channels: int, groups: int, halves: int = 1) -> Tensor:
     """The colour each of `channels` feature maps belongs to: contiguous blocks, R first, repeated in each
-    half
-    when a gate will split the maps into its tanh and σ halves (so map k of both halves has one colour)."""
+    half when a gate will split the maps into its tanh and σ halves (so map k of both halves has one
+    colour)."""
     per_half = channels // halves
     return (torch.arange(channels) % per_half) * groups // per_half
 
@@ -111,8 +111,7 @@ class MaskedConv2d(nn.Conv2d):
 class GatedLayer(nn.Module):
     """One layer of both stacks (Fig. 2). The vertical stack's (k//2 + 1) × k kernel, padded k//2 on top, sees
     rows i − k//2 … i (the current row too, so it is never read unshifted); the horizontal stack's 1 × (k//2 +
-    1)
-    kernel sees the current row up to the current pixel, whose own colours its channel mask governs."""
+    1) kernel sees the current row up to the current pixel, whose own colours its channel mask governs."""
 
     def __init__(self, channels: int, kernel: int, classes: int, groups: int, first: bool, gated: bool):
         super().__init__()

@@ -35,13 +35,9 @@ from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD as TorchvisionSSD
 from torchvision.models.detection.ssd import _vgg_extractor
 
-from lightning_modules.common import (
-    gather_lists,
-    sgd_with_milestones,
-    thin_convolutions,
-    voc07_average_precision,
-)
+from lightning_modules.common import gather_lists, sgd_with_milestones, thin_convolutions
 from lightning_modules.paper import Claim, Mode, Paper
+from lightning_modules.voc07 import voc07_average_precision
 
 PAPER = Paper(
     key="ssd",
@@ -93,9 +89,8 @@ def default_boxes(size: int) -> DefaultBoxGenerator:
 
 def paper_ssd512_extras(extractor: nn.Module) -> None:
     """torchvision's high-resolution extras end in maps of 6, 4 and 1 cells; the paper's SSD512 (its released
-    Caffe
-    net) halves with 3×3 stride-2 convolutions to 4 and 2, then a 4×4 convolution padded by 1 gives the last
-    cell."""
+    Caffe net) halves with 3×3 stride-2 convolutions to 4 and 2, then a 4×4 convolution padded by 1 gives the
+    last cell."""
     for block in extractor.extra[3:5]:
         block[2].stride, block[2].padding = (2, 2), (1, 1)
     extractor.extra[5][2].padding = (1, 1)

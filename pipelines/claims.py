@@ -11,8 +11,8 @@ from pipelines.config import Recipe
 
 def comparable(recipe: Recipe, data_source: str) -> bool:
     """Only the paper's recipe on the paper's data is judged against the paper's numbers: real data, or a task
-    the
-    paper defines by its generator; never a synthetic replica or the bundled 5,000-digit subset of MNIST."""
+    the paper defines by its generator; never a synthetic replica or the bundled 5,000-digit subset of
+    MNIST."""
     paper = PAPERS[recipe.paper].paper
     return (
         recipe.profile == "paper"
@@ -50,8 +50,7 @@ def judge(
 def headline(paper: str, metrics: dict[str, float]) -> Claim | None:
     """The claim that ranks this experiment's models: the paper's primary claim when the experiment measures
     it, else the first claim it measures (resnet_cifar measures Table 6, not ImageNet's Table 2); None for
-    papers
-    that make no numeric claim."""
+    papers that make no numeric claim."""
     claims = PAPERS[paper].paper.claims
     return next(
         (c for c in ([PAPERS[paper].paper.primary, *claims] if claims else []) if c.metric in metrics), None

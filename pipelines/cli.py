@@ -13,7 +13,6 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from pipelines.errors import USER_ERRORS
 
@@ -51,8 +50,7 @@ def dataset_keys() -> list[str]:
 
 def choices(name: str, keys: list[str]) -> type:
     """The keys as typer choices (a StrEnum's members are the strings themselves); plain text where there are
-    none
-    (no params.yaml here: `load_params` then says so, naming the file)."""
+    none (no params.yaml here: `load_params` then says so, naming the file)."""
     return enum.StrEnum(name, {key: key for key in keys}) if keys else str
 
 
@@ -131,53 +129,18 @@ def tune_(
     ),
 ) -> None:
     """Ray Tune sweep over papers.<experiment>.tune; best config → reports/tune/<experiment>.json, trials as
-    nested
-    MLflow runs."""
+    nested MLflow runs."""
     from pipelines import paths
-    from pipelines.tune import plan, run_sweep
+    from pipelines.tune import plan, run_sweep, trials_table
 
     if dry_run:
-        resolved = plan(params(), experiment, num_samples)
-        console.print(
-            json.dumps(
-                {
-                    "experiment": experiment,
-                    "metric": resolved.metric,
-                    "mode": resolved.mode,
-                    "validation_rungs": resolved.rungs,
-                    **resolved.settings.model_dump(),
-                },
-                indent=2,
-            )
-        )
+        console.print(json.dumps(plan(params(), experiment, num_samples).describe(experiment), indent=2))
         return
     summary = run_sweep(params(), experiment, address=address, num_cpus=num_cpus, num_samples=num_samples)
-    trials = Table(
-        "trial",
-        "config",
-        "status",
-        "validations",
-        summary["metric"],
-        title=f"tune {experiment} ({summary['wall_seconds']:.0f} s)",
-    )
-    for trial in summary["trials"]:
-        value = trial[summary["metric"]]
-        config = " ".join(
-            f"{k.split('.', 1)[1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.', 1)[1]}={v}"
-            for k, v in trial["config"].items()
-        )
-        trials.add_row(
-            trial["trial_id"],
-            config,
-            trial["status"],
-            str(trial["validations"]),
-            "—" if value is None else f"{value:.4f}",
-        )
-    console.print(trials)
+    console.print(trials_table(summary, experiment))
     console.print(
         f"best {summary['metric']} {summary['best_value']:.4f}: {json.dumps(summary['best_config'])} → "
-        f"{paths.tune_report(experiment)}"
-        f"  (MLflow parent run {summary['mlflow_parent_run_id']})"
+        f"{paths.tune_report(experiment)}  (MLflow parent run {summary['mlflow_parent_run_id']})"
     )
 
 
@@ -212,18 +175,8 @@ def submit(
     from pipelines import submit as jobs
 
     if status or logs or stop:
-        client = jobs.client(address)
-        if status:
-            console.print(client.get_job_status(jobs.known(client, status)).value)
-        if logs:
-            console.print(
-                client.get_job_logs(jobs.known(client, logs)), end="", markup=False, highlight=False
-            )
-        if stop:
-            console.print(
-                f"{stop}: "
-                f"{'stop requested' if client.stop_job(jobs.known(client, stop)) else 'already finished'}"
-            )
+        for line in jobs.manage(address, status=status, logs=logs, stop=stop):
+            console.print(line, end="", markup=False, highlight=False)
         return
     if env not in ("lock", "cluster"):
         raise typer.BadParameter(f"--env: expected lock or cluster, got {env!r}")
@@ -271,32 +224,16 @@ def bench(
     ),
 ) -> None:
     """Loader vs decode limit, Lightning vs a plain loop, DDP, Ray Tune and pipeline overheads, as ratios with
-    their
-    targets; writes reports/bench.json and logs an MLflow run in `reprozoo.bench`."""
-    from pipelines.bench import REPORT, SECTIONS, SIZES, log_to_mlflow, run_bench, summary
-    from pipelines.errors import ParamsError
+    their targets; writes reports/bench.json and logs an MLflow run in `reprozoo.bench`."""
+    from pipelines.bench import REPORT, check_request, log_to_mlflow, results_table, run_bench
 
-    if size not in SIZES:
-        raise ParamsError(f"--size: {size!r}; expected one of {', '.join(SIZES)}")
-    if unknown := sorted(set(only or []) - set(SECTIONS)):
-        raise ParamsError(
-            f"--only: unknown section {', '.join(unknown)}; expected any of {', '.join(SECTIONS)}"
-        )
+    sections = check_request(size, only)
     loaded = params()
     results = run_bench(
-        size, only or SECTIONS, progress=lambda name: console.print(f"bench {name} …", highlight=False)
+        size, sections, progress=lambda name: console.print(f"bench {name} …", highlight=False)
     )
     run_id = log_to_mlflow(loaded, results, REPORT)
-    table = Table("section", "result", "target", "holds")
-    for name in only or SECTIONS:
-        section = results[name]
-        table.add_row(
-            name,
-            section.get("skipped") or summary(name, section),
-            section.get("target", ""),
-            "—" if "holds" not in section else ("yes" if section["holds"] else "no"),
-        )
-    console.print(table)
+    console.print(results_table(results, sections))
     console.print(f"reports/bench.json  (MLflow run {run_id})", highlight=False)
 
 
@@ -309,67 +246,43 @@ def ui(
 ) -> None:
     """The MLflow UI over this project's tracking store, on 127.0.0.1; prints the URL."""
     import subprocess
-    import sys
-    from pathlib import Path
 
-    from pipelines import tracking
+    from pipelines.ui import ui_command
 
-    loaded = params()
-    uri = tracking.tracking_uri(loaded)
-    if uri.startswith(("http://", "https://")):
+    command, uri = ui_command(params(), host, port)
+    if command is None:
         console.print(f"the runs live on a tracking server: open {uri}")
         return
-    artifacts = (
-        Path(loaded.mlflow.artifact_location).resolve()
-        if "://" not in loaded.mlflow.artifact_location
-        else loaded.mlflow.artifact_location
-    )
     console.print(
         f"MLflow UI for {uri}: http://{host}:{port}  (Ctrl-C stops it)", soft_wrap=True, highlight=False
     )
-    command = [
-        str(Path(sys.executable).with_name("mlflow")),
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--artifacts-destination",
-        str(artifacts),
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
     raise typer.Exit(subprocess.call(command))
+
+
+@app.command()
+def deps(
+    check: bool = typer.Option(False, help="only compare deps/ with the imports; exit 1 if they differ"),
+) -> None:
+    """Rewrite deps/ (each experiment's and dataset's code, as dvc.yaml's stages depend on it) from the
+    imports."""
+    from pipelines.deps import stale, write
+
+    loaded = params()
+    if check:
+        problems = stale(loaded)
+        for problem in problems:
+            console.print(problem, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1 if problems else 0)
+    console.print(f"deps/: {write(loaded)} folders written from the import graph")
 
 
 @app.command(name="list")
 def list_() -> None:
     """Experiments and datasets, with what has been produced for each so far."""
-    from pipelines import paths
+    from pipelines.listing import datasets_table, experiments_table
 
     loaded = params()
-    papers = Table(title=f"experiments (profile: {loaded.profile})")
-    papers.add_column("experiment", no_wrap=True)  # four relational_forward_model_* keys must stay apart
-    for column in ("paper", "dataset", "claims judged", "status"):
-        papers.add_column(column, overflow="fold")
-    for key, section in loaded.papers.items():
-        path = paths.metrics(key)
-        statuses = [c["status"] for c in json.loads(path.read_text())["claims"]] if path.exists() else []
-        summary = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) or (
-            "evaluated (no numeric claim)" if path.exists() else "not evaluated"
-        )
-        papers.add_row(key, section.paper, section.dataset, str(len(statuses)), summary)
-    datasets = Table("dataset", "source", "raw", "shards", title="datasets")
-    for name, settings in loaded.datasets.items():
-        meta = paths.shards(name) / "meta.json"
-        counts = json.loads(meta.read_text())["splits"] if meta.exists() else {}
-        datasets.add_row(
-            name,
-            settings.source,
-            "yes" if paths.raw(name).exists() else "no",
-            ", ".join(f"{s} {v['samples']}" for s, v in counts.items()) or "no",
-        )
-    console.print(papers, datasets)
+    console.print(experiments_table(loaded), datasets_table(loaded))
 
 
 def main() -> None:

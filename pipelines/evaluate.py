@@ -20,8 +20,7 @@ from pipelines.runs import loading_safely, paper_class, read_record, with_data_f
 
 def own_checkpoint(key: str) -> Path:
     """The checkpoint `train` wrote, only from under models/ (run.json is a file a user could edit); it is
-    loaded
-    with weights_only=True all the same, so even a swapped file cannot run code."""
+    loaded with weights_only=True all the same, so even a swapped file cannot run code."""
     record = read_record(key)
     if record is None or not record.get("finished"):
         raise StageError(f"{paths.run_record(key)}: no finished training; run `reprozoo train {key}` first")

@@ -1,6 +1,5 @@
 """The other processes reprozoo starts or joins: DVC from this environment, a local Ray or a cluster's, and
-the
-free loopback ports that process groups (DDP, a browser, a test server) meet on."""
+the free loopback ports that process groups (DDP, a browser, a test server) meet on."""
 
 from __future__ import annotations
 

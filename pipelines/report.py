@@ -133,8 +133,7 @@ def chart(table: list[dict]) -> bytes:
 
 def measured_without_claims(results: list[dict]) -> str:
     """Papers with no numeric claim (or metrics beyond their claims' cells): every test metric beside the
-    untrained
-    net's, so a run that learned nothing shows it here too."""
+    untrained net's, so a run that learned nothing shows it here too."""
     lines = []
     for r in results:
         claimed = {c["metric"] for c in r["claims"]}
@@ -158,8 +157,8 @@ def measured_without_claims(results: list[dict]) -> str:
 
 def copy_figures(params: Params, results: list[dict]) -> str:
     """Each evaluated run's figures (the `figures/` artifacts evaluate logged) under
-    reports/figures/<experiment>/,
-    and the markdown that shows them; a run whose tracking store is gone is skipped, not fatal."""
+    reports/figures/<experiment>/, and the markdown that shows them; a run whose tracking store is gone is
+    skipped, not fatal."""
     from pipelines import tracking
 
     lines = []

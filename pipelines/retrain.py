@@ -32,8 +32,7 @@ def champion_age_days(params: Params, key: str) -> float | None:
 
 def plan(params: Params, papers: list[str], max_age: float | None) -> dict[str, str]:
     """Why each paper must re-run (absent: it is up to date): its own stages or its dataset's are stale, or
-    its
-    champion is older than `max_age` days."""
+    its champion is older than `max_age` days."""
     stale, why = stale_stages(), {}
     for key in papers:
         dataset = params.experiment(key).dataset

@@ -3,8 +3,7 @@ recipe, the one Trainer recipe and its checkpoints, safe checkpoint loading and 
 lock.
 
 `train`, `evaluate`, `tune` and `bench` all build through here, so a Tune trial trains exactly as `train`
-does.
-"""
+does."""
 
 from __future__ import annotations
 
@@ -53,8 +52,7 @@ def write_record(key: str, record: dict) -> None:
 
 def with_data_facts(cls: type, hparams: dict, meta: dict) -> dict:
     """Sizes the shards know, unless params set them: a classifier's `num_classes` (1000 for ImageNet, 10 for
-    its
-    replica), a language model's `vocab_size` (the WordPiece vocabulary the shard stage trained)."""
+    its replica), a language model's `vocab_size` (the WordPiece vocabulary the shard stage trained)."""
     takes = with_defaults(cls, {})
     facts = {"num_classes": len(meta["splits"]["train"]["classes"]), "vocab_size": meta.get("vocab_size")}
     return {**{k: v for k, v in facts.items() if k in takes and v is not None}, **hparams}
@@ -74,8 +72,8 @@ def build_model_and_data(recipe: Recipe) -> tuple[pl.LightningModule, pl.Lightni
 @contextlib.contextmanager
 def training_lock(key: str) -> Iterator[None]:
     """One training per experiment at a time: two would write the same last.ckpt and run.json. An flock dies
-    with
-    its process, so a killed run leaves no stale lock. It lives outside models/<key>, which DVC may delete."""
+    with its process, so a killed run leaves no stale lock. It lives outside models/<key>, which DVC may
+    delete."""
     path = paths.train_lock(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
@@ -102,8 +100,7 @@ def training_lock(key: str) -> Iterator[None]:
 @contextlib.contextmanager
 def loading_safely(path: Path) -> Iterator[None]:
     """Checkpoints load with weights_only=True, which refuses anything but tensors and plain containers: a
-    file
-    someone swapped in fails here, naming itself, instead of running code."""
+    file someone swapped in fails here, naming itself, instead of running code."""
     try:
         yield
     except pickle.UnpicklingError as error:
@@ -119,9 +116,8 @@ def loading_safely(path: Path) -> Iterator[None]:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning writes a checkpoint in place: a run killed while saving would leave a truncated last.ckpt,
-    and the
-    resume would fail on it. Written under a temporary name and renamed, the old file stays whole until
-    then."""
+    and the resume would fail on it. Written under a temporary name and renamed, the old file stays whole
+    until then."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
@@ -132,8 +128,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class RngState(pl.Callback):
     """Checkpoints carry the global RNGs (dropout masks, noise), so a resumed run draws what the uninterrupted
-    one
-    would have. Ranks share one state: every rank was seeded alike."""
+    one would have. Ranks share one state: every rank was seeded alike."""
 
     def state_dict(self) -> dict:
         return rng_states()
@@ -180,8 +175,7 @@ def build_trainer(
     **placement,
 ) -> pl.Trainer:
     """The one Trainer recipe. `placement` replaces where it runs (accelerator, devices, strategy, plugins)
-    for
-    Ray Train, which owns the processes itself."""
+    for Ray Train, which owns the processes itself."""
     where = {
         "accelerator": settings.accelerator,
         "devices": settings.devices,

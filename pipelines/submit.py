@@ -95,8 +95,7 @@ def entrypoint(command: list[str]) -> str:
 
 def runtime_env(env: Literal["lock", "cluster"], upload: bool = True) -> dict[str, Any]:
     """The working tree (minus EXCLUDES) unless the job runs in a checkout on the cluster, and with env=lock
-    the
-    locked packages: a cluster built from infra/ (which installs the same lock) can skip that with
+    the locked packages: a cluster built from infra/ (which installs the same lock) can skip that with
     env=cluster."""
     runtime: dict[str, Any] = {
         "env_vars": {name: os.environ[name] for name in FORWARDED if name in os.environ}
@@ -127,8 +126,7 @@ def submit(
 ) -> tuple[JobSubmissionClient, str]:
     """Submit; `cwd`: run in that folder on the cluster (a persistent checkout, as scheduled retraining needs)
     instead of an uploaded copy; `cpus`/`gpus`: what the command itself needs, so Ray places it on a node that
-    has
-    them (a `dvc repro` trains in the job's own process)."""
+    has them (a `dvc repro` trains in the job's own process)."""
     jobs = client(address)
     line = entrypoint(command) if cwd is None else f"cd {shlex.quote(cwd)} && {entrypoint(command)}"
     job_id = jobs.submit_job(
@@ -163,3 +161,17 @@ def known(jobs: JobSubmissionClient, job_id: str) -> str:
     except RuntimeError:
         raise SubmitError(f"job {job_id}: not found on this cluster; `ray job list` shows the ids") from None
     return job_id
+
+
+def manage(address: str | None, *, status: str | None, logs: str | None, stop: str | None) -> list[str]:
+    """`--status`, `--logs`, `--stop` on jobs already submitted: what to print, in that order."""
+    jobs, out = client(address), []
+    if status:
+        out.append(jobs.get_job_status(known(jobs, status)).value + "\n")
+    if logs:
+        out.append(jobs.get_job_logs(known(jobs, logs)))
+    if stop:
+        out.append(
+            f"{stop}: {'stop requested' if jobs.stop_job(known(jobs, stop)) else 'already finished'}\n"
+        )
+    return out

@@ -40,8 +40,7 @@ def follow(uri: str) -> None:
 
 def tracking_uri(params: Params) -> str:
     """MLFLOW_TRACKING_URI, else params'. A relative sqlite path is made absolute against the repository root
-    (the
-    cwd of every verb): MLflow caches stores by URI, so a relative one would follow whatever the cwd was
+    (the cwd of every verb): MLflow caches stores by URI, so a relative one would follow whatever the cwd was
     first."""
     uri = USER_TRACKING_URI or params.mlflow.tracking_uri
     path = uri.removeprefix("sqlite:///")

@@ -1,6 +1,5 @@
 """A headless Chromium driven by Playwright: open a page, wait until its rendered text holds what a reviewer
-should
-see, take a screenshot. Playwright drives the system's Chromium (Debian's `chromium`); no browser is
+should see, take a screenshot. Playwright drives the system's Chromium (Debian's `chromium`); no browser is
 downloaded."""
 
 from __future__ import annotations
@@ -49,8 +48,7 @@ def wait_for_http(url: str, timeout: float = 60) -> None:
 
 def browse(visits: list[Visit], width: int = 1400, height: int = 900, timeout: float = 60) -> list[str]:
     """Each visit in one browser, in order; the pages' rendered texts. A page that never shows what it must
-    fails
-    naming the missing strings and what the page said instead."""
+    fails naming the missing strings and what the page said instead."""
     from playwright.sync_api import TimeoutError as PageTimeout
     from playwright.sync_api import sync_playwright
 

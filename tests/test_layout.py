@@ -1,6 +1,6 @@
 """The house rules that keep the code easy to extend: verbs are peers over shared services (no verb imports
-another
-verb), imports flow pipelines → lightning_modules → datamodules, and no module grows past 300 lines."""
+another verb), imports flow pipelines → lightning_modules → datamodules, and no module grows past 300
+lines."""
 
 import ast
 
@@ -9,9 +9,9 @@ import pytest
 from tests.conftest import ROOT
 
 # The stages and commands of `reprozoo`, one module (or package) each; cli dispatches to them.
-VERBS = {"fetch", "shard", "train", "evaluate", "report", "tune", "submit", "retrain", "bench"}
+VERBS = set("fetch shard train evaluate report tune submit retrain bench ui listing deps".split())
 # What the verbs share; a service imports no verb.
-SERVICES = {"config", "tracking", "registry", "runs", "claims", "paths", "errors", "processes"}
+SERVICES = set("config validation tracking registry runs claims paths errors processes".split())
 
 
 def imported_modules(path):
@@ -67,3 +67,28 @@ def test_no_module_passes_300_lines():
         if (n := len(p.read_text().splitlines())) > 300
     }
     assert not long, f"split these where a split reads better: {long}"
+
+
+def test_each_stage_depends_on_exactly_the_code_its_experiment_imports():
+    """deps/ matches the import graph (else run `reprozoo deps`); shared modules reach only their users."""
+    from pipelines.config import load_params
+    from pipelines.deps import DEPS, linked, stale
+
+    params = load_params(ROOT / "params.yaml")
+    assert not stale(params, ROOT), "deps/ is out of date; run `reprozoo deps` and commit it"
+    users = {
+        path.name: {
+            folder.name
+            for folder in (ROOT / DEPS / "experiments").iterdir()
+            if ROOT / "lightning_modules" / path.name in linked(folder)
+        }
+        for path in (ROOT / "lightning_modules").glob("*.py")
+    }
+    assert users["detection.py"] == {"fpn", "mask_rcnn"}
+    assert users["pix2pixhd.py"] == {"everybody_dance_now"}
+    assert users["paper.py"] == set(params.papers)  # every paper file states its claims
+    assert (
+        {k for k in params.papers if k.startswith("resnet")}
+        <= users["resnet.py"]
+        == {"resnet", "resnet_cifar"}
+    )

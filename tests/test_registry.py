@@ -69,8 +69,7 @@ PARAMS = load_params(ROOT / "params.yaml")
 @pytest.mark.parametrize("key", list(PARAMS.papers))
 def test_every_experiment_meets_the_paper_contract(key):
     """What the verbs read of a paper (its claims, monitor, exportability) is there for every experiment's
-    recipe,
-    without building the model."""
+    recipe, without building the model."""
     recipe = PARAMS.recipe(key)
     cls = PAPERS[recipe.paper]
     assert isinstance(cls, PaperModule), f"{cls.__name__} does not meet lightning_modules.paper.PaperModule"

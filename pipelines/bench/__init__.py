@@ -3,15 +3,14 @@ ratio of two things measured side by side in one run, written to reports/bench.j
 experiment `reprozoo.bench`.
 
 - loader: the WebDataset DataModule's samples/s (read, decode, transform, collate) over the decode limit (the
-same
-  JPEG bytes decoded and transformed in a tight loop in memory), per worker for 1, 2, 4 workers; and over
+  same JPEG bytes decoded and transformed in a tight loop in memory), per worker for 1, 2, 4 workers; and over
   torchvision's ImageFolder reading the same JPEGs from a folder layout.
 - framework: training steps/s of the Lightning module over a hand-written loop (same net, batches, optimizer).
 - ddp: samples/s of 2 gloo processes over 1.
 - tune: wall time of 2 concurrent Ray Tune trials over one, and a trial's start-up cost.
 - pipeline: a no-op `dvc repro`, and writing shards over copying the raw files.
 - gpu: ResNet-50 training images/s, plain loop vs Lightning with channels-last, bf16 and torch.compile (CUDA
-only).
+  only).
 
 Every result states its target and whether it held. Sizes: `tiny` (what the tests run), `default`.
 """
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.table import Table
 
 from datamodules.files import atomic_write
 from pipelines.bench.common import SIZES, TARGETS
@@ -37,6 +37,7 @@ from pipelines.bench.gpu import bench_gpu
 from pipelines.bench.loader import bench_loader
 from pipelines.bench.pipeline import bench_pipeline
 from pipelines.bench.tune import bench_tune
+from pipelines.errors import ParamsError
 
 REPORT = Path("reports/bench.json")
 EXPERIMENT = "reprozoo.bench"
@@ -136,3 +137,25 @@ def summary(name: str, section: dict) -> str:
             f"{section['noop_repro'].get('seconds', float('nan')):.1f} s"
         )
     return json.dumps(section.get("images_per_s", {}))[:120]
+
+
+def check_request(size: str, only: list[str] | None) -> tuple[str, ...]:
+    """The sections to run, checked before anything runs."""
+    if size not in SIZES:
+        raise ParamsError(f"--size: {size!r}; expected one of {', '.join(SIZES)}")
+    if unknown := sorted(set(only or []) - set(SECTIONS)):
+        raise ParamsError(
+            f"--only: unknown section {', '.join(unknown)}; expected any of {', '.join(SECTIONS)}"
+        )
+    return tuple(only or SECTIONS)
+
+
+def results_table(results: dict[str, Any], sections: tuple[str, ...]) -> Table:
+    table = Table("section", "result", "target", "holds")
+    for name in sections:
+        section = results[name]
+        holds = "—" if "holds" not in section else ("yes" if section["holds"] else "no")
+        table.add_row(
+            name, section.get("skipped") or summary(name, section), section.get("target", ""), holds
+        )
+    return table

@@ -40,8 +40,7 @@ def timed_epoch(loader: Iterable) -> float:
 
 def decode_limit(jpegs: list[bytes], transform: Callable) -> float:
     """Samples/s of decoding and transforming in memory, one thread: what one worker could deliver at best.
-    The
-    transform is the DataModule's own, which ends at uint8 (the float conversion runs per batch on the
+    The transform is the DataModule's own, which ends at uint8 (the float conversion runs per batch on the
     device)."""
     rates = []
     with threads(1):

@@ -1,6 +1,5 @@
 """Dance videos: the synthetic dancer is deterministic, samples are consecutive frame pairs with their poses,
-the
-stick figure is drawn on the keypoints, a local copy is split and posed, and broken inputs are named."""
+the stick figure is drawn on the keypoints, a local copy is split and posed, and broken inputs are named."""
 
 import json
 

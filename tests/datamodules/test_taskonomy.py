@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from datamodules.files import DataError
-from datamodules.taskonomy import Taskonomy, buildings_of, render, samples, synthesize
+from datamodules.rooms import render
+from datamodules.taskonomy import Taskonomy, buildings_of, samples, synthesize
 from tests.conftest import synthetic_shards
 
 EMPTY_ROOM = {
@@ -29,7 +30,7 @@ def test_a_sphere_occludes_the_wall_and_has_an_occlusion_edge(tmp_path):
     scene = {**EMPTY_ROOM, "spheres": [(np.array([0.0, 0.0, 3.0]), 0.5)], "colours": np.ones((1, 3))}
     view = render(scene, 32, 0.0, 0.0)
     assert view["segment"][16, 16] == 3 and view["depth"][16, 16] == pytest.approx(2.5, abs=0.05)
-    from datamodules.taskonomy import occlusion_edges
+    from datamodules.rooms import occlusion_edges
 
     edges = occlusion_edges(view["depth"])
     assert edges[16].max() == 1 and edges[28, 16] == 0  # the rim, not the receding floor

@@ -5,7 +5,8 @@ import torch
 
 from datamodules.files import DataError
 from datamodules.shards import read_meta, write_split
-from datamodules.voc import CLASSES, IGNORE, VOC, samples, synthesize, voc_root
+from datamodules.voc import CLASSES, IGNORE, VOC, samples, voc_root
+from datamodules.voc_replica import synthesize
 from tests.conftest import synthetic_shards
 
 XML = """<annotation><folder>VOC2007</folder><filename>{name}.jpg</filename>

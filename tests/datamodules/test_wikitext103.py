@@ -5,8 +5,9 @@ import numpy as np
 import torch
 from tokenizers import BertWordPieceTokenizer
 
+from datamodules.pretraining import sentence_pairs, sentences
 from datamodules.shards import read_meta
-from datamodules.wikitext103 import SPECIAL, WikiText103, articles, sentence_pairs, sentences
+from datamodules.wikitext103 import SPECIAL, WikiText103, articles
 
 RAW = """
  = Beyoncé = 

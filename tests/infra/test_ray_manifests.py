@@ -1,6 +1,6 @@
 """infra/ray and infra/kuberay: the cluster launcher config passes Ray's own schema (what `ray up` checks
-before it
-touches a cloud), and the KubeRay manifests hold the fields the operator needs, at the locked Ray version."""
+before it touches a cloud), and the KubeRay manifests hold the fields the operator needs, at the locked Ray
+version."""
 
 import re
 

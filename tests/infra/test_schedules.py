@@ -1,6 +1,5 @@
 """infra/schedules and the CI workflow: each runs `reprozoo retrain` where the README says, on the same
-schedule,
-never two at once, and keeps credentials out of the files."""
+schedule, never two at once, and keeps credentials out of the files."""
 
 import configparser
 import re

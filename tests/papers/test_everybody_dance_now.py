@@ -1,19 +1,14 @@
 """Everybody Dance Now: pose normalisation on hand-made keypoints, the temporal generator and discriminator
-see
-two consecutive frames, the face crop stays in the frame, feature matching, and SSIM rising with training."""
+see two consecutive frames, the face crop stays in the frame, feature matching, and SSIM rising with
+training."""
 
 import numpy as np
 import pytest
 import torch
 
-from lightning_modules.everybody_dance_now import (
-    EverybodyDanceNow,
-    MultiscaleDiscriminator,
-    face_boxes,
-    feature_matching,
-    normalise_pose,
-    pose_statistics,
-)
+from lightning_modules.everybody_dance_now import EverybodyDanceNow
+from lightning_modules.pix2pixhd import MultiscaleDiscriminator, feature_matching
+from lightning_modules.pose_transfer import face_boxes, normalise_pose, pose_statistics
 
 SMALL = dict(
     ngf=8,

@@ -4,7 +4,8 @@ wrong game, and the RFM beating the MLP on generated Stag Hunt trajectories."""
 import pytest
 import torch
 
-from lightning_modules.relational_forward_model import RFM, RFMNet
+from lightning_modules.relational_forward_model import RFM
+from lightning_modules.relational_nets import RFMNet
 
 
 def test_permuting_the_agents_permutes_the_rfms_predictions():

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_modules.taskonomy import Taskonomy, ahp, choose_transfers, task_io, win_rates
+from lightning_modules.taskonomy import Taskonomy, task_io
+from lightning_modules.taxonomy import ahp, choose_transfers, win_rates
 
 CANDIDATES = [
     ("A", ("A",), 1.0),

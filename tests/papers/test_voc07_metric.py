@@ -6,7 +6,7 @@ import math
 import torch
 from torchmetrics.detection import MeanAveragePrecision
 
-from lightning_modules.common import voc07_average_precision
+from lightning_modules.voc07 import voc07_average_precision
 
 
 def box(x, y, size=10.0):

@@ -1,7 +1,6 @@
 """`reprozoo bench` at its tiny size: every section measures both sides of its ratio, states its target and
-whether
-it held, and the results reach reports/bench.json and MLflow. No timing is asserted (that is the bench's
-job)."""
+whether it held, and the results reach reports/bench.json and MLflow. No timing is asserted (that is the
+bench's job)."""
 
 import json
 

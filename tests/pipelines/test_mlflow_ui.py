@@ -1,7 +1,7 @@
 """`reprozoo ui` in a real headless Chromium: a reviewer sees the paper's experiment, its run with the
 claimed, gap and reproduced metrics, and the registry's champion. The screenshots go to the test's own folder,
-so a test run leaves the
-tree clean; `REPROZOO_SCREENSHOTS=reports pytest tests/pipelines/test_mlflow_ui.py` refreshes the README's."""
+so a test run leaves the tree clean; `REPROZOO_SCREENSHOTS=reports pytest tests/pipelines/test_mlflow_ui.py`
+refreshes the README's."""
 
 import os
 import signal

@@ -1,6 +1,5 @@
 """params.yaml fuzzed with hypothesis: any wrong type, out-of-range value or unknown key anywhere in the
-shipped
-file either still loads or fails with ParamsError naming the dotted path; never a stack trace from
+shipped file either still loads or fails with ParamsError naming the dotted path; never a stack trace from
 elsewhere."""
 
 import json

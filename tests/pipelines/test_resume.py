@@ -1,6 +1,5 @@
 """A training killed with SIGKILL mid-run and started again resumes from last.ckpt and ends bit-identical to a
-run
-that was never interrupted: weights, optimizer and step, with the same MLflow run continued."""
+run that was never interrupted: weights, optimizer and step, with the same MLflow run continued."""
 
 import json
 import os

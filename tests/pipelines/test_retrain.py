@@ -1,7 +1,6 @@
 """`reprozoo retrain` on a real DVC project (a copy of the repository with two experiments on one dataset): a
 no-op when nothing changed, only the changed experiment re-runs, a better model is promoted, a failing run
-leaves the
-champion and exits non-zero; every decision is an MLflow run."""
+leaves the champion and exits non-zero; every decision is an MLflow run."""
 
 import json
 import os

@@ -1,6 +1,5 @@
 """What a hostile file or a careless setting cannot do: run code from a checkpoint, leak a credential into
-params,
-logs or MLflow, or expose a server beyond this machine."""
+params, logs or MLflow, or expose a server beyond this machine."""
 
 import json
 import os

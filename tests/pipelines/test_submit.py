@@ -1,6 +1,5 @@
 """`reprozoo submit`: a real local Ray cluster (`ray start --head` on 127.0.0.1, free ports), the Jobs API,
-and a
-teardown that stops only this cluster's processes."""
+and a teardown that stops only this cluster's processes."""
 
 import re
 import shutil

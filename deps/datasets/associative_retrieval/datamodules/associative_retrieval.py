@@ -1,0 +1,1 @@
+../../../../datamodules/associative_retrieval.py

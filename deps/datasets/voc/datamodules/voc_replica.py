@@ -1,0 +1,1 @@
+../../../../datamodules/voc_replica.py

@@ -1,0 +1,1 @@
+../../../../datamodules/wikitext103.py

@@ -1,0 +1,1 @@
+../../../../lightning_modules/everybody_dance_now.py

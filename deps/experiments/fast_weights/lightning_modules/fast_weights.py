@@ -1,0 +1,1 @@
+../../../../lightning_modules/fast_weights.py

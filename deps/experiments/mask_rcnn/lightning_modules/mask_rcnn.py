@@ -1,0 +1,1 @@
+../../../../lightning_modules/mask_rcnn.py

@@ -1,0 +1,1 @@
+../../../../datamodules/cifar10.py

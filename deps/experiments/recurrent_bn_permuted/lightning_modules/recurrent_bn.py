@@ -1,0 +1,1 @@
+../../../../lightning_modules/recurrent_bn.py

@@ -1,0 +1,1 @@
+../../../../lightning_modules/relational_nets.py

@@ -1,0 +1,117 @@
+"""Each stage's code dependencies, derived from the import graph, as DVC can see them.
+
+DVC cannot template a list into a stage's `deps`, so each experiment's and dataset's code is mirrored as a
+folder of symbolic links under deps/: deps/experiments/<key>/ links every file of lightning_modules/ and
+datamodules/ that the experiment's paper and dataset import (directly or through each other),
+deps/datasets/<name>/ those of the dataset. A dvc.yaml stage depends on its folder, and DVC hashes a folder's
+links by their targets' content, so an edit of lightning_modules/detection.py re-runs the detection
+experiments only. `reprozoo deps` rewrites the folders; a test fails when they no longer match the imports.
+
+Package registries (`__init__.py`) are left out: they name the classes, and editing one is not a change to any
+experiment's code."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+from pathlib import Path
+
+from pipelines.config import Params
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPS = Path("deps")
+PACKAGES = ("lightning_modules", "datamodules")
+
+
+def module_file(name: str) -> Path | None:
+    """`datamodules.voc` → datamodules/voc.py, for the packages whose code shapes results; None otherwise."""
+    parts = name.split(".")
+    if parts[0] not in PACKAGES or len(parts) != 2:
+        return None
+    path = ROOT / parts[0] / f"{parts[1]}.py"
+    return path if path.exists() else None
+
+
+def imports_of(path: Path) -> set[Path]:
+    """The project modules `path` imports anywhere in it (lazy imports inside functions included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        found |= {file for name in names if (file := module_file(name))}
+    return found - {path}
+
+
+def closure(*start: Path) -> set[Path]:
+    """`start` and everything it imports, transitively."""
+    seen, todo = set(), list(start)
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo += imports_of(path)
+    return seen
+
+
+def dataset_code(name: str) -> set[Path]:
+    return closure(ROOT / "datamodules" / f"{name}.py")
+
+
+def experiment_code(params: Params, key: str) -> set[Path]:
+    section = params.experiment(key)
+    return closure(
+        ROOT / "lightning_modules" / f"{section.paper}.py", ROOT / "datamodules" / f"{section.dataset}.py"
+    )
+
+
+def wanted(params: Params) -> dict[Path, set[Path]]:
+    """deps/<kind>/<key>/ → the code files it must link."""
+    folders = {DEPS / "datasets" / name: dataset_code(name) for name in params.datasets}
+    folders |= {DEPS / "experiments" / key: experiment_code(params, key) for key in params.papers}
+    return folders
+
+
+def linked(folder: Path) -> set[Path]:
+    """The files a deps folder links to now."""
+    if not folder.is_dir():
+        return set()
+    return {(link.parent / os.readlink(link)).resolve() for link in folder.rglob("*.py") if link.is_symlink()}
+
+
+def stale(params: Params, root: Path = Path()) -> list[str]:
+    """The deps folders that do not match the imports, with what differs; empty when all match."""
+    problems = []
+    folders = wanted(params)
+    for folder, files in folders.items():
+        have = linked(root / folder)
+        if have != files:
+            missing = sorted(str(f.relative_to(ROOT)) for f in files - have)
+            extra = sorted(str(f.relative_to(ROOT)) for f in have - files)
+            problems.append(f"{folder}: missing {missing or 'nothing'}, extra {extra or 'nothing'}")
+    known = {folder.relative_to(DEPS) for folder in folders}
+    for kind in ("datasets", "experiments"):
+        for folder in sorted((root / DEPS / kind).glob("*")) if (root / DEPS / kind).is_dir() else []:
+            if folder.relative_to(root / DEPS) not in known:
+                problems.append(f"{DEPS / kind / folder.name}: no such {kind[:-1]} in params.yaml")
+    return problems
+
+
+def write(params: Params, root: Path = Path()) -> int:
+    """Rewrite deps/ from the import graph; return how many folders were written."""
+    folders = wanted(params)
+    scratch = root / f".{DEPS}.tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    for folder, files in folders.items():
+        for file in sorted(files):
+            relative = file.relative_to(ROOT)
+            link = scratch / folder.relative_to(DEPS) / relative
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(root.resolve() / relative, link.parent.resolve()))
+    shutil.rmtree(root / DEPS, ignore_errors=True)
+    scratch.rename(root / DEPS)
+    return len(folders)

@@ -1,0 +1,35 @@
+"""`reprozoo list`: every experiment and dataset in params.yaml, with what has been produced for each."""
+
+from __future__ import annotations
+
+import json
+
+from rich.table import Table
+
+from pipelines import paths
+from pipelines.config import Params
+
+
+def experiments_table(params: Params) -> Table:
+    table = Table(title=f"experiments (profile: {params.profile})")
+    table.add_column("experiment", no_wrap=True)  # four relational_forward_model_* keys must stay apart
+    for column in ("paper", "dataset", "claims judged", "status"):
+        table.add_column(column, overflow="fold")
+    for key, section in params.papers.items():
+        path = paths.metrics(key)
+        statuses = [c["status"] for c in json.loads(path.read_text())["claims"]] if path.exists() else []
+        summary = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) or (
+            "evaluated (no numeric claim)" if path.exists() else "not evaluated"
+        )
+        table.add_row(key, section.paper, section.dataset, str(len(statuses)), summary)
+    return table
+
+
+def datasets_table(params: Params) -> Table:
+    table = Table("dataset", "source", "raw", "shards", title="datasets")
+    for name, settings in params.datasets.items():
+        meta = paths.shards(name) / "meta.json"
+        counts = json.loads(meta.read_text())["splits"] if meta.exists() else {}
+        shards = ", ".join(f"{split} {info['samples']}" for split, info in counts.items()) or "no"
+        table.add_row(name, settings.source, "yes" if paths.raw(name).exists() else "no", shards)
+    return table
