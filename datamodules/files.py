@@ -18,6 +18,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tqdm import tqdm
+
 
 class DataError(Exception):
     """Bad or missing data: the message names the file or record and what was expected."""
@@ -58,6 +60,14 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def copy_with_progress(source, out, *, total: int | None, name: str, chunk: int = 1 << 20) -> None:
+    """`shutil.copyfileobj` with a progress bar in bytes, refreshed at most once a second."""
+    with tqdm(total=total, initial=out.tell(), unit="B", unit_scale=True, desc=name, mininterval=1.0) as bar:
+        while block := source.read(chunk):
+            out.write(block)
+            bar.update(len(block))
+
+
 def download(url: str, dest: Path, md5: str | None) -> Path:
     """Fetch `url` into `dest`, resuming a partial `dest.part` with an HTTP Range request, then verify md5."""
     if dest.exists() and (md5 is None or md5sum(dest) == md5):
@@ -75,7 +85,9 @@ def download(url: str, dest: Path, md5: str | None) -> Path:
                 out.truncate(0)
                 out.seek(0)
             expected = out.tell() + int(response.headers.get("Content-Length", -1))
-            shutil.copyfileobj(response, out, 1 << 20)
+            copy_with_progress(
+                response, out, total=expected if expected > out.tell() else None, name=dest.name
+            )
             # A connection dropped mid-body reads as a short end of file, not an error: compare with the
             # length.
             if response.headers.get("Content-Length") is not None and out.tell() < expected:

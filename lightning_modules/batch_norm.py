@@ -127,7 +127,9 @@ class BatchNorm(pl.LightningModule):
         num_classes: PositiveInt = 1000,
         lr: PositiveFloat = 0.045,
         momentum: float = 0.9,
-        weight_decay: float = 4e-5 / 5,
+        # "reduce the L2 weight regularization by a factor of 5" (the base is not stated)
+        weight_decay: float = 8e-6,  # 4e-5 / 5
+        # "accelerate the learning rate decay" 6×; the schedule itself is not stated
         decay_every: PositiveInt = 2_000,
         decay: PositiveFloat = 0.94,
     ):

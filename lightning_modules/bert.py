@@ -52,6 +52,7 @@ PAPER = Paper(
             higher_is_better=False,
             row=f"L={size[0]} H={size[1]} A={size[2]}",
             column="LM (ppl)",
+            verified=False,
         )
         for size, ppl in {
             (3, 768, 12): 5.84,

@@ -35,9 +35,9 @@ PAPER = Paper(
     dataset="coco",
     # Table 3 (Faster R-CNN + FPN, ResNet-50, COCO minival) and Table 1 (RPN AR1k); fractions, verify
     claims=(
-        Claim("test/box_ap_fpn", claimed=0.339, source="Table 3 (c)", tolerance=0.01),
-        Claim("test/box_ap50_fpn", claimed=0.569, source="Table 3 (c)", tolerance=0.01),
-        Claim("test/rpn_ar1000_fpn", claimed=0.563, source="Table 1 (c)", tolerance=0.01),
+        Claim("test/box_ap_fpn", claimed=0.339, source="Table 3 (c)", tolerance=0.01, verified=False),
+        Claim("test/box_ap50_fpn", claimed=0.569, source="Table 3 (c)", tolerance=0.01, verified=False),
+        Claim("test/rpn_ar1000_fpn", claimed=0.563, source="Table 1 (c)", tolerance=0.01, verified=False),
     ),
 )
 

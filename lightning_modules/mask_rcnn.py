@@ -30,8 +30,10 @@ PAPER = Paper(
     arxiv="1703.06870",
     dataset="coco",
     claims=(  # Table 2 (a), ResNet-50-FPN on COCO minival; fractions (verify)
-        Claim("test/mask_ap_mask_rcnn", claimed=0.336, source="Table 2 (a)", tolerance=0.01),
-        Claim("test/mask_ap50_mask_rcnn", claimed=0.552, source="Table 2 (a)", tolerance=0.01),
+        Claim("test/mask_ap_mask_rcnn", claimed=0.336, source="Table 2 (a)", tolerance=0.01, verified=False),
+        Claim(
+            "test/mask_ap50_mask_rcnn", claimed=0.552, source="Table 2 (a)", tolerance=0.01, verified=False
+        ),
     ),
 )
 

@@ -85,8 +85,8 @@ class ProtoNets(pl.LightningModule):
     def __init__(
         self,
         *,
-        lr: PositiveFloat = 1e-3,
-        lr_halve_every: PositiveInt = 2000,
+        lr: PositiveFloat = 1e-3,  # Adam
+        lr_halve_every: PositiveInt = 2000,  # episodes
         in_channels: PositiveInt = 1,
         hidden: PositiveInt = 64,
     ):

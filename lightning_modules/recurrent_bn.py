@@ -131,8 +131,8 @@ class RecurrentBN(pl.LightningModule):
         hidden: PositiveInt = 100,
         t_max: PositiveInt = 784,
         pixels_per_step: PositiveInt = 1,
-        gamma: PositiveFloat = 0.1,
-        lr: PositiveFloat = 1e-3,
+        gamma: PositiveFloat = 0.1,  # §4: γ 0.1
+        lr: PositiveFloat = 1e-3,  # RMSProp
         num_classes: conint(gt=1) = 10,
     ):
         super().__init__()

@@ -189,7 +189,7 @@ class Taskonomy(pl.LightningModule):
         encoder: Literal["small", "resnet50"] = "resnet50",
         width: PositiveInt = 32,
         representation: PositiveInt = 8,
-        source_steps: PositiveInt = 10_000,
+        source_steps: PositiveInt = 30_000,
         supervision_budget: conint(ge=1) = 3,
         lr: PositiveFloat = 1e-3,
     ):

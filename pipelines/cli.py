@@ -5,15 +5,13 @@ Heavy imports (torch, Lightning, MLflow) happen inside the verbs, so `reprozoo -
 
 from __future__ import annotations
 
-import enum
 import json
-from pathlib import Path
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 
+from pipelines.choices import Dataset, Experiment
 from pipelines.errors import USER_ERRORS
 
 app = typer.Typer(
@@ -31,31 +29,6 @@ def params():
     return load_params()
 
 
-def experiment_keys() -> list[str]:
-    """params.yaml's experiments, for `--help` and shell completion; `load_params` validates the file
-    itself."""
-    try:
-        return list(
-            (yaml.load(Path("params.yaml").read_text(), Loader=yaml.CSafeLoader) or {}).get("papers") or {}
-        )
-    except (OSError, yaml.YAMLError, AttributeError):
-        return []
-
-
-def dataset_keys() -> list[str]:
-    from datamodules import DATASETS  # a lazy registry: its keys import no dataset
-
-    return sorted(DATASETS)
-
-
-def choices(name: str, keys: list[str]) -> type:
-    """The keys as typer choices (a StrEnum's members are the strings themselves); plain text where there are
-    none (no params.yaml here: `load_params` then says so, naming the file)."""
-    return enum.StrEnum(name, {key: key for key in keys}) if keys else str
-
-
-Experiment = choices("Experiment", experiment_keys())
-Dataset = choices("Dataset", dataset_keys())
 EXPERIMENT = typer.Argument(..., show_default=False, help="an experiment: a key of papers: in params.yaml")
 DATASET = typer.Argument(..., show_default=False, help="a dataset: a key of datasets: in params.yaml")
 
@@ -257,6 +230,17 @@ def ui(
         f"MLflow UI for {uri}: http://{host}:{port}  (Ctrl-C stops it)", soft_wrap=True, highlight=False
     )
     raise typer.Exit(subprocess.call(command))
+
+
+@app.command()
+def recipe(
+    experiment: Experiment = EXPERIMENT,
+    profile: str = typer.Option(None, help="smoke or paper (default: params.yaml's profile)"),
+) -> None:
+    """Print an experiment's whole recipe as it would run: the paper's defaults with params.yaml's changes."""
+    from pipelines.listing import full_recipe
+
+    console.print_json(json.dumps(full_recipe(params(), experiment, profile), default=list))
 
 
 @app.command()

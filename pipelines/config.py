@@ -199,9 +199,14 @@ class Recipe:
     data: dict[str, Any]
     trainer: TrainerParams
 
-    def flat(self) -> dict[str, Any]:
-        """`hparams.lr`-style keys, for MLflow params."""
-        parts = {"hparams": self.hparams, "data": self.data, "trainer": self.trainer.model_dump()}
+    def flat(self, hparams: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`hparams.lr`-style keys, for MLflow params; `hparams` replaces the recipe's (e.g. the model's own,
+        every default and data fact included)."""
+        parts = {
+            "hparams": self.hparams if hparams is None else hparams,
+            "data": self.data,
+            "trainer": self.trainer.model_dump(),
+        }
         return {
             "paper": self.paper,
             "dataset": self.dataset,

@@ -69,9 +69,10 @@ def evaluate_experiment(params: Params, key: str) -> dict:
     metrics = test_metrics(trainer, model, data)
     untrained = untrained_metrics(recipe, meta, trainer, data) if recipe.profile == "smoke" else None
     claims, run_id = judge(recipe, metrics, data_source, untrained), record["mlflow_run_id"]
-    figures = model.figures(data, tracking.training_curves(params, run_id)) if hasattr(cls, "figures") else {}
-    tracking.log_evaluation(params, run_id, metrics, claims, figures, claim_tables(claims))
-    model_uri = tracking.log_model(params, run_id, model) if cls.exportable else None
+    store = tracking.store(params)
+    figures = model.figures(data, tracking.training_curves(store, run_id)) if hasattr(cls, "figures") else {}
+    tracking.log_evaluation(store, run_id, metrics, claims, figures, claim_tables(claims))
+    model_uri = tracking.log_model(store, run_id, model) if cls.exportable else None
     result = {
         "experiment": key,
         "paper": recipe.paper,
@@ -85,7 +86,7 @@ def evaluate_experiment(params: Params, key: str) -> dict:
         "untrained_metrics": untrained,
         "claims": claims,
     }
-    registry.register(params, result)  # a new `challenger` version of reprozoo.<key>
+    registry.register(store, result)  # a new `challenger` version of reprozoo.<key>
     atomic_write(
         paths.metrics(key), json.dumps(result, indent=2) + "\n"
     )  # last: its presence means all is logged

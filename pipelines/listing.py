@@ -1,4 +1,5 @@
-"""`reprozoo list`: every experiment and dataset in params.yaml, with what has been produced for each."""
+"""`reprozoo list` and `reprozoo recipe`: every experiment and dataset in params.yaml, with what has been
+produced for each; one experiment's whole recipe as it would run."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 
 from rich.table import Table
 
+from lightning_modules import PAPERS
+from lightning_modules.paper import with_defaults
 from pipelines import paths
 from pipelines.config import Params
 
@@ -33,3 +36,17 @@ def datasets_table(params: Params) -> Table:
         shards = ", ".join(f"{split} {info['samples']}" for split, info in counts.items()) or "no"
         table.add_row(name, settings.source, "yes" if paths.raw(name).exists() else "no", shards)
     return table
+
+
+def full_recipe(params: Params, key: str, profile: str | None = None) -> dict:
+    """The paper's defaults with params.yaml's changes (and the smoke block under the smoke profile)."""
+    merged = params.recipe(key, profile)
+    hparams = with_defaults(PAPERS[merged.paper], merged.hparams)
+    return {
+        "experiment": key,
+        "paper": merged.paper,
+        "profile": merged.profile,
+        "hparams": hparams,
+        "data": merged.data,
+        "trainer": merged.trainer.model_dump(),
+    }

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -16,7 +15,6 @@ from mlflow.tracking import MlflowClient
 from lightning_modules import PAPERS
 from pipelines import tracking
 from pipelines.claims import headline
-from pipelines.config import Params
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -58,15 +56,10 @@ def alias(client: MlflowClient, key: str, name: str) -> ModelVersion | None:
         return None
 
 
-def register(params: Params, result: dict[str, Any]) -> ModelVersion:
+def register(store: tracking.Store, result: dict[str, Any]) -> ModelVersion:
     """A new version from an evaluation (the exported model, or the checkpoint for models torch.export cannot
     capture), aliased `challenger`; the first version of a model is also its `champion`."""
-    client, key, paper, run_id = (
-        tracking.client(params),
-        result["experiment"],
-        result["paper"],
-        result["mlflow_run_id"],
-    )
+    client, key, paper, run_id = store.client, result["experiment"], result["paper"], result["mlflow_run_id"]
     run = client.get_run(run_id)
     try:
         client.create_registered_model(
@@ -78,8 +71,11 @@ def register(params: Params, result: dict[str, Any]) -> ModelVersion:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     tags = version_tags(result, run.data.tags)
-    if result["model_uri"]:  # the logged model: its signature travels with the version
-        version = mlflow.register_model(result["model_uri"], model_name(key), tags=tags)
+    if model_uri := result["model_uri"]:  # the logged model (models:/<id>): its signature travels with it
+        model_id = model_uri.removeprefix("models:/")
+        version = client.create_model_version(
+            model_name(key), model_uri, run_id, tags=tags, model_id=model_id
+        )
     else:
         version = client.create_model_version(
             model_name(key), f"{run.info.artifact_uri}/checkpoints", run_id, tags=tags
@@ -111,10 +107,10 @@ def record(client: MlflowClient, key: str, version: str, action: str, reason: st
     client.set_model_version_tag(model_name(key), version, "decision_reason", reason)
 
 
-def decide(params: Params, key: str) -> Decision:
+def decide(store: tracking.Store, key: str) -> Decision:
     """Promote the challenger if it beats the champion on the headline claim; ties and regressions keep the
     champion. The verdict and its reason are tagged on the challenger version."""
-    client = tracking.client(params)
+    client = store.client
     challenger, champion = alias(client, key, CHALLENGER), alias(client, key, CHAMPION)
     if challenger is None:
         return Decision(key, "kept", "no evaluated model registered yet")

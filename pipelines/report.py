@@ -163,7 +163,7 @@ def copy_figures(params: Params, results: list[dict]) -> str:
 
     lines = []
     with atomic_dir(paths.REPORT_FIGURES) as scratch:
-        mlflow_client = tracking.client(params)
+        mlflow_client = tracking.store(params).client
         for r in results:
             try:
                 names = [a.path for a in mlflow_client.list_artifacts(r["mlflow_run_id"], "figures")]

@@ -25,8 +25,8 @@ def stale_stages() -> set[str]:
     return set(json.loads(status.stdout or "{}"))
 
 
-def champion_age_days(params: Params, key: str) -> float | None:
-    champion = registry.alias(tracking.client(params), key, registry.CHAMPION)
+def champion_age_days(store: tracking.Store, key: str) -> float | None:
+    champion = registry.alias(store.client, key, registry.CHAMPION)
     return None if champion is None else (time.time() * 1000 - champion.creation_timestamp) / 86_400_000
 
 
@@ -37,7 +37,7 @@ def plan(params: Params, papers: list[str], max_age: float | None) -> dict[str, 
     for key in papers:
         dataset = params.experiment(key).dataset
         changed = sorted(stale & {f"fetch@{dataset}", f"shard@{dataset}", f"train@{key}", f"evaluate@{key}"})
-        age = champion_age_days(params, key) if max_age is not None else None
+        age = champion_age_days(tracking.store(params), key) if max_age is not None else None
         if changed:
             why[key] = "stale: " + ", ".join(changed)
         elif age is not None and age > max_age:
@@ -75,7 +75,7 @@ def retrain(
         elif failure := rerun(key, why[key]):
             decisions.append(Decision(key, "failed", f"{why[key]}; {failure}; champion untouched"))
         else:
-            decision = registry.decide(params, key)
+            decision = registry.decide(tracking.store(params), key)
             decisions.append(Decision(**{**decision.as_dict(), "reason": f"{why[key]}; {decision.reason}"}))
     if why and not dry_run and any(d.action != "failed" for d in decisions if d.experiment in why):
         dvc("repro", "--single-item", "report")  # the report reflects the new metrics
@@ -89,10 +89,11 @@ def retrain(
 
 
 def log_decisions(params: Params, decisions: list[Decision], settings: dict, seconds: float) -> str:
-    client = tracking.client(params)
+    store = tracking.store(params)
+    client = store.client
     actions = [d.action for d in decisions]
     run = client.create_run(
-        tracking.experiment_id(params, EXPERIMENT),
+        tracking.experiment_id(store, EXPERIMENT),
         run_name=f"retrain-{time.strftime('%Y%m%d-%H%M%S')}",
         tags={
             "git_commit": tracking.git_commit(),

@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from mlflow.tracking import MlflowClient
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from datamodules import DATASETS
@@ -27,7 +30,7 @@ from datamodules.resume import rng_states, set_rng_states
 from datamodules.shards import read_meta
 from lightning_modules import PAPERS
 from lightning_modules.paper import PaperModule, with_defaults
-from pipelines import paths
+from pipelines import paths, tracking
 from pipelines.config import Recipe, TrainerParams
 from pipelines.errors import ReprozooError
 
@@ -200,3 +203,23 @@ def build_trainer(
         default_root_dir=root,
         enable_model_summary=False,
     )
+
+
+class RunLogger(MLFlowLogger):
+    """Lightning's MLflow logger, continuing a run that tracking.start_run created, without the
+    `mlflow.set_tracking_uri` its `experiment` calls first: that writes MLFLOW_TRACKING_URI into the
+    environment, where the next training in the same process (a test, a Tune worker) would take it for the
+    user's setting."""
+
+    def __init__(self, store: tracking.Store, experiment: str, run_id: str | None):
+        super().__init__(experiment_name=experiment, tracking_uri=store.uri, run_id=run_id)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> MlflowClient:
+        if self._run_id is None:  # only ranks other than 0 have no run, and they never get here
+            raise RuntimeError("RunLogger logs into an existing run; start one with tracking.start_run")
+        if not self._initialized:
+            self._experiment_id = self._mlflow_client.get_run(self._run_id).info.experiment_id
+            self._initialized = True
+        return self._mlflow_client

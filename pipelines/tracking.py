@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +28,27 @@ from mlflow.types import Schema, TensorSpec
 from pipelines import paths
 from pipelines.config import Params, Recipe
 
-# Read once: mlflow.set_tracking_uri() writes this variable too, so a later read would see our own last
-# choice.
-USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
+@dataclass(frozen=True)
+class Store:
+    """One MLflow store, for runs and the model registry alike, resolved once from the environment and params
+    and handed to whatever logs. Nothing here calls `mlflow.set_tracking_uri`, which would write
+    MLFLOW_TRACKING_URI into the environment for every later caller and subprocess to inherit. It pickles, so
+    a Ray trial logs where its driver does whatever its own environment says."""
 
-def follow(uri: str) -> None:
-    """Log where a driver logs: a Ray worker's environment is its raylet's, not the driver's that started the
-    sweep."""
-    global USER_TRACKING_URI
-    USER_TRACKING_URI = uri
+    uri: str
+    artifact_location: str  # where new experiments keep artifacts: a URI, or a folder made absolute
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.uri, registry_uri=self.uri)
 
 
 def tracking_uri(params: Params) -> str:
     """MLFLOW_TRACKING_URI, else params'. A relative sqlite path is made absolute against the repository root
     (the cwd of every verb): MLflow caches stores by URI, so a relative one would follow whatever the cwd was
     first."""
-    uri = USER_TRACKING_URI or params.mlflow.tracking_uri
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
     path = uri.removeprefix("sqlite:///")
     return (
         f"sqlite:///{Path(path).resolve()}"
@@ -51,29 +57,22 @@ def tracking_uri(params: Params) -> str:
     )
 
 
-def client(params: Params) -> MlflowClient:
-    """Runs and the model registry in the same store (MLflow would otherwise resolve the registry on its
-    own)."""
-    uri = tracking_uri(params)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return MlflowClient(uri, registry_uri=uri)
+def store(params: Params) -> Store:
+    location = params.mlflow.artifact_location
+    return Store(tracking_uri(params), location if "://" in location else Path(location).resolve().as_uri())
 
 
 # MLflow 3's UI opens an experiment of unknown kind on its GenAI pages (traces); ours are model training.
 KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
-def experiment_id(params: Params, name: str) -> str:
-    mlflow_client = client(params)
+def experiment_id(store: Store, name: str) -> str:
+    mlflow_client = store.client
     if experiment := mlflow_client.get_experiment_by_name(name):
         if "mlflow.experimentKind" not in experiment.tags:
             mlflow_client.set_experiment_tag(experiment.experiment_id, *next(iter(KIND.items())))
         return experiment.experiment_id
-    location = params.mlflow.artifact_location
-    if "://" not in location:  # a plain folder: make it absolute, MLflow wants a URI
-        location = Path(location).resolve().as_uri()
-    return mlflow_client.create_experiment(name, artifact_location=location, tags=KIND)
+    return mlflow_client.create_experiment(name, artifact_location=store.artifact_location, tags=KIND)
 
 
 def git_commit() -> str:
@@ -98,17 +97,17 @@ def data_hash(dataset: str) -> str:
 
 
 def log_params(mlflow_client: MlflowClient, run_id: str, values: dict[str, Any]) -> None:
-    flat = [Param(k, str(v)[:6000]) for k, v in values.items()]
-    for i in range(0, len(flat), 100):  # MLflow's batch limit is 100 params
-        mlflow_client.log_batch(run_id, params=flat[i : i + 100])
+    """Every value as a param (MlflowClient.log_batch splits them into batches of MLflow's limit itself)."""
+    mlflow_client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in values.items()])
 
 
 def start_run(
-    params: Params,
+    store: Store,
     recipe: Recipe,
     data_source: str,
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
+    hparams: dict[str, Any] | None = None,
 ) -> str:
     """Create the run a training (or a Tune trial, with its parent's tags) logs into; return its id."""
     tags = {
@@ -122,37 +121,37 @@ def start_run(
         "fingerprint": recipe.fingerprint(),
         **(tags or {}),
     }
-    mlflow_client = client(params)
+    mlflow_client = store.client
     run = mlflow_client.create_run(
-        experiment_id(params, recipe.key), tags=tags, run_name=run_name or f"{recipe.key}-{recipe.profile}"
+        experiment_id(store, recipe.key), tags=tags, run_name=run_name or f"{recipe.key}-{recipe.profile}"
     )
-    log_params(mlflow_client, run.info.run_id, recipe.flat())
+    log_params(mlflow_client, run.info.run_id, recipe.flat(hparams))
     return run.info.run_id
 
 
-def start_sweep(params: Params, key: str, settings: dict[str, Any], metric: str, mode: str) -> str:
+def start_sweep(store: Store, recipe: Recipe, settings: dict[str, Any], metric: str, mode: str) -> str:
     """The parent run of a Tune sweep: its settings as params; each trial is a child run."""
-    mlflow_client = client(params)
+    mlflow_client, key = store.client, recipe.key
     tags = {
         "experiment": key,
-        "paper": params.experiment(key).paper,
-        "profile": params.profile,
+        "paper": recipe.paper,
+        "profile": recipe.profile,
         "git_commit": git_commit(),
         "reprozoo.kind": "sweep",
         "tune.metric": metric,
         "tune.mode": mode,
     }
     run = mlflow_client.create_run(
-        experiment_id(params, key), tags=tags, run_name=f"tune-{key}-{time.strftime('%Y%m%d-%H%M%S')}"
+        experiment_id(store, key), tags=tags, run_name=f"tune-{key}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     log_params(mlflow_client, run.info.run_id, {f"tune.{k}": v for k, v in settings.items()})
     return run.info.run_id
 
 
-def finish_sweep(params: Params, parent_run_id: str, summary: dict[str, Any], report: Path) -> None:
+def finish_sweep(store: Store, parent_run_id: str, summary: dict[str, Any], report: Path) -> None:
     """The best trial's config and metric on the parent; each child closed, tagged with how its trial ended
     (a trial ASHA stopped was killed mid-run, so its run would otherwise stay RUNNING)."""
-    mlflow_client = client(params)
+    mlflow_client = store.client
     children = {
         run.data.tags.get("tune.trial_id"): run
         for run in mlflow_client.search_runs(
@@ -182,21 +181,21 @@ def finish_sweep(params: Params, parent_run_id: str, summary: dict[str, Any], re
     mlflow_client.set_terminated(parent_run_id, "FINISHED")
 
 
-def training_curves(params: Params, run_id: str) -> dict[str, list[tuple[int, float]]]:
+def training_curves(store: Store, run_id: str) -> dict[str, list[tuple[int, float]]]:
     """Every `train/...` metric of the run as (step, value) pairs, for papers that plot their curves."""
-    mlflow_client = client(params)
+    mlflow_client = store.client
     keys = [k for k in mlflow_client.get_run(run_id).data.metrics if k.startswith("train/")]
     return {k: [(m.step, m.value) for m in mlflow_client.get_metric_history(run_id, k)] for k in keys}
 
 
-def log_checkpoint(params: Params, run_id: str, checkpoint: Path) -> None:
-    client(params).log_artifact(run_id, str(checkpoint), "checkpoints")
+def log_checkpoint(store: Store, run_id: str, checkpoint: Path) -> None:
+    store.client.log_artifact(run_id, str(checkpoint), "checkpoints")
 
 
-def log_model(params: Params, run_id: str, model: torch.nn.Module) -> str:
-    """The evaluated model as an MLflow logged model, exported with torch.export (no pickle) from its
-    `example_input_array` (batch > 1, so the batch dimension stays dynamic)."""
-    client(params)
+def log_model(store: Store, run_id: str, model: torch.nn.Module) -> str:
+    """The evaluated model as an MLflow logged model of the run, exported with torch.export (no pickle) from
+    its `example_input_array` (batch > 1, so the batch dimension stays dynamic). Saved, then logged through
+    the store's client: `mlflow.pytorch.log_model` would log wherever the process-wide tracking URI points."""
     model.eval()
     example = model.example_input_array  # one tensor, or a tuple for a model of several inputs
     example = [t.numpy() for t in (example if isinstance(example, tuple) else (example,))]
@@ -211,19 +210,25 @@ def log_model(params: Params, run_id: str, model: torch.nn.Module) -> str:
             ]
         )
     )
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(
+    mlflow_client = store.client
+    with tempfile.TemporaryDirectory() as folder:
+        mlflow.pytorch.save_model(
             model,
-            name="model",
+            f"{folder}/model",
             input_example=example if len(example) > 1 else example[0],
             signature=signature,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            serialization_format="pt2",
         )
-    return info.model_uri
+        experiment = mlflow_client.get_run(run_id).info.experiment_id
+        logged = mlflow_client.create_logged_model(experiment, name="model", source_run_id=run_id)
+        mlflow_client.log_model_artifacts(logged.model_id, f"{folder}/model")
+    mlflow_client.finalize_logged_model(logged.model_id, "READY")
+    return f"models:/{logged.model_id}"
 
 
 def log_evaluation(
-    params: Params,
+    store: Store,
     run_id: str,
     metrics: dict[str, float],
     claims: list[dict[str, Any]],
@@ -232,7 +237,7 @@ def log_evaluation(
 ) -> None:
     """Test metrics under the claim keys, each claim's claimed value, gap and status, and the paper's tables
     (ours beside the paper's, as markdown) on the training run."""
-    mlflow_client = client(params)
+    mlflow_client = store.client
     values = dict(metrics)
     for claim in claims:
         values[f"claimed/{claim['metric']}"] = claim["claimed"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from lightning_modules.paper import monitor
@@ -13,6 +12,7 @@ from pipelines import paths, tracking
 from pipelines.config import Params, Recipe
 from pipelines.runs import (
     RngState,
+    RunLogger,
     build_model_and_data,
     build_trainer,
     checkpoints,
@@ -53,7 +53,7 @@ def train_experiment(params: Params, key: str) -> TrainedRun:
 
 
 def _train(params: Params, key: str) -> TrainedRun:
-    recipe = params.recipe(key)
+    recipe, store = params.recipe(key), tracking.store(params)
     model_dir = paths.model_dir(key)
     model, data, meta = build_model_and_data(recipe)
     data_source = meta["source"]["source"]
@@ -70,12 +70,13 @@ def _train(params: Params, key: str) -> TrainedRun:
                 "fingerprint": recipe.fingerprint(),
                 "profile": recipe.profile,
                 "data_source": data_source,
-                "mlflow_run_id": tracking.start_run(params, recipe, data_source),
+                # every hparam as the model got it: the paper's defaults, params' changes, the data's facts
+                "mlflow_run_id": tracking.start_run(store, recipe, data_source, hparams=dict(model.hparams)),
                 "finished": False,
             }
             write_record(key, record)  # a killed run can be continued
         run_id = record["mlflow_run_id"]
-    logger = MLFlowLogger(experiment_name=key, tracking_uri=tracking.tracking_uri(params), run_id=run_id)
+    logger = RunLogger(store, key, run_id)
     callbacks = [
         *checkpoints(recipe.trainer, model_dir, monitor(paper_class(recipe), recipe.hparams)),
         RngState(),
@@ -94,7 +95,7 @@ def _train(params: Params, key: str) -> TrainedRun:
 
     checkpoint = best if best.exists() else last
     if rank_zero_only.rank == 0:
-        tracking.log_checkpoint(params, run_id, checkpoint)
+        tracking.log_checkpoint(store, run_id, checkpoint)
         write_record(
             key,
             {

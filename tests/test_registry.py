@@ -7,10 +7,10 @@ import yaml
 
 from datamodules import DATASETS
 from lightning_modules import PAPERS
-from lightning_modules.paper import Paper, PaperModule, monitor
+from lightning_modules.paper import Paper, PaperModule, monitor, with_defaults
 from pipelines import paths
 from pipelines.config import load_params
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 TESTS = ROOT / "tests"
 
@@ -88,3 +88,30 @@ def test_every_experiment_has_a_tune_setup(key):
     resolved = plan(PARAMS, key)
     assert resolved.settings.space and search_space(resolved.settings)
     assert resolved.metric.startswith("val/") and resolved.mode in ("min", "max") and resolved.rungs >= 1
+
+
+def restates(value, default) -> bool:
+    as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v
+    value, default = as_list(value), as_list(default)
+    if isinstance(value, float) or isinstance(default, float):
+        return (
+            isinstance(value, (int, float))
+            and isinstance(default, (int, float))
+            and abs(value - default) <= 1e-12
+        )
+    return value == default
+
+
+@pytest.mark.parametrize("key", list(PARAMS.papers))
+def test_each_recipe_has_one_home(key):
+    """A paper's recipe is its class's defaults; params.yaml names only what an experiment changes (a variant,
+    or the smoke profile), so the two can never disagree about what runs."""
+    section = yaml.safe_load((ROOT / "params.yaml").read_text())["papers"][key]
+    defaults = with_defaults(PAPERS[section["paper"]], {})
+    written = section.get("hparams") or {}
+    for name, value in written.items():
+        assert not restates(value, defaults[name]), (
+            f"papers.{key}.hparams.{name} restates the code's {value!r}"
+        )
+    for name, value in ((section.get("smoke") or {}).get("hparams") or {}).items():
+        assert not restates(value, written.get(name, defaults[name])), f"papers.{key}.smoke.hparams.{name}"

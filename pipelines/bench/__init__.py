@@ -95,9 +95,10 @@ def flat_metrics(results: dict[str, Any], prefix: str = "") -> dict[str, float]:
 def log_to_mlflow(params, results: dict[str, Any], report: Path) -> str:
     from pipelines import tracking
 
-    client = tracking.client(params)
+    store = tracking.store(params)
+    client = store.client
     run = client.create_run(
-        tracking.experiment_id(params, EXPERIMENT),
+        tracking.experiment_id(store, EXPERIMENT),
         run_name=f"bench-{time.strftime('%Y%m%d-%H%M%S')}",
         tags={
             "git_commit": tracking.git_commit(),

@@ -192,8 +192,9 @@ def run_sweep(
     outcome."""
     resolved = plan(params, key, num_samples)
     settings, metric, mode, rungs = resolved.settings, resolved.metric, resolved.mode, resolved.rungs
-    parent = tracking.start_sweep(params, key, settings.model_dump(), metric, mode)
-    sweep = Sweep(params, key, str(Path.cwd()), parent, tracking.tracking_uri(params), metric, mode, settings)
+    store = tracking.store(params)
+    parent = tracking.start_sweep(store, params.recipe(key), settings.model_dump(), metric, mode)
+    sweep = Sweep(params, key, str(Path.cwd()), parent, store, metric, mode, settings)
     connect_ray(address, num_cpus)
     started = time.time()
     try:
@@ -211,10 +212,10 @@ def run_sweep(
         ).fit()
         summary = summarise(grid, sweep, rungs, time.time() - started)
     except BaseException:
-        tracking.client(params).set_terminated(parent, "FAILED")  # the parent says the sweep did not finish
+        store.client.set_terminated(parent, "FAILED")  # the parent says the sweep did not finish
         raise
     atomic_write(paths.tune_report(key), json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    tracking.finish_sweep(params, parent, summary, paths.tune_report(key))
+    tracking.finish_sweep(store, parent, summary, paths.tune_report(key))
     return summary
 
 

@@ -14,12 +14,11 @@ from typing import Any
 import pytorch_lightning as pl
 import ray
 import torch
-from pytorch_lightning.loggers import MLFlowLogger
 from ray import tune
 
 from pipelines import paths, tracking
 from pipelines.config import Params, Recipe, TuneParams
-from pipelines.runs import RngState, build_model_and_data, build_trainer, for_speed
+from pipelines.runs import RngState, RunLogger, build_model_and_data, build_trainer, for_speed
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class Sweep:
     key: str
     root: str  # the project root: every path in the contract is relative to it
     parent_run_id: str
-    tracking_uri: str  # the driver's store, absolute: trials log their child runs there
+    store: tracking.Store  # the driver's store, resolved once: trials log their child runs there
     metric: str
     mode: str
     settings: TuneParams
@@ -67,22 +66,22 @@ class ReportToRay(pl.Callback):
             )
 
 
-def trial_run_id(sweep: Sweep, recipe: Recipe, trial_id: str, data_source: str) -> str:
+def trial_run_id(sweep: Sweep, recipe: Recipe, trial_id: str, data_source: str, hparams: dict) -> str:
     """The trial's child run: found again when Tune restarts the trial, so a retry continues it."""
-    client = tracking.client(sweep.params)
-    found = client.search_runs(
-        [tracking.experiment_id(sweep.params, sweep.key)],
+    found = sweep.store.client.search_runs(
+        [tracking.experiment_id(sweep.store, sweep.key)],
         filter_string=f"tags.`mlflow.parentRunId` = '{sweep.parent_run_id}' and "
         f"tags.`tune.trial_id` = '{trial_id}'",
     )
     if found:
         return found[0].info.run_id
     return tracking.start_run(
-        sweep.params,
+        sweep.store,
         recipe,
         data_source,
         run_name=f"{sweep.key}-{trial_id}",
         tags={"mlflow.parentRunId": sweep.parent_run_id, "tune.trial_id": trial_id, "reprozoo.kind": "trial"},
+        hparams=hparams,
     )
 
 
@@ -98,14 +97,15 @@ def fit_trial(
 ) -> None:
     """One trial's training, on one process or as one rank of a Ray Train group."""
     os.chdir(sweep.root)  # Tune starts trials in their own folder
-    tracking.follow(sweep.tracking_uri)
     torch.set_num_threads(max(1, int(sweep.settings.resources_per_trial.cpu)))  # no oversubscribed OpenMP
     recipe = sweep.params.recipe(sweep.key, overrides=overrides)
     model, data, meta = build_model_and_data(recipe)
-    run_id = trial_run_id(sweep, recipe, trial_id, meta["source"]["source"]) if rank == 0 else None
-    logger = MLFlowLogger(
-        experiment_name=sweep.key, tracking_uri=tracking.tracking_uri(sweep.params), run_id=run_id
+    run_id = (
+        trial_run_id(sweep, recipe, trial_id, meta["source"]["source"], dict(model.hparams))
+        if rank == 0
+        else None
     )
+    logger = RunLogger(sweep.store, sweep.key, run_id)
     with tempfile.TemporaryDirectory() as scratch:
         trainer = build_trainer(
             recipe.trainer, Path(scratch), logger, [ReportToRay(report), RngState()], **placement

@@ -6,7 +6,7 @@ import pytest
 from datamodules.associative_retrieval import AssociativeRetrieval, samples, synthesize
 from datamodules.files import DataError
 from datamodules.shards import read_meta, write_split
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 
 
 def test_the_default_sizes_are_the_papers():

@@ -7,7 +7,7 @@ from datamodules.camvid import IGNORE, VOID, CamVid, classes, samples
 from datamodules.files import DataError
 from datamodules.shards import read_meta, write_split
 from datamodules.synthetic import encode
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 from datamodules.cifar10 import CIFAR10, FOLDER, REPLICA_MD5S, load_batch, samples, synthesize
 from datamodules.files import DataError, md5sum
 from datamodules.shards import read_meta
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 
 
 @pytest.fixture(scope="module")

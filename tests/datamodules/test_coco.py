@@ -10,7 +10,7 @@ from datamodules.coco import COCO, annotation_file, decode_masks, samples, synth
 from datamodules.files import DataError
 from datamodules.shards import read_meta, write_split
 from datamodules.synthetic import encode
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from datamodules import dance
 from datamodules.dance import Dance, render_pose, samples, synthesize
 from datamodules.files import DataError
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 
 
 def test_the_synthetic_dancer_is_deterministic_and_split_by_time(tmp_path):

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from datamodules.files import DataError, download
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PAYLOAD = os.urandom(300_000)
 MD5 = hashlib.md5(PAYLOAD).hexdigest()

@@ -11,7 +11,7 @@ from torchvision.transforms import v2
 from datamodules.files import DataError
 from datamodules.imagenet import DEVKIT, MEAN, STD, TRAIN_TAR, ImageNet, check_layout, download, read_devkit
 from datamodules.shards import read_meta
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 
 
 @pytest.fixture(scope="module")

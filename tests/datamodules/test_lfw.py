@@ -6,7 +6,7 @@ import pytest
 from datamodules.files import DataError
 from datamodules.lfw import LFW, read_pairs
 from datamodules.shards import read_meta
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 
 
 def test_pairs_file_in_the_official_format(tmp_path):

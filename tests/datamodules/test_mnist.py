@@ -16,7 +16,7 @@ from datamodules.mnist import (
     write_split_files,
 )
 from datamodules.shards import read_meta
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 
 
 def test_idx_header_is_the_official_one(tmp_path):

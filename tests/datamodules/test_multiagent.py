@@ -8,7 +8,7 @@ import pytest
 
 from datamodules.files import DataError
 from datamodules.multiagent import MultiAgent, episode, generate, goals, samples, step_towards
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 
 
 def test_a_stag_hunter_needs_a_partner_at_least_as_close():

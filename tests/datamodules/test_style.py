@@ -6,7 +6,7 @@ import torch
 
 from datamodules.files import DataError
 from datamodules.style import Style, classes, pairs
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 
 
 def test_the_replica_pairs_every_content_with_every_style_image(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from datamodules.files import DataError
 from datamodules.rooms import render
 from datamodules.taskonomy import Taskonomy, buildings_of, samples, synthesize
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 
 EMPTY_ROOM = {
     "room": {"floor": -1.0, "ceiling": 1.6, "back": 6.0, "side": 3.0},

@@ -7,7 +7,7 @@ from datamodules.files import DataError
 from datamodules.shards import read_meta, write_split
 from datamodules.voc import CLASSES, IGNORE, VOC, samples, voc_root
 from datamodules.voc_replica import synthesize
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 
 XML = """<annotation><folder>VOC2007</folder><filename>{name}.jpg</filename>
 <size><width>100</width><height>80</height><depth>3</depth></size><segmented>0</segmented>

@@ -5,7 +5,7 @@ import re
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 HERE = ROOT / "infra" / "mlflow"
 COMPOSE = yaml.safe_load((HERE / "docker-compose.yaml").read_text())

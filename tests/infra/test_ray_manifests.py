@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 RAY_VERSION = re.search(r"^ray==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M).group(1)
 CLUSTER = yaml.safe_load((ROOT / "infra/ray/cluster.yaml").read_text())

@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 HERE = ROOT / "infra/schedules"
 

@@ -82,7 +82,7 @@ def test_feature_matching_vanishes_for_identical_features_only():
 @pytest.mark.slow
 def test_ssim_of_held_out_frames_rises_with_training(tmp_path):
     from datamodules.dance import Dance
-    from tests.conftest import synthetic_shards
+    from tests.helpers import synthetic_shards
     from tests.papers.helpers import fit_and_score
 
     shards = synthetic_shards(Dance, tmp_path, frames=60, source_frames=6, size=32)

@@ -5,7 +5,7 @@ import torch
 
 from datamodules.associative_retrieval import VOCABULARY, AssociativeRetrieval, example
 from lightning_modules.fast_weights import IRNN, PAPER, FastWeights, FastWeightsCell
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 from tests.papers.helpers import fit_and_score
 
 

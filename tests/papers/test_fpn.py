@@ -28,7 +28,7 @@ def test_one_anchor_scale_per_level_and_three_ratios(model):
 @pytest.mark.slow
 def test_trains_and_scores_box_ap_and_rpn_recall(tmp_path):
     from datamodules.coco import COCO
-    from tests.conftest import synthetic_shards
+    from tests.helpers import synthetic_shards
     from tests.papers.helpers import trainer
 
     shards = synthetic_shards(COCO, tmp_path, train=6, val=4)

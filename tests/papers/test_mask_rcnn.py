@@ -94,7 +94,7 @@ def test_torchmetrics_mask_ap_equals_pycocotools_on_a_fixture():
 @pytest.mark.slow
 def test_trains_and_scores_box_and_mask_ap(tmp_path):
     from datamodules.coco import COCO
-    from tests.conftest import synthetic_shards
+    from tests.helpers import synthetic_shards
     from tests.papers.helpers import trainer
 
     shards = synthetic_shards(COCO, tmp_path, train=6, val=4)

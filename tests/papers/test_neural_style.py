@@ -55,7 +55,7 @@ def test_lbfgs_from_white_noise_lands_far_closer_to_each_target_than_the_other_p
     """The paper-claims target: the synthesised image's style distance far below the photograph's own, and its
     content distance far below the painting's."""
     from datamodules.style import Style
-    from tests.conftest import synthetic_shards
+    from tests.helpers import synthetic_shards
     from tests.papers.helpers import trainer
 
     shards = synthetic_shards(Style, tmp_path, contents=1, styles=1, size=48)

@@ -42,7 +42,7 @@ def test_scenes_of_another_game_are_refused_by_name():
 @pytest.mark.slow
 def test_the_rfm_predicts_stag_hunt_actions_better_than_the_mlp(tmp_path):
     from datamodules.multiagent import MultiAgent
-    from tests.conftest import synthetic_shards
+    from tests.helpers import synthetic_shards
     from tests.papers.helpers import trainer
 
     shards = synthetic_shards(

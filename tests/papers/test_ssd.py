@@ -66,7 +66,7 @@ def test_the_heads_predict_background_plus_the_object_classes(model):
 
 @pytest.mark.slow
 def test_trains_and_scores_voc07_map_on_the_replica(tmp_path):
-    from tests.conftest import synthetic_shards
+    from tests.helpers import synthetic_shards
 
     shards = synthetic_shards(VOC, tmp_path, voc2007_trainval=4, voc2007_test=4, voc2012_trainval=4)
     data = VOC(shards, 0, task="detection", batch_size=2)

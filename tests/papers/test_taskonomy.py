@@ -69,7 +69,7 @@ def test_each_task_has_its_input_and_target():
 @pytest.mark.slow
 def test_the_four_stages_give_a_taxonomy_and_the_task_networks_learn(tmp_path):
     from datamodules.taskonomy import Taskonomy as Views
-    from tests.conftest import synthetic_shards
+    from tests.helpers import synthetic_shards
     from tests.papers.helpers import trainer
 
     shards = synthetic_shards(Views, tmp_path, buildings=3, points=8, views=2, size=16)

@@ -6,7 +6,7 @@ import torch
 
 from datamodules.camvid import CamVid
 from lightning_modules.tiramisu import FCDenseNet, Tiramisu
-from tests.conftest import synthetic_shards
+from tests.helpers import synthetic_shards
 from tests.papers.helpers import fit_and_score
 
 

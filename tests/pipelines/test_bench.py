@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.bench import SECTIONS, TARGETS, flat_metrics, run_bench
 from pipelines.bench.common import steady_rate
-from tests.conftest import cli
+from tests.helpers import cli
 
 
 def positive(*values) -> bool:

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines import paths
 from pipelines.runs import TrainingLocked, training_lock
-from tests.conftest import ROOT, cli
+from tests.helpers import ROOT, cli
 
 HOLD = (
     "import sys, time; from pipelines.runs import training_lock\n"

@@ -6,7 +6,7 @@ import yaml
 
 from pipelines.config import load_params, training_code_hash
 from pipelines.errors import ParamsError, UnknownKey
-from tests.conftest import ROOT, cli, tiny_params, write_params
+from tests.helpers import ROOT, cli, tiny_params, write_params
 
 
 def load(tmp_path, params) -> None:
@@ -19,7 +19,7 @@ def test_the_shipped_params_are_valid():
     assert params.profile == "smoke"
     smoke, paper = params.recipe("protonets", "smoke"), params.recipe("protonets", "paper")
     assert paper.data["train_way"] == 60 and smoke.data["train_way"] < 60  # the smoke block merges
-    assert paper.hparams == smoke.hparams == {"lr": 1e-3, "lr_halve_every": 2000, "hidden": 64}
+    assert paper.hparams == smoke.hparams == {}  # the recipe is the class's defaults: nothing to change
     assert paper.trainer.max_steps == 20000 and smoke.trainer.max_steps < 1000
 
 
@@ -123,6 +123,7 @@ def test_the_training_code_hash_follows_the_code(tmp_path):
         (tmp_path / part).mkdir()
     (tmp_path / "datamodules" / "mnist.py").write_text("x = 1\n")
     (tmp_path / "pipelines" / "train.py").write_text("y = 1\n")
+    (tmp_path / "pipelines" / "runs.py").write_text("w = 1\n")
     (tmp_path / "pipelines" / "report.py").write_text("z = 1\n")
     before = training_code_hash(tmp_path)
     (tmp_path / "pipelines" / "report.py").write_text("z = 2\n")  # not training code

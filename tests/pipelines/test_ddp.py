@@ -5,7 +5,7 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import cli, tiny_params, write_params
+from tests.helpers import cli, tiny_params, write_params
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, copy_repository, tiny_params, write_params
+from tests.helpers import ROOT, copy_repository, tiny_params, write_params
 
 
 def dvc(copy: Path, *args: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.browser import CHROMIUM, browse, free_port, wait_for_http
-from tests.conftest import ROOT, cli
+from tests.helpers import ROOT, cli
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pipelines.config import load_params
 from pipelines.errors import ParamsError, UnknownKey
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # Through JSON: the file's YAML anchors load as one shared mapping, which a mutation would change in both
 # places.

@@ -1,6 +1,7 @@
 """train → evaluate → report in-process on the tiny synthetic project: outputs, MLflow, claim statuses."""
 
 import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -39,6 +40,7 @@ def test_train_writes_checkpoints_and_a_finished_record(trained):
 
 def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     params, run = trained
+    tracking_uri_before, default = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
     result = evaluate_experiment(params, "protonets")
     saved = json.loads(paths.metrics("protonets").read_text())
     assert saved == result and saved["mlflow_run_id"] == run.mlflow_run_id
@@ -71,16 +73,19 @@ def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     )
     assert logged.data.tags["data_source"] == "synthetic" and logged.data.tags["profile"] == "smoke"
     assert logged.data.params["hparams.lr"] == "0.001"
-    assert mlflow.get_experiment(logged.info.experiment_id).name == "protonets"
-    artifacts = {
-        a.path
-        for a in MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}").list_artifacts(
-            run.mlflow_run_id, "figures"
-        )
+    client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
+    assert client.get_experiment(logged.info.experiment_id).name == "protonets"
+    assert {a.path for a in client.list_artifacts(run.mlflow_run_id, "figures")} == {
+        "figures/test_episode.png"
     }
-    assert artifacts == {"figures/test_episode.png"}
-    served = mlflow.pytorch.load_model(saved["model_uri"])  # the logged model: image → embedding
+    model = client.get_logged_model(saved["model_uri"].removeprefix("models:/"))
+    assert model.source_run_id == run.mlflow_run_id
+    served = mlflow.pytorch.load_model(model.artifact_location)  # the logged model: image → embedding
     assert served(torch.zeros(3, 1, 28, 28)).shape == (3, 64)
+    # No hidden state: the store was handed around, never set process-wide for later callers to inherit.
+    assert (
+        os.environ.get("MLFLOW_TRACKING_URI") == tracking_uri_before and mlflow.get_tracking_uri() == default
+    )
 
 
 def test_an_evaluation_can_be_run_again_on_the_same_training_run(trained):
@@ -153,7 +158,7 @@ def test_metrics_files_written_before_the_experiment_field_still_load(tmp_path):
     """Old files named the experiment `paper`; the report reads them with the paper looked up from params."""
     from pipelines.config import load_params
     from pipelines.report import read_result
-    from tests.conftest import ROOT, chdir
+    from tests.helpers import ROOT, chdir
 
     params = load_params(ROOT / "params.yaml")
     old = {

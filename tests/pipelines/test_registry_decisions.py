@@ -4,18 +4,17 @@ promoted."""
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines import registry
-from pipelines.config import load_params
-from pipelines.registry import CHALLENGER, CHAMPION, headline, model_name
+from pipelines import registry, tracking
+from pipelines.claims import headline
+from pipelines.registry import CHALLENGER, CHAMPION, model_name
 
 
 @pytest.fixture
 def store(project):
-    params = load_params(project / "params.yaml")
     uri = f"sqlite:///{project}/mlflow.db"
     client = MlflowClient(uri, registry_uri=uri)
     client.create_registered_model(model_name("protonets"))
-    return params, client
+    return tracking.Store(uri, (project / "mlartifacts").as_uri()), client
 
 
 def add_version(client, value, metric="test/acc_5way_1shot", higher="true"):
@@ -38,10 +37,10 @@ def champion(client):
 
 
 def test_a_better_challenger_is_promoted_and_the_reason_recorded(store):
-    params, client = store
+    mlflow_store, client = store
     add_version(client, 0.80)
     add_version(client, 0.85)
-    decision = registry.decide(params, "protonets")
+    decision = registry.decide(mlflow_store, "protonets")
     assert decision.action == "promoted" and champion(client) == "2"
     assert "0.8500 beats champion v1's 0.8000" in decision.reason
     assert client.get_model_version(model_name("protonets"), "2").tags["decision"] == "promoted"
@@ -49,27 +48,27 @@ def test_a_better_challenger_is_promoted_and_the_reason_recorded(store):
 
 @pytest.mark.parametrize("value, word", [(0.80, "ties"), (0.70, "is worse than")])
 def test_a_tie_or_a_regression_keeps_the_champion(store, value, word):
-    params, client = store
+    mlflow_store, client = store
     add_version(client, 0.80)
     add_version(client, value)
-    decision = registry.decide(params, "protonets")
+    decision = registry.decide(mlflow_store, "protonets")
     assert decision.action == "kept" and champion(client) == "1" and word in decision.reason
     assert client.get_model_version(model_name("protonets"), "2").tags["decision_reason"] == decision.reason
-    assert registry.decide(params, "protonets").reason.startswith("version 2 was already decided: kept")
+    assert registry.decide(mlflow_store, "protonets").reason.startswith("version 2 was already decided: kept")
 
 
 def test_lower_is_better_claims_are_compared_the_right_way_round(store):
-    params, client = store
+    mlflow_store, client = store
     add_version(client, 0.30, metric="test/error", higher="false")
     add_version(client, 0.25, metric="test/error", higher="false")
-    assert registry.decide(params, "protonets").action == "promoted" and champion(client) == "2"
+    assert registry.decide(mlflow_store, "protonets").action == "promoted" and champion(client) == "2"
 
 
 def test_without_a_numeric_claim_the_champion_stays_until_promoted_by_hand(store):
-    params, client = store
+    mlflow_store, client = store
     add_version(client, None)
     add_version(client, None)
-    decision = registry.decide(params, "protonets")
+    decision = registry.decide(mlflow_store, "protonets")
     assert decision.action == "kept" and champion(client) == "1" and "promote by hand" in decision.reason
 
 

@@ -14,7 +14,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from datamodules.resume import ResumableLoader
-from tests.conftest import ROOT, cli, fetched_project, tiny_params, write_params
+from tests.helpers import ROOT, cli, fetched_project, tiny_params, write_params
 
 # A checkpoint every 10 steps of 40: the kill lands after the first one, well before the end.
 SCHEDULE = {"max_steps": 40, "val_check_interval": 10, "checkpoint_every_n_steps": 10, "log_every_n_steps": 5}

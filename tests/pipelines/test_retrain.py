@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, copy_repository, tiny_params, write_params
+from tests.helpers import ROOT, copy_repository, tiny_params, write_params
 
 
 def run(copy: Path, *args: str) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ from pipelines.errors import ParamsError
 from pipelines.evaluate import evaluate_experiment
 from pipelines.train import train_experiment
 from tests.browser import free_port, wait_for_http
-from tests.conftest import ROOT, tiny_params, write_params
+from tests.helpers import ROOT, tiny_params, write_params
 
 
 class Payload:

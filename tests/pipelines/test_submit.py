@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.processes import free_port
 from pipelines.submit import EXCLUDES, SubmitError, entrypoint
-from tests.conftest import ROOT, cli
+from tests.helpers import ROOT, cli
 
 CODE = ("pipelines", "datamodules", "lightning_modules", "constraints.txt", "pyproject.toml")
 

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from pipelines import paths
 from pipelines.config import load_params
 from pipelines.errors import ParamsError
-from tests.conftest import tiny_params, write_params
+from tests.helpers import tiny_params, write_params
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,148 @@
+"""What tests share besides fixtures: the repository root, tiny params derived from the real params.yaml, a
+project folder with its data fetched and sharded by the real stages, a copy of the repository for DVC, the CLI
+run as DVC runs it."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# Shrinks the smoke profile further: a 40-character replica, a few steps, a few test episodes.
+TINY = {
+    "datasets": {
+        "omniglot": {"synthetic": {"alphabets": 4, "characters": 10, "drawers": 20}, "shard_size": 200},
+        "cifar10": {"synthetic": {"train": 100, "test": 20}},
+        "imagenet": {"synthetic": {"classes": 3, "train_per_class": 8, "val_per_class": 2}},
+        "voc": {"synthetic": {"voc2007_trainval": 4, "voc2007_test": 4, "voc2012_trainval": 4}},
+        "coco": {"synthetic": {"train": 6, "val": 4}},
+        "camvid": {"synthetic": {"train": 2, "val": 1, "test": 1}},
+        "lfw": {"synthetic": {"people": 24, "pairs_per_fold": 1, "dev_pairs": 2}},
+        "associative_retrieval": {"synthetic": {"train": 2000, "val": 200, "test": 200}},
+    },
+    "papers": {
+        "intriguing": {"smoke": {"hparams": {"adversarial_images": 3}}},
+        "protonets": {
+            "smoke": {
+                "data": {"train_way": 5, "val_episodes": 4, "test_query": 5, "test_episodes": 10},
+                "trainer": {
+                    "max_steps": 20,
+                    "val_check_interval": 10,
+                    "checkpoint_every_n_steps": 10,
+                    "log_every_n_steps": 5,
+                },
+            }
+        },
+    },
+}
+
+
+def merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = (
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def tiny_params(**override) -> dict:
+    return merge(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY), override)
+
+
+@contextlib.contextmanager
+def chdir(path: Path) -> Iterator[Path]:
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield path
+    finally:
+        os.chdir(previous)
+
+
+def write_params(project: Path, params: dict) -> Path:
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return project
+
+
+def cli(project: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m pipelines ARGS` in `project`, as DVC would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"reprozoo {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+# What `dvc repro` needs of the repository, for tests that run the real pipeline in a copy.
+PROJECT_FILES = (
+    "dvc.yaml",
+    "pyproject.toml",
+    ".dvcignore",
+    ".gitignore",
+    ".dvc/config",
+    "pipelines",
+    "deps",
+    "lightning_modules",
+    "datamodules",
+)
+
+
+def copy_repository(target: Path) -> Path:
+    """A copy of the repository's pipeline files (no data, caches or tracking store), a git repo as DVC
+    wants."""
+    for name in PROJECT_FILES:
+        source, destination = ROOT / name, target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            # deps/ holds relative links into the copy's own code, which must stay links
+            shutil.copytree(source, destination, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, destination)
+    subprocess.run(["git", "init", "-q"], cwd=target, check=True)
+    return target
+
+
+def synthetic_shards(cls: type, root: Path, **synthetic) -> Path:
+    """A dataset's replica, written by its synthesize() and sharded by the real shard code; returns the
+    shards."""
+    from datamodules.shards import write_dataset
+
+    raw, out = root / "raw", root / "shards"
+    cls.synthesize(raw, 0, **synthetic)
+    write_dataset(cls, raw, out, source={"source": "synthetic"}, shard_size=50)
+    return out
+
+
+def fetched_project(project: Path, *datasets: str) -> Path:
+    """A project folder with tiny params and `datasets` fetched and sharded by the real stages."""
+    from pipelines.config import load_params
+    from pipelines.fetch import fetch_dataset
+    from pipelines.shard import shard_dataset
+
+    write_params(project, tiny_params())
+    with chdir(project):
+        params = load_params()
+        for dataset in datasets:
+            fetch_dataset(params, dataset)
+            shard_dataset(params, dataset)
+    return project
