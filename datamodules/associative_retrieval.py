@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import PositiveInt
+from pydantic import NonNegativeInt, PositiveInt
 
 from datamodules.base import ShardDataModule
 from datamodules.files import DataError
@@ -89,7 +89,7 @@ class AssociativeRetrieval(ShardDataModule):
         seed: int = 0,
         *,
         batch_size: PositiveInt = 128,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 10_000,
     ):
         super().__init__(

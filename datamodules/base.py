@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 import webdataset as wds
 from PIL import Image
+from pydantic import NonNegativeInt
 from torch.utils.data import DataLoader, DistributedSampler
 
 from datamodules.episodes import rank_and_world
@@ -118,7 +119,7 @@ class ShardDataModule(pl.LightningDataModule):
         seed: int = 0,
         *,
         batch_size: int = 32,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         shuffle_buffer: int = 1000,
     ):
         super().__init__()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from pydantic import PositiveInt
+from pydantic import NonNegativeInt, PositiveInt
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -154,7 +154,7 @@ class CamVid(ShardDataModule):
         seed: int = 0,
         *,
         batch_size: PositiveInt = 3,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 400,
         crop: PositiveInt | None = 224,
     ):

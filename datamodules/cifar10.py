@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from pydantic import PositiveInt
+from pydantic import NonNegativeInt, PositiveInt
 from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
 from torchvision.transforms import v2
 
@@ -129,7 +129,7 @@ class CIFAR10(ShardDataModule):
         seed: int = 0,
         *,
         batch_size: PositiveInt = 128,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 5000,
         augment: bool = True,
         normalize: bool = True,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from pycocotools import mask as coco_mask
-from pydantic import PositiveInt
+from pydantic import NonNegativeInt, PositiveInt
 from torchvision import tv_tensors
 from torchvision.datasets import CocoDetection
 from torchvision.transforms import v2
@@ -251,7 +251,7 @@ class COCO(ShardDataModule):
         seed: int = 0,
         *,
         batch_size: PositiveInt = 16,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 1000,
         masks: bool = True,
         skip_empty: bool = True,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from pydantic import PositiveInt, conint
+from pydantic import NonNegativeInt, PositiveInt, conint
 from torchvision.transforms.v2 import functional as TF
 
 from datamodules.base import ShardDataModule, open_image
@@ -236,7 +236,7 @@ class Dance(ShardDataModule):
         *,
         size: PositiveInt = 64,
         batch_size: PositiveInt = 8,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
     ):
         super().__init__(
             shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=1000

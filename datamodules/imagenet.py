@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import PositiveInt
+from pydantic import NonNegativeInt, PositiveInt
 from torchvision.datasets.imagenet import ARCHIVE_META
 from torchvision.transforms import v2
 
@@ -206,7 +206,7 @@ class ImageNet(ShardDataModule):
         seed: int = 0,
         *,
         batch_size: PositiveInt = 256,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 5000,
         crop: PositiveInt = 224,
         resize: PositiveInt = 256,

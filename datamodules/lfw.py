@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from pydantic import PositiveInt
+from pydantic import NonNegativeInt, PositiveInt
 from torchvision.datasets.lfw import _LFW
 from torchvision.transforms import v2
 
@@ -220,7 +220,7 @@ class LFW(ShardDataModule):
         seed: int = 0,
         *,
         batch_size: PositiveInt = 64,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 2000,
         size: PositiveInt = 160,
         crop: PositiveInt = 250,

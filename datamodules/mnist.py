@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from pydantic import PositiveInt
+from pydantic import NonNegativeInt, PositiveInt
 from torchvision.datasets import MNIST as TorchvisionMNIST
 from torchvision.transforms import v2
 
@@ -149,7 +149,7 @@ class MNIST(ShardDataModule):
         seed: int = 0,
         *,
         batch_size: PositiveInt = 64,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 5000,
         view: Literal["image", "sequence", "permuted"] = "image",
         pixels_per_step: Literal[1, 2, 4, 7, 14, 28, 49, 98, 112, 196, 392, 784] = 1,

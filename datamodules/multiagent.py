@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import PositiveInt, confloat, conint
+from pydantic import NonNegativeInt, PositiveInt, confloat, conint
 
 from datamodules.base import ShardDataModule
 from datamodules.files import DataError
@@ -210,7 +210,7 @@ class MultiAgent(ShardDataModule):
         *,
         game: Game = "stag_hunt",
         batch_size: PositiveInt = 64,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 2000,
     ):
         super().__init__(

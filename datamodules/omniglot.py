@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from pydantic import PositiveInt
+from pydantic import NonNegativeInt, PositiveInt
 from torch import Tensor
 from torchvision.transforms.functional import to_tensor
 
@@ -224,7 +224,7 @@ class Omniglot(ShardDataModule):
         image_size: PositiveInt = 28,
         layout: Literal["episodes", "sequences"] = "episodes",
         batch_size: PositiveInt = 1,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
     ):
         super().__init__(shards_dir, seed, batch_size=batch_size, num_workers=num_workers)
         self.layout = layout  # episodes: support/query sets (ProtoNets); sequences: batches of streams (MANN)

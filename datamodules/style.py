@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import PositiveInt, conint
+from pydantic import NonNegativeInt, PositiveInt, conint
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule, open_image
@@ -106,7 +106,7 @@ class Style(ShardDataModule):
         *,
         size: PositiveInt = 512,
         batch_size: PositiveInt | None = None,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
     ):
         """`batch_size` None: every pair in one batch, so each step optimises every image."""
         super().__init__(

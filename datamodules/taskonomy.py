@@ -149,7 +149,7 @@ class Taskonomy(ShardDataModule):
         seed: int = 0,
         *,
         batch_size: PositiveInt = 32,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 1000,
         budget: NonNegativeInt = 0,
     ):

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import PositiveInt
+from pydantic import NonNegativeInt, PositiveInt
 from torchvision import tv_tensors
 from torchvision.datasets import VOCDetection, VOCSegmentation
 from torchvision.datasets.voc import DATASET_YEAR_DICT
@@ -169,7 +169,7 @@ class VOC(ShardDataModule):
         *,
         task: Literal["detection", "segmentation"] = "detection",
         batch_size: PositiveInt = 32,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 1000,
         size: PositiveInt = 300,
         augment: bool = True,

@@ -176,7 +176,7 @@ class WikiText103(ShardDataModule):
         seed: int = 0,
         *,
         batch_size: PositiveInt = 32,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 1000,
         layout: Literal["articles", "pretraining"] = "articles",
         max_length: conint(gt=8) = 128,

@@ -22,7 +22,7 @@ from datamodules import DATASETS
 from lightning_modules import PAPERS
 from pipelines import paths
 from pipelines.errors import ParamsError, UnknownKey
-from pipelines.validation import check_kwargs, check_space, validate
+from pipelines.validation import UniqueKeys, check_kwargs, check_space, validate
 
 PARTS = ("hparams", "data", "trainer")
 
@@ -268,7 +268,7 @@ def _check_no_credentials(params: Params) -> None:
 def load_params(path: Path = paths.PARAMS) -> Params:
     """Read and validate the whole of params.yaml; raise ParamsError naming the first bad dotted path."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml.load(Path(path).read_text(), Loader=UniqueKeys)
     except FileNotFoundError:
         raise ParamsError(
             f"{path}: not found in {Path.cwd()}; run reprozoo from the repository root"

@@ -18,12 +18,23 @@ from pipelines.errors import StageError
 from pipelines.runs import loading_safely, paper_class, read_record, with_data_facts
 
 
-def own_checkpoint(key: str) -> Path:
-    """The checkpoint `train` wrote, only from under models/ (run.json is a file a user could edit); it is
-    loaded with weights_only=True all the same, so even a swapped file cannot run code."""
+def own_checkpoint(recipe: Recipe) -> Path:
+    """The checkpoint `train` wrote for this very recipe, only from under models/ (run.json is a file a user
+    could edit); it is loaded with weights_only=True all the same, so even a swapped file cannot run code.
+
+    A checkpoint trained under another recipe (the smoke profile, other params, other training code) is
+    refused: judged against the paper it would give a verdict about a model that is not the paper's recipe."""
+    key = recipe.key
     record = read_record(key)
     if record is None or not record.get("finished"):
         raise StageError(f"{paths.run_record(key)}: no finished training; run `reprozoo train {key}` first")
+    if record.get("fingerprint") != (expected := recipe.fingerprint()):
+        trained = f"profile {record.get('profile')}, fingerprint {record.get('fingerprint')}"
+        raise StageError(
+            f"{paths.run_record(key)}: the checkpoint was trained under another recipe ({trained}) than "
+            f"params.yaml's now (profile {recipe.profile}, fingerprint {expected}); train it again "
+            f"(`reprozoo train {key}` or `dvc repro`)"
+        )
     checkpoint = Path(record["best"])
     if not checkpoint.resolve().is_relative_to(Path("models").resolve()) or not checkpoint.exists():
         raise DataError(f"{paths.run_record(key)}: checkpoint {checkpoint} is missing or outside models/")
@@ -49,7 +60,7 @@ def untrained_metrics(
 
 def evaluate_experiment(params: Params, key: str) -> dict:
     recipe = params.recipe(key)
-    checkpoint, record = own_checkpoint(key), read_record(key)
+    checkpoint, record = own_checkpoint(recipe), read_record(key)
     shards = paths.shards(recipe.dataset)
     meta = read_meta(shards)
     data_source = meta["source"]["source"]

@@ -5,9 +5,11 @@ paper's or dataset's class as a pydantic model, so params are checked against th
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from pipelines.errors import ParamsError
@@ -64,9 +66,12 @@ def _dotted(prefix: str, loc: tuple) -> str:
 
 
 def validate(model: type[BaseModel], values: dict, prefix: typing.Callable[[str], str]) -> Any:
-    """Validate `values` against `model`; `prefix(first key)` gives the dotted path the key came from."""
+    """Validate `values` against `model`; `prefix(first key)` gives the dotted path the key came from.
+
+    Strictly, as JSON: `true` is no number and "3" no integer (lax mode would take them as 1 and 3), while a
+    YAML list still fills a tuple and a string a path, as JSON allows."""
     try:
-        return model.model_validate(values)
+        return model.model_validate_json(json.dumps(values, default=str), strict=True)
     except ValidationError as error:
         places: dict[tuple, list[dict]] = {}
         for e in error.errors():
@@ -130,3 +135,22 @@ def check_space(params: Params, key: str) -> None:
             candidates = values
         for value in candidates:
             params.recipe(key, overrides={dotted: value})
+
+
+class UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error naming it and both lines
+    (PyYAML keeps the last one silently, so an edit lower in the file would quietly win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges a mapping; keys written beside it override its keys by design
+            line = key_node.start_mark.line + 1
+            if key_node.value in first:
+                where = f"lines {first[key_node.value]} and {line}"
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key_node.value!r} given twice, on {where}", key_node.start_mark
+                )
+            first[key_node.value] = line
+        return super().construct_mapping(node, deep)

@@ -1,6 +1,8 @@
 """params.yaml errors stop a verb before any compute, naming the dotted path, the value and what is
 allowed."""
 
+import re
+
 import pytest
 import yaml
 
@@ -130,3 +132,31 @@ def test_the_training_code_hash_follows_the_code(tmp_path):
     assert training_code_hash(tmp_path) == before
     (tmp_path / "datamodules" / "mnist.py").write_text("x = 2\n")  # a resumed run would mix two codes
     assert training_code_hash(tmp_path) != before
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            {"papers": {"protonets": {"hparams": {"hidden": True}}}},
+            "papers.protonets.hparams.hidden: input should",
+        ),
+        (
+            {"papers": {"protonets": {"hparams": {"hidden": "64"}}}},
+            "papers.protonets.hparams.hidden: input should",
+        ),
+        ({"trainer": {"max_steps": True}}, "trainer.max_steps: input should be a valid integer, got True"),
+        ({"seed": "1"}, "seed: input should be a valid integer, got '1'"),
+    ],
+)
+def test_values_are_never_coerced(tmp_path, override, message):
+    """`true` is no number and "64" no integer: lax parsing would train with 1 and 64 and say nothing."""
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        load_params(write_params(tmp_path, tiny_params(**override)) / "params.yaml")
+
+
+def test_a_key_given_twice_is_named_with_both_lines(tmp_path):
+    text = (ROOT / "params.yaml").read_text().replace("seed: 0\n", "seed: 0\nseed: 1\n", 1)
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError, match=r"key 'seed' given twice, on lines \d+ and \d+"):
+        load_params(tmp_path / "params.yaml")

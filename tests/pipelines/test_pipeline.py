@@ -94,6 +94,18 @@ def test_an_evaluation_can_be_run_again_on_the_same_training_run(trained):
     assert first["mlflow_run_id"] == again["mlflow_run_id"] and first["metrics"] == again["metrics"]
 
 
+def test_a_checkpoint_is_never_judged_against_another_recipe(trained):
+    """Trained on the smoke profile, then params.yaml switched to the paper's: evaluate refuses, naming both,
+    and writes nothing (a smoke model judged against the paper would be a wrong verdict)."""
+    params, _ = trained
+    switched = params.model_copy(update={"profile": "paper"})
+    with pytest.raises(
+        StageError, match=r"another recipe \(profile smoke, .*params.yaml's now \(profile paper"
+    ):
+        evaluate_experiment(switched, "protonets")
+    assert not paths.metrics("protonets").exists()
+
+
 def test_report_has_one_row_per_claim(trained):
     params, _ = trained
     evaluate_experiment(params, "protonets")
