@@ -115,14 +115,11 @@ def decide(store: tracking.Store, key: str) -> Decision:
     if challenger is None:
         return Decision(key, "kept", "no evaluated model registered yet")
     if champion is not None and (champion.version == challenger.version or "decision" in challenger.tags):
-        return Decision(
-            key,
-            "kept",
-            f"version {challenger.version} was already decided: "
-            f"{challenger.tags.get('decision', 'promoted')}",
-            challenger.version,
-            champion.version,
-        )
+        # Decided when it was registered (the first version of a model is promoted on the spot): report that
+        # decision, not "kept", or a first promotion would read as a refusal.
+        decided = challenger.tags.get("decision", "promoted")
+        why = f"version {challenger.version} was already decided: {decided}"
+        return Decision(key, decided, why, challenger.version, champion.version)
     base = {"challenger": challenger.version, "champion": champion.version if champion else None}
     metric = challenger.tags.get("headline")
     if champion is None:

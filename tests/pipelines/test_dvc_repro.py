@@ -43,7 +43,7 @@ def test_dvc_repro_end_to_end_then_noop_then_one_paper(tmp_path):
 
     assert "Running stage" not in dvc(copy, "repro")  # nothing changed: a no-op
 
-    params["papers"]["protonets"]["hparams"]["lr"] = 2e-3
+    params["papers"]["protonets"].setdefault("hparams", {})["lr"] = 2e-3
     write_params(copy, params)
     third = dvc(copy, "repro")
     ran = {line.split("'")[1] for line in third.splitlines() if line.startswith("Running stage")}

@@ -79,3 +79,11 @@ def test_the_headline_is_the_primary_claim_or_else_the_first_one_measured():
     )
     assert headline("protonets", {"test/acc_20way_5shot": 0.9}).metric == "test/acc_20way_5shot"
     assert headline("neural_style", {"test/content_loss": 1.0}) is None
+
+
+def test_a_first_version_reports_its_promotion(store):
+    """The first version is promoted when it is registered; deciding on it afterwards says so, not "kept"."""
+    mlflow_store, client = store
+    add_version(client, 0.5)
+    decision = registry.decide(mlflow_store, "protonets")
+    assert decision.action == "promoted" and decision.reason == "version 1 was already decided: promoted"

@@ -61,7 +61,7 @@ def test_retrain_noop_then_one_changed_paper_promoted_then_a_failure_keeps_the_c
         },
     }
     weak = copy_of(params["papers"]["protonets"])
-    weak["hparams"]["lr"], weak["smoke"] = 1e-9, learns
+    weak.setdefault("hparams", {})["lr"], weak["smoke"] = 1e-9, learns
     params["papers"] = {
         "protonets": {**params["papers"]["protonets"], "smoke": learns},
         "protonets_weak": weak,
