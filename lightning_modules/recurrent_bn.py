@@ -94,9 +94,10 @@ class BNLSTM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = c = x.new_zeros(x.shape[0], self.hidden)
-        projected = self.W_x(x)  # every step's W_x x in one matmul
-        for t in range(x.shape[1]):
-            gates = self.bn_h(self.W_h(h), t) + self.bn_x(projected[:, t], t) + self.bias
+        # Every step's W_x x in one matmul, split into per-step views once: indexing `projected[:, t]` in the
+        # loop makes each step's backward allocate a zero gradient the size of the whole sequence (~40×).
+        for t, projected in enumerate(self.W_x(x).unbind(1)):
+            gates = self.bn_h(self.W_h(h), t) + self.bn_x(projected, t) + self.bias
             f, i, o, g = gates.chunk(4, 1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(self.bn_c(c, t))
