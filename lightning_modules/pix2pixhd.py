@@ -115,9 +115,12 @@ class Perceptual(nn.Module):
             self.vgg, self.cuts = features, (2, 7, 12, 21, 30)
 
     def forward(self, fake: Tensor, real: Tensor) -> Tensor:
+        """(B, 3k, H, W) images, k ≥ 1 RGB frames stacked on the channels (the temporal GAN's pairs): each
+        frame goes through VGG on its own."""
         if self.vgg is None:
             return F.l1_loss(fake, real)
-        loss, x, y, start = 0.0, fake, real, 0
+        frames = lambda images: images.reshape(-1, 3, *images.shape[-2:])  # noqa: E731 -- (B·k, 3, H, W)
+        loss, x, y, start = 0.0, frames(fake), frames(real), 0
         for weight, cut in zip((1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0), self.cuts):
             x, y = self.vgg[start:cut](x), self.vgg[start:cut](y)
             loss, start = loss + weight * F.l1_loss(x, y.detach()), cut

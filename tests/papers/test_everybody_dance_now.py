@@ -92,3 +92,20 @@ def test_ssim_of_held_out_frames_rises_with_training(tmp_path):
         model, Dance(shards, 0, size=32, batch_size=8), steps=30, metric="test/ssim_full"
     )
     assert after > before + 0.05
+
+
+def test_the_perceptual_loss_takes_the_temporal_gans_frame_pairs():
+    """At the paper profile the VGG loss sees the temporal GAN's 6-channel frame pairs (it crashed on them,
+    hidden by the smoke profile's pixel loss): each frame goes through VGG on its own, so a pair's loss is its
+    frames'."""
+    from torchvision.models import vgg19
+
+    from lightning_modules.pix2pixhd import Perceptual
+
+    torch.manual_seed(0)
+    loss = Perceptual(pretrained=False)
+    loss.vgg, loss.cuts = vgg19(weights=None).features[:30].eval().requires_grad_(False), (2, 7, 12, 21, 30)
+    fake, real = torch.rand(2, 6, 32, 32), torch.rand(2, 6, 32, 32)
+    pair = loss(fake, real)
+    frames = [loss(fake[:, i : i + 3].contiguous(), real[:, i : i + 3].contiguous()) for i in (0, 3)]
+    assert torch.allclose(pair, sum(frames) / 2, rtol=1e-5)
