@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tarfile
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -151,3 +152,28 @@ def read_source(raw_dir: Path) -> dict:
     if not path.exists():
         raise DataError(f"{raw_dir}: not fetched; run `reprozoo fetch {raw_dir.name}` first")
     return json.loads(path.read_text())
+
+
+def pretrained(weights):
+    """`weights` (a torchvision WeightsEnum member) once its file is in torch hub's cache,
+    `$TORCH_HOME/hub/checkpoints/<file>` (by default ~/.cache/torch), fetched there when online.
+    torchvision then loads it from the cache and checks it against the hash in its name. Offline without the
+    file: an error naming the file, its URL and the setting, instead of urllib's traceback."""
+    import torch.hub
+
+    name = Path(urllib.parse.urlparse(weights.url).path).name
+    path = Path(torch.hub.get_dir()) / "checkpoints" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        found = torch.hub.HASH_REGEX.search(name)
+        try:
+            torch.hub.download_url_to_file(
+                weights.url, str(path), found.group(1) if found else None, progress=False
+            )
+        except (OSError, RuntimeError) as error:  # URLError is an OSError; a hash mismatch a RuntimeError
+            raise DataError(
+                f"{path}: the pretrained weights {type(weights).__name__}.{weights.name} are not there and "
+                f"{weights.url} could not be fetched ({error}); copy that file there, or set TORCH_HOME to a "
+                f"folder whose hub/checkpoints/ holds it (or train with pretrained: false)"
+            ) from None
+    return weights

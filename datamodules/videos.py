@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from datamodules.files import DataError
+from datamodules.files import DataError, pretrained
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 
@@ -38,7 +38,7 @@ def detect_poses(frames: list[np.ndarray], *, batch: int = 4) -> list[np.ndarray
     """The most confident person's 17 keypoints in each frame, from torchvision's COCO Keypoint R-CNN."""
     from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, keypointrcnn_resnet50_fpn
 
-    detector = keypointrcnn_resnet50_fpn(weights=KeypointRCNN_ResNet50_FPN_Weights.COCO_V1).eval()
+    detector = keypointrcnn_resnet50_fpn(weights=pretrained(KeypointRCNN_ResNet50_FPN_Weights.COCO_V1)).eval()
     found = []
     with torch.no_grad():
         for start in range(0, len(frames), batch):

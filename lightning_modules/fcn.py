@@ -31,6 +31,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, conint
 from torch import Tensor, nn
 from torchvision.models import VGG16_Weights, vgg16
 
+from datamodules.files import pretrained as pretrained_weights
 from lightning_modules.common import (
     SegmentationEvaluation,
     segmentation_figure,
@@ -107,7 +108,7 @@ class FCNVGG16(nn.Module):
                 f"norm only, got width {width}, batch_norm {batch_norm}"
             )
         vgg = (
-            vgg16(weights=VGG16_Weights.IMAGENET1K_V1 if pretrained else None)
+            vgg16(weights=pretrained_weights(VGG16_Weights.IMAGENET1K_V1) if pretrained else None)
             if width == 1.0 and not batch_norm
             else thin_vgg16(width, batch_norm)
         )

@@ -22,6 +22,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 from torchvision.models import ResNet50_Weights
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
+from datamodules.files import pretrained as pretrained_weights
 from lightning_modules.common import gather_lists
 from lightning_modules.detection import TorchvisionDetector, to_torchvision
 from lightning_modules.paper import Claim, Paper
@@ -67,7 +68,7 @@ class FPN(TorchvisionDetector):
             min_size=min_size,
             max_size=max_size,
             box_batch_size_per_image=roi_batch,
-            weights_backbone=ResNet50_Weights.IMAGENET1K_V1 if pretrained else None,
+            weights_backbone=pretrained_weights(ResNet50_Weights.IMAGENET1K_V1) if pretrained else None,
         )
         self.setup_metrics("fpn")
         self.proposals = {stage: [] for stage in ("val", "test")}

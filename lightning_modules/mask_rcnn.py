@@ -19,6 +19,7 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveIn
 from torchvision.models import ResNet50_Weights
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
+from datamodules.files import pretrained as pretrained_weights
 from lightning_modules.detection import TorchvisionDetector
 from lightning_modules.paper import Claim, Paper
 
@@ -64,6 +65,6 @@ class MaskRCNN(TorchvisionDetector):
             min_size=min_size,
             max_size=max_size,
             box_batch_size_per_image=roi_batch,
-            weights_backbone=ResNet50_Weights.IMAGENET1K_V1 if pretrained else None,
+            weights_backbone=pretrained_weights(ResNet50_Weights.IMAGENET1K_V1) if pretrained else None,
         )
         self.setup_metrics("mask_rcnn")

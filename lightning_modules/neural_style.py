@@ -27,6 +27,7 @@ from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 from torchvision.models import VGG19_Weights, vgg19
 
+from datamodules.files import pretrained as pretrained_weights
 from lightning_modules.common import SameStepForValAndTest
 from lightning_modules.paper import Mode, Paper
 
@@ -67,7 +68,9 @@ class VGGFeatures(nn.Module):
 
     def __init__(self, pretrained: bool):
         super().__init__()
-        features = vgg19(weights=VGG19_Weights.IMAGENET1K_V1 if pretrained else None).features
+        features = vgg19(
+            weights=pretrained_weights(VGG19_Weights.IMAGENET1K_V1) if pretrained else None
+        ).features
         self.layers = nn.Sequential(
             *[
                 nn.AvgPool2d(2, 2) if isinstance(m, nn.MaxPool2d) else m

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from datamodules.files import pretrained as pretrained_weights
+
 
 def conv_block(
     inputs: int, outputs: int, kernel: int, stride: int = 1, transpose: bool = False
@@ -111,7 +113,12 @@ class Perceptual(nn.Module):
         if pretrained:
             from torchvision.models import VGG19_Weights, vgg19
 
-            features = vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features[:30].eval().requires_grad_(False)
+            features = (
+                vgg19(weights=pretrained_weights(VGG19_Weights.IMAGENET1K_V1))
+                .features[:30]
+                .eval()
+                .requires_grad_(False)
+            )
             self.vgg, self.cuts = features, (2, 7, 12, 21, 30)
 
     def forward(self, fake: Tensor, real: Tensor) -> Tensor:

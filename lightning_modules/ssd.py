@@ -35,6 +35,7 @@ from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD as TorchvisionSSD
 from torchvision.models.detection.ssd import _vgg_extractor
 
+from datamodules.files import pretrained as pretrained_weights
 from lightning_modules.common import gather_lists, sgd_with_milestones, thin_convolutions
 from lightning_modules.paper import Claim, Mode, Paper
 from lightning_modules.voc07 import voc07_average_precision
@@ -108,7 +109,7 @@ def ssd_vgg16(
     trunk = (
         vgg16_bn(weights=None)
         if batch_norm
-        else vgg16(weights=VGG16_Weights.IMAGENET1K_FEATURES if pretrained else None)
+        else vgg16(weights=pretrained_weights(VGG16_Weights.IMAGENET1K_FEATURES) if pretrained else None)
     )
     extractor = _vgg_extractor(trunk, highres=size == 512, trainable_layers=4 if pretrained else 5)
     if size == 512:

@@ -131,3 +131,35 @@ def test_a_shard_stage_killed_midway_leaves_the_previous_shards_whole(omniglot_p
     )
     assert not scratch.exists() and (shards / "meta.json").exists()
     assert sorted(p.name for p in shards.iterdir()) == sorted(before)
+
+
+def test_pretrained_weights_offline_name_the_file_the_url_and_the_setting(tmp_path, monkeypatch):
+    """A paper recipe with `pretrained: true` on a machine without the weight file and without internet: a
+    clear error before any compute (it was urllib's traceback); with the file in TORCH_HOME's cache, no fetch
+    at all."""
+    import urllib.error
+
+    import torch.hub
+    from torchvision.models import VGG16_Weights
+
+    from datamodules.files import pretrained
+    from lightning_modules.fcn import FCN
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # get_dir() reads TORCH_HOME unless a dir was set
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(DataError) as error:
+        FCN(pretrained=True)
+    message = str(error.value)
+    assert (
+        f"{tmp_path}/hub/checkpoints/vgg16-397923af.pth" in message
+        and VGG16_Weights.IMAGENET1K_V1.url in message
+    )
+    assert "TORCH_HOME" in message and "no route to host" in message
+    cached = tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"
+    cached.write_bytes(b"")  # present: torchvision loads (and hash-checks) it; nothing is fetched
+    assert pretrained(VGG16_Weights.IMAGENET1K_V1) is VGG16_Weights.IMAGENET1K_V1
