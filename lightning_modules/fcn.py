@@ -182,7 +182,8 @@ class FCN(SegmentationEvaluation, pl.LightningModule):
         pretrained: bool = False,
         width: PositiveFloat = 1.0,
         batch_norm: bool = False,
-        lr: PositiveFloat = 1e-10,  # with the unnormalised (summed) loss of batch 1: the reference solver
+        # one per stage, with the unnormalised (summed) loss of batch 1: the reference solvers' rates
+        lr: tuple[PositiveFloat, ...] = (1e-10, 1e-12, 1e-14),
         momentum: NonNegativeFloat = 0.99,
         weight_decay: NonNegativeFloat = 5e-4,
     ):
@@ -192,6 +193,8 @@ class FCN(SegmentationEvaluation, pl.LightningModule):
                 f"hparams.stage_steps: {len(stages) - 1} increasing step(s) at which the next of "
                 f"stages {list(stages)} begins, got {list(stage_steps)}"
             )
+        if len(lr) != len(stages):
+            raise ValueError(f"hparams.lr: one learning rate per stage of {list(stages)}, got {list(lr)}")
         self.save_hyperparameters()
         self.net = FCNVGG16(classes, pretrained, width, batch_norm)
         self.scores = segmentation_scores(classes, IGNORE)
@@ -228,9 +231,14 @@ class FCN(SegmentationEvaluation, pl.LightningModule):
         # the previous stage's momentum, which at 0.99 would otherwise carry ~100 steps of the old net's
         # gradients.
         if self.global_step in self.hparams.stage_steps:
+            lr = self.hparams.lr[
+                self.hparams.stages.index(self.variant)
+            ]  # each stage's solver has its own rate
             for optimizer in self.trainer.optimizers:
                 for state in optimizer.state.values():
                     state.pop("momentum_buffer", None)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
 
     @property
     def score_suffix(self) -> str:
@@ -248,7 +256,7 @@ class FCN(SegmentationEvaluation, pl.LightningModule):
         trainable = [p for p in self.parameters() if p.requires_grad]  # the final upsamplers stay bilinear
         return torch.optim.SGD(
             trainable,
-            lr=self.hparams.lr,
+            lr=self.hparams.lr[0],  # a resumed later stage gets its own back with the optimizer's state
             momentum=self.hparams.momentum,
             weight_decay=self.hparams.weight_decay,
         )

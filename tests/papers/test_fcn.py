@@ -93,11 +93,15 @@ def test_each_stage_starts_its_solver_without_the_last_stages_momentum():
 
     class MomentumSeen(pl.Callback):
         seen: list[bool] = []
+        rates: list[float] = []
 
         def on_before_optimizer_step(self, trainer, module, optimizer):
             self.seen.append(any("momentum_buffer" in state for state in optimizer.state.values()))
+            self.rates.append(optimizer.param_groups[0]["lr"])
 
-    model = FCN(classes=3, stages=("32s", "16s"), stage_steps=(2,), width=0.125, lr=1e-6, momentum=0.9)
+    model = FCN(
+        classes=3, stages=("32s", "16s"), stage_steps=(2,), width=0.125, lr=(1e-6, 1e-8), momentum=0.9
+    )
     batches = DataLoader([([torch.rand(3, 32, 32)], [torch.randint(0, 3, (32, 32))])] * 4, batch_size=None)
     pl.Trainer(
         max_steps=4,
@@ -110,3 +114,11 @@ def test_each_stage_starts_its_solver_without_the_last_stages_momentum():
         callbacks=[MomentumSeen()],
     ).fit(model, batches)
     assert MomentumSeen.seen == [False, True, False, True]  # step 2 begins 16s with a fresh momentum
+    assert MomentumSeen.rates == [
+        1e-6,
+        1e-6,
+        1e-8,
+        1e-8,
+    ]  # and its own learning rate (the paper's 100× lower)
+    with pytest.raises(ValueError, match=r"hparams.lr: one learning rate per stage of \['32s', '16s'\]"):
+        FCN(classes=3, stages=("32s", "16s"), stage_steps=(2,), lr=(1e-6,))
