@@ -48,6 +48,8 @@ class TrainerParams(Strict):
     checkpoint_every_n_steps: PositiveInt = 500  # how often last.ckpt is refreshed
     log_every_n_steps: PositiveInt = 50
     gradient_clip_val: float | None = Field(None, ge=0)
+    # batches summed into one optimizer step: a paper's batch on a device that holds only a part of it
+    accumulate_grad_batches: PositiveInt = 1
     deterministic: bool = True
     channels_last: bool = False  # NHWC weights and activations: faster convolutions on tensor cores
     compile: bool = False  # torch.compile the module (slow first steps, faster later ones)

@@ -198,6 +198,7 @@ def build_trainer(
         limit_val_batches=settings.limit_val_batches,
         log_every_n_steps=settings.log_every_n_steps,
         gradient_clip_val=settings.gradient_clip_val,
+        accumulate_grad_batches=settings.accumulate_grad_batches,
         callbacks=callbacks,
         logger=logger,
         default_root_dir=root,

@@ -160,3 +160,16 @@ def test_a_key_given_twice_is_named_with_both_lines(tmp_path):
     (tmp_path / "params.yaml").write_text(text)
     with pytest.raises(ParamsError, match=r"key 'seed' given twice, on lines \d+ and \d+"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_gradient_accumulation_reaches_the_trainer(tmp_path):
+    """`trainer.accumulate_grad_batches`: a paper's effective batch on a device that holds only part of it."""
+    from pipelines.runs import build_trainer
+
+    params = load_params(
+        write_params(tmp_path, tiny_params(trainer={"accumulate_grad_batches": 4})) / "params.yaml"
+    )
+    settings = params.recipe("protonets").trainer
+    assert settings.accumulate_grad_batches == 4
+    trainer = build_trainer(settings, tmp_path, logger=False, callbacks=[], accelerator="cpu")
+    assert trainer.accumulate_grad_batches == 4
