@@ -278,6 +278,7 @@ class COCO(ShardDataModule):
                 ),
                 "labels": torch.tensor(t["labels"], dtype=torch.int64),
                 "iscrowd": torch.tensor(t["iscrowd"], dtype=torch.int64),
+                "area": torch.tensor(t["area"], dtype=torch.float32),  # COCO's (the mask's), for AP by size
                 "image_id": t["image_id"],
             }
             if self.masks:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
@@ -25,9 +26,17 @@ COCO_SUMMARY = {
 
 
 def coco_metric(iou_type: str):
+    """COCO's AP as pycocotools' COCOeval computes it. Its IoU and recall grids are float64 (numpy's
+    linspace); torchmetrics' defaults are float32 (0.550000011920929), so a recall landing on a grid point
+    picked another precision and AP50 moved by up to 0.004."""
     from torchmetrics.detection import MeanAveragePrecision
 
-    return MeanAveragePrecision(iou_type=iou_type, backend="pycocotools")
+    return MeanAveragePrecision(
+        iou_type=iou_type,
+        backend="pycocotools",
+        iou_thresholds=np.linspace(0.5, 0.95, 10).tolist(),
+        rec_thresholds=np.linspace(0.0, 1.0, 101).tolist(),
+    )
 
 
 def to_torchvision(targets: list[dict]) -> list[dict]:
@@ -84,7 +93,18 @@ class TorchvisionDetector(pl.LightningModule):
             self.metrics[f"{stage}_{kind}"].update(
                 found,
                 [
-                    {k: t[k] for k in ("boxes", "labels", "iscrowd", *(("masks",) if kind == "segm" else ()))}
+                    # COCO's own `area` (of the mask), which AP_small/medium/large bin by, not the box's
+                    {
+                        k: t[k]
+                        for k in (
+                            "boxes",
+                            "labels",
+                            "iscrowd",
+                            "area",
+                            *(("masks",) if kind == "segm" else ()),
+                        )
+                        if k in t
+                    }
                     for t in truths
                 ],
             )

@@ -112,3 +112,13 @@ def test_replica_crowd_regions_are_uncompressed_rle(tmp_path):
     assert crowds and all(isinstance(a["segmentation"]["counts"], list) for a in crowds)
     for a in crowds:
         assert decode_masks([a["segmentation"]], *a["segmentation"]["size"]).sum() == a["area"]
+
+
+def test_evaluation_targets_carry_cocos_own_area(shards):
+    """AP_small/medium/large bin objects by COCO's `area` (the mask's), which a box's area overstates."""
+    data = COCO(shards, 0, batch_size=4, masks=True)
+    images, targets = next(iter(data.val_dataloader()))
+    annotations = [s["json"] for s in data.read_all("val")]
+    assert [t["area"].tolist() for t in targets] == ([a["area"] for a in annotations[: len(targets)]])
+    boxes = targets[0]["boxes"]
+    assert (targets[0]["area"] <= (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) + 1).all()
