@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, confloat, conint
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import Perplexity
 
@@ -126,6 +127,9 @@ class BERT(pl.LightningModule):
             {
                 stage: nn.ModuleDict(
                     {
+                        # the masked-LM loss averaged over masked tokens, not batches: exp of it is the
+                        # perplexity, and a batch that masked nothing adds nothing (its mean would be NaN)
+                        "mlm_loss": MeanMetric(),
                         "mlm_acc": MulticlassAccuracy(vocab_size, average="micro", ignore_index=-100),
                         f"mlm_ppl_{self.size}": Perplexity(ignore_index=-100),
                         "nsp_acc": MulticlassAccuracy(2, average="micro"),
@@ -168,14 +172,14 @@ class BERT(pl.LightningModule):
     def evaluation_step(self, batch: dict, stage: str) -> None:
         mlm_loss, nsp_loss, mlm, nsp = self.losses(batch)
         metrics = self.metrics[stage]
+        if masked := int((batch["labels"] != -100).sum()):
+            metrics["mlm_loss"].update(mlm_loss, weight=masked)
         metrics["mlm_acc"].update(mlm.flatten(0, 1), batch["labels"].flatten())
         metrics[f"mlm_ppl_{self.size}"].update(mlm, batch["labels"])
         metrics["nsp_acc"].update(nsp, batch["next_sentence_label"])
         logged = {f"{stage}/{name}": metric for name, metric in metrics.items()}
         self.log_dict(
-            {f"{stage}/mlm_loss": mlm_loss, f"{stage}/nsp_loss": nsp_loss, **logged},
-            sync_dist=True,
-            batch_size=len(batch["input_ids"]),
+            {f"{stage}/nsp_loss": nsp_loss, **logged}, sync_dist=True, batch_size=len(batch["input_ids"])
         )
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

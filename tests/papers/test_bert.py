@@ -52,3 +52,25 @@ def test_a_small_bert_learns_the_masked_words_of_real_text(wikitext_shards):
     )
     before, after = fit_and_score(model, data, steps=80, metric="test/mlm_ppl_l2_h64_a2")
     assert after < 0.5 * before, (before, after)
+
+
+def test_the_masked_lm_loss_is_per_token_so_its_exp_is_the_perplexity_and_never_nan():
+    """A batch that masked no token used to make the epoch's val/mlm_loss NaN (the checkpoint monitor), and a
+    mean of batch means is no perplexity. Averaged over masked tokens, exp(val/mlm_loss) equals torchmetrics'
+    perplexity on the same batches, whatever their mix."""
+    torch.manual_seed(0)
+    model = BERT(vocab_size=50, layers=1, hidden=16, heads=2, max_positions=16)
+    metrics = model.metrics["val"]
+    for masked in (1, 0, 9):  # the middle batch masks nothing
+        labels = torch.full((2, 8), -100)
+        labels.view(-1)[:masked] = torch.randint(5, 50, (masked,))
+        batch = {
+            "input_ids": torch.randint(5, 50, (2, 8)),
+            "token_type_ids": torch.zeros(2, 8, dtype=torch.long),
+            "attention_mask": torch.ones(2, 8, dtype=torch.long),
+            "labels": labels,
+            "next_sentence_label": torch.tensor([0, 1]),
+        }
+        model.evaluation_step(batch, "val")
+    loss, perplexity = metrics["mlm_loss"].compute(), metrics[f"mlm_ppl_{model.size}"].compute()
+    assert torch.isfinite(loss) and torch.allclose(loss.exp(), perplexity, rtol=1e-5)
