@@ -83,7 +83,9 @@ def triplet_loss(embeddings: Tensor, labels: Tensor, margin: float = 0.2) -> Ten
 
 
 def ten_fold_accuracy(distances: Tensor, same: Tensor, folds: Tensor) -> tuple[Tensor, Tensor]:
-    """LFW's protocol: per fold, the threshold that is best on the other nine folds, scored on this one."""
+    """LFW's protocol: per fold, the threshold that is best on the other nine folds, scored on this one; the
+    mean over folds and its standard error (the sample std over √folds), which is the "±" LFW results
+    report."""
     scores = []
     for fold in folds.unique():
         train, test = folds != fold, folds == fold
@@ -93,7 +95,7 @@ def ten_fold_accuracy(distances: Tensor, same: Tensor, folds: Tensor) -> tuple[T
         best = thresholds[accuracy.argmax()]
         scores.append(((distances[test] < best) == same[test]).float().mean())
     scores = torch.stack(scores)
-    return scores.mean(), scores.std(unbiased=False)
+    return scores.mean(), scores.std(unbiased=True) / len(scores) ** 0.5
 
 
 class FaceNet(pl.LightningModule):
@@ -146,8 +148,8 @@ class FaceNet(pl.LightningModule):
             b = torch.stack([self.embedded[p["b"]] for p in pairs])
             same = torch.tensor([p["same"] for p in pairs], device=a.device)
             folds = torch.tensor([p["fold"] for p in pairs], device=a.device)
-            mean, std = ten_fold_accuracy((a - b).pow(2).sum(1), same, folds)
-            self.log_dict({f"{stage}/lfw_acc": mean, f"{stage}/lfw_acc_std": std})
+            mean, standard_error = ten_fold_accuracy((a - b).pow(2).sum(1), same, folds)
+            self.log_dict({f"{stage}/lfw_acc": mean, f"{stage}/lfw_acc_se": standard_error})
         self.embedded.clear()
 
     def validation_step(self, batch, batch_idx: int) -> None:
