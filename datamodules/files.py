@@ -18,6 +18,7 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -143,6 +144,15 @@ def copy_tree(source: Path, target: Path) -> None:
 SOURCE_RECORD = "source.json"  # how a raw copy was made; the shard stage carries it into meta.json
 
 
+def read_json(path: Path, remedy: str) -> Any:
+    """A JSON file the project wrote, or an error naming it and what to do when it is damaged (a truncated or
+    hand-edited file), instead of json's traceback."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error}); {remedy}") from None
+
+
 def write_source(raw_dir: Path, record: dict) -> None:
     (raw_dir / SOURCE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
@@ -151,7 +161,7 @@ def read_source(raw_dir: Path) -> dict:
     path = raw_dir / SOURCE_RECORD
     if not path.exists():
         raise DataError(f"{raw_dir}: not fetched; run `reprozoo fetch {raw_dir.name}` first")
-    return json.loads(path.read_text())
+    return read_json(path, f"run `reprozoo fetch {raw_dir.name}` again")
 
 
 def pretrained(weights):

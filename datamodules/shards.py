@@ -16,7 +16,7 @@ import webdataset as wds
 from PIL import Image
 from tqdm import tqdm
 
-from datamodules.files import DataError, atomic_write
+from datamodules.files import DataError, atomic_write, read_json
 
 META = "meta.json"
 IMAGE_KEYS = ("png", "jpg")
@@ -90,7 +90,7 @@ def read_meta(shards_dir: Path) -> dict[str, Any]:
     path = Path(shards_dir) / META
     if not path.exists():
         raise DataError(f"{path}: missing; run `reprozoo shard {Path(shards_dir).name}` first")
-    return json.loads(path.read_text())
+    return read_json(path, f"run `reprozoo shard {Path(shards_dir).name}` again")
 
 
 def write_dataset(

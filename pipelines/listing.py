@@ -3,10 +3,9 @@ produced for each; one experiment's whole recipe as it would run."""
 
 from __future__ import annotations
 
-import json
-
 from rich.table import Table
 
+from datamodules.files import read_json
 from lightning_modules import PAPERS
 from lightning_modules.paper import with_defaults
 from pipelines import paths
@@ -20,7 +19,8 @@ def experiments_table(params: Params) -> Table:
         table.add_column(column, overflow="fold")
     for key, section in params.papers.items():
         path = paths.metrics(key)
-        statuses = [c["status"] for c in json.loads(path.read_text())["claims"]] if path.exists() else []
+        claims = read_json(path, f"run `reprozoo evaluate {key}` again")["claims"] if path.exists() else []
+        statuses = [c["status"] for c in claims]
         summary = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) or (
             "evaluated (no numeric claim)" if path.exists() else "not evaluated"
         )
@@ -32,7 +32,7 @@ def datasets_table(params: Params) -> Table:
     table = Table("dataset", "source", "raw", "shards", title="datasets")
     for name, settings in params.datasets.items():
         meta = paths.shards(name) / "meta.json"
-        counts = json.loads(meta.read_text())["splits"] if meta.exists() else {}
+        counts = read_json(meta, f"run `reprozoo shard {name}` again")["splits"] if meta.exists() else {}
         shards = ", ".join(f"{split} {info['samples']}" for split, info in counts.items()) or "no"
         table.add_row(name, settings.source, "yes" if paths.raw(name).exists() else "no", shards)
     return table

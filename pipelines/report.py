@@ -4,14 +4,13 @@ reproduced)."""
 from __future__ import annotations
 
 import io
-import json
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: stages run without a display
 import matplotlib.pyplot as plt
 
-from datamodules.files import atomic_dir, atomic_write
+from datamodules.files import atomic_dir, atomic_write, read_json
 from lightning_modules import PAPERS
 from pipelines import paths
 from pipelines.claims import claim_tables, number
@@ -28,7 +27,7 @@ def load_results(params: Params) -> list[dict]:
 
 def read_result(params: Params, key: str) -> dict:
     """One metrics file. Files written before `experiment` had its own field named the experiment `paper`."""
-    result = json.loads(paths.metrics(key).read_text())
+    result = read_json(paths.metrics(key), f"run `reprozoo evaluate {key}` again")
     if "experiment" not in result:
         result = {**result, "experiment": key, "paper": params.papers[key].paper}
     # Trust belongs to the claim, not to the run: read it from the paper as it is now.

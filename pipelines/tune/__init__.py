@@ -22,6 +22,7 @@ from ray import tune
 from rich.table import Table
 
 from datamodules.files import atomic_write
+from datamodules.shards import read_meta
 from lightning_modules.paper import monitor, with_defaults
 from pipelines import paths, tracking
 from pipelines.config import Params, TuneParams
@@ -192,6 +193,9 @@ def run_sweep(
     outcome."""
     resolved = plan(params, key, num_samples)
     settings, metric, mode, rungs = resolved.settings, resolved.metric, resolved.mode, resolved.rungs
+    read_meta(
+        paths.shards(params.experiment(key).dataset)
+    )  # no shards: one clear error, not one per Ray trial
     store = tracking.store(params)
     parent = tracking.start_sweep(store, params.recipe(key), settings.model_dump(), metric, mode)
     sweep = Sweep(params, key, str(Path.cwd()), parent, store, metric, mode, settings)
