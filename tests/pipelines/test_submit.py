@@ -94,7 +94,7 @@ def test_a_submitted_command_streams_its_logs_and_returns_its_status(checkout, c
     assert (
         failed.returncode == 1
         and "FAILED" in failed.stdout
-        and "papers.no_such_paper: unknown paper" in failed.stdout
+        and "'no_such_paper' is not one of" in failed.stdout  # the CLI's own list of experiments
     )
 
 
