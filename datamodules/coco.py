@@ -24,7 +24,7 @@ from torchvision.datasets import CocoDetection
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule, list_collate
-from datamodules.files import DataError, extract
+from datamodules.files import DataError, extract, read_json
 from datamodules.files import download as fetch_url
 from datamodules.synthetic import encode, scene
 
@@ -39,6 +39,7 @@ URLS = {
     "annotations_trainval2017.zip": "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
 }
 SPLITS = {"train": "train2017", "val": "val2017"}
+REFETCH = "fix the file or fetch the dataset again"  # what a damaged annotation file calls for
 # The first ten COCO categories, with their real (non-contiguous beyond 80) ids, for the replica.
 CATEGORIES = [
     (1, "person", "person"),
@@ -76,9 +77,7 @@ def check_layout(raw_dir: Path) -> None:
 
 
 def categories(raw_dir: Path) -> list[dict]:
-    return sorted(
-        json.loads(annotation_file(raw_dir, "val").read_text())["categories"], key=lambda c: c["id"]
-    )
+    return sorted(read_json(annotation_file(raw_dir, "val"), REFETCH)["categories"], key=lambda c: c["id"])
 
 
 def classes(raw_dir: Path, split: str) -> list[str]:
@@ -102,12 +101,16 @@ def target(annotations: list[dict], keypoints: dict[int, list], label_of: dict[i
 
 def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     check_layout(raw_dir)
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        parsed = CocoDetection(raw_dir / SPLITS[split], annotation_file(raw_dir, split))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+            parsed = CocoDetection(raw_dir / SPLITS[split], annotation_file(raw_dir, split))
+    except json.JSONDecodeError as error:  # pycocotools' own json.load names no file
+        path = annotation_file(raw_dir, split)
+        raise DataError(f"{path}: not valid JSON ({error}); {REFETCH}") from None
     label_of = {c["id"]: i for i, c in enumerate(categories(raw_dir))}
     people = annotation_file(raw_dir, split, "person_keypoints")
     keypoints = (
-        {a["id"]: a["keypoints"] for a in json.loads(people.read_text())["annotations"]}
+        {a["id"]: a["keypoints"] for a in read_json(people, REFETCH)["annotations"]}
         if people.exists()
         else {}
     )

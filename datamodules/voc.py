@@ -125,8 +125,13 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
             key = f"{split}/VOC{year}/{Path(image).stem}"
             try:
                 target = objects(parsed.parse_voc_xml(ET.parse(xml).getroot()), xml)
-            except (DataError, ET.ParseError, KeyError, ValueError) as error:
-                yield {"__key__": key, "__error__": f"{error}"}
+            except (DataError, ET.ParseError, KeyError, ValueError) as error:  # a DataError names the file
+                why = (
+                    error
+                    if isinstance(error, DataError)
+                    else f"{xml}: not a valid VOC annotation ({error!r})"
+                )
+                yield {"__key__": key, "__error__": f"{why}"}
                 continue
             yield {"__key__": key, "jpg": Path(image).read_bytes(), "json": target}
 

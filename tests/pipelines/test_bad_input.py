@@ -42,3 +42,28 @@ def test_a_sweep_without_shards_stops_before_ray_starts(tmp_path):
     ):
         run_sweep(load_params(), "protonets")
     assert not ray.is_initialized()
+
+
+def test_a_malformed_coco_annotation_file_is_named(tmp_path):
+    from datamodules.coco import annotation_file, samples, synthesize
+    from datamodules.files import DataError
+
+    synthesize(tmp_path, 0, train=2, val=2)
+    annotation_file(tmp_path, "train").write_text('{"images": [')
+    with pytest.raises(
+        DataError, match=r"instances_train2017.json: not valid JSON .*fetch the dataset again"
+    ):
+        list(samples(tmp_path, "train"))
+
+
+def test_a_truncated_voc_annotation_is_named_as_its_record(tmp_path):
+    from datamodules.files import DataError
+    from datamodules.shards import write_split
+    from datamodules.voc import samples, synthesize
+
+    synthesize(tmp_path, 0, voc2007_trainval=2, voc2007_test=2, voc2012_trainval=2)
+    first = (tmp_path / "VOCdevkit/VOC2007/ImageSets/Main/trainval.txt").read_text().split()[0]
+    xml = tmp_path / "VOCdevkit/VOC2007/Annotations" / f"{first}.xml"
+    xml.write_text(xml.read_text()[:40])
+    with pytest.raises(DataError, match=rf"{xml}: not a valid VOC annotation \(ParseError"):
+        write_split(samples(tmp_path, "train"), tmp_path / "shards", "train", raw_dir=tmp_path, shard_size=10)
