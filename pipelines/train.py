@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +44,25 @@ def resumable(recipe: Recipe) -> dict | None:
     record = read_record(recipe.key)
     last = paths.model_dir(recipe.key) / "last.ckpt"
     if record and not record["finished"] and record["fingerprint"] == recipe.fingerprint() and last.exists():
-        return record
+        if intact(last):
+            return record
+        aside = last.with_name(f"last.ckpt.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        last.rename(aside)  # kept for a look, out of the way: the next run would fail on it again
+        print(
+            f"{last}: unreadable (cut while being written?); set aside as {aside.name}, training anew",
+            file=sys.stderr,
+        )
     return None
+
+
+def intact(checkpoint: Path) -> bool:
+    """A checkpoint is a zip archive (torch.save's format): every member there and matching its CRC. Read,
+    never unpickled."""
+    try:
+        with zipfile.ZipFile(checkpoint) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def train_experiment(params: Params, key: str) -> TrainedRun:

@@ -105,3 +105,20 @@ def test_a_resumed_loader_continues_the_stream_without_touching_the_training_rng
     continued = [b.tolist() for _ in range(2) for b in resumed]
     assert continued == stream[7:]
     assert torch.equal(torch.rand(1), expected_draw)  # shuffling drew from its own RNG
+
+
+def test_an_unreadable_last_checkpoint_is_set_aside_not_resumed(project):
+    """A last.ckpt cut while being written (by another tool, a full disk) made every rerun fail until someone
+    deleted it: it is now moved aside with a message and training starts anew."""
+    from pipelines import paths
+    from pipelines.config import load_params
+    from pipelines.runs import write_record
+    from pipelines.train import resumable
+
+    recipe = load_params().recipe("protonets")
+    model_dir = paths.model_dir("protonets")
+    model_dir.mkdir(parents=True)
+    write_record("protonets", {"finished": False, "fingerprint": recipe.fingerprint(), "mlflow_run_id": "r"})
+    (model_dir / "last.ckpt").write_bytes(b"PK\x03\x04 cut short")
+    assert resumable(recipe) is None
+    assert not (model_dir / "last.ckpt").exists() and len(list(model_dir.glob("last.ckpt.unreadable-*"))) == 1
