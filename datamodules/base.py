@@ -223,15 +223,22 @@ class ShardDataModule(pl.LightningDataModule):
         dataset = dataset.map(sample or self.sample(split)).batched(
             self.batch_size, partial=not train, **({"collation_fn": self.collate} if self.collate else {})
         )
-        # Every rank must see the same number of batches or DDP hangs at the first all-reduce: with_epoch
-        # cuts (or, on a rank with fewer shards, repeats) the stream to exactly that many batches.
-        return wds.WebLoader(
+        loader = wds.WebLoader(
             dataset,
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
-        ).with_epoch(self.batches_per_rank(split))
+        )
+        self.batches_per_rank(split)  # an impossible or empty split fails here, before any compute
+        if not train and rank_and_world()[1] == 1:
+            # One process evaluating: each worker reads its own shards to the end and ends on its own partial
+            # batch, so every sample is seen exactly once whatever num_workers is (a batch count would cut or
+            # repeat some: 8 of VOC07 test's 4,952 images with 2 workers).
+            return loader
+        # Every rank must see the same number of batches or DDP hangs at the first all-reduce: with_epoch
+        # cuts (or, on a rank with fewer shards, repeats) the stream to exactly that many batches.
+        return loader.with_epoch(self.batches_per_rank(split))
 
     def memory_loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> DataLoader:
         """The split as a list in RAM behind a plain DataLoader: Lightning adds a DistributedSampler under

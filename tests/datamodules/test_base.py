@@ -235,3 +235,16 @@ def test_intact_image_shards_read_completely(image_shards):
     assert sorted(s["__key__"] for s in ShardDataModule(image_shards, batch_size=2).dataset("train")) == [
         f"k{i}" for i in range(10)
     ]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_one_process_evaluates_every_sample_exactly_once_whatever_the_workers(tmp_path, workers):
+    """Evaluation streams (issue 23): 47 samples in shards of 10, batch 4. A global batch count cut or
+    repeated samples as soon as each worker made its own partial last batch; now each worker reads its shards
+    to the end."""
+    samples = ({"__key__": f"s{i:03d}", "cls": i} for i in range(47))
+    info = write_split(samples, tmp_path, "test", raw_dir=tmp_path, shard_size=10)
+    write_meta(tmp_path, {"name": "numbers", "source": {"source": "synthetic"}, "splits": {"test": info}})
+    data = ShardDataModule(tmp_path, seed=0, batch_size=4, num_workers=workers)
+    seen = [int(c) for (labels,) in data.loader("test", sample=lambda s: (s["cls"],)) for c in labels]
+    assert sorted(seen) == list(range(47))
