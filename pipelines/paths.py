@@ -23,23 +23,23 @@ def shards(dataset: str) -> Path:
     return Path("data/shards") / dataset
 
 
-def model_dir(paper: str) -> Path:
-    return Path("models") / paper
+def model_dir(experiment: str) -> Path:
+    return Path("models") / experiment
 
 
-def train_lock(paper: str) -> Path:
-    """Held while `reprozoo train <paper>` runs; beside models/<paper>, which is DVC's to delete."""
-    return Path("models/.locks") / f"{paper}.lock"
+def train_lock(experiment: str) -> Path:
+    """Held while `reprozoo train <experiment>` runs; beside models/<experiment>, which is DVC's to delete."""
+    return Path("models/.locks") / f"{experiment}.lock"
 
 
-def run_record(paper: str) -> Path:
-    return model_dir(paper) / "run.json"
+def run_record(experiment: str) -> Path:
+    return model_dir(experiment) / "run.json"
 
 
-def metrics(paper: str) -> Path:
-    return Path("metrics") / f"{paper}.json"
+def metrics(experiment: str) -> Path:
+    return Path("metrics") / f"{experiment}.json"
 
 
-def tune_report(paper: str) -> Path:
+def tune_report(experiment: str) -> Path:
     """The last sweep's best configuration and every trial's outcome."""
-    return Path("reports/tune") / f"{paper}.json"
+    return Path("reports/tune") / f"{experiment}.json"

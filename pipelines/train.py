@@ -86,7 +86,8 @@ def _train(params: Params, key: str) -> TrainedRun:
             for stale in model_dir.glob("*.ckpt"):
                 stale.unlink()
             record = {
-                "paper": key,
+                "experiment": key,
+                "paper": recipe.paper,
                 "fingerprint": recipe.fingerprint(),
                 "profile": recipe.profile,
                 "data_source": data_source,

@@ -250,7 +250,8 @@ def summarise(grid: tune.ResultGrid, sweep: Sweep, rungs: int, seconds: float) -
         )
     best = max(scored, key=lambda t: t[sweep.metric] if sweep.mode == "max" else -t[sweep.metric])
     return {
-        "paper": sweep.key,
+        "experiment": sweep.key,
+        "paper": sweep.params.experiment(sweep.key).paper,
         "profile": sweep.params.profile,
         "metric": sweep.metric,
         "mode": sweep.mode,
