@@ -46,3 +46,9 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def cpu_threads(processes: int, cores: int | None = None) -> int:
+    """Threads for each of `processes` torch processes sharing this machine's cores: their sum is the core
+    count (two processes of two threads each on two cores run each at a fraction of its speed)."""
+    return max(1, (cores or os.cpu_count() or 1) // max(1, processes))

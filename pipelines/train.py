@@ -8,11 +8,13 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from pytorch_lightning.utilities import rank_zero_only
 
 from lightning_modules.paper import monitor
 from pipelines import paths, tracking
 from pipelines.config import Params, Recipe
+from pipelines.processes import cpu_threads
 from pipelines.runs import (
     RngState,
     RunLogger,
@@ -74,6 +76,8 @@ def train_experiment(params: Params, key: str) -> TrainedRun:
 
 def _train(params: Params, key: str) -> TrainedRun:
     recipe, store = params.recipe(key), tracking.store(params)
+    if recipe.trainer.accelerator == "cpu" and isinstance(recipe.trainer.devices, int):
+        torch.set_num_threads(cpu_threads(recipe.trainer.devices))  # each DDP rank runs this, on its share
     model_dir = paths.model_dir(key)
     model, data, meta = build_model_and_data(recipe)
     data_source = meta["source"]["source"]

@@ -173,3 +173,10 @@ def test_gradient_accumulation_reaches_the_trainer(tmp_path):
     assert settings.accumulate_grad_batches == 4
     trainer = build_trainer(settings, tmp_path, logger=False, callbacks=[], accelerator="cpu")
     assert trainer.accumulate_grad_batches == 4
+
+
+def test_processes_share_the_cores_instead_of_thrashing():
+    from pipelines.processes import cpu_threads
+
+    assert [cpu_threads(n, cores=2) for n in (1, 2, 4)] == [2, 1, 1]
+    assert cpu_threads(2, cores=16) == 8
