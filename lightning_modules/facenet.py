@@ -137,15 +137,23 @@ class FaceNet(pl.LightningModule):
         images, keys = batch
         self.embedded.update(zip(keys, self(images)))
 
+    def gathered(self) -> dict[str, Tensor]:
+        """Every rank's embeddings (under DDP each rank embedded only its shards' faces): the protocol needs
+        all the pairs, and every rank must log the same accuracy (best.ckpt is picked on it)."""
+        if self.trainer.world_size == 1:
+            return self.embedded
+        everyone: list[dict] = [{} for _ in range(self.trainer.world_size)]
+        torch.distributed.all_gather_object(everyone, {k: v.cpu() for k, v in self.embedded.items()})
+        return {k: v.to(self.device) for part in everyone for k, v in part.items()}
+
     def verification(self, stage: str) -> None:
+        embedded = self.gathered()
         pairs = [
-            p
-            for p in self.trainer.datamodule.pairs["pairs"]
-            if p["a"] in self.embedded and p["b"] in self.embedded
+            p for p in self.trainer.datamodule.pairs["pairs"] if p["a"] in embedded and p["b"] in embedded
         ]
         if pairs:
-            a = torch.stack([self.embedded[p["a"]] for p in pairs])
-            b = torch.stack([self.embedded[p["b"]] for p in pairs])
+            a = torch.stack([embedded[p["a"]] for p in pairs])
+            b = torch.stack([embedded[p["b"]] for p in pairs])
             same = torch.tensor([p["same"] for p in pairs], device=a.device)
             folds = torch.tensor([p["fold"] for p in pairs], device=a.device)
             mean, standard_error = ten_fold_accuracy((a - b).pow(2).sum(1), same, folds)

@@ -265,7 +265,12 @@ class GatedPixelCNN(SameStepForValAndTest, pl.LightningModule):
 
     def evaluation_step(self, batch, stage: str) -> None:
         found = self.losses(batch)
-        self.log_dict({f"{stage}/bits_per_dim_{k}": v for k, v in found.items()}, batch_size=len(batch[0]))
+        # synced: the gated net's val figure picks best.ckpt, and under DDP each rank sees only its batches
+        self.log_dict(
+            {f"{stage}/bits_per_dim_{k}": v for k, v in found.items()},
+            batch_size=len(batch[0]),
+            sync_dist=True,
+        )
 
     def configure_optimizers(self):
         return torch.optim.RMSprop(self.parameters(), lr=self.hparams.lr)
