@@ -10,6 +10,7 @@ Views for the recurrent papers: `sequence` (784 pixels, one per step, or `pixels
 from __future__ import annotations
 
 import gzip
+import hashlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,13 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 VAL_FRACTION = 1 / 12  # the last 5,000 of the 60,000 training digits
+# sha256 of the four official files, uncompressed (their .gz bytes vary with the compressor; these do not)
+OFFICIAL_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
 
 
 def idx_dir(raw_dir: Path) -> Path:
@@ -109,6 +117,32 @@ def _digit(digit: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(canvas.resize((28, 28), Image.Resampling.LANCZOS))
 
 
+def import_local(path: Path, raw_dir: Path) -> None:
+    """Your copy: the four official files as they ship (`*-ubyte.gz` in one folder), uncompressed in one
+    folder, or torchvision's `MNIST/raw/` layout. Each file is checked against the official sha256 of its
+    uncompressed bytes: anything else is not MNIST, and results on it would be reported as MNIST's."""
+    names = [f for files in FILES.values() for f in files]
+    candidates = {name: (path / name, path / f"{name}.gz", idx_dir(path) / name) for name in names}
+    where = {name: next((c for c in options if c.exists()), None) for name, options in candidates.items()}
+    if missing := [name for name, found in where.items() if found is None]:
+        raise DataError(
+            f"{path}: no {', '.join(missing)} (nor .gz, nor under MNIST/raw/); expected MNIST's files"
+        )
+    for name, found in where.items():
+        target = idx_dir(raw_dir) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(found) if found.suffix == ".gz" else found.open("rb") as source:
+            try:
+                target.write_bytes(source.read())
+            except (OSError, EOFError) as error:  # gzip raises BadGzipFile (an OSError) or EOFError when cut
+                raise DataError(f"{found}: does not decompress ({error})") from None
+        if (digest := hashlib.sha256(target.read_bytes()).hexdigest()) != OFFICIAL_SHA256[name]:
+            raise DataError(
+                f"{found}: sha256 {digest} of its {name} is not the official {OFFICIAL_SHA256[name]}; "
+                f"this is not (all of) MNIST"
+            )
+
+
 def check_layout(raw_dir: Path) -> None:
     missing = [f for files in FILES.values() for f in files if not (idx_dir(raw_dir) / f).exists()]
     if missing:
@@ -139,8 +173,8 @@ class MNIST(ShardDataModule):
     sources = ("bundled", "synthetic", "download", "local")
     image_mode = "pill"
     in_memory = True  # 70,000 digits of 784 bytes: the per-sample stream would dominate a step
-    download, bundled, synthesize, samples, classes, check_layout = map(
-        staticmethod, (download, bundled, synthesize, samples, classes, check_layout)
+    download, bundled, synthesize, samples, classes, check_layout, import_local = map(
+        staticmethod, (download, bundled, synthesize, samples, classes, check_layout, import_local)
     )
 
     def __init__(

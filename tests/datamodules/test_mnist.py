@@ -1,4 +1,7 @@
-"""MNIST: IDX files in and out, the bundled real digits, the recurrent views."""
+"""MNIST: IDX files in and out, the bundled real digits, a local copy checked, the recurrent views."""
+
+import gzip
+import hashlib
 
 import numpy as np
 import pytest
@@ -8,15 +11,17 @@ from datamodules.files import DataError
 from datamodules.mnist import (
     FILES,
     MNIST,
+    OFFICIAL_SHA256,
     bundled,
     check_layout,
     idx_dir,
+    import_local,
     samples,
     write_idx,
     write_split_files,
 )
 from datamodules.shards import read_meta
-from tests.helpers import synthetic_shards
+from tests.helpers import ROOT, synthetic_shards
 
 
 def test_idx_header_is_the_official_one(tmp_path):
@@ -88,3 +93,42 @@ def test_the_permutation_travels_with_the_checkpoint_and_a_foreign_one_is_refuse
     MNIST(shards, 0, view="permuted").load_state_dict(trained.state_dict())
     with pytest.raises(DataError, match="another pixel permutation"):
         MNIST(shards, 1, view="permuted").load_state_dict(trained.state_dict())
+
+
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(
+    not SHARED_MNIST.is_dir(), reason="the real MNIST files live in ../shared/data/mnist, absent here"
+)
+def test_a_local_copy_as_it_ships_is_read_and_checked_against_the_official_checksums(tmp_path):
+    """The four official `*-ubyte.gz` files in one folder (how MNIST ships, and ../shared/data/mnist):
+    decompressed, each checked against the official sha256, then read as the complete 60,000 / 10,000."""
+    import_local(SHARED_MNIST, tmp_path)
+    for name in (f for files in FILES.values() for f in files):
+        assert hashlib.sha256((idx_dir(tmp_path) / name).read_bytes()).hexdigest() == OFFICIAL_SHA256[name]
+    labels = [s["cls"] for s in samples(tmp_path, "test")]
+    assert len(labels) == 10_000 and np.bincount(labels).tolist()[:3] == [
+        980,
+        1135,
+        1032,
+    ]  # MNIST's own counts
+
+
+def test_a_copy_that_is_not_mnist_is_refused_naming_the_file(tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for images, labels in FILES.values():  # real IDX files, but not MNIST's digits
+        write_idx(copy / images, np.zeros((3, 28, 28), np.uint8))
+        write_idx(copy / labels, np.zeros(3, np.uint8))
+    with gzip.open(
+        copy / "train-images-idx3-ubyte.gz", "wb"
+    ) as out:  # .gz and plain side by side: one is read
+        out.write((copy / "train-images-idx3-ubyte").read_bytes())
+    with pytest.raises(
+        DataError, match=r"train-images-idx3-ubyte: sha256 \w+ of its train-images-idx3-ubyte is not"
+    ):
+        import_local(copy, tmp_path / "raw")
+    (copy / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="no t10k-labels-idx1-ubyte"):
+        import_local(copy, tmp_path / "raw2")
