@@ -1,11 +1,12 @@
 """Each stage's code dependencies, derived from the import graph, as DVC can see them.
 
-DVC cannot template a list into a stage's `deps`, so each experiment's and dataset's code is mirrored as a
-folder of symbolic links under deps/: deps/experiments/<key>/ links every file of lightning_modules/ and
-datamodules/ that the experiment's paper and dataset import (directly or through each other),
-deps/datasets/<name>/ those of the dataset. A dvc.yaml stage depends on its folder, and DVC hashes a folder's
-links by their targets' content, so an edit of lightning_modules/detection.py re-runs the detection
-experiments only. `reprozoo deps` rewrites the folders; a test fails when they no longer match the imports.
+DVC cannot template a list into a stage's `deps`, so each paper's and dataset's code is mirrored as a folder
+of symbolic links under deps/: deps/papers/<paper>/ links every file of lightning_modules/ and datamodules/
+that the paper's file imports (directly or through each other), deps/datasets/<name>/ those of the dataset's
+file. An experiment's stages depend on its paper's and its dataset's folders (a new experiment of a registered
+paper needs nothing generated), and DVC hashes a folder's links by their targets' content: an edit of
+lightning_modules/detection.py re-runs the detection experiments only. `reprozoo deps` rewrites the folders; a
+test fails when they no longer match the imports.
 
 Package registries (`__init__.py`) are left out: they name the classes, and editing one is not a change to any
 experiment's code."""
@@ -62,18 +63,17 @@ def dataset_code(name: str) -> set[Path]:
     return closure(ROOT / "datamodules" / f"{name}.py")
 
 
-def experiment_code(params: Params, key: str) -> set[Path]:
-    section = params.experiment(key)
-    return closure(
-        ROOT / "lightning_modules" / f"{section.paper}.py", ROOT / "datamodules" / f"{section.dataset}.py"
-    )
+def paper_code(paper: str) -> set[Path]:
+    return closure(ROOT / "lightning_modules" / f"{paper}.py")
 
 
-def wanted(params: Params) -> dict[Path, set[Path]]:
-    """deps/<kind>/<key>/ → the code files it must link."""
-    folders = {DEPS / "datasets" / name: dataset_code(name) for name in params.datasets}
-    folders |= {DEPS / "experiments" / key: experiment_code(params, key) for key in params.papers}
-    return folders
+def wanted(params: Params | None = None) -> dict[Path, set[Path]]:
+    """deps/<kind>/<key>/ → the code files it must link: one folder per registered paper and dataset."""
+    from datamodules import DATASETS
+    from lightning_modules import PAPERS
+
+    folders = {DEPS / "datasets" / name: dataset_code(name) for name in DATASETS}
+    return folders | {DEPS / "papers" / paper: paper_code(paper) for paper in PAPERS}
 
 
 def linked(folder: Path) -> set[Path]:
@@ -94,10 +94,10 @@ def stale(params: Params, root: Path = Path()) -> list[str]:
             extra = sorted(str(f.relative_to(ROOT)) for f in have - files)
             problems.append(f"{folder}: missing {missing or 'nothing'}, extra {extra or 'nothing'}")
     known = {folder.relative_to(DEPS) for folder in folders}
-    for kind in ("datasets", "experiments"):
+    for kind in ("datasets", "papers"):
         for folder in sorted((root / DEPS / kind).glob("*")) if (root / DEPS / kind).is_dir() else []:
             if folder.relative_to(root / DEPS) not in known:
-                problems.append(f"{DEPS / kind / folder.name}: no such {kind[:-1]} in params.yaml")
+                problems.append(f"{DEPS / kind / folder.name}: no such {kind[:-1]} registered")
     return problems
 
 

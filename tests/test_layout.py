@@ -70,7 +70,10 @@ def test_no_module_passes_300_lines():
 
 
 def test_each_stage_depends_on_exactly_the_code_its_experiment_imports():
-    """deps/ matches the import graph (else run `reprozoo deps`); shared modules reach only their users."""
+    """deps/ matches the import graph (else run `reprozoo deps`); shared modules reach only their users, and
+    every experiment's stages find their paper's and dataset's folders (a new experiment needs nothing
+    generated)."""
+    from lightning_modules import PAPERS
     from pipelines.config import load_params
     from pipelines.deps import DEPS, linked, stale
 
@@ -79,16 +82,15 @@ def test_each_stage_depends_on_exactly_the_code_its_experiment_imports():
     users = {
         path.name: {
             folder.name
-            for folder in (ROOT / DEPS / "experiments").iterdir()
+            for folder in (ROOT / DEPS / "papers").iterdir()
             if ROOT / "lightning_modules" / path.name in linked(folder)
         }
         for path in (ROOT / "lightning_modules").glob("*.py")
     }
     assert users["detection.py"] == {"fpn", "mask_rcnn"}
     assert users["pix2pixhd.py"] == {"everybody_dance_now"}
-    assert users["paper.py"] == set(params.papers)  # every paper file states its claims
-    assert (
-        {k for k in params.papers if k.startswith("resnet")}
-        <= users["resnet.py"]
-        == {"resnet", "resnet_cifar"}
-    )
+    assert users["resnet.py"] == {"resnet"}
+    assert users["paper.py"] == set(PAPERS)  # every paper file states its claims
+    for key, section in params.papers.items():
+        assert (ROOT / DEPS / "papers" / section.paper).is_dir(), key
+        assert (ROOT / DEPS / "datasets" / section.dataset).is_dir(), key

@@ -1,1 +1,0 @@
-../../../../lightning_modules/batch_norm.py

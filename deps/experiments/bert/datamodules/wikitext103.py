@@ -1,1 +1,0 @@
-../../../../datamodules/wikitext103.py

@@ -1,1 +1,0 @@
-../../../../datamodules/cifar10.py

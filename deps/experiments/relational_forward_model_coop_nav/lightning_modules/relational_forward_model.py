@@ -1,1 +1,0 @@
-../../../../lightning_modules/relational_forward_model.py

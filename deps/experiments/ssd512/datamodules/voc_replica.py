@@ -1,1 +1,0 @@
-../../../../datamodules/voc_replica.py

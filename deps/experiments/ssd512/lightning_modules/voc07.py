@@ -1,1 +1,0 @@
-../../../../lightning_modules/voc07.py
