@@ -230,7 +230,7 @@ class ShardDataModule(pl.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
         )
-        self.batches_per_rank(split)  # an impossible or empty split fails here, before any compute
+        batches = self.batches_per_rank(split)  # an impossible or empty split fails here, before any compute
         if not train and rank_and_world()[1] == 1:
             # One process evaluating: each worker reads its own shards to the end and ends on its own partial
             # batch, so every sample is seen exactly once whatever num_workers is (a batch count would cut or
@@ -238,7 +238,7 @@ class ShardDataModule(pl.LightningDataModule):
             return loader
         # Every rank must see the same number of batches or DDP hangs at the first all-reduce: with_epoch
         # cuts (or, on a rank with fewer shards, repeats) the stream to exactly that many batches.
-        return loader.with_epoch(self.batches_per_rank(split))
+        return loader.with_epoch(batches)
 
     def memory_loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> DataLoader:
         """The split as a list in RAM behind a plain DataLoader: Lightning adds a DistributedSampler under

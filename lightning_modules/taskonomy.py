@@ -24,7 +24,7 @@ Differs:  first-order transfers are trained (the BIP is written for any order); 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pytorch_lightning as pl
@@ -174,18 +174,7 @@ class Taskonomy(pl.LightningModule):
     def __init__(
         self,
         *,
-        tasks: list[Task] = [  # noqa: B006 -- a recipe value, never mutated
-            "autoencoding",
-            "denoising",
-            "colorization",
-            "edge2d",
-            "keypoint2d",
-            "inpainting",
-            "depth",
-            "normal",
-            "edge_occlusion",
-            "segment",
-        ],
+        tasks: list[Task] = list(get_args(Task)),  # noqa: B006 -- every task of the dictionary, never mutated
         encoder: Literal["small", "resnet50"] = "resnet50",
         width: PositiveInt = 32,
         representation: PositiveInt = 8,

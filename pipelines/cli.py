@@ -247,17 +247,15 @@ def recipe(
 def deps(
     check: bool = typer.Option(False, help="only compare deps/ with the imports; exit 1 if they differ"),
 ) -> None:
-    """Rewrite deps/ (each experiment's and dataset's code, as dvc.yaml's stages depend on it) from the
-    imports."""
+    """Rewrite deps/ (each paper's and dataset's code, as dvc.yaml's stages depend on it) from the imports."""
     from pipelines.deps import stale, write
 
-    loaded = params()
     if check:
-        problems = stale(loaded)
+        problems = stale()
         for problem in problems:
             console.print(problem, highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(1 if problems else 0)
-    console.print(f"deps/: {write(loaded)} folders written from the import graph")
+    console.print(f"deps/: {write()} folders written from the import graph")
 
 
 @app.command(name="list")

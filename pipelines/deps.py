@@ -18,8 +18,6 @@ import os
 import shutil
 from pathlib import Path
 
-from pipelines.config import Params
-
 ROOT = Path(__file__).resolve().parents[1]
 DEPS = Path("deps")
 PACKAGES = ("lightning_modules", "datamodules")
@@ -67,7 +65,7 @@ def paper_code(paper: str) -> set[Path]:
     return closure(ROOT / "lightning_modules" / f"{paper}.py")
 
 
-def wanted(params: Params | None = None) -> dict[Path, set[Path]]:
+def wanted() -> dict[Path, set[Path]]:
     """deps/<kind>/<key>/ → the code files it must link: one folder per registered paper and dataset."""
     from datamodules import DATASETS
     from lightning_modules import PAPERS
@@ -83,10 +81,10 @@ def linked(folder: Path) -> set[Path]:
     return {(link.parent / os.readlink(link)).resolve() for link in folder.rglob("*.py") if link.is_symlink()}
 
 
-def stale(params: Params, root: Path = Path()) -> list[str]:
+def stale(root: Path = Path()) -> list[str]:
     """The deps folders that do not match the imports, with what differs; empty when all match."""
     problems = []
-    folders = wanted(params)
+    folders = wanted()
     for folder, files in folders.items():
         have = linked(root / folder)
         if have != files:
@@ -101,9 +99,9 @@ def stale(params: Params, root: Path = Path()) -> list[str]:
     return problems
 
 
-def write(params: Params, root: Path = Path()) -> int:
+def write(root: Path = Path()) -> int:
     """Rewrite deps/ from the import graph; return how many folders were written."""
-    folders = wanted(params)
+    folders = wanted()
     scratch = root / f".{DEPS}.tmp"
     shutil.rmtree(scratch, ignore_errors=True)
     for folder, files in folders.items():

@@ -78,7 +78,7 @@ def test_each_stage_depends_on_exactly_the_code_its_experiment_imports():
     from pipelines.deps import DEPS, linked, stale
 
     params = load_params(ROOT / "params.yaml")
-    assert not stale(params, ROOT), "deps/ is out of date; run `reprozoo deps` and commit it"
+    assert not stale(ROOT), "deps/ is out of date; run `reprozoo deps` and commit it"
     users = {
         path.name: {
             folder.name
