@@ -69,14 +69,23 @@ def train(experiment: Experiment = EXPERIMENT) -> None:
 def evaluate(experiment: Experiment = EXPERIMENT) -> None:
     """Test one experiment's best checkpoint; writes metrics/<experiment>.json and logs claims to its MLflow
     run."""
-    from pipelines.evaluate import evaluate_experiment
+    import time
 
-    result = evaluate_experiment(params(), experiment)
+    from pipelines.timing import Phases
+
+    start = time.perf_counter()
+    from pipelines.evaluate import TEST_PASS, evaluate_experiment  # torch, Lightning, MLflow: most of a stage
+
+    phases = Phases(imports=time.perf_counter() - start)
+    result = evaluate_experiment(params(), experiment, phases)
     for claim in result["claims"]:
         console.print(
             f"{experiment} {claim['metric']}: {claim['reproduced']:.4f} (paper {claim['claimed']}) "
             f"{claim['status']}"
         )
+    console.print(
+        f"evaluate {experiment}: {phases.overhead(TEST_PASS):.1f} s beyond the test pass ({phases.line()})"
+    )
 
 
 @app.command()

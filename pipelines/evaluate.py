@@ -16,6 +16,9 @@ from pipelines.claims import claim_tables, judge
 from pipelines.config import Params, Recipe
 from pipelines.errors import StageError
 from pipelines.runs import loading_safely, paper_class, read_record, with_data_facts
+from pipelines.timing import Phases
+
+TEST_PASS = "test pass"  # the stage's job; every other phase is its overhead
 
 
 def own_checkpoint(recipe: Recipe) -> Path:
@@ -58,14 +61,17 @@ def untrained_metrics(
     return test_metrics(trainer, cls(**with_data_facts(cls, recipe.hparams, meta)), data)
 
 
-def evaluate_experiment(params: Params, key: str) -> dict:
+def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) -> dict:
+    """`phases` collects the wall time of each step; its `test pass` is the stage's job, the rest its
+    overhead (logged to the run as `evaluate/seconds/<phase>`)."""
+    phases = phases or Phases()
     recipe = params.recipe(key)
     checkpoint, record = own_checkpoint(recipe), read_record(key)
     shards = paths.shards(recipe.dataset)
     meta = read_meta(shards)
     data_source = meta["source"]["source"]
     cls = paper_class(recipe)
-    with loading_safely(checkpoint):
+    with phases("load"), loading_safely(checkpoint):
         model = cls.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
     # One process: the test episodes are then exactly the configured ones, with no DDP padding.
@@ -77,13 +83,17 @@ def evaluate_experiment(params: Params, key: str) -> dict:
         enable_checkpointing=False,
         enable_model_summary=False,
     )
-    metrics = test_metrics(trainer, model, data)
-    untrained = untrained_metrics(recipe, meta, trainer, data) if recipe.profile == "smoke" else None
+    with phases(TEST_PASS):
+        metrics = test_metrics(trainer, model, data)
+    with phases("untrained pass"):
+        untrained = untrained_metrics(recipe, meta, trainer, data) if recipe.profile == "smoke" else None
     claims, run_id = judge(recipe, metrics, data_source, untrained), record["mlflow_run_id"]
     store = tracking.store(params)
-    figures = model.figures(data, tracking.training_curves(store, run_id)) if hasattr(cls, "figures") else {}
-    tracking.log_evaluation(store, run_id, metrics, claims, figures, claim_tables(claims))
-    model_uri = tracking.log_model(store, run_id, model) if cls.exportable else None
+    with phases("figures"):
+        curves = tracking.training_curves(store, run_id) if hasattr(cls, "figures") else {}
+        figures = model.figures(data, curves) if hasattr(cls, "figures") else {}
+    with phases("export"):
+        model_uri = tracking.log_model(store, run_id, model) if cls.exportable else None
     result = {
         "experiment": key,
         "paper": recipe.paper,
@@ -97,7 +107,10 @@ def evaluate_experiment(params: Params, key: str) -> dict:
         "untrained_metrics": untrained,
         "claims": claims,
     }
-    registry.register(store, result)  # a new `challenger` version of reprozoo.<key>
+    with phases("tracking"):
+        tracking.log_evaluation(store, run_id, metrics, claims, figures, claim_tables(claims))
+        registry.register(store, result)  # a new `challenger` version of reprozoo.<key>
+    tracking.log_numbers(store, run_id, {f"evaluate/seconds/{k}": v for k, v in phases.seconds.items()})
     atomic_write(
         paths.metrics(key), json.dumps(result, indent=2) + "\n"
     )  # last: its presence means all is logged

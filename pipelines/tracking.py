@@ -227,6 +227,11 @@ def log_model(store: Store, run_id: str, model: torch.nn.Module) -> str:
     return f"models:/{logged.model_id}"
 
 
+def log_numbers(store: Store, run_id: str, values: dict[str, float]) -> None:
+    now = int(time.time() * 1000)
+    store.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in sorted(values.items())])
+
+
 def log_evaluation(
     store: Store,
     run_id: str,
@@ -246,8 +251,7 @@ def log_evaluation(
         if claim.get("untrained") is not None:
             values[f"untrained/{claim['metric']}"] = claim["untrained"]
         mlflow_client.set_tag(run_id, f"status/{claim['metric']}", claim["status"])
-    now = int(time.time() * 1000)  # a real timestamp: a re-run evaluation adds a point instead of colliding
-    mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in sorted(values.items())])
+    log_numbers(store, run_id, values)  # a real timestamp: a re-run evaluation adds a point, not a collision
     for name, figure in figures.items():
         mlflow_client.log_figure(run_id, figure, f"figures/{name}.png")
     for name, table in tables.items():

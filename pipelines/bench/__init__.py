@@ -11,6 +11,8 @@ experiment `reprozoo.bench`.
 - pipeline: a no-op `dvc repro`, and writing shards over copying the raw files.
 - gpu: ResNet-50 training images/s, plain loop vs Lightning with channels-last, bf16 and torch.compile (CUDA
   only).
+- workflow: what a user waits for: `make repro` and `make test` (as `make` recorded them), an evaluate stage
+  beyond its test pass (per experiment, as each logged it), `reprozoo --help`.
 
 Every result states its target and whether it held. Sizes: `tiny` (what the tests run), `default`.
 """
@@ -37,11 +39,12 @@ from pipelines.bench.gpu import bench_gpu
 from pipelines.bench.loader import bench_loader
 from pipelines.bench.pipeline import bench_pipeline
 from pipelines.bench.tune import bench_tune
+from pipelines.bench.workflow import bench_workflow
 from pipelines.errors import ParamsError
 
 REPORT = Path("reports/bench.json")
 EXPERIMENT = "reprozoo.bench"
-SECTIONS = ("loader", "framework", "ddp", "tune", "pipeline", "gpu")
+SECTIONS = ("loader", "framework", "ddp", "tune", "pipeline", "gpu", "workflow")
 
 
 def machine() -> dict[str, Any]:
@@ -71,6 +74,7 @@ def run_bench(
             "tune": lambda: bench_tune(scratch, size),
             "pipeline": lambda: bench_pipeline(scratch, size),
             "gpu": lambda: bench_gpu(size),
+            "workflow": bench_workflow,
         }
         for name in sections:
             progress(name)
@@ -137,7 +141,23 @@ def summary(name: str, section: dict) -> str:
             f"{section['noop_repro'].get('command', 'dvc')} "
             f"{section['noop_repro'].get('seconds', float('nan')):.1f} s"
         )
+    if name == "workflow":
+        return workflow_summary(section)
     return json.dumps(section.get("images_per_s", {}))[:120]
+
+
+def workflow_summary(section: dict) -> str:
+    def shown(part: str, text: str) -> str:
+        return "not measured" if "skipped" in section[part] else text.format(**section[part])
+
+    return "; ".join(
+        [
+            shown("first_command", "make repro {minutes:.1f} min"),
+            shown("test_suite", "make test {minutes:.1f} min"),
+            shown("evaluate", "evaluate overhead ≤ {max_overhead:.1f} s (mean {mean_overhead:.1f})"),
+            shown("help_import", "--help {seconds:.2f} s"),
+        ]
+    )
 
 
 def check_request(size: str, only: list[str] | None) -> tuple[str, ...]:

@@ -13,7 +13,11 @@ TARGETS = {
     "framework_overhead": 0.05,
     "ddp_speedup": 1.6,
     "tune_concurrency": 1.25,
-    "noop_repro_seconds": 5.0,
+    "noop_repro_seconds": 2.0,
+    "first_command_minutes": 15.0,  # `make repro` on a fresh clone, the install included
+    "test_suite_minutes": 20.0,  # `.ci/run`: `make test` on a clean clone, the install included
+    "evaluate_overhead_seconds": 5.0,  # an evaluate stage's wall time beyond its test pass
+    "help_seconds": 1.5,  # `reprozoo --help`: every verb's start-up floor
 }
 ROUNDS = 2  # timings are the best of this many rounds: the machine may be shared (a VM's neighbours)
 

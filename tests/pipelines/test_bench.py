@@ -42,6 +42,7 @@ def test_loader_framework_and_pipeline_sections_measure_both_sides(tmp_path, mon
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray cluster at a time on 2 cores
 def test_ddp_and_tune_sections_and_the_cli(project):
     """Two spawned gloo processes and real Ray Tune trials; then the verb end to end with its MLflow run."""
     results = run_bench("tiny", ["ddp", "tune"], report=project / "reports/bench.json")
@@ -67,4 +68,4 @@ def test_ddp_and_tune_sections_and_the_cli(project):
 def test_an_unknown_section_is_named_before_anything_runs(project):
     result = cli(project, "bench", "--only", "gpus", check=False)
     assert result.returncode == 2 and "--only: unknown section gpus" in result.stderr
-    assert set(SECTIONS) == {"loader", "framework", "ddp", "tune", "pipeline", "gpu"}
+    assert set(SECTIONS) == {"loader", "framework", "ddp", "tune", "pipeline", "gpu", "workflow"}

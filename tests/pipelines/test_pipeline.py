@@ -72,6 +72,8 @@ def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
         and "test/acc_20way_5shot_ci95" in logged.data.metrics
     )
     assert logged.data.tags["data_source"] == "synthetic" and logged.data.tags["profile"] == "smoke"
+    seconds = {k.removeprefix("evaluate/seconds/") for k in logged.data.metrics if "/seconds/" in k}
+    assert seconds == {"load", "test pass", "untrained pass", "figures", "export", "tracking"}
     assert logged.data.params["hparams.lr"] == "0.001"
     client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
     assert client.get_experiment(logged.info.experiment_id).name == "protonets"
@@ -85,6 +87,27 @@ def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     # No hidden state: the store was handed around, never set process-wide for later callers to inherit.
     assert (
         os.environ.get("MLFLOW_TRACKING_URI") == tracking_uri_before and mlflow.get_tracking_uri() == default
+    )
+
+
+def test_the_workflow_bench_reads_each_evaluations_phases_and_makes_timings(trained):
+    """Where an evaluate stage's time went, from its MLflow run; `make`'s records beside their targets, and
+    what to run where one is missing."""
+    from pipelines.bench.workflow import TIMINGS, bench_workflow
+
+    params, _ = trained
+    evaluate_experiment(params, "protonets")
+    TIMINGS.mkdir(parents=True)
+    (TIMINGS / "make-repro.json").write_text('{"seconds": 840, "cores": 2}')
+    found = bench_workflow()
+    stage = found["evaluate"]["stages"]["protonets"]
+    assert stage["overhead"] == pytest.approx(sum(stage["phases"].values()) - stage["phases"]["test pass"])
+    assert 0 < stage["overhead"] < sum(stage["phases"].values())
+    assert found["first_command"]["minutes"] == 14 and found["first_command"]["holds"]
+    assert "run `make test`" in found["test_suite"]["skipped"]
+    assert found["evaluate"]["holds"] == (stage["overhead"] <= 5.0) and found["help_import"]["seconds"] > 0
+    assert found["holds"] == all(
+        part["holds"] for part in found.values() if isinstance(part, dict) and "holds" in part
     )
 
 
