@@ -42,6 +42,8 @@ EXCLUDES = [
 ]
 FORWARDED = ("MLFLOW_TRACKING_URI",)  # settings, never secrets: those live on the cluster
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+NO_AGENT = "No available agent to submit job"
+AGENT_WAIT_SECONDS = 60
 
 
 class SubmitError(ReprozooError):
@@ -129,14 +131,23 @@ def submit(
     has them (a `dvc repro` trains in the job's own process)."""
     jobs = client(address)
     line = entrypoint(command) if cwd is None else f"cd {shlex.quote(cwd)} && {entrypoint(command)}"
-    job_id = jobs.submit_job(
-        entrypoint=line,
-        runtime_env=runtime_env(env, upload=cwd is None),
-        entrypoint_num_cpus=cpus,
-        entrypoint_num_gpus=gpus,
-        metadata={"tool": "reprozoo", "command": shlex.join(command)},
-    )
-    return jobs, job_id
+    request = {
+        "entrypoint": line,
+        "runtime_env": runtime_env(env, upload=cwd is None),
+        "entrypoint_num_cpus": cpus,
+        "entrypoint_num_gpus": gpus,
+        "metadata": {"tool": "reprozoo", "command": shlex.join(command)},
+    }
+    # A head node just started (`ray start`, a restarted cluster) answers before its job agent is up: Ray
+    # says "try again later", so do, for a while, rather than fail a scheduled job on a cold cluster.
+    deadline = time.monotonic() + AGENT_WAIT_SECONDS
+    while True:
+        try:
+            return jobs, jobs.submit_job(**request)
+        except RuntimeError as error:
+            if NO_AGENT not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def follow(jobs: JobSubmissionClient, job_id: str) -> JobStatus:

@@ -16,6 +16,8 @@ from pipelines.processes import free_port
 from pipelines.submit import EXCLUDES, SubmitError, entrypoint
 from tests.helpers import ROOT, cli
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time on 2 cores
+
 CODE = ("pipelines", "datamodules", "lightning_modules", "constraints.txt", "pyproject.toml")
 
 
@@ -149,3 +151,32 @@ def test_the_job_runs_reprozoo_from_the_uploaded_copy_without_data_or_tracking_s
     assert {"/data", "/models", "/mlflow.db", "/mlartifacts", "/ray_results", ".env"} <= set(EXCLUDES)
     with pytest.raises(SubmitError, match="nothing to submit"):
         entrypoint([])
+
+
+def test_a_head_whose_job_agent_is_not_up_yet_is_asked_again(monkeypatch):
+    """Right after `ray start` the head answers "No available agent ... try again later": submit waits for
+    the agent instead of failing a scheduled job; any other error is raised at once."""
+    import pipelines.submit as submit_module
+
+    class Head:
+        def __init__(self, failures: list[str]):
+            self.failures, self.calls = failures, 0
+
+        def submit_job(self, **request):
+            self.calls += 1
+            if self.failures:
+                raise RuntimeError(self.failures.pop(0))
+            return "raysubmit_1"
+
+    monkeypatch.setattr(submit_module.time, "sleep", lambda _: None)
+    cold = Head(
+        [f"Request failed with status code 500: {submit_module.NO_AGENT}, please try again later"] * 2
+    )
+    monkeypatch.setattr(submit_module, "client", lambda address: cold)
+    assert submit_module.submit(["reprozoo", "list"], "http://127.0.0.1:1", env="cluster")[1] == "raysubmit_1"
+    assert cold.calls == 3
+    broken = Head(["Request failed with status code 400: bad runtime_env"])
+    monkeypatch.setattr(submit_module, "client", lambda address: broken)
+    with pytest.raises(RuntimeError, match="bad runtime_env"):
+        submit_module.submit(["reprozoo", "list"], "http://127.0.0.1:1", env="cluster")
+    assert broken.calls == 1
