@@ -3,6 +3,15 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# When make started (parsed once): `repro` and `test` record their wall time, the install included, in
+# reports/timings/ (not committed; `reprozoo bench --only workflow` reads it beside its target).
+START := $(shell date +%s)
+record = mkdir -p reports/timings && printf '{"seconds": %s, "finished": "%s", "cores": %s, "commit": "%s"}\n' \
+	$$(( $$(date +%s) - $(START) )) "$$(date -Iseconds)" "$$(nproc)" "$$(git rev-parse --short HEAD 2>/dev/null)" \
+	> reports/timings/$(1).json.tmp && mv reports/timings/$(1).json.tmp reports/timings/$(1).json
+# One pytest worker per core, each pinned to its core (tests/conftest.py); tests that share one project
+# stay on one worker (xdist_group).
+PYTEST := $(BIN)/pytest -n auto --dist loadgroup
 
 .PHONY: repro test test-fast lint format clean
 
@@ -15,12 +24,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	$(call record,make-repro)
 
 test: lint
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PYTEST)
+	$(call record,make-test)
 
 test-fast: lint
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not slow"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PYTEST) -m "not slow"
 
 # ruff's lint and format checks (pyproject.toml [tool.ruff]); `make format` applies both.
 lint: $(STAMP)

@@ -48,7 +48,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (taskset, a test worker pinned to one core), which
+    its children inherit, rather than every core of the machine."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_threads(processes: int, cores: int | None = None) -> int:
-    """Threads for each of `processes` torch processes sharing this machine's cores: their sum is the core
+    """Threads for each of `processes` torch processes sharing this process's cores: their sum is the core
     count (two processes of two threads each on two cores run each at a fraction of its speed)."""
-    return max(1, (cores or os.cpu_count() or 1) // max(1, processes))
+    return max(1, (cores or usable_cores()) // max(1, processes))

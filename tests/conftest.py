@@ -3,12 +3,30 @@ the real fetch → shard path (session-scoped, so every test reads the same few 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import chdir, fetched_project, synthetic_shards, tiny_params, write_params
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs one worker per core), each worker is pinned to a core of its
+    own: every torch process a test starts (training, DDP ranks, DVC's stages, Ray) then sizes its threads
+    to that core (pipelines.processes.usable_cores), so two workers never thrash two cores."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker and 1 < count <= len(cores):
+        os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first (stable otherwise): xdist hands tests out in this order, so the long ones start early
+    and the short ones fill the gaps instead of one worker finishing a long test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

@@ -76,8 +76,16 @@ def write_params(project: Path, params: dict) -> Path:
     return project
 
 
-def cli(project: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `python -m pipelines ARGS` in `project`, as DVC would."""
+def unpinned() -> None:
+    """A child's CPU affinity back to the whole machine (a pytest-xdist worker is pinned to one core)."""
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
+def cli(
+    project: Path, *args: str, check: bool = True, timeout: int = 600, every_core: bool = False
+) -> subprocess.CompletedProcess:
+    """Run `python -m pipelines ARGS` in `project`, as DVC would; `every_core`: on all the machine's cores, as
+    `dvc repro` runs outside the tests (torch's thread count changes the last bits of a float sum)."""
     result = subprocess.run(
         [sys.executable, "-m", "pipelines", *args],
         cwd=project,
@@ -85,6 +93,7 @@ def cli(project: Path, *args: str, check: bool = True, timeout: int = 600) -> su
         text=True,
         timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=unpinned if every_core else None,
     )
     if check and result.returncode != 0:
         raise AssertionError(

@@ -12,6 +12,8 @@ from pipelines.config import load_params
 from pipelines.errors import ParamsError
 from tests.helpers import tiny_params, write_params
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time on 2 cores
+
 
 @pytest.fixture(scope="module")
 def local_ray():
