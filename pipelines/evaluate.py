@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 from datamodules import DATASETS
 from datamodules.files import DataError, atomic_write
 from datamodules.shards import read_meta
-from pipelines import paths, registry, tracking
+from pipelines import checks, paths, registry, tracking
 from pipelines.claims import claim_tables, judge
 from pipelines.config import Params, Recipe
 from pipelines.errors import StageError
@@ -65,8 +65,9 @@ def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) 
     """`phases` collects the wall time of each step; its `test pass` is the stage's job, the rest its
     overhead (logged to the run as `evaluate/seconds/<phase>`)."""
     phases = phases or Phases()
-    recipe = params.recipe(key)
+    recipe, store = params.recipe(key), tracking.store(params)
     checkpoint, record = own_checkpoint(recipe), read_record(key)
+    checks.check_store(store, key)  # before the test pass, not after it
     shards = paths.shards(recipe.dataset)
     meta = read_meta(shards)
     data_source = meta["source"]["source"]
@@ -88,7 +89,6 @@ def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) 
     with phases("untrained pass"):
         untrained = untrained_metrics(recipe, meta, trainer, data) if recipe.profile == "smoke" else None
     claims, run_id = judge(recipe, metrics, data_source, untrained), record["mlflow_run_id"]
-    store = tracking.store(params)
     with phases("figures"):
         curves = tracking.training_curves(store, run_id) if hasattr(cls, "figures") else {}
         figures = model.figures(data, curves) if hasattr(cls, "figures") else {}

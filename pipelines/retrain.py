@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from pipelines import registry, tracking
+from pipelines import checks, registry, tracking
 from pipelines.config import Params
 from pipelines.processes import dvc
 from pipelines.registry import Decision
@@ -64,6 +64,7 @@ def retrain(
     keys = papers or list(params.papers)
     for key in keys:
         params.experiment(key)  # an unknown paper fails before DVC is asked anything
+    checks.check_store(tracking.store(params), EXPERIMENT)  # every decision is logged there
     started = time.time()
     why = plan(params, keys, max_age)
     decisions = []

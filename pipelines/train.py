@@ -12,7 +12,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only
 
 from lightning_modules.paper import monitor
-from pipelines import paths, tracking
+from pipelines import checks, paths, tracking
 from pipelines.config import Params, Recipe
 from pipelines.processes import cpu_threads
 from pipelines.runs import (
@@ -76,6 +76,8 @@ def train_experiment(params: Params, key: str) -> TrainedRun:
 
 def _train(params: Params, key: str) -> TrainedRun:
     recipe, store = params.recipe(key), tracking.store(params)
+    if rank_zero_only.rank == 0:
+        checks.check_store(store, key)  # before any compute: a dead server would fail only at the end
     if recipe.trainer.accelerator == "cpu" and isinstance(recipe.trainer.devices, int):
         torch.set_num_threads(cpu_threads(recipe.trainer.devices))  # each DDP rank runs this, on its share
     model_dir = paths.model_dir(key)

@@ -24,7 +24,7 @@ from rich.table import Table
 from datamodules.files import atomic_write
 from datamodules.shards import read_meta
 from lightning_modules.paper import monitor, with_defaults
-from pipelines import paths, tracking
+from pipelines import checks, paths, tracking
 from pipelines.config import Params, TuneParams
 from pipelines.errors import ParamsError
 from pipelines.processes import connect_ray
@@ -197,6 +197,7 @@ def run_sweep(
         paths.shards(params.experiment(key).dataset)
     )  # no shards: one clear error, not one per Ray trial
     store = tracking.store(params)
+    checks.check_store(store, key)  # before Ray starts: not once per trial
     parent = tracking.start_sweep(store, params.recipe(key), settings.model_dump(), metric, mode)
     sweep = Sweep(params, key, str(Path.cwd()), parent, store, metric, mode, settings)
     connect_ray(address, num_cpus)
