@@ -123,14 +123,35 @@ def extract(archive: Path, target: Path) -> None:
         return
     try:
         with tarfile.open(archive) as tf:
-            # The "data" filter (PEP 706) rejects absolute paths, `..`, and links that leave the target.
+            # Refused, as in a zip: the "data" filter (PEP 706) would quietly strip a leading `/`.
+            for member in tf.getmembers():
+                if member.name.startswith("/") or not _inside(target, member.name):
+                    raise DataError(f"{archive}: member {member.name!r} would be written outside {target}")
+            # The filter still rejects links that leave the target and device files.
             tf.extractall(target, filter="data")
     except (tarfile.FilterError, tarfile.ReadError) as error:
         raise DataError(f"{archive}: refused to extract: {error}") from None
 
 
+def links_leaving(source: Path) -> Iterator[tuple[Path, Path]]:
+    """Every symlink under `source` whose target lies outside it, with where it points."""
+    root = source.resolve()
+    for folder, names, files in os.walk(source):
+        for name in [*names, *files]:
+            path = Path(folder) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                yield path, path.resolve()
+
+
 def copy_tree(source: Path, target: Path) -> None:
-    """Mirror a user's local copy: hard links where the filesystem allows, copies otherwise."""
+    """Mirror a user's local copy: hard links where the filesystem allows, copies otherwise. A link that
+    leaves the copy is refused, as archive extraction refuses a member that would: followed, it would carry
+    a file from elsewhere on the machine into DVC's cache (and `dvc push` would upload it)."""
+    for link, points_to in links_leaving(Path(source)):
+        raise DataError(
+            f"{link}: a symlink to {points_to}, outside the local copy {source}; copy that file into the "
+            f"folder (or remove the link): links may only point inside the copy"
+        )
 
     def link_or_copy(src: str, dst: str) -> None:
         try:
