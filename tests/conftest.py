@@ -23,10 +23,24 @@ def pytest_configure(config):
         os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
 
 
-def pytest_collection_modifyitems(items):
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
     """Slow tests first (stable otherwise): xdist hands tests out in this order, so the long ones start early
-    and the short ones fill the gaps instead of one worker finishing a long test alone."""
+    and the short ones fill the gaps instead of one worker finishing a long test alone.
+
+    And `--dist loadgroup` made to work: xdist 3.8 tags a grouped test by assigning `item._nodeid`, which
+    pytest 9 no longer reads (its node ids live in `item._id`), so every group was silently split across
+    workers (a shared DVC project built twice, two Ray clusters at once). The same tag, where pytest 9 keeps
+    it."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    if not config.getvalue("loadgroup"):
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        if (mark := item.get_closest_marker("xdist_group")) and "@" not in item.nodeid:
+            group = mark.args[0] if mark.args else mark.kwargs.get("name", "default")
+            item._id = coerce_node_id(f"{item.nodeid}@{group}")
 
 
 @pytest.fixture(scope="session")
