@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from datamodules.episodes import rank_and_world
 from datamodules.files import DataError
+from datamodules.records import decoding, unreadable_shard
 from datamodules.resume import ResumableLoader, trained_position
 from datamodules.shards import META, read_meta
 
@@ -59,37 +60,6 @@ def float_images(
 def list_collate(samples: list[tuple]) -> tuple[list, ...]:
     """Detection batches: images and targets stay lists (boxes per image differ in number)."""
     return tuple(map(list, zip(*samples)))
-
-
-def unreadable_shard(error: Exception) -> bool:
-    """webdataset's handler for a shard it cannot read (a truncated tar, a corrupt header): name the file."""
-    url = next(
-        (a for a in reversed(error.args) if isinstance(a, str)), "a shard"
-    )  # webdataset appends the url
-    raise DataError(
-        f"{url}: unreadable shard ({error.args[0] if error.args else type(error).__name__}); "
-        f"re-run `reprozoo shard {Path(url).parent.name}`"
-    ) from error
-
-
-def decoding(image_mode: str, keys: tuple[str, ...]) -> Callable[[dict], dict]:
-    """webdataset's decoder for `keys` (other members stay bytes: a .pyd/.pth/.pickle is never unpickled),
-    with a record that does not decode (a truncated JPEG) named by shard and key instead of a bare
-    DecodingError."""
-    decode = wds.autodecode.Decoder([wds.autodecode.imagehandler(image_mode)], only=list(keys))
-
-    def decoded(sample: dict) -> dict:
-        try:
-            return decode(sample)
-        except Exception as error:
-            cause = error.__cause__ or error.__context__ or error
-            url = sample.get("__url__", "a shard")
-            raise DataError(
-                f"{url}: record {sample.get('__key__')!r} does not decode ({cause}); "
-                f"re-run `reprozoo shard {Path(url).parent.name}` from an intact raw copy"
-            ) from None
-
-    return decoded
 
 
 class ShardDataModule(pl.LightningDataModule):

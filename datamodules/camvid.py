@@ -77,7 +77,24 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
         if not label.exists():
             yield {"__key__": f"{split}/{image.stem}", "__error__": f"{image}: no label image {label}"}
             continue
+        problem = label_problem(image, label)
+        if problem:
+            yield {"__key__": f"{split}/{image.stem}", "__error__": problem}
+            continue
         yield {"__key__": f"{split}/{image.stem}", "png": image.read_bytes(), "mask.png": label.read_bytes()}
+
+
+def label_problem(image: Path, label: Path) -> str | None:
+    """What the SegNet layout promises of a label image and this one breaks: its image's size, one class id
+    per pixel, ids 0-10 or VOID."""
+    with Image.open(image) as photo, Image.open(label) as mask:
+        if mask.size != photo.size:
+            return f"{label}: {mask.size[0]}×{mask.size[1]}, not its image's {photo.size[0]}×{photo.size[1]}"
+        if mask.mode not in ("L", "P"):
+            return f"{label}: mode {mask.mode}, expected one class id per pixel (L or P)"
+        if (top := int(np.asarray(mask).max())) > VOID:
+            return f"{label}: class id {top}, expected 0-{VOID - 1} or {VOID} (void)"
+    return None
 
 
 def street(rng: np.random.Generator, height: int = 360, width: int = 480) -> tuple[np.ndarray, np.ndarray]:

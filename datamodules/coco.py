@@ -24,6 +24,7 @@ from torchvision.datasets import CocoDetection
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule, list_collate
+from datamodules.coco_format import annotation_problem, decode_masks, target
 from datamodules.files import DataError, extract, read_json
 from datamodules.files import download as fetch_url
 from datamodules.synthetic import encode, scene
@@ -84,21 +85,6 @@ def classes(raw_dir: Path, split: str) -> list[str]:
     return [c["name"] for c in categories(raw_dir)]
 
 
-def target(annotations: list[dict], keypoints: dict[int, list], label_of: dict[int, int]) -> dict:
-    """COCO annotations of one image → boxes (x0, y0, x1, y1), contiguous labels, and the raw extras."""
-    kept = [a for a in annotations if a["bbox"][2] >= 1 and a["bbox"][3] >= 1]
-    return {
-        "boxes": [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in kept)],
-        "labels": [label_of[a["category_id"]] for a in kept],
-        "iscrowd": [a.get("iscrowd", 0) for a in kept],
-        "segmentation": [a["segmentation"] for a in kept],
-        "area": [a["area"] for a in kept],
-        "keypoints": [keypoints.get(a["id"]) for a in kept],
-        "annotation_ids": [a["id"] for a in kept],
-        "degenerate": len(annotations) - len(kept),
-    }
-
-
 def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     check_layout(raw_dir)
     try:
@@ -127,6 +113,15 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
             }
             continue
         annotations = parsed.coco.loadAnns(parsed.coco.getAnnIds(imgIds=image_id))
+        problems = [
+            f"annotation {a['id']}: {problem}"
+            for a in annotations
+            if (problem := annotation_problem(a, info, label_of))
+        ]
+        if problems:
+            where = f"{annotation_file(raw_dir, split)}: image {image_id} ({info['file_name']})"
+            yield {"__key__": key, "__error__": f"{where}, {problems[0]}"}
+            continue
         yield {
             "__key__": key,
             "jpg": path.read_bytes(),
@@ -136,24 +131,6 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
                 **target(annotations, keypoints, label_of),
             },
         }
-
-
-def decode_masks(segmentations: list, height: int, width: int) -> np.ndarray:
-    """Polygons, compressed and uncompressed RLE → (n, H, W) uint8 masks, as pycocotools' annToMask does."""
-    masks = []
-    for seg in segmentations:
-        if isinstance(seg, dict) and not isinstance(
-            seg["counts"], list
-        ):  # compressed RLE: already pycocotools' own
-            rle = {
-                "size": seg["size"],
-                "counts": seg["counts"].encode() if isinstance(seg["counts"], str) else seg["counts"],
-            }
-        else:  # polygons, or uncompressed RLE
-            rle = coco_mask.frPyObjects(seg, height, width)
-            rle = coco_mask.merge(rle) if isinstance(rle, list) else rle
-        masks.append(coco_mask.decode(rle))
-    return np.stack(masks) if masks else np.zeros((0, height, width), np.uint8)
 
 
 # ---- the synthetic replica -------------------------------------------------------------------------------

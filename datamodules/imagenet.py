@@ -12,6 +12,7 @@ There is no public download: `download` says which files to obtain, and `local` 
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,9 @@ def classes(raw_dir: Path, split: str) -> list[str]:
     return [f"{wnid} {words}" for wnid, words in read_devkit(raw_dir)[0]]
 
 
+VAL_NAME = re.compile(r"ILSVRC2012_val_\d{8}\.JPEG")
+
+
 def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     check_layout(raw_dir)
     synsets, val_wnids = read_devkit(raw_dir)
@@ -92,6 +96,9 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
         with tarfile.open(raw_dir / TRAIN_TAR) as outer:
             for inner_info in outer:
                 wnid = inner_info.name.removesuffix(".tar")
+                if wnid not in index:  # nothing is extracted, but a foreign member is named, not a KeyError
+                    yield foreign(raw_dir / TRAIN_TAR, inner_info.name, "one of the 1000 <wnid>.tar archives")
+                    continue
                 with tarfile.open(fileobj=outer.extractfile(inner_info)) as inner:
                     for info in inner:
                         yield _sample(
@@ -103,6 +110,9 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     else:
         with tarfile.open(raw_dir / VAL_TAR) as tar:
             for info in sorted(tar.getmembers(), key=lambda m: m.name):
+                if not VAL_NAME.fullmatch(info.name):
+                    yield foreign(raw_dir / VAL_TAR, info.name, "ILSVRC2012_val_<8 digits>.JPEG")
+                    continue
                 number = int(Path(info.name).stem.rsplit("_", 1)[1])  # ILSVRC2012_val_00000001 → 1
                 yield _sample(
                     f"val/{Path(info.name).stem}",
@@ -110,6 +120,10 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
                     index[val_wnids[number - 1]],
                     raw_dir,
                 )
+
+
+def foreign(archive: Path, member: str, expected: str) -> dict:
+    return {"__key__": member, "__error__": f"{archive}: member {member!r} is not {expected}"}
 
 
 def _sample(key: str, data: bytes, cls: int, raw_dir: Path) -> dict:

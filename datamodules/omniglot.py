@@ -171,13 +171,10 @@ def classes(raw_dir: Path, split: str) -> list[str]:
 def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     """One WebDataset sample per drawing; `cls` indexes the split's characters, json carries the rotations."""
     check_layout(raw_dir)
-    folders = {
-        f"{a.name}/{c.name}": c
-        for s in SETS
-        if (raw_dir / s).exists()
-        for a in (raw_dir / s).iterdir()
-        for c in a.iterdir()
-    }
+    sets = [raw_dir / s for s in SETS if (raw_dir / s).exists()]
+    # folders only: a copy made on a Mac or by hand carries stray files (.DS_Store) that are no part of it
+    folders = {f"{a.name}/{c.name}": c for s in sets for a in s.iterdir() if a.is_dir() for c in a.iterdir()}
+    folders = {name: c for name, c in folders.items() if c.is_dir()}
     for cls, (character, rotations) in enumerate(read_split(raw_dir, split).items()):
         if character not in folders:
             raise DataError(

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from datamodules.coco import COCO, annotation_file, decode_masks, samples, synthesize
+from datamodules.coco import COCO, annotation_file, samples, synthesize
+from datamodules.coco_format import decode_masks
 from datamodules.files import DataError
 from datamodules.shards import read_meta, write_split
 from datamodules.synthetic import encode

@@ -1,0 +1,1 @@
+../../../../datamodules/coco_format.py
