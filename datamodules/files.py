@@ -7,6 +7,7 @@ stage would read as complete, so every output is written under a temporary name 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import json
@@ -27,11 +28,34 @@ class DataError(Exception):
     """Bad or missing data: the message names the file or record and what was expected."""
 
 
+# A full disk, a file-size limit or a quota: what a writer meets when storage runs out.
+OUT_OF_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def out_of_space(error: BaseException) -> bool:
+    """An OSError of OUT_OF_SPACE, or torch's stream writer saying the same ("file write failed")."""
+    if isinstance(error, OSError):
+        return error.errno in OUT_OF_SPACE
+    return isinstance(error, RuntimeError) and "file write failed" in str(error)
+
+
+def storage_error(path: Path, error: BaseException) -> DataError:
+    reason = error.strerror if isinstance(error, OSError) else "the write failed (disk full?)"
+    return DataError(
+        f"{path}: {reason} while writing it; nothing already produced was changed (it is written under a "
+        f"temporary name and renamed only when whole); free space and run again"
+    )
+
+
 def atomic_write(path: Path, content: str | bytes) -> None:
     """Write `content` to `path` so that readers see the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(content.encode() if isinstance(content, str) else content)
+    try:
+        tmp.write_bytes(content.encode() if isinstance(content, str) else content)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, error) if out_of_space(error) else error from None
     os.replace(tmp, path)
 
 
@@ -43,8 +67,10 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     scratch.mkdir(parents=True)
     try:
         yield scratch
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(scratch, ignore_errors=True)
+        if out_of_space(error):
+            raise storage_error(target, error) from None
         raise
     old = target.with_name(f"{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)

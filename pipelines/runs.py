@@ -25,7 +25,7 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from datamodules import DATASETS
-from datamodules.files import DataError, atomic_write
+from datamodules.files import DataError, atomic_write, out_of_space, read_json, storage_error
 from datamodules.resume import rng_states, set_rng_states
 from datamodules.shards import read_meta
 from lightning_modules import PAPERS
@@ -46,7 +46,7 @@ class TrainingLocked(ReprozooError):
 
 def read_record(key: str) -> dict | None:
     path = paths.run_record(key)
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(path, f"train it again (`reprozoo train {key}`)") if path.exists() else None
 
 
 def write_record(key: str, record: dict) -> None:
@@ -125,7 +125,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
         scratch = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        super().save_checkpoint(checkpoint, scratch, storage_options)
+        try:
+            super().save_checkpoint(checkpoint, scratch, storage_options)
+        except (OSError, RuntimeError) as error:
+            scratch.unlink(missing_ok=True)
+            if out_of_space(error):
+                raise storage_error(path, error) from None
+            raise
         os.replace(scratch, path)
 
 
