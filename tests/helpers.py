@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import yaml
@@ -82,10 +82,16 @@ def unpinned() -> None:
 
 
 def cli(
-    project: Path, *args: str, check: bool = True, timeout: int = 600, every_core: bool = False
+    project: Path,
+    *args: str,
+    check: bool = True,
+    timeout: int = 600,
+    every_core: bool = False,
+    preexec: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run `python -m pipelines ARGS` in `project`, as DVC would; `every_core`: on all the machine's cores, as
-    `dvc repro` runs outside the tests (torch's thread count changes the last bits of a float sum)."""
+    `dvc repro` runs outside the tests (torch's thread count changes the last bits of a float sum);
+    `preexec`: run in the child before it starts (a resource limit)."""
     result = subprocess.run(
         [sys.executable, "-m", "pipelines", *args],
         cwd=project,
@@ -93,7 +99,7 @@ def cli(
         text=True,
         timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-        preexec_fn=unpinned if every_core else None,
+        preexec_fn=unpinned if every_core else preexec,
     )
     if check and result.returncode != 0:
         raise AssertionError(
