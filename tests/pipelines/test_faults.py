@@ -224,6 +224,19 @@ def stray_files(raw: Path) -> None:
         (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
 
 
+def experiment_created_at(relative: str) -> Setup:
+    """The MLflow experiment `protonets` already exists, created when mlflow.artifact_location said
+    `relative` (under the project): a corrected setting does not move it."""
+
+    def setup(project: Path) -> None:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+        client.create_experiment("protonets", artifact_location=(project / relative).as_uri())
+
+    return setup
+
+
 def dead_server() -> str:
     return f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
@@ -438,6 +451,11 @@ CASES: dict[str, Case] = {
         ("train", "protonets"),
         ("artifact location", "params.yaml/artifacts", "cannot write"),
         params_with({"mlflow": {"artifact_location": f"{A_FILE}/artifacts"}}),
+    ),
+    "an experiment created at a location now unwritable": Case(
+        ("train", "protonets"),
+        ("params.yaml/old-artifacts", "keeps the location it was created with", "mlflow experiments delete"),
+        experiment_created_at(f"{A_FILE}/old-artifacts"),
     ),
     # sources: a user's copy and archives are never followed outside their folder
     "local copy links outside": Case(
