@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
     workers (a shared DVC project built twice, two Ray clusters at once). The same tag, where pytest 9 keeps
     it."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-    if not config.getvalue("loadgroup"):
+    if not getattr(config.option, "loadgroup", False):  # set in xdist workers under --dist loadgroup
         return
     from _pytest.nodeid import coerce_node_id
 

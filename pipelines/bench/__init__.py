@@ -147,15 +147,15 @@ def summary(name: str, section: dict) -> str:
 
 
 def workflow_summary(section: dict) -> str:
-    def shown(part: str, text: str) -> str:
-        return "not measured" if "skipped" in section[part] else text.format(**section[part])
+    def shown(part: str, name: str, text: str) -> str:
+        return f"{name} not measured" if "skipped" in section[part] else name + text.format(**section[part])
 
     return "; ".join(
         [
-            shown("first_command", "make repro {minutes:.1f} min"),
-            shown("test_suite", "make test {minutes:.1f} min"),
-            shown("evaluate", "evaluate overhead ≤ {max_overhead:.1f} s (mean {mean_overhead:.1f})"),
-            shown("help_import", "--help {seconds:.2f} s"),
+            shown("first_command", "make repro", " {minutes:.1f} min"),
+            shown("test_suite", "make test", " {minutes:.1f} min"),
+            shown("evaluate", "evaluate overhead", " ≤ {max_overhead:.1f} s (mean {mean_overhead:.1f})"),
+            shown("help_import", "--help", " {seconds:.2f} s"),
         ]
     )
 

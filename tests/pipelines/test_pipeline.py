@@ -111,6 +111,17 @@ def test_the_workflow_bench_reads_each_evaluations_phases_and_makes_timings(trai
     )
 
 
+def test_the_workflow_bench_on_a_fresh_clone_says_what_to_run(project):
+    """The committed baseline's metrics name runs of another MLflow store: not an error, a hint."""
+    from pipelines.bench.workflow import bench_workflow
+
+    paths.metrics("protonets").parent.mkdir()
+    paths.metrics("protonets").write_text(json.dumps({"mlflow_run_id": "0" * 32, "metrics": {}}))
+    found = bench_workflow()
+    assert "run `make repro`" in found["evaluate"]["skipped"]
+    assert "run `make repro`" in found["first_command"]["skipped"]
+
+
 def test_an_evaluation_can_be_run_again_on_the_same_training_run(trained):
     params, _ = trained
     first, again = evaluate_experiment(params, "protonets"), evaluate_experiment(params, "protonets")
