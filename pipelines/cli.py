@@ -71,10 +71,10 @@ def evaluate(experiment: Experiment = EXPERIMENT) -> None:
     run."""
     import time
 
-    from pipelines.timing import Phases
+    from pipelines.timing import EVALUATE_WORK, Phases
 
     start = time.perf_counter()
-    from pipelines.evaluate import TEST_PASS, evaluate_experiment  # torch, Lightning, MLflow: most of a stage
+    from pipelines.evaluate import evaluate_experiment  # torch, Lightning, MLflow: most of a stage
 
     phases = Phases(imports=time.perf_counter() - start)
     result = evaluate_experiment(params(), experiment, phases)
@@ -84,7 +84,8 @@ def evaluate(experiment: Experiment = EXPERIMENT) -> None:
             f"{claim['status']}"
         )
     console.print(
-        f"evaluate {experiment}: {phases.overhead(TEST_PASS):.1f} s beyond the test pass ({phases.line()})"
+        f"evaluate {experiment}: {phases.overhead(EVALUATE_WORK):.1f} s beyond the {EVALUATE_WORK} "
+        f"({phases.line()})"
     )
 
 

@@ -16,9 +16,7 @@ from pipelines.claims import claim_tables, judge
 from pipelines.config import Params, Recipe
 from pipelines.errors import StageError
 from pipelines.runs import loading_safely, paper_class, read_record, with_data_facts
-from pipelines.timing import Phases
-
-TEST_PASS = "test pass"  # the stage's job; every other phase is its overhead
+from pipelines.timing import EVALUATE_WORK, Phases
 
 
 def own_checkpoint(recipe: Recipe) -> Path:
@@ -84,14 +82,15 @@ def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) 
         enable_checkpointing=False,
         enable_model_summary=False,
     )
-    with phases(TEST_PASS):
+    with phases(EVALUATE_WORK):
         metrics = test_metrics(trainer, model, data)
     with phases("untrained pass"):
         untrained = untrained_metrics(recipe, meta, trainer, data) if recipe.profile == "smoke" else None
     claims, run_id = judge(recipe, metrics, data_source, untrained), record["mlflow_run_id"]
     with phases("figures"):
-        curves = tracking.training_curves(store, run_id) if hasattr(cls, "figures") else {}
-        figures = model.figures(data, curves) if hasattr(cls, "figures") else {}
+        figures = {}
+        if hasattr(cls, "figures"):
+            figures = model.figures(data, tracking.training_curves(store, run_id))
     with phases("export"):
         model_uri = tracking.log_model(store, run_id, model) if cls.exportable else None
     result = {

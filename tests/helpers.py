@@ -77,7 +77,8 @@ def write_params(project: Path, params: dict) -> Path:
 
 
 def unpinned() -> None:
-    """A child's CPU affinity back to the whole machine (a pytest-xdist worker is pinned to one core)."""
+    """A child's CPU affinity back to the whole machine (a pytest-xdist worker is pinned to one core), as
+    `dvc repro` runs outside the tests: torch's thread count changes the last bits of a float sum."""
     os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
@@ -86,12 +87,10 @@ def cli(
     *args: str,
     check: bool = True,
     timeout: int = 600,
-    every_core: bool = False,
     preexec: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run `python -m pipelines ARGS` in `project`, as DVC would; `every_core`: on all the machine's cores, as
-    `dvc repro` runs outside the tests (torch's thread count changes the last bits of a float sum);
-    `preexec`: run in the child before it starts (a resource limit)."""
+    """Run `python -m pipelines ARGS` in `project`, as DVC would; `preexec` runs in the child before it starts
+    (a resource limit, or `unpinned`)."""
     result = subprocess.run(
         [sys.executable, "-m", "pipelines", *args],
         cwd=project,
@@ -99,7 +98,7 @@ def cli(
         text=True,
         timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-        preexec_fn=unpinned if every_core else preexec,
+        preexec_fn=preexec,
     )
     if check and result.returncode != 0:
         raise AssertionError(

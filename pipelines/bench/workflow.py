@@ -14,6 +14,7 @@ from typing import Any
 
 from pipelines import paths
 from pipelines.bench.common import ROUNDS, TARGETS
+from pipelines.timing import EVALUATE_WORK, Phases
 
 TIMINGS = Path("reports/timings")
 SECONDS = "evaluate/seconds/"
@@ -66,7 +67,7 @@ def evaluate_overheads() -> dict[str, Any]:
             continue
         phases = {k.removeprefix(SECONDS): v for k, v in logged.items() if k.startswith(SECONDS)}
         if phases:
-            stages[key] = {"phases": phases, "overhead": sum(phases.values()) - phases.get("test pass", 0.0)}
+            stages[key] = {"phases": phases, "overhead": Phases(**phases).overhead(EVALUATE_WORK)}
     if not stages:
         return {
             "skipped": "no evaluation in this MLflow store logged its phases: run `make repro` (or evaluate "

@@ -69,17 +69,19 @@ def then(*setups: Setup) -> Setup:
     return run
 
 
-def own_shards(project: Path) -> Path:
-    """A copy of the session's Omniglot shards that a case may damage (the links point at shared ones)."""
-    shards = project / "data/shards/omniglot"
-    source = shards.resolve()
-    (project / "data/shards").unlink()
-    shutil.copytree(source.parent, project / "data/shards")
-    return shards
+def own_data(project: Path) -> Path:
+    """Copies of the session's raw Omniglot and its shards (the project's links point at shared ones), for a
+    case to damage or a stage to write over; returns the shards."""
+    for part in ("raw", "shards"):
+        link = project / "data" / part
+        source = link.resolve()
+        link.unlink()
+        shutil.copytree(source, link)
+    return project / "data/shards/omniglot"
 
 
 def damaged_shards(damage: Callable[[Path], None]) -> Setup:
-    return lambda project: damage(own_shards(project))
+    return lambda project: damage(own_data(project))
 
 
 def first_shard(shards: Path) -> Path:
@@ -585,15 +587,6 @@ def test_a_bad_input_or_fault_gets_one_clear_error(name, project, monkeypatch, c
         assert fragment in message, f"{fragment!r} not in: {message}"
     after = snapshot(project)
     assert {path: after.get(path) for path in before} == before  # nothing produced before is lost or changed
-
-
-def own_data(project: Path) -> None:
-    """Copies of the session's raw Omniglot and its shards, for a stage to write over."""
-    for part in ("raw", "shards"):
-        link = project / "data" / part
-        source = link.resolve()
-        link.unlink()
-        shutil.copytree(source, link)
 
 
 def test_a_shard_stage_that_runs_out_of_space_names_it_and_keeps_the_shards_there_were(project):

@@ -106,9 +106,6 @@ def test_the_workflow_bench_reads_each_evaluations_phases_and_makes_timings(trai
     assert found["first_command"]["minutes"] == 14 and found["first_command"]["holds"]
     assert "run `make test`" in found["test_suite"]["skipped"]
     assert found["evaluate"]["holds"] == (stage["overhead"] <= 5.0) and found["help_import"]["seconds"] > 0
-    assert found["holds"] == all(
-        part["holds"] for part in found.values() if isinstance(part, dict) and "holds" in part
-    )
 
 
 def test_the_workflow_bench_on_a_fresh_clone_says_what_to_run(project):
