@@ -17,6 +17,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 from pydantic import NonNegativeInt
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, DistributedSampler
 
 from datamodules.episodes import rank_and_world
@@ -55,6 +56,10 @@ def float_images(
         shape = (-1, 1, 1)
         images = images.sub_(images.new_tensor(mean).view(shape)).div_(images.new_tensor(std).view(shape))
     return images
+
+
+def every_shard(urls: list[str]) -> list[str]:
+    return urls
 
 
 def list_collate(samples: list[tuple]) -> tuple[list, ...]:
@@ -137,19 +142,29 @@ class ShardDataModule(pl.LightningDataModule):
         return {}
 
     def dataset(
-        self, split: str, *, shuffle: bool = False, nodesplitter: Callable = wds.split_by_node
+        self,
+        split: str,
+        *,
+        shuffle: bool = False,
+        nodesplitter: Callable = wds.split_by_node,
+        every_nth: tuple[int, int] | None = None,
     ) -> wds.WebDataset:
-        """Decoded samples of a split; with the defaults, each rank reads its own share of the shards."""
+        """Decoded samples of a split; with the defaults, each rank reads its own share of the shards.
+        `every_nth=(rank, world)` instead hands each rank every world-th sample of every shard (see
+        `loader`)."""
+        stream = wds.WebDataset(
+            self.urls(split),
+            shardshuffle=100 if shuffle else False,  # None warns: "set explicitly to False or a number"
+            nodesplitter=nodesplitter,  # the default, single_node_only, raises under DDP
+            workersplitter=wds.split_by_worker,
+            empty_check=False,
+            seed=self.seed,
+            handler=unreadable_shard,
+        )
+        if every_nth:  # before decoding: a rank pays only for untarring the samples it skips
+            stream = stream.slice(every_nth[0], None, every_nth[1])
         return (
-            wds.WebDataset(
-                self.urls(split),
-                shardshuffle=100 if shuffle else False,  # None warns: "set explicitly to False or a number"
-                nodesplitter=nodesplitter,  # the default, single_node_only, raises under DDP
-                workersplitter=wds.split_by_worker,
-                empty_check=False,
-                seed=self.seed,
-                handler=unreadable_shard,
-            )
+            stream
             # One seeded generator per pipeline: reproducible (an unseeded shuffle is not), yet each epoch
             # that with_epoch() replays draws a new order (a `seed=` would restart the same order every
             # epoch). The buffer fills before the first sample leaves: webdataset's default starts after 100,
@@ -158,13 +173,12 @@ class ShardDataModule(pl.LightningDataModule):
                 self.shuffle_buffer if shuffle else 0,
                 initial=self.shuffle_buffer,
                 rng=random.Random(self.seed),
-            )
-            .map(decoding(self.image_mode, self.decode_keys))
+            ).map(decoding(self.image_mode, self.decode_keys))
         )
 
     def read_all(self, split: str) -> Iterator[dict]:
         """Every sample of a split in shard order, on every rank (for in-memory indexes such as episodes)."""
-        return iter(self.dataset(split, nodesplitter=lambda shards: shards))
+        return iter(self.dataset(split, nodesplitter=every_shard))
 
     def batches_per_rank(self, split: str) -> int:
         """Full batches per rank (training drops the last partial one); an impossible split fails here, before
@@ -186,8 +200,15 @@ class ShardDataModule(pl.LightningDataModule):
         )
 
     def loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> wds.WebLoader:
-        train = split == "train"
-        dataset = self.dataset(split, shuffle=train)
+        train, (rank, world) = split == "train", rank_and_world()
+        if train or world == 1:
+            dataset = self.dataset(split, shuffle=train)
+        else:
+            # Evaluating under DDP: every rank reads every shard (its workers split them alike) and keeps each
+            # world-th sample, so every sample is scored by exactly one rank, with nothing padded or repeated.
+            # Ranks may then differ by a batch: harmless in evaluation, whose one collective is the metrics'
+            # sync at the epoch's end (Lightning weights each rank's mean by its sample count).
+            dataset = self.dataset(split, nodesplitter=every_shard, every_nth=(rank, world))
         if keep := self.keep(split):
             dataset = dataset.select(keep)
         dataset = dataset.map(sample or self.sample(split)).batched(
@@ -201,32 +222,35 @@ class ShardDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
         batches = self.batches_per_rank(split)  # an impossible or empty split fails here, before any compute
-        if not train and rank_and_world()[1] == 1:
-            # One process evaluating: each worker reads its own shards to the end and ends on its own partial
-            # batch, so every sample is seen exactly once whatever num_workers is (a batch count would cut or
-            # repeat some: 8 of VOC07 test's 4,952 images with 2 workers).
+        if not train:
+            # Evaluating: each worker reads its shards to the end and ends on its own partial batch, so every
+            # sample is seen exactly once whatever num_workers is (a batch count would cut or repeat some:
+            # 8 of VOC07 test's 4,952 images with 2 workers).
             return loader
-        # Every rank must see the same number of batches or DDP hangs at the first all-reduce: with_epoch
-        # cuts (or, on a rank with fewer shards, repeats) the stream to exactly that many batches.
+        # Every training rank must see the same number of batches or DDP hangs at the first gradient
+        # all-reduce: with_epoch cuts (or, on a rank with fewer shards, repeats) the stream to that many.
         return loader.with_epoch(batches)
 
     def memory_loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> DataLoader:
-        """The split as a list in RAM behind a plain DataLoader: Lightning adds a DistributedSampler under
-        DDP, and the seeded generator draws a new, reproducible order every epoch."""
+        """The split as a list in RAM behind a plain DataLoader, with its own sampler under DDP; the seeded
+        generator draws a new, reproducible order every epoch."""
         if split not in self._in_memory:
             keep, to_sample = self.keep(split) or (lambda _: True), sample or self.sample(split)
             self._in_memory[split] = [to_sample(s) for s in self.read_all(split) if keep(s)]
         train, (rank, world) = split == "train", rank_and_world()
         self.batches_per_rank(split)  # the same early check as streaming
-        # Lightning adds a DistributedSampler to the evaluation loaders; the training one reaches it wrapped
-        # in a ResumableLoader, which Lightning leaves alone, so it brings its own.
-        sampler = (
-            DistributedSampler(
-                self._in_memory[split], world, rank, shuffle=True, seed=self.seed, drop_last=True
+        # Lightning leaves a loader that has a DistributedSampler alone. Training brings one (Lightning would
+        # not see it through the ResumableLoader); evaluation brings an unrepeated one, because the one
+        # Lightning adds pads the last rank's share with repeated samples (mean IU moved 0.14745 → 0.14553).
+        sampler = None
+        if world > 1:
+            sampler = (
+                DistributedSampler(
+                    self._in_memory[split], world, rank, shuffle=True, seed=self.seed, drop_last=True
+                )
+                if train
+                else UnrepeatedDistributedSampler(self._in_memory[split], world, rank, shuffle=False)
             )
-            if train and world > 1
-            else None
-        )
         return DataLoader(
             self._in_memory[split],
             batch_size=self.batch_size,

@@ -38,12 +38,22 @@ def rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def evaluation_share(count: int) -> range:
+    """Which of `count` evaluation items (episodes, batches) this rank's worker scores: every
+    (world · workers)-th, so each is scored exactly once and nothing is padded. Ranks may then differ by one
+    item: harmless in evaluation, whose one collective is the metrics' sync at the end (Lightning weights
+    each rank's mean by its sample count)."""
+    rank, world = rank_and_world()
+    worker = get_worker_info()
+    workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
+    return range(rank + worker_id * world, count, world * workers)
+
+
 class EpisodeSampler(IterableDataset):
     """Draws episodes from `classes`, a list of (n_i, C, H, W) image tensors, one per class.
 
     `episodes=None` streams forever from episode `start` (training: `max_steps` ends it, identically on
-    every rank). A finite count is split across ranks, padded so every rank runs the same number of
-    steps (an uneven split hangs DDP at the first collective).
+    every rank). A finite count (evaluation) is split across ranks and workers without padding.
     """
 
     def __init__(
@@ -96,8 +106,6 @@ class EpisodeSampler(IterableDataset):
             while True:
                 yield self.episode(index, stream=rank)
                 index += workers
-        per_rank = -(-self.episodes // world)  # ceil: pad, never drop a rank short
-        for k in range(worker_id, per_rank, workers):
-            # Evaluation episodes share one stream, so the same seed gives the same test set on any world
-            # size.
-            yield self.episode((rank + k * world) % self.episodes, stream=-1)
+        # Evaluation episodes share one stream, so the same seed gives the same test set on any world size.
+        for index in evaluation_share(self.episodes):
+            yield self.episode(index, stream=-1)

@@ -4,6 +4,7 @@ rule."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from functools import partial
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from datamodules.episodes import rank_and_world
+from datamodules.episodes import evaluation_share, rank_and_world
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
@@ -61,7 +62,7 @@ class PretrainingBatches(IterableDataset):
 
     Training streams endlessly from batch `start`, drawing pairs at `max_length` and, from step `long_after`
     on, at `long_max_length` (the paper's last 10% of steps at 512). Held-out batches (`batches` set) go
-    through the pairs in order, split across ranks and padded so every rank runs as many steps.
+    go through every pair in order, the last batch partial, each batch on one rank's worker only.
     """
 
     def __init__(
@@ -102,13 +103,17 @@ class PretrainingBatches(IterableDataset):
             }
             for a, b, _ in chosen
         ]
-        masker = self.masker(seed=hash((self.seed, stream, k)) & 0x7FFF_FFFF_FFFF_FFFF)
+        seed = hash((self.seed, stream, k)) & 0x7FFF_FFFF_FFFF_FFFF
+        masker = self.masker(seed=seed)
+        # In a DataLoader worker, transformers seeds with seed + worker id, so a batch's masks would depend on
+        # which worker drew it (and on num_workers); the generator is set here, as the main process would.
+        masker.generator, masker._generator_pid = torch.Generator().manual_seed(seed), os.getpid()
         batch = masker(encoded)  # pads, then masks input_ids; labels −100 elsewhere
         batch["next_sentence_label"] = torch.tensor([label for *_, label in chosen])
         return dict(batch)
 
     def __iter__(self) -> Iterator[dict]:
-        rank, world = rank_and_world()
+        rank, _ = rank_and_world()
         if self.batches is None:
             k = self.start
             while True:
@@ -124,6 +129,5 @@ class PretrainingBatches(IterableDataset):
                 )
                 k += 1
         pool = self.pairs[self.max_length]
-        for j in range(-(-self.batches // world)):
-            k = (rank + j * world) % self.batches
+        for k in evaluation_share(self.batches):
             yield self.batch(pool[k * self.batch_size : (k + 1) * self.batch_size], -1, k)

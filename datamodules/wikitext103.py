@@ -245,7 +245,7 @@ class WikiText103(ShardDataModule):
                 start=start,
             )
         else:
-            batches = max(1, len(pairs[self.max_length]) // self.batch_size)
+            batches = -(-len(pairs[self.max_length]) // self.batch_size)  # every pair, the last batch partial
             stream = PretrainingBatches(
                 pairs,
                 self.tokenizer(),

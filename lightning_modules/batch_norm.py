@@ -23,7 +23,7 @@ import torch
 from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
-from lightning_modules.common import classification_step, curves_figure, topk_errors
+from lightning_modules.common import classification_step, curves_figure, log_means, topk_errors
 from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
@@ -176,8 +176,8 @@ class BatchNorm(pl.LightningModule):
         for name, net in self.nets.items():
             top1, top5 = topk_errors(net(images), labels)
             key = "acc" if self.hparams.experiment == "mnist" else "top1_acc"
-            self.log_dict(
-                {f"{stage}/{key}_{name}": 1 - top1, f"{stage}/top5_acc_{name}": 1 - top5}, sync_dist=True
+            log_means(
+                self, {f"{stage}/{key}_{name}": 1 - top1, f"{stage}/top5_acc_{name}": 1 - top5}, len(labels)
             )
 
     def validation_step(self, batch, batch_idx: int) -> None:

@@ -30,6 +30,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.text import Perplexity
 
+from lightning_modules.common import log_means
 from lightning_modules.paper import Claim, Mode, Paper
 
 
@@ -177,10 +178,8 @@ class BERT(pl.LightningModule):
         metrics["mlm_acc"].update(mlm.flatten(0, 1), batch["labels"].flatten())
         metrics[f"mlm_ppl_{self.size}"].update(mlm, batch["labels"])
         metrics["nsp_acc"].update(nsp, batch["next_sentence_label"])
-        logged = {f"{stage}/{name}": metric for name, metric in metrics.items()}
-        self.log_dict(
-            {f"{stage}/nsp_loss": nsp_loss, **logged}, sync_dist=True, batch_size=len(batch["input_ids"])
-        )
+        self.log_dict({f"{stage}/{name}": metric for name, metric in metrics.items()})
+        log_means(self, {f"{stage}/nsp_loss": nsp_loss}, len(batch["input_ids"]))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.evaluation_step(batch, "val")

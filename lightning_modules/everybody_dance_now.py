@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
 from datamodules.dance import render_pose
+from lightning_modules.common import log_means
 from lightning_modules.paper import Mode, Paper
 from lightning_modules.pix2pixhd import (
     MultiscaleDiscriminator,
@@ -186,34 +187,26 @@ class EverybodyDanceNow(pl.LightningModule):
 
     def evaluation_step(self, batch, stage: str) -> None:
         poses, frames, keypoints = batch
-        made, n = self.outputs(batch), len(poses)
+        made = self.outputs(batch)
         real_change = frames[:, 1] - frames[:, 0]
+        logged = {}
         for name, video in made.items():
-            self.log(f"{stage}/ssim_{name}", ssim(video[:, 1], frames[:, 1], data_range=1.0), batch_size=n)
+            logged[f"{stage}/ssim_{name}"] = ssim(video[:, 1], frames[:, 1], data_range=1.0)
             # Flicker: how much the frame-to-frame change differs from the real video's (0 for a perfect
             # video).
-            self.log(
-                f"{stage}/flicker_{name}",
-                (video[:, 1] - video[:, 0] - real_change).abs().mean(),
-                batch_size=n,
-            )
+            logged[f"{stage}/flicker_{name}"] = (video[:, 1] - video[:, 0] - real_change).abs().mean()
         boxes = face_boxes(keypoints[:, 1], frames.shape[-1], self.hparams.face_fraction)
         real_face = crop(frames[:, 1], boxes, self.hparams.face_size)
         for name in ("temporal", "full"):
-            self.log(
-                f"{stage}/face_ssim_{name}",
-                ssim(crop(made[name][:, 1], boxes, self.hparams.face_size), real_face, data_range=1.0),
-                batch_size=n,
-            )
+            faces = crop(made[name][:, 1], boxes, self.hparams.face_size)
+            logged[f"{stage}/face_ssim_{name}"] = ssim(faces, real_face, data_range=1.0)
         if stage == "test" and self.hparams.lpips:
-            self.log_dict(
-                {f"test/lpips_{name}": self.lpips(video[:, 1], frames[:, 1]) for name, video in made.items()},
-                batch_size=n,
-            )
+            logged |= {
+                f"test/lpips_{name}": self.lpips(video[:, 1], frames[:, 1]) for name, video in made.items()
+            }
         if stage == "test" and self.hparams.pose_distance:
-            self.log(
-                "test/pose_distance_full", pose_distance(made["full"][:, 1], keypoints[:, 1]), batch_size=n
-            )
+            logged["test/pose_distance_full"] = pose_distance(made["full"][:, 1], keypoints[:, 1])
+        log_means(self, logged, len(poses))
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self.evaluation_step(batch, "val")

@@ -24,7 +24,7 @@ from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from datamodules.associative_retrieval import VOCABULARY
-from lightning_modules.common import curves_figure
+from lightning_modules.common import curves_figure, log_means
 from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
@@ -184,7 +184,10 @@ class FastWeights(pl.LightningModule):
         logged = {f"{stage}/err_{name}": error for name, error in zip(self.nets, errors)}
         logged |= {f"{stage}/loss_{name}": loss for name, loss in zip(self.nets, losses)}
         logged[f"{stage}/err_mean"] = errors.mean()
-        self.log_dict(logged, sync_dist=stage != "train")
+        if stage == "train":
+            self.log_dict(logged)
+        else:
+            log_means(self, logged, len(tokens))
         return losses.sum()
 
     def training_step(self, batch, batch_idx: int) -> Tensor:

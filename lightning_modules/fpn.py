@@ -77,9 +77,12 @@ class FPN(TorchvisionDetector):
         super().evaluation_step(batch, stage)
         images, targets = batch
         # The RPN alone, as Table 1 scores it: its proposals (best objectness first) against every truth box.
-        image_list, scaled = self.net.transform(list(images), to_torchvision(targets))
-        proposals, _ = self.net.rpn(image_list, self.net.backbone(image_list.tensors))
-        self.proposals[stage] += [(p, t["boxes"], t["iscrowd"]) for p, t in zip(proposals, scaled)]
+        # One image at a time: batched, an image is padded to its batch's largest, which adds anchors and
+        # changes its top 1,000, so its recall would depend on its batch-mates (and so on batch size and DDP).
+        for image, target in zip(images, to_torchvision(targets)):
+            image_list, (scaled,) = self.net.transform([image], [target])
+            (proposals,), _ = self.net.rpn(image_list, self.net.backbone(image_list.tensors))
+            self.proposals[stage].append((proposals, scaled["boxes"], scaled["iscrowd"]))
 
     def log_ap(self, stage: str) -> None:
         super().log_ap(stage)

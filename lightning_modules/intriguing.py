@@ -27,6 +27,7 @@ from pydantic import PositiveFloat, PositiveInt
 from scipy.optimize import minimize
 from torch import Tensor, nn
 
+from lightning_modules.common import log_means
 from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
@@ -164,16 +165,18 @@ class Intriguing(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
-        self.log(
-            f"val/err_{self.hparams.model}",
-            (self.net(images).argmax(1) != labels).float().mean(),
-            sync_dist=True,
+        log_means(
+            self,
+            {f"val/err_{self.hparams.model}": (self.net(images).argmax(1) != labels).float().mean()},
+            len(labels),
         )
 
     def test_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
         for name, net in ((self.hparams.model, self.net), (self.hparams.transfer_model, self.other)):
-            self.log(f"test/err_{name}", (net(images).argmax(1) != labels).float().mean())
+            log_means(
+                self, {f"test/err_{name}": (net(images).argmax(1) != labels).float().mean()}, len(labels)
+            )
         with torch.enable_grad(), torch.inference_mode(False):
             self.search(images.clone(), labels.clone())
 

@@ -28,7 +28,7 @@ from pydantic import PositiveFloat, PositiveInt, confloat, conint
 from torch import Tensor, nn
 
 from datamodules.episodes import Sequence
-from lightning_modules.common import curves_figure
+from lightning_modules.common import curves_figure, log_means
 from lightning_modules.paper import Claim, Mode, Paper
 
 INSTANCES = (1, 2, 3, 4, 5, 10)  # the columns of Table 1
@@ -259,8 +259,17 @@ class MANN(pl.LightningModule):
             logged[f"{stage}/loss_{name}"] = loss
             for n in INSTANCES:
                 if (seen == n).any():
-                    logged[f"{stage}/acc_{name}_{self.setting}_inst{n}"] = correct[seen == n].float().mean()
-        self.log_dict(logged, sync_dist=stage != "train", batch_size=images.shape[0])
+                    # weighted by the predictions it averages, not by the batch
+                    logged[f"{stage}/acc_{name}_{self.setting}_inst{n}"] = (
+                        correct[seen == n].float().mean(),
+                        int((seen == n).sum()),
+                    )
+        if stage == "train":
+            self.log_dict(
+                {k: v[0] if isinstance(v, tuple) else v for k, v in logged.items()}, batch_size=len(images)
+            )
+        else:
+            log_means(self, logged, len(images))
         return total
 
     def training_step(self, batch, batch_idx: int) -> Tensor:

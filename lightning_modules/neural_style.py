@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torchvision.models import VGG19_Weights, vgg19
 
 from datamodules.files import pretrained as pretrained_weights
-from lightning_modules.common import SameStepForValAndTest
+from lightning_modules.common import SameStepForValAndTest, log_means
 from lightning_modules.paper import Mode, Paper
 
 PAPER = Paper(
@@ -175,7 +175,7 @@ class NeuralStyle(SameStepForValAndTest, pl.LightningModule):
         return found["total_loss"]
 
     def evaluation_step(self, batch, stage: str) -> None:
-        self.log_dict({f"{stage}/{k}": v for k, v in self.losses(batch).items()}, batch_size=len(batch[0]))
+        log_means(self, {f"{stage}/{k}": v for k, v in self.losses(batch).items()}, len(batch[0]))
 
     def configure_optimizers(self):
         # No early stop on small gradients: the loss's scale depends on the VGG weights (tiny for random

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, conint
 from torch import Tensor, nn
 
-from lightning_modules.common import SameStepForValAndTest
+from lightning_modules.common import SameStepForValAndTest, log_means
 from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
@@ -266,11 +266,7 @@ class GatedPixelCNN(SameStepForValAndTest, pl.LightningModule):
     def evaluation_step(self, batch, stage: str) -> None:
         found = self.losses(batch)
         # synced: the gated net's val figure picks best.ckpt, and under DDP each rank sees only its batches
-        self.log_dict(
-            {f"{stage}/bits_per_dim_{k}": v for k, v in found.items()},
-            batch_size=len(batch[0]),
-            sync_dist=True,
-        )
+        log_means(self, {f"{stage}/bits_per_dim_{k}": v for k, v in found.items()}, len(batch[0]))
 
     def configure_optimizers(self):
         return torch.optim.RMSprop(self.parameters(), lr=self.hparams.lr)

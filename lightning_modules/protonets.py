@@ -25,6 +25,7 @@ from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from datamodules.episodes import Episode
+from lightning_modules.common import log_means
 from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
@@ -119,7 +120,7 @@ class ProtoNets(pl.LightningModule):
 
     def validation_step(self, episode: Episode, batch_idx: int) -> None:
         loss, acc = self.episode_loss(episode)
-        self.log_dict({"val/loss": loss, "val/acc": acc}, prog_bar=True, sync_dist=True)
+        log_means(self, {"val/loss": loss, "val/acc": acc}, len(episode.query_labels), prog_bar=True)
 
     def test_step(self, episode: Episode, batch_idx: int, dataloader_idx: int = 0) -> None:
         way, shot = episode.support.shape[:2]

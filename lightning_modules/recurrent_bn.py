@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from pydantic import PositiveFloat, PositiveInt, conint
 from torch import Tensor, nn
 
-from lightning_modules.common import curves_figure
+from lightning_modules.common import curves_figure, log_means
 from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
@@ -167,7 +167,10 @@ class RecurrentBN(pl.LightningModule):
         suffix = f"_{self.task}" if stage == "test" else ""  # test keys name the task, as the claims do
         logged = {f"{stage}/loss_{name}{suffix}": loss for name, loss in zip(self.nets, losses)}
         logged |= {f"{stage}/acc_{name}{suffix}": acc for name, acc in zip(self.nets, accuracies)}
-        self.log_dict(logged, sync_dist=stage != "train", batch_size=len(labels))
+        if stage == "train":
+            self.log_dict(logged, batch_size=len(labels))
+        else:
+            log_means(self, logged, len(labels))
         return losses.sum()
 
     def training_step(self, batch, batch_idx: int) -> Tensor:

@@ -33,7 +33,7 @@ from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, confloat, conin
 from torch import Tensor, nn
 
 from datamodules.multiagent import AGENTS, Game, advance, entities_of, features, scripted_actions, start
-from lightning_modules.common import SameStepForValAndTest, curves_figure
+from lightning_modules.common import SameStepForValAndTest, curves_figure, log_means
 from lightning_modules.paper import Mode, Paper
 from lightning_modules.relational_nets import ACTIONS, FlatLSTM, FlatMLP, RFMNet, mlp
 
@@ -153,10 +153,11 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
 
     def evaluation_step(self, batch, stage: str) -> None:
         scenes, actions = batch
-        for name, logits in self.predictions(scenes).items():
-            self.log(
-                f"{stage}/acc_{name}", (logits.argmax(-1) == actions).float().mean(), batch_size=len(scenes)
-            )
+        found = {
+            f"{stage}/acc_{name}": (logits.argmax(-1) == actions).float().mean()
+            for name, logits in self.predictions(scenes).items()
+        }
+        log_means(self, found, len(scenes))
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

@@ -34,6 +34,7 @@ from pydantic import PositiveFloat, PositiveInt, conint
 from torch import Tensor, nn
 
 from datamodules.taskonomy import CLASSES
+from lightning_modules.common import gather_lists
 from lightning_modules.paper import Mode, Paper
 from lightning_modules.taxonomy import taxonomy, taxonomy_figures
 
@@ -258,7 +259,8 @@ class Taskonomy(pl.LightningModule):
 
     def summarise(self, stage: str) -> None:
         """Mean losses; then, at test, the AHP affinities, the BIP's taxonomy and its gain and quality."""
-        losses = {k: torch.cat(v).numpy() for k, v in self._losses.items()}
+        # every rank's per-sample losses, in rank order alike for every task (DDP splits the samples)
+        losses = {k: torch.cat(gather_lists(v)).numpy() for k, v in self._losses.items()}
         self._losses = {}
         if not losses:
             return

@@ -66,6 +66,22 @@ def project(tmp_path, omniglot_project) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def all_data(tmp_path_factory) -> Path:
+    """A project with every dataset fetched and sharded at the tiny size (about 20 s)."""
+    from pipelines.config import load_params
+    from pipelines.fetch import fetch_dataset
+    from pipelines.shard import shard_dataset
+
+    project = write_params(tmp_path_factory.mktemp("all"), tiny_params())
+    with chdir(project):
+        params = load_params()
+        for name in sorted({section.dataset for section in params.papers.values()}):
+            fetch_dataset(params, name)
+            shard_dataset(params, name)
+    return project
+
+
+@pytest.fixture(scope="session")
 def imagenet_shards(tmp_path_factory) -> Path:
     from datamodules.imagenet import ImageNet
 

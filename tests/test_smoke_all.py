@@ -9,8 +9,6 @@ from pipelines import paths
 from pipelines.claims import headline, judge
 from pipelines.config import load_params
 from pipelines.evaluate import evaluate_experiment
-from pipelines.fetch import fetch_dataset
-from pipelines.shard import shard_dataset
 from pipelines.train import train_experiment
 from tests.helpers import ROOT, chdir, tiny_params, write_params
 
@@ -30,17 +28,6 @@ MEASURE_NO_CLAIM = {
     f"{RFM}_coin_game",
     f"{RFM}_coop_nav",
 }
-
-
-@pytest.fixture(scope="module")
-def all_data(tmp_path_factory):
-    project = write_params(tmp_path_factory.mktemp("all"), tiny_params())
-    with chdir(project):
-        params = load_params()
-        for name in {section.dataset for section in params.papers.values()}:
-            fetch_dataset(params, name)
-            shard_dataset(params, name)
-    return project
 
 
 @pytest.mark.slow

@@ -41,11 +41,14 @@ def test_ranks_draw_different_training_episodes(monkeypatch):
     assert not any(torch.equal(a.support, b.support) for a, b in zip(rank0, rank1))
 
 
-def test_evaluation_episodes_are_split_evenly_across_ranks(monkeypatch):
+def test_evaluation_episodes_are_split_across_ranks_without_padding(monkeypatch):
     import datamodules.episodes as episodes
 
-    counts = []
-    for rank in (0, 1):
-        monkeypatch.setattr(episodes, "rank_and_world", lambda rank=rank: (rank, 2))
-        counts.append(len(list(EpisodeSampler(classes(), way=5, shot=1, query=1, seed=0, episodes=7))))
-    assert counts == [4, 4]  # 7 episodes, padded so no rank waits
+    def drawn(rank, world):
+        monkeypatch.setattr(episodes, "rank_and_world", lambda: (rank, world))
+        sampler = EpisodeSampler(classes(), way=5, shot=1, query=1, seed=0, episodes=7)
+        return [episode.support.sum().item() for episode in sampler]
+
+    split = [drawn(0, 2), drawn(1, 2)]
+    assert [len(s) for s in split] == [4, 3]  # 7 episodes: none padded, none dropped
+    assert sorted(split[0] + split[1]) == sorted(drawn(0, 1))

@@ -1,0 +1,111 @@
+"""Evaluation sees every sample exactly once (issue 23): each experiment's own validation and test loaders,
+on its smoke recipe's data, over 1, 2 and 4 workers in one process and over 2 DDP ranks of 1 and 2 workers,
+score the very samples one process with no workers scores, none dropped, none twice. A rank is what
+`rank_and_world()` says it is, which is all the loaders consult, so the ranks run here one after another."""
+
+import hashlib
+from collections import Counter
+
+import pytest
+import torch
+
+from datamodules import DATASETS
+from datamodules.episodes import evaluation_share
+from pipelines import paths
+from pipelines.config import load_params
+from tests.helpers import ROOT, chdir
+
+LAYOUTS = [(1, 1), (1, 2), (1, 4), (2, 1), (2, 2)]  # (ranks, workers per rank)
+
+
+def distinct_data_recipes() -> dict[str, str]:
+    """One experiment per distinct (dataset, data settings): experiments sharing both share their loaders."""
+    params, chosen = load_params(ROOT / "params.yaml"), {}
+    for key in params.papers:
+        recipe = params.recipe(key)
+        chosen.setdefault(repr((recipe.dataset, sorted(recipe.data.items()))), key)
+    return {key: key for key in chosen.values()}
+
+
+def keyed(data) -> None:
+    """Shard loaders yield each sample's key instead of its tensors."""
+    for name in ("loader", "memory_loader"):
+        original = getattr(data, name)
+        setattr(
+            data,
+            name,
+            lambda split, sample=None, original=original: original(split, lambda s: (s["__key__"],)),
+        )
+
+
+def items(batch) -> list[str]:
+    """A keyed batch's sample keys; an episode's (or a generated batch's) tensors, fingerprinted, as one."""
+    if isinstance(batch, (list, tuple)) and len(batch) == 1 and all(isinstance(k, str) for k in batch[0]):
+        return list(batch[0])
+    tensors = list(batch.values() if isinstance(batch, dict) else batch)
+    # A batch of generated items (MANN's sequences, BERT's pairs) splits into its rows: workers group rows
+    # into batches differently.
+    rows = len(tensors[0]) if len({len(t) for t in tensors}) == 1 else None
+    parts = [[t[i] for t in tensors] for i in range(rows)] if rows else [tensors]
+    return [hashlib.sha256(b"".join(t.numpy().tobytes() for t in part)).hexdigest() for part in parts]
+
+
+def scored(project, key: str, stage: str, ranks: int, workers: int, monkeypatch) -> Counter:
+    seen = Counter()
+    with chdir(project):
+        recipe = load_params().recipe(key)
+        for rank in range(ranks):
+            monkeypatch.setenv("RANK", str(rank))
+            monkeypatch.setenv("WORLD_SIZE", str(ranks))
+            data = DATASETS[recipe.dataset](
+                paths.shards(recipe.dataset), recipe.seed, **{**recipe.data, "num_workers": workers}
+            )
+            keyed(data)
+            loaders = getattr(data, f"{stage}_dataloader")()
+            for loader in loaders if isinstance(loaders, list) else [loaders]:
+                seen.update(item for batch in loader for item in items(batch))
+    return seen
+
+
+@pytest.mark.parametrize("stage", ["val", "test"])
+@pytest.mark.parametrize("key", distinct_data_recipes())
+def test_every_sample_is_evaluated_exactly_once_on_any_ranks_and_workers(all_data, key, stage, monkeypatch):
+    reference = scored(all_data, key, stage, 1, 0, monkeypatch)
+    assert reference and max(reference.values()) == 1, (
+        f"one process with no workers scores {key} {stage} twice"
+    )
+    for ranks, workers in LAYOUTS:
+        assert scored(all_data, key, stage, ranks, workers, monkeypatch) == reference, (ranks, workers)
+
+
+@pytest.mark.parametrize("count", [1, 7, 30, 31])
+def test_evaluation_items_are_shared_without_padding(count, monkeypatch):
+    """Episodes and generated batches: every index once over ranks × workers, whatever divides what."""
+
+    class Worker:
+        def __init__(self, id, num_workers):
+            self.id, self.num_workers = id, num_workers
+
+    for ranks, workers in LAYOUTS:
+        shares = []
+        for rank in range(ranks):
+            monkeypatch.setenv("RANK", str(rank))
+            monkeypatch.setenv("WORLD_SIZE", str(ranks))
+            for worker in range(workers):
+                monkeypatch.setattr(
+                    "datamodules.episodes.get_worker_info", lambda w=worker, n=workers: Worker(w, n)
+                )
+                shares.extend(evaluation_share(count))
+        assert sorted(shares) == list(range(count)), (ranks, workers)
+
+
+def test_a_memory_loader_under_ddp_brings_an_unrepeated_sampler(all_data, monkeypatch):
+    """Lightning's own DistributedSampler pads the last rank with repeats; it leaves a loader that brings a
+    DistributedSampler alone."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with chdir(all_data):
+        recipe = load_params().recipe("fast_weights")
+        data = DATASETS[recipe.dataset](paths.shards(recipe.dataset), recipe.seed, **recipe.data)
+        sampler = data.val_dataloader().sampler
+    assert isinstance(sampler, torch.utils.data.DistributedSampler) and len(sampler) == len(list(sampler))
