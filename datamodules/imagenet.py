@@ -25,8 +25,9 @@ from pydantic import NonNegativeInt, PositiveInt
 from torchvision.datasets.imagenet import ARCHIVE_META
 from torchvision.transforms import v2
 
-from datamodules.base import ShardDataModule, classification_sample
+from datamodules.base import ShardDataModule
 from datamodules.files import DataError
+from datamodules.images import classification_sample
 from datamodules.shards import as_rgb_jpeg
 from datamodules.synthetic import encode, object_image
 
@@ -207,6 +208,8 @@ class ImageNet(ShardDataModule):
     recipe)."""
 
     name = "imagenet"
+    # The papers report val (no test labels are published): checkpoints are chosen on 1 in 20 training images.
+    held_out_every = 20
     splits = ("train", "val")
     image_mode = "pilrgb"
     float_batches = (MEAN, STD)

@@ -10,7 +10,7 @@ from the test, as face verification needs). The pairs, with their folds, go into
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +20,21 @@ from pydantic import NonNegativeInt, PositiveInt
 from torchvision.datasets.lfw import _LFW
 from torchvision.transforms import v2
 
-from datamodules.base import ShardDataModule, classification_sample
+from datamodules.base import ShardDataModule
 from datamodules.episodes import EpisodeSampler
 from datamodules.files import DataError, extract
 from datamodules.files import download as fetch_url
+from datamodules.held_out import verification_pairs
+from datamodules.images import classification_sample
 from datamodules.synthetic import background, encode
 
 URL = _LFW.download_url_prefix
 ARCHIVE = _LFW.file_dict["original"]  # (folder, archive name, md5)
 PAIR_FILES = {"pairs": "pairs.txt", "dev_train": "pairsDevTrain.txt", "dev_test": "pairsDevTest.txt"}
+
+
+def person(key: str) -> str:
+    return key.split("/")[0]
 
 
 def image_key(name: str, number: int) -> str:
@@ -208,6 +214,8 @@ class LFW(ShardDataModule):
     """(image, identity) for embedding training; `pairs` (from meta.json) for the verification protocol."""
 
     name = "lfw"
+    # FaceNet reports the View 2 pairs: checkpoints are chosen on pairs of 1 in 10 training people, held out.
+    held_out_every = 10
     splits = ("train", "test")
     image_mode = "pilrgb"
     download, synthesize, samples, classes, check_layout, extras = map(
@@ -233,6 +241,7 @@ class LFW(ShardDataModule):
         self.size, self.crop = size, crop
         self.identities_per_batch, self.faces_per_identity = identities_per_batch, faces_per_identity
         self.pairs = self.meta["pairs"]
+        self.held_out_people = set(self.meta["splits"]["train"]["classes"][:: self.held_out_every])
 
     def transform(self, split: str) -> v2.Compose:
         # FaceNet's "fixed centre crop" variant: a central crop scaled to the network's input, flips in
@@ -259,7 +268,7 @@ class LFW(ShardDataModule):
         more photos (a face may repeat across batches, never within one)."""
         by_identity: dict[int, list[torch.Tensor]] = {}
         resize = v2.Compose([v2.ToImage(), v2.CenterCrop(self.crop), v2.Resize(self.size, antialias=True)])
-        for s in self.read_all("train"):
+        for s in self.read_all("train", held_out=False):
             by_identity.setdefault(s["cls"], []).append(resize(s["jpg"]))
         classes = [
             torch.stack(faces) for faces in by_identity.values() if len(faces) >= self.faces_per_identity
@@ -274,5 +283,14 @@ class LFW(ShardDataModule):
         )
         return torch.utils.data.DataLoader(sampler, batch_size=None, num_workers=self.num_workers)
 
+    def is_held_out(self, key: str, position: int) -> bool:
+        return person(key) in self.held_out_people  # whole people: a held-out face is never trained on
+
     def val_dataloader(self):
-        return self.loader("test")
+        return self.loader("train", self.sample("test"), held_out=True)
+
+    def verification_pairs(self, stage: str, faces: Iterable[str]) -> list[dict]:
+        """test: LFW's View 2 pairs; val: pairs of the held-out people's `faces`, shaped alike."""
+        if stage == "test":
+            return self.pairs["pairs"]
+        return verification_pairs(faces, person, self.seed)

@@ -21,8 +21,9 @@ from PIL import Image
 from pydantic import NonNegativeInt, PositiveInt, conint
 from torchvision.transforms import v2
 
-from datamodules.base import ShardDataModule, open_image
+from datamodules.base import ShardDataModule
 from datamodules.files import DataError
+from datamodules.images import open_image
 from datamodules.synthetic import encode, photo
 
 CONTENT = ("astronaut", "chelsea", "coffee")  # photographs

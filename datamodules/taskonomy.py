@@ -23,8 +23,9 @@ import torch
 from PIL import Image
 from pydantic import NonNegativeInt, PositiveInt, conint
 
-from datamodules.base import ShardDataModule, open_image
+from datamodules.base import ShardDataModule
 from datamodules.files import DataError
+from datamodules.images import open_image
 from datamodules.rooms import occlusion_edges, random_scene, render
 from datamodules.synthetic import encode
 

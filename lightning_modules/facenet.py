@@ -7,11 +7,14 @@ Paper:    a CNN maps a face to a 128-d unit vector; a triplet loss pulls an anch
 Faithful: 128-d L2-normalised embedding; triplet loss on squared distances with α = 0.2; every anchor-positive
           pair of a batch with a semi-hard negative d(a,p) < d(a,n) < d(a,p) + α (the nearest such); batches
           of P identities × K faces; AdaGrad; LFW's 10-fold protocol (threshold chosen on nine folds, applied
-          to the tenth), accuracy as mean ± standard deviation; the fixed-centre-crop evaluation variant.
-Differs:  the backbone is torchvision's GoogLeNet (Inception v1, close to NN2's 7.5M parameters) or, for smoke
-          runs, a small CNN; training uses LFW identities disjoint from the test pairs instead of the paper's
-          private 100-200M-image set, so results are `not_comparable` even on real LFW. Where a batch has no
-          semi-hard negative for a pair, the farthest negative is used (as TensorFlow's semi-hard loss does).
+          to the tenth), accuracy as mean ± standard error over folds, and VAL at 1e-3 FAR (§5.1); the
+          fixed-centre-crop evaluation variant.
+Differs:  the backbone is torchvision's GoogLeNet (Inception v1: 5.7M parameters, 24% fewer than NN2's
+          7.5M) or, for smoke runs, a small CNN; training uses LFW identities disjoint from the test pairs
+          instead of the paper's private 100-200M-image set, so results are `not_comparable` even on real
+          LFW; checkpoints are chosen on View-2-shaped pairs of 1 in 10 training people, held out from
+          training. Where a batch has no semi-hard negative for a pair, the farthest negative is used (as
+          TensorFlow's semi-hard loss does).
 """
 
 from __future__ import annotations
@@ -36,7 +39,18 @@ PAPER = Paper(
     year=2015,
     arxiv="1503.03832",
     dataset="lfw",
-    claims=(Claim("test/lfw_acc", claimed=0.9887, source="§5.7 (fixed centre crop)", tolerance=0.005),),
+    claims=(
+        Claim("test/lfw_acc", claimed=0.9887, source="§5.7 (fixed centre crop)", tolerance=0.005),
+        # The paper gives VAL at 1e-3 FAR for its own hold-out photos, not for LFW; the same protocol on LFW's
+        # pairs is what a reader can hold it against.
+        Claim(
+            "test/lfw_val_at_far_1e_3",
+            claimed=0.894,
+            source="Table 3 (NN2, hold-out set)",
+            tolerance=0.016,
+            verified=False,
+        ),
+    ),
 )
 
 
@@ -80,6 +94,25 @@ def triplet_loss(embeddings: Tensor, labels: Tensor, margin: float = 0.2) -> Ten
     a, p, n = semi_hard_triplets(embeddings, labels, margin)
     d = squared_distances(embeddings)
     return F.relu(d[a, p] - d[a, n] + margin).mean()
+
+
+def threshold_at_far(distances: Tensor, same: Tensor, far: float) -> Tensor:
+    """§5.1's operating point: the largest distance threshold (a pair is accepted when d < threshold) whose
+    false accept rate, the share of different-person pairs accepted, is at most `far`."""
+    different = distances[~same].sort().values
+    allowed = int(far * len(different))  # false accepts permitted
+    return different[allowed] if allowed < len(different) else different[-1] + 1
+
+
+def ten_fold_validation_rate(distances: Tensor, same: Tensor, folds: Tensor, far: float) -> Tensor:
+    """VAL (the share of same-person pairs accepted) at the threshold whose FAR on the nine other folds is at
+    most `far`, averaged over the ten folds."""
+    rates = []
+    for fold in folds.unique():
+        train, test = folds != fold, folds == fold
+        threshold = threshold_at_far(distances[train], same[train], far)
+        rates.append((distances[test & same] < threshold).float().mean())
+    return torch.stack(rates).mean()
 
 
 def ten_fold_accuracy(distances: Tensor, same: Tensor, folds: Tensor) -> tuple[Tensor, Tensor]:
@@ -148,16 +181,18 @@ class FaceNet(pl.LightningModule):
 
     def verification(self, stage: str) -> None:
         embedded = self.gathered()
-        pairs = [
-            p for p in self.trainer.datamodule.pairs["pairs"] if p["a"] in embedded and p["b"] in embedded
-        ]
+        protocol = self.trainer.datamodule.verification_pairs(stage, embedded)
+        pairs = [p for p in protocol if p["a"] in embedded and p["b"] in embedded]
         if pairs:
             a = torch.stack([embedded[p["a"]] for p in pairs])
             b = torch.stack([embedded[p["b"]] for p in pairs])
             same = torch.tensor([p["same"] for p in pairs], device=a.device)
             folds = torch.tensor([p["fold"] for p in pairs], device=a.device)
-            mean, standard_error = ten_fold_accuracy((a - b).pow(2).sum(1), same, folds)
+            distances = (a - b).pow(2).sum(1)
+            mean, standard_error = ten_fold_accuracy(distances, same, folds)
             self.log_dict({f"{stage}/lfw_acc": mean, f"{stage}/lfw_acc_se": standard_error})
+            rate = ten_fold_validation_rate(distances, same.bool(), folds, far=1e-3)
+            self.log(f"{stage}/lfw_val_at_far_1e_3", rate)
         self.embedded.clear()
 
     def validation_step(self, batch, batch_idx: int) -> None:

@@ -24,7 +24,7 @@ TINY = {
         "omniglot": {"synthetic": {"alphabets": 4, "characters": 10, "drawers": 20}, "shard_size": 200},
         "cifar10": {"synthetic": {"train": 100, "test": 20}},
         "imagenet": {"synthetic": {"classes": 3, "train_per_class": 8, "val_per_class": 2}},
-        "voc": {"synthetic": {"voc2007_trainval": 4, "voc2007_test": 4, "voc2012_trainval": 4}},
+        "voc": {"synthetic": {"voc2007_trainval": 12, "voc2007_test": 4, "voc2012_trainval": 12}},
         "coco": {"synthetic": {"train": 6, "val": 4}},
         "camvid": {"synthetic": {"train": 2, "val": 1, "test": 1}},
         "lfw": {"synthetic": {"people": 24, "pairs_per_fold": 1, "dev_pairs": 2}},

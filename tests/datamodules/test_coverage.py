@@ -31,11 +31,11 @@ def keyed(data) -> None:
     """Shard loaders yield each sample's key instead of its tensors."""
     for name in ("loader", "memory_loader"):
         original = getattr(data, name)
-        setattr(
-            data,
-            name,
-            lambda split, sample=None, original=original: original(split, lambda s: (s["__key__"],)),
-        )
+
+        def by_key(split, sample=None, original=original, **options):
+            return original(split, lambda s: (s["__key__"],), **options)
+
+        setattr(data, name, by_key)
 
 
 def items(batch) -> list[str]:
@@ -109,3 +109,17 @@ def test_a_memory_loader_under_ddp_brings_an_unrepeated_sampler(all_data, monkey
         data = DATASETS[recipe.dataset](paths.shards(recipe.dataset), recipe.seed, **recipe.data)
         sampler = data.val_dataloader().sampler
     assert isinstance(sampler, torch.utils.data.DistributedSampler) and len(sampler) == len(list(sampler))
+
+
+@pytest.mark.parametrize("key", distinct_data_recipes())
+def test_checkpoints_are_chosen_on_samples_no_number_is_reported_on_or_trained_on(all_data, key, monkeypatch):
+    """Issue 23: validation (which picks best.ckpt) and test (which is reported) share no sample, and a
+    split held out of training for validation is never trained on."""
+    validated = scored(all_data, key, "val", 1, 0, monkeypatch)
+    assert validated and not set(validated) & set(scored(all_data, key, "test", 1, 0, monkeypatch))
+    with chdir(all_data):
+        recipe = load_params().recipe(key)
+        data = DATASETS[recipe.dataset](paths.shards(recipe.dataset), recipe.seed, **recipe.data)
+        if data.held_out_every:
+            trained = {s["__key__"] for s in data.read_all(data.train_split, held_out=False)}
+            assert trained and not set(validated) & trained

@@ -43,7 +43,7 @@ def test_grayscale_cmyk_and_png_files_become_rgb_jpegs(shards):
     data = ImageNet(shards, 0)
     for sample in data.read_all("train"):
         assert sample["jpg"].mode == "RGB"
-    images, labels = next(iter(ImageNet(shards, 0, batch_size=4, crop=64, resize=72).val_dataloader()))
+    images, labels = next(iter(ImageNet(shards, 0, batch_size=4, crop=64, resize=72).test_dataloader()))
     assert images.shape == (4, 3, 64, 64)
 
 
