@@ -25,7 +25,7 @@ COCO_SUMMARY = {
 }
 
 
-def coco_metric(iou_type: str):
+def coco_metric(iou_type: str = "bbox", max_detections: tuple[int, int, int] = (1, 10, 100)):
     """COCO's AP as pycocotools' COCOeval computes it. Its IoU and recall grids are float64 (numpy's
     linspace); torchmetrics' defaults are float32 (0.550000011920929), so a recall landing on a grid point
     picked another precision and AP50 moved by up to 0.004."""
@@ -33,6 +33,7 @@ def coco_metric(iou_type: str):
 
     return MeanAveragePrecision(
         iou_type=iou_type,
+        max_detection_thresholds=list(max_detections),
         backend="pycocotools",
         iou_thresholds=np.linspace(0.5, 0.95, 10).tolist(),
         rec_thresholds=np.linspace(0.0, 1.0, 101).tolist(),

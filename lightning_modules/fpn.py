@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import torch
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from torch import Tensor
 from torchvision.models import ResNet50_Weights
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from datamodules.files import pretrained as pretrained_weights
 from lightning_modules.common import gather_lists
-from lightning_modules.detection import TorchvisionDetector, to_torchvision
+from lightning_modules.detection import TorchvisionDetector, coco_metric, to_torchvision
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
@@ -41,6 +42,25 @@ PAPER = Paper(
         Claim("test/rpn_ar1000_fpn", claimed=0.563, source="Table 1 (c)", tolerance=0.01, verified=False),
     ),
 )
+
+
+def proposal_recall(images: list[tuple[Tensor, Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Table 1's AR@100 and AR@1000: COCO's average recall (IoU 0.5:0.95) of class-agnostic proposals, best
+    objectness first, against every truth box; `images` holds (proposals, truth boxes, iscrowd) per image."""
+    recall = coco_metric(max_detections=(10, 100, 1000))
+    for proposals, boxes, crowd in images:
+        recall.update(
+            [
+                {
+                    "boxes": proposals,
+                    "scores": torch.linspace(1, 0, len(proposals)),
+                    "labels": torch.zeros(len(proposals), dtype=torch.long),
+                }
+            ],
+            [{"boxes": boxes, "labels": torch.zeros(len(boxes), dtype=torch.long), "iscrowd": crowd}],
+        )
+    values = recall.compute()
+    return values["mar_100"].float(), values["mar_1000"].float()
 
 
 class FPN(TorchvisionDetector):
@@ -86,25 +106,6 @@ class FPN(TorchvisionDetector):
 
     def log_ap(self, stage: str) -> None:
         super().log_ap(stage)
-        from torchmetrics.detection import MeanAveragePrecision
-
-        recall = MeanAveragePrecision(max_detection_thresholds=[10, 100, 1000], backend="pycocotools")
-        for p, boxes, crowd in gather_lists(self.proposals[stage]):
-            recall.update(
-                [
-                    {
-                        "boxes": p,
-                        "scores": torch.linspace(1, 0, len(p)),
-                        "labels": torch.zeros(len(p), dtype=torch.long),
-                    }
-                ],
-                [{"boxes": boxes, "labels": torch.zeros(len(boxes), dtype=torch.long), "iscrowd": crowd}],
-            )
-        values = recall.compute()
-        self.log_dict(
-            {
-                f"{stage}/rpn_ar100_fpn": values["mar_100"].float(),
-                f"{stage}/rpn_ar1000_fpn": values["mar_1000"].float(),
-            }
-        )
+        ar100, ar1000 = proposal_recall(gather_lists(self.proposals[stage]))
+        self.log_dict({f"{stage}/rpn_ar100_fpn": ar100, f"{stage}/rpn_ar1000_fpn": ar1000})
         self.proposals[stage] = []

@@ -1,5 +1,5 @@
 """The PASCAL VOC 2007 detection metric: 11-point interpolated AP at IoU 0.5 with `difficult` objects ignored,
-as the VOC2007 devkit (and py-faster-rcnn's voc_eval) computes it."""
+as the VOC2007 devkit computes it."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import torch
 def voc07_average_precision(
     detections: list[dict], truths: list[dict], num_classes: int, iou_threshold: float = 0.5
 ) -> dict[int, float]:
-    """AP per class as the VOC2007 devkit (and py-faster-rcnn's voc_eval) computes it.
+    """AP per class as the VOC2007 devkit's VOCevaldet computes it.
 
     detections[i] = {"boxes" (n, 4) XYXY, "scores" (n,), "labels" (n,)} and truths[i] = {"boxes", "labels",
-    "difficult"} for image i. Per class, detections in descending score are matched greedily to the unmatched
-    truth of highest IoU (> threshold); a match to a `difficult` truth is neither a true nor a false positive,
-    and difficult truths are not counted in the recall. AP is the mean over recall 0, 0.1, …, 1 of the highest
-    precision at that recall or above. Classes with no non-difficult truth are left out (NaN).
+    "difficult"} for image i. Per class, detections in descending score are matched greedily to the truth of
+    highest IoU if it is ≥ threshold (the devkit's `>=`; IoU in float64, so an exact 0.5 counts) and not yet
+    taken; a match to a `difficult` truth is neither a true nor a false positive, and difficult truths are not
+    counted in the recall. AP is the mean over recall 0, 0.1, …, 1 of the highest precision at that recall or
+    above. Classes with no non-difficult truth are left out (NaN). Boxes are continuous corners: the devkit's
+    inclusive pixel boxes are x2 + 1 here (tests/metrics/test_references.py).
     """
     from torchvision.ops import box_iou
 
@@ -36,10 +38,14 @@ def voc07_average_precision(
         tp, fp = [], []
         for _, image, box in found:
             boxes, difficult = gts[image]
-            best, j = box_iou(box[None], boxes)[0].max(0) if len(boxes) else (torch.tensor(0.0), None)
-            if best > iou_threshold and difficult[j]:
+            best, j = (
+                box_iou(box[None].double(), boxes.double())[0].max(0)
+                if len(boxes)
+                else (torch.tensor(0.0), None)
+            )
+            if best >= iou_threshold and difficult[j]:
                 continue  # ignored: neither true nor false
-            hit = bool(best > iou_threshold and not taken[image][j])
+            hit = bool(best >= iou_threshold and not taken[image][j])
             if hit:
                 taken[image][j] = True
             tp.append(hit), fp.append(not hit)

@@ -157,3 +157,52 @@ def test_an_iou_on_a_threshold_counts_as_cocoeval_counts_it():
     )
     assert reference([(truth, found)], "bbox")[0] == pytest.approx(0.2)
     assert float(metric.compute()["map"]) == pytest.approx(0.2)
+
+
+def test_proposal_recall_equals_cocoevals_average_recall():
+    """FPN's Table 1: AR@100 and AR@1000 of class-agnostic proposals (best objectness first), against
+    COCOeval with one category and maxDets 10/100/1000."""
+    from lightning_modules.fpn import proposal_recall
+
+    rng = np.random.default_rng(5)
+    images, gt, dt = [], COCO(), []
+    gt.dataset = {"images": [], "categories": [{"id": 0}], "annotations": []}
+    for i in range(8):
+        truth, _ = scene(rng)
+        n = int(rng.integers(150, 1200))  # jittered truths among random boxes, as an RPN's are
+        xy = rng.uniform(0, 250, (n, 2))
+        proposals = np.concatenate([xy, xy + rng.uniform(5, 70, (n, 2))], 1)
+        near = rng.integers(0, len(truth["boxes"]), n // 4)
+        proposals[: n // 4] = truth["boxes"][near] + rng.normal(0, 6, (n // 4, 4))
+        images.append(
+            (
+                torch.tensor(proposals, dtype=torch.float32),
+                torch.tensor(truth["boxes"], dtype=torch.float32),
+                torch.tensor(truth["iscrowd"]),
+            )
+        )
+        gt.dataset["images"].append({"id": i, "height": 320, "width": 320})
+        for box, crowd in zip(truth["boxes"], truth["iscrowd"]):
+            x0, y0, x1, y1 = box
+            gt.dataset["annotations"].append(
+                {
+                    "id": len(gt.dataset["annotations"]) + 1,
+                    "image_id": i,
+                    "category_id": 0,
+                    "iscrowd": int(crowd),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": float((x1 - x0) * (y1 - y0)),
+                }
+            )
+        for box, score in zip(images[-1][0].tolist(), torch.linspace(1, 0, n).tolist()):
+            x0, y0, x1, y1 = box
+            dt.append({"image_id": i, "category_id": 0, "score": score, "bbox": [x0, y0, x1 - x0, y1 - y0]})
+    gt.createIndex()
+    evaluation = COCOeval(gt, gt.loadRes(dt), "bbox")
+    evaluation.params.maxDets = [10, 100, 1000]
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    ar100, ar1000 = proposal_recall(images)
+    assert float(ar100) == pytest.approx(evaluation.stats[7], abs=6e-8)
+    assert float(ar1000) == pytest.approx(evaluation.stats[8], abs=6e-8)
