@@ -53,7 +53,15 @@ def vocevaldet(truths: list[dict], found: list[tuple[int, float, np.ndarray]], m
             fp[d] = 1
     tp, fp = np.cumsum(tp), np.cumsum(fp)
     rec, prec = tp / npos, tp / np.maximum(fp + tp, np.finfo(float).tiny)
-    return sum((prec[rec >= t].max() if (rec >= t).any() else 0.0) / 11 for t in np.arange(0, 1.1, 0.1))
+    return sum((prec[rec >= t].max() if (rec >= t).any() else 0.0) / 11 for t in matlab_colon(0, 0.1, 1))
+
+
+def matlab_colon(start: float, step: float, stop: float) -> list[float]:
+    """MATLAB's `start:step:stop`, which VOCevaldet loops over: the first half counted up from `start`, the
+    second down from `stop` (so 0:0.1:1 holds 0.7, not numpy arange's 0.7000000000000001; a recall of exactly
+    7/10 then counts at the 0.7 point, as py-faster-rcnn's arange port would not)."""
+    n = round((stop - start) / step)
+    return [start + k * step if k <= n / 2 else stop - (n - k) * step for k in range(n + 1)]
 
 
 def voc_scene(rng, images=12, classes=3):
@@ -78,7 +86,7 @@ def voc_scene(rng, images=12, classes=3):
     return truths, found
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", range(16))  # 11, 13 and 15 land a recall exactly on an 11-point mark
 def test_voc07_ap_equals_the_devkits_vocevaldet(seed):
     """Convention: the devkit counts pixels inclusively (a box [x1, x2] is x2 − x1 + 1 wide); the project
     takes continuous corners. Given corners x2 + 1, the project's AP equals the devkit's exactly."""
