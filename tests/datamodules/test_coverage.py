@@ -50,7 +50,12 @@ def items(batch) -> list[str]:
     return [hashlib.sha256(b"".join(t.numpy().tobytes() for t in part)).hexdigest() for part in parts]
 
 
+ONE_PROCESS: dict[tuple[str, str], Counter] = {}  # the reference each test of a key and stage shares
+
+
 def scored(project, key: str, stage: str, ranks: int, workers: int, monkeypatch) -> Counter:
+    if (ranks, workers) == (1, 0) and (key, stage) in ONE_PROCESS:
+        return ONE_PROCESS[key, stage]
     seen = Counter()
     with chdir(project):
         recipe = load_params().recipe(key)
@@ -64,6 +69,8 @@ def scored(project, key: str, stage: str, ranks: int, workers: int, monkeypatch)
             loaders = getattr(data, f"{stage}_dataloader")()
             for loader in loaders if isinstance(loaders, list) else [loaders]:
                 seen.update(item for batch in loader for item in items(batch))
+    if (ranks, workers) == (1, 0):
+        ONE_PROCESS[key, stage] = seen
     return seen
 
 
