@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torchvision.models import googlenet
 
 from datamodules.episodes import Episode
+from datamodules.files import DataError
 from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
@@ -96,12 +97,19 @@ def triplet_loss(embeddings: Tensor, labels: Tensor, margin: float = 0.2) -> Ten
     return F.relu(d[a, p] - d[a, n] + margin).mean()
 
 
+def other_folds(folds: Tensor, fold: Tensor) -> Tensor:
+    """The pairs a fold's threshold is chosen on: the other folds' (LFW's protocol); where there is one fold
+    only (a small held-out validation set), its own."""
+    others = folds != fold
+    return others if others.any() else folds == fold
+
+
 def threshold_at_far(distances: Tensor, same: Tensor, far: float) -> Tensor:
     """§5.1's operating point: the largest distance threshold (a pair is accepted when d < threshold) whose
     false accept rate, the share of different-person pairs accepted, is at most `far`."""
     different = distances[~same].sort().values
     allowed = int(far * len(different))  # false accepts permitted
-    return different[allowed] if allowed < len(different) else different[-1] + 1
+    return different[allowed] if allowed < len(different) else distances.new_tensor(float("inf"))
 
 
 def ten_fold_validation_rate(distances: Tensor, same: Tensor, folds: Tensor, far: float) -> Tensor:
@@ -109,10 +117,10 @@ def ten_fold_validation_rate(distances: Tensor, same: Tensor, folds: Tensor, far
     most `far`, averaged over the ten folds."""
     rates = []
     for fold in folds.unique():
-        train, test = folds != fold, folds == fold
+        train, test = other_folds(folds, fold), folds == fold
         threshold = threshold_at_far(distances[train], same[train], far)
         rates.append((distances[test & same] < threshold).float().mean())
-    return torch.stack(rates).mean()
+    return torch.stack(rates).nanmean()  # a fold without a same-person pair has no rate
 
 
 def ten_fold_accuracy(distances: Tensor, same: Tensor, folds: Tensor) -> tuple[Tensor, Tensor]:
@@ -121,7 +129,7 @@ def ten_fold_accuracy(distances: Tensor, same: Tensor, folds: Tensor) -> tuple[T
     report."""
     scores = []
     for fold in folds.unique():
-        train, test = folds != fold, folds == fold
+        train, test = other_folds(folds, fold), folds == fold
         candidates = torch.cat([distances[train], distances.new_tensor([0.0])]).sort().values
         thresholds = (candidates[:-1] + candidates[1:]) / 2 if len(candidates) > 1 else candidates
         accuracy = ((distances[train][None, :] < thresholds[:, None]) == same[train][None, :]).float().mean(1)
@@ -193,6 +201,11 @@ class FaceNet(pl.LightningModule):
             self.log_dict({f"{stage}/lfw_acc": mean, f"{stage}/lfw_acc_se": standard_error})
             rate = ten_fold_validation_rate(distances, same.bool(), folds, far=1e-3)
             self.log(f"{stage}/lfw_val_at_far_1e_3", rate)
+        elif embedded:  # faces but no pair: the checkpoint monitor would go missing with no word why
+            raise DataError(
+                f"LFW {stage}: the {len(embedded)} faces scored form no same-person and different-person "
+                "pair (validation needs a held-out person with two photos, and two held-out people)"
+            )
         self.embedded.clear()
 
     def validation_step(self, batch, batch_idx: int) -> None:

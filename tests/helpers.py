@@ -27,7 +27,7 @@ TINY = {
         "voc": {"synthetic": {"voc2007_trainval": 12, "voc2007_test": 4, "voc2012_trainval": 12}},
         "coco": {"synthetic": {"train": 6, "val": 4}},
         "camvid": {"synthetic": {"train": 2, "val": 1, "test": 1}},
-        "lfw": {"synthetic": {"people": 24, "pairs_per_fold": 1, "dev_pairs": 2}},
+        "lfw": {"synthetic": {"people": 40, "pairs_per_fold": 1, "dev_pairs": 2}},
         "associative_retrieval": {"synthetic": {"train": 2000, "val": 200, "test": 200}},
     },
     "papers": {

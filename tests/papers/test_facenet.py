@@ -6,8 +6,15 @@ import statistics
 import pytest
 import torch
 
+from datamodules.held_out import verification_pairs
 from datamodules.lfw import LFW
-from lightning_modules.facenet import FaceNet, semi_hard_triplets, ten_fold_accuracy, triplet_loss
+from lightning_modules.facenet import (
+    FaceNet,
+    semi_hard_triplets,
+    ten_fold_accuracy,
+    ten_fold_validation_rate,
+    triplet_loss,
+)
 from tests.papers.helpers import fit_and_score
 
 
@@ -82,3 +89,17 @@ def test_under_ddp_every_rank_scores_every_pair():
     results = mp.Manager().dict()
     mp.start_processes(gather_on_rank, args=(free_port(), results), nprocs=2, start_method="spawn")
     assert dict(results) == {0: ["face0", "face1"], 1: ["face0", "face1"]}
+
+
+def test_a_small_held_out_set_still_gives_balanced_pairs_and_a_score():
+    """Validation's pairs over held-out faces: as many same as different pairs, no face of a test person; with
+    one fold only (a tiny set), the threshold is chosen on that fold and VAL has no NaN."""
+    faces = ["Ann/Ann_0001", "Ann/Ann_0002", "Bo/Bo_0001", "Cy/Cy_0001", "Cy/Cy_0002", "Cy/Cy_0003"]
+    pairs = verification_pairs(faces, lambda key: key.split("/")[0], seed=0)
+    assert sum(p["same"] for p in pairs) == sum(not p["same"] for p in pairs) >= 1
+    assert all((p["a"].split("/")[0] == p["b"].split("/")[0]) == p["same"] for p in pairs)
+    same = torch.tensor([p["same"] for p in pairs])
+    folds = torch.tensor([p["fold"] for p in pairs])
+    distances = torch.where(same, 0.1, 1.0)
+    mean, _ = ten_fold_accuracy(distances, same, folds)
+    assert mean == 1.0 and ten_fold_validation_rate(distances, same, folds, far=1e-3) == 1.0
