@@ -43,8 +43,8 @@ def test_multi_size_training_alternates_sizes():
 
 def test_learns_synthetic_imagenet(imagenet_shards):
     model = SPPNet(
-        num_classes=4, width=0.25, hidden=128, sizes=[64, 56], size_every=10, lr=0.02, milestones=[1000]
+        num_classes=4, width=0.25, hidden=128, sizes=[64, 56], size_every=10, lr=0.01, milestones=[1000]
     )
     data = ImageNet(imagenet_shards, 0, batch_size=16, crop=64, resize=72)
-    before, after = fit_and_score(model, data, steps=60, metric="test/top1_err_spp")
+    before, after = fit_and_score(model, data, steps=160, metric="test/top1_err_spp")
     assert after < before - 0.2 and after < 0.5, (before, after)  # 4 classes: chance error is 0.75
