@@ -107,15 +107,21 @@ def test_evaluation_items_are_shared_without_padding(count, monkeypatch):
 
 
 def test_a_memory_loader_under_ddp_brings_an_unrepeated_sampler(all_data, monkeypatch):
-    """Lightning's own DistributedSampler pads the last rank with repeats; it leaves a loader that brings a
-    DistributedSampler alone."""
-    monkeypatch.setenv("RANK", "1")
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    """Lightning's own DistributedSampler pads the last rank with repeats (it leaves a loader that brings a
+    DistributedSampler alone): over 2 ranks, an odd-sized split's indices appear once each, none twice."""
+    shares = []
     with chdir(all_data):
         recipe = load_params().recipe("fast_weights")
-        data = DATASETS[recipe.dataset](paths.shards(recipe.dataset), recipe.seed, **recipe.data)
-        sampler = data.val_dataloader().sampler
-    assert isinstance(sampler, torch.utils.data.DistributedSampler) and len(sampler) == len(list(sampler))
+        for rank in (0, 1):
+            monkeypatch.setenv("RANK", str(rank))
+            monkeypatch.setenv("WORLD_SIZE", "2")
+            data = DATASETS[recipe.dataset](paths.shards(recipe.dataset), recipe.seed, **recipe.data)
+            data.memory_loader("val")
+            data._in_memory["val"] = data._in_memory["val"][:7]  # odd: a padding sampler would repeat one
+            sampler = data.memory_loader("val").sampler
+            assert isinstance(sampler, torch.utils.data.DistributedSampler)
+            shares += list(sampler)
+    assert sorted(shares) == list(range(7))
 
 
 @pytest.mark.parametrize("key", distinct_data_recipes())
