@@ -174,6 +174,12 @@ class ShardDataModule(pl.LightningDataModule):
             )
         if samples == 0:
             raise DataError(f"{self.shards_dir / META}: split {split!r} is empty")
+        if not train and samples < world:  # a rank with no sample never joins the metrics' final sync: a hang
+            part = "its held-out part has" if held_out else "has"
+            raise DataError(
+                f"{self.shards_dir / META}: split {split!r} {part} {samples} samples to evaluate, fewer than "
+                f"the {world} ranks (each needs one); evaluate on fewer devices or add samples"
+            )
         return max(
             1, samples // (world * self.batch_size) if train else -(-samples // (world * self.batch_size))
         )
@@ -228,7 +234,7 @@ class ShardDataModule(pl.LightningDataModule):
         if split not in self._in_memory:
             keep, to_sample = self.keep(split) or (lambda _: True), sample or self.sample(split)
             self._in_memory[split] = [to_sample(s) for s in self.read_all(split) if keep(s)]
-        train, (rank, world) = split == "train", rank_and_world()
+        train, (rank, world) = split == self.train_split, rank_and_world()
         self.batches_per_rank(split)  # the same early check as streaming
         # Lightning leaves a loader that has a DistributedSampler alone. Training brings one (Lightning would
         # not see it through the ResumableLoader); evaluation brings an unrepeated one, because the one

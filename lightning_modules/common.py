@@ -125,9 +125,8 @@ def curves_figure(history: dict[str, list[tuple[int, float]]], keys: list[str], 
 class SegmentationScores(nn.Module):
     """Pixel accuracy, mean accuracy, mean IU and frequency-weighted IU (Long et al. 2015, §5) from one
     confusion matrix accumulated over a whole split; `ignore_index` pixels (VOC borders, CamVid void) count
-    matrix accumulated over a whole split; `ignore_index` pixels (VOC borders, CamVid void) count nowhere.
-    Classes absent from both truth and prediction are left out of the means (NaN-mean), as the FCN code
-    does."""
+    nowhere. Classes absent from both truth and prediction are left out of the means (NaN-mean), as the FCN
+    code does."""
 
     def __init__(self, num_classes: int, ignore_index: int = 255):
         super().__init__()

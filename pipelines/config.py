@@ -22,6 +22,7 @@ from datamodules import DATASETS
 from lightning_modules import PAPERS
 from pipelines import paths
 from pipelines.errors import ParamsError, UnknownKey
+from pipelines.imports import training_code_hash
 from pipelines.validation import UniqueKeys, check_kwargs, check_space, validate
 
 PARTS = ("hparams", "data", "trainer")
@@ -174,22 +175,6 @@ def split_dotted(values: dict[str, Any], where: str) -> Overrides:
     return Overrides(**parts)
 
 
-# The code that shapes trained weights: a checkpoint written by other code is not continued (DVC re-runs
-# `train` after a code change, and `persist: true` keeps an interrupted run's last.ckpt for it to find).
-TRAINING_CODE = ("datamodules", "lightning_modules", "pipelines/train.py", "pipelines/runs.py")
-
-
-def training_code_hash(root: Path = Path(__file__).resolve().parent.parent) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(
-        f
-        for part in TRAINING_CODE
-        for f in ([root / part] if part.endswith(".py") else (root / part).rglob("*.py"))
-    ):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class Recipe:
     key: str  # the experiment: the params section, DVC stage item, MLflow experiment, models/<key>
@@ -220,7 +205,7 @@ class Recipe:
     def fingerprint(self) -> str:
         """Changes whenever a setting or the code that shapes the trained weights changes (resuming across
         either is wrong)."""
-        shape = {**self.flat(), "code": training_code_hash()}
+        shape = {**self.flat(), "code": training_code_hash(self.paper, self.dataset)}
         return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -13,56 +13,13 @@ experiment's code."""
 
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from pipelines.imports import ROOT, dataset_code, paper_code
+
 DEPS = Path("deps")
-PACKAGES = ("lightning_modules", "datamodules")
-
-
-def module_file(name: str) -> Path | None:
-    """`datamodules.voc` → datamodules/voc.py, for the packages whose code shapes results; None otherwise."""
-    parts = name.split(".")
-    if parts[0] not in PACKAGES or len(parts) != 2:
-        return None
-    path = ROOT / parts[0] / f"{parts[1]}.py"
-    return path if path.exists() else None
-
-
-def imports_of(path: Path) -> set[Path]:
-    """The project modules `path` imports anywhere in it (lazy imports inside functions included)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-        else:
-            continue
-        found |= {file for name in names if (file := module_file(name))}
-    return found - {path}
-
-
-def closure(*start: Path) -> set[Path]:
-    """`start` and everything it imports, transitively."""
-    seen, todo = set(), list(start)
-    while todo:
-        path = todo.pop()
-        if path not in seen:
-            seen.add(path)
-            todo += imports_of(path)
-    return seen
-
-
-def dataset_code(name: str) -> set[Path]:
-    return closure(ROOT / "datamodules" / f"{name}.py")
-
-
-def paper_code(paper: str) -> set[Path]:
-    return closure(ROOT / "lightning_modules" / f"{paper}.py")
 
 
 def wanted() -> dict[Path, set[Path]]:

@@ -12,7 +12,8 @@ from tests.helpers import ROOT
 VERBS = set("fetch shard train evaluate report tune submit retrain bench ui listing deps".split())
 # What the verbs share; a service imports no verb.
 SERVICES = set(
-    "config validation tracking registry runs claims paths errors processes choices timing checks".split()
+    "config validation tracking registry runs claims paths errors processes choices timing checks "
+    "imports".split()
 )
 
 

@@ -6,8 +6,9 @@ import re
 import pytest
 import yaml
 
-from pipelines.config import load_params, training_code_hash
+from pipelines.config import load_params
 from pipelines.errors import ParamsError, UnknownKey
+from pipelines.imports import dataset_code, paper_code, training_code_hash
 from tests.helpers import ROOT, cli, tiny_params, write_params
 
 
@@ -120,18 +121,43 @@ def test_recipe_fingerprint_changes_with_the_recipe():
     assert yaml.safe_dump(base.flat())  # MLflow params are plain values
 
 
-def test_the_training_code_hash_follows_the_code(tmp_path):
-    for part in ("datamodules", "lightning_modules", "pipelines"):
-        (tmp_path / part).mkdir()
-    (tmp_path / "datamodules" / "mnist.py").write_text("x = 1\n")
-    (tmp_path / "pipelines" / "train.py").write_text("y = 1\n")
-    (tmp_path / "pipelines" / "runs.py").write_text("w = 1\n")
-    (tmp_path / "pipelines" / "report.py").write_text("z = 1\n")
-    before = training_code_hash(tmp_path)
-    (tmp_path / "pipelines" / "report.py").write_text("z = 2\n")  # not training code
-    assert training_code_hash(tmp_path) == before
-    (tmp_path / "datamodules" / "mnist.py").write_text("x = 2\n")  # a resumed run would mix two codes
-    assert training_code_hash(tmp_path) != before
+def test_the_training_code_hash_follows_the_experiments_own_code(tmp_path):
+    """The hash covers the paper's and dataset's import closure and the training verb, nothing else: an
+    edit of another paper's file leaves it (DVC would not re-train, so evaluate must not refuse)."""
+    files = {
+        "lightning_modules/mine.py": "from lightning_modules.shared import f\n",
+        "lightning_modules/shared.py": "f = 1\n",
+        "lightning_modules/other.py": "g = 1\n",
+        "datamodules/mnist.py": "x = 1\n",
+        "datamodules/voc.py": "v = 1\n",
+        "pipelines/train.py": "y = 1\n",
+        "pipelines/runs.py": "w = 1\n",
+        "pipelines/report.py": "z = 1\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    before = training_code_hash("mine", "mnist", tmp_path)
+    for unrelated in ("pipelines/report.py", "lightning_modules/other.py", "datamodules/voc.py"):
+        (tmp_path / unrelated).write_text("changed = 2\n")
+        assert training_code_hash("mine", "mnist", tmp_path) == before, unrelated
+    for own in ("lightning_modules/shared.py", "datamodules/mnist.py", "pipelines/runs.py"):
+        (tmp_path / own).write_text(files[own] + "# changed\n")
+        after = training_code_hash("mine", "mnist", tmp_path)
+        assert after != before, own  # a resumed run would mix two codes
+        before = after
+
+
+def test_the_fingerprints_code_is_what_the_train_stage_depends_on():
+    """The same closure as deps/: what DVC watches for a train stage is what the fingerprint hashes."""
+    from pipelines.deps import linked
+
+    params = load_params(ROOT / "params.yaml")
+    for key, section in params.papers.items():
+        watched = linked(ROOT / "deps" / "papers" / section.paper) | linked(
+            ROOT / "deps" / "datasets" / section.dataset
+        )
+        assert watched == paper_code(section.paper) | dataset_code(section.dataset), key
 
 
 @pytest.mark.parametrize(
