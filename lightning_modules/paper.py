@@ -37,6 +37,31 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Deviation:
+    """Where this project's paper recipe departs from what the paper states, or fills a gap it leaves. A
+    deviation that `moves_number` makes every claim it `affects` not_comparable, whatever data it ran on; one
+    that cannot move the number says `why` (a published record carries both)."""
+
+    what: str
+    moves_number: bool
+    why: str = ""
+    affects: str = ""  # a substring of the claims' metric keys it touches; "" for every claim
+
+    def touches(self, metric: str) -> bool:
+        return self.affects in metric
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Another published figure that the same protocol can be held against (a baseline, people), shown
+    beside a reproduced claim."""
+
+    metric: str
+    value: float
+    source: str  # who and where: "Lake et al. 2015, people"
+
+
+@dataclass(frozen=True)
 class Paper:
     key: str  # PAPERS key, params section, DVC stage item, MLflow experiment
     title: str
@@ -49,6 +74,8 @@ class Paper:
     # WikiText-103): then no run is judged against the paper's numbers, whatever its profile.
     dataset_is_the_papers: bool = True
     primary_metric: str | None = None  # the headline claim when it is not the first one listed
+    deviations: tuple[Deviation, ...] = ()  # the paper profile's departures from the paper (Differs:)
+    references: tuple[Reference, ...] = ()
 
     @property
     def primary(self) -> Claim:
