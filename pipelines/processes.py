@@ -58,3 +58,30 @@ def cpu_threads(processes: int, cores: int | None = None) -> int:
     """Threads for each of `processes` torch processes sharing this process's cores: their sum is the core
     count (two processes of two threads each on two cores run each at a fraction of its speed)."""
     return max(1, (cores or usable_cores()) // max(1, processes))
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (Linux), else the platform's processor string."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict[str, str]:
+    """What a run ran on, as MLflow tags: a published number names its machine. `cores` is this process's
+    share (its CPU affinity), which is what a wall time was measured with."""
+    import torch
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    return {
+        "hardware.cpu": cpu_model(),
+        "hardware.cores": str(usable_cores()),
+        "hardware.memory_gib": f"{memory / 2**30:.0f}",
+        "hardware.gpu": ", ".join(gpus) or "none",
+    }

@@ -27,6 +27,7 @@ from mlflow.types import Schema, TensorSpec
 
 from pipelines import paths
 from pipelines.config import Params, Recipe
+from pipelines.processes import hardware
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ def start_run(
         "git_commit": git_commit(),
         "dvc_data_hash": data_hash(recipe.dataset),
         "fingerprint": recipe.fingerprint(),
+        **hardware(),
         **(tags or {}),
     }
     mlflow_client = store.client
