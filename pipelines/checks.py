@@ -10,7 +10,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from pipelines.errors import ReprozooError
+from datamodules.files import DataError
+from pipelines import paths
+from pipelines.config import Recipe
+from pipelines.errors import ReprozooError, StageError
+from pipelines.runs import read_record
 from pipelines.tracking import Store
 
 
@@ -67,3 +71,26 @@ def check_store(store: Store, experiment: str) -> None:
                 else "set mlflow.artifact_location to a folder (or URI) you can write to"
             )
             raise TrackingError(f"artifact location {location}: cannot write there ({problem}); {remedy}")
+
+
+def own_checkpoint(recipe: Recipe) -> Path:
+    """The checkpoint `train` wrote for this very recipe, only from under models/ (run.json is a file a user
+    could edit); it is loaded with weights_only=True all the same, so even a swapped file cannot run code.
+
+    A checkpoint trained under another recipe (the smoke profile, other params, other training code) is
+    refused: judged against the paper it would give a verdict about a model that is not the paper's recipe."""
+    key = recipe.key
+    record = read_record(key)
+    if record is None or not record.get("finished"):
+        raise StageError(f"{paths.run_record(key)}: no finished training; run `reprozoo train {key}` first")
+    if record.get("fingerprint") != (expected := recipe.fingerprint()):
+        trained = f"profile {record.get('profile')}, fingerprint {record.get('fingerprint')}"
+        raise StageError(
+            f"{paths.run_record(key)}: the checkpoint was trained under another recipe ({trained}) than "
+            f"params.yaml's now (profile {recipe.profile}, fingerprint {expected}); train it again "
+            f"(`reprozoo train {key}` or `dvc repro`)"
+        )
+    checkpoint = Path(record["best"])
+    if not checkpoint.resolve().is_relative_to(Path("models").resolve()) or not checkpoint.exists():
+        raise DataError(f"{paths.run_record(key)}: checkpoint {checkpoint} is missing or outside models/")
+    return checkpoint

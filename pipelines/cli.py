@@ -99,6 +99,18 @@ def report() -> None:
     console.print(f"report: {len(rows)} claims → {paths.REPORT_MD}, {paths.REPORT_PNG}")
 
 
+@app.command()
+def publish(
+    experiment: Experiment = EXPERIMENT,
+    notes: str = typer.Option("", help="what a reader should know: why a cell is not reproduced, a fix"),
+) -> None:
+    """Write results/<experiment>/<profile>-<source>-<date>.json: the evaluated run as evidence (recipe,
+    deviations, data checksums, commit, hardware, wall time, each claim judged), figures beside it."""
+    from pipelines.publish import publish as publish_run
+
+    console.print(f"published {experiment}: {publish_run(params(), experiment, notes=notes)}")
+
+
 @app.command(name="tune")
 def tune_(
     experiment: Experiment = EXPERIMENT,
@@ -280,9 +292,8 @@ def list_() -> None:
 def main() -> None:
     try:
         app()
-    except USER_ERRORS as error:  # one clear line, no traceback: the message names the file or key
-        # escaped: a message quoting `[5, 1]` is not markup; unwrapped: one line, whatever the terminal's
-        # width
+    except USER_ERRORS as error:  # one line, no traceback, naming the file or key; escaped: `[5, 1]` is
+        # not markup; unwrapped: one line whatever the terminal's width
         Console(stderr=True).print(
             f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True, soft_wrap=True
         )

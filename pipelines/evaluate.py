@@ -4,42 +4,17 @@ run."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytorch_lightning as pl
 
 from datamodules import DATASETS
-from datamodules.files import DataError, atomic_write
+from datamodules.files import atomic_write
 from datamodules.shards import read_meta
 from pipelines import checks, paths, registry, tracking
 from pipelines.claims import claim_tables, judge
 from pipelines.config import Params, Recipe
-from pipelines.errors import StageError
 from pipelines.runs import loading_safely, paper_class, read_record, with_data_facts
 from pipelines.timing import EVALUATE_WORK, Phases
-
-
-def own_checkpoint(recipe: Recipe) -> Path:
-    """The checkpoint `train` wrote for this very recipe, only from under models/ (run.json is a file a user
-    could edit); it is loaded with weights_only=True all the same, so even a swapped file cannot run code.
-
-    A checkpoint trained under another recipe (the smoke profile, other params, other training code) is
-    refused: judged against the paper it would give a verdict about a model that is not the paper's recipe."""
-    key = recipe.key
-    record = read_record(key)
-    if record is None or not record.get("finished"):
-        raise StageError(f"{paths.run_record(key)}: no finished training; run `reprozoo train {key}` first")
-    if record.get("fingerprint") != (expected := recipe.fingerprint()):
-        trained = f"profile {record.get('profile')}, fingerprint {record.get('fingerprint')}"
-        raise StageError(
-            f"{paths.run_record(key)}: the checkpoint was trained under another recipe ({trained}) than "
-            f"params.yaml's now (profile {recipe.profile}, fingerprint {expected}); train it again "
-            f"(`reprozoo train {key}` or `dvc repro`)"
-        )
-    checkpoint = Path(record["best"])
-    if not checkpoint.resolve().is_relative_to(Path("models").resolve()) or not checkpoint.exists():
-        raise DataError(f"{paths.run_record(key)}: checkpoint {checkpoint} is missing or outside models/")
-    return checkpoint
 
 
 def test_metrics(
@@ -64,7 +39,7 @@ def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) 
     overhead (logged to the run as `evaluate/seconds/<phase>`)."""
     phases = phases or Phases()
     recipe, store = params.recipe(key), tracking.store(params)
-    checkpoint, record = own_checkpoint(recipe), read_record(key)
+    checkpoint, record = checks.own_checkpoint(recipe), read_record(key)
     checks.check_store(store, key)  # before the test pass, not after it
     shards = paths.shards(recipe.dataset)
     meta = read_meta(shards)

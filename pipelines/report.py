@@ -4,6 +4,7 @@ reproduced)."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import matplotlib
 
@@ -12,7 +13,7 @@ import matplotlib.pyplot as plt
 
 from datamodules.files import atomic_dir, atomic_write, read_json
 from lightning_modules import PAPERS
-from pipelines import paths
+from pipelines import evidence, paths
 from pipelines.claims import claim_tables, number
 from pipelines.config import Params
 
@@ -63,7 +64,7 @@ def rows(results: list[dict]) -> list[dict]:
 
 def markdown(table: list[dict]) -> str:
     lines = [
-        "# Reproductions",
+        "## Every evaluated run in this workspace (the smoke baseline after `make repro`)",
         "",
         "Status is `reproduced` only for the paper's recipe on the paper's data; smoke and synthetic runs "
         "are `not_comparable`. *Untrained* is the same net at its seeded initialisation on the same test "
@@ -179,11 +180,27 @@ def copy_figures(params: Params, results: list[dict]) -> str:
     return "\n".join(["", "## Figures", *lines]) + "\n" if lines else ""
 
 
+def real_data() -> str:
+    """The committed evidence first: what has been reproduced on real data, each row linked to its record."""
+    return (
+        "# Reproductions\n\n## Reproduced on real data\n\nPublished runs (`results/`, written by `reprozoo "
+        "publish`): each record names its recipe and every deviation from the paper's, the data's sha256, "
+        "the commit, the hardware and the wall time.\n\n"
+        + evidence.table(evidence.records()).replace("](results/", "](../results/")
+        + "\n"
+    )
+
+
 def write_report(params: Params) -> list[dict]:
     results = load_results(params)
     table = rows(results)
     atomic_write(
-        paths.REPORT_MD, markdown(table) + measured_without_claims(results) + copy_figures(params, results)
+        paths.REPORT_MD,
+        real_data() + markdown(table) + measured_without_claims(results) + copy_figures(params, results),
     )
+    readme = Path("README.md")
+    if readme.exists() and evidence.README_START in (text := readme.read_text()):
+        if (updated := evidence.readme_section(text, evidence.records())) != text:
+            atomic_write(readme, updated)
     atomic_write(paths.REPORT_PNG, chart(table))
     return table

@@ -1,0 +1,249 @@
+"""publish <experiment>: its evaluated run as a committed evidence record,
+results/<experiment>/<profile>-<source>-<date>.json, with the figures the run logged beside it.
+
+Only the checkpoint that params.yaml's recipe trained, evaluated, from committed code: the record names the
+commit, and a reader who checks it out and applies `params_changes` runs the same recipe on data with the
+same checksums. Each claim's status follows the rules in pipelines/evidence.py, so a smoke or synthetic run
+is published as `not_comparable` and nothing else."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from datamodules.files import SOURCE_RECORD, atomic_dir, atomic_write, read_json
+from datamodules.shards import read_meta
+from lightning_modules import PAPERS
+from pipelines import checks, evidence, paths, tracking
+from pipelines.config import Params, load_params
+from pipelines.errors import StageError
+from pipelines.runs import read_record
+
+# Files a run's record carries itself, so they may differ from the commit.
+CARRIED = ("params.yaml", "dvc.lock", "metrics/", "reports/", "results/")
+# Settings that cannot move a number, each with why.
+HARMLESS = {
+    "trainer.log_every_n_steps": "how often training curves are logged",
+    "trainer.checkpoint_every_n_steps": "how often a resumable checkpoint is written; resuming is exact",
+    "data.num_workers": "loader processes: every sample is read the same, whatever the count (tested)",
+}
+PACKAGES = ("torch", "torchvision", "pytorch-lightning", "torchmetrics", "numpy", "scipy", "webdataset")
+PACKAGES += ("mlflow", "dvc", "pydantic", "scikit-learn", "pycocotools")
+MANIFEST_ABOVE = 64  # raw copies of more files are recorded as one manifest hash per top-level folder
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+
+def committed_code() -> str:
+    """HEAD's commit, refusing a tree whose code differs from it."""
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise StageError(f"publish needs the project's git repository: {error}") from None
+    changed = [line[3:] for line in status.splitlines() if not line[3:].startswith(CARRIED)]
+    if changed:
+        raise StageError(
+            f"publishing from a dirty tree: {', '.join(changed)} changed since {commit[:12]}; commit first "
+            f"(only {', '.join(CARRIED)} may differ: the record carries them)"
+        )
+    return commit
+
+
+def dotted(values: object, prefix: str = "") -> dict[str, object]:
+    """{"a": {"b": 1}} → {"a.b": 1}."""
+    if isinstance(values, dict) and values:
+        return {
+            k: v
+            for name, inner in values.items()
+            for k, v in dotted(inner, f"{prefix}.{name}" if prefix else str(name)).items()
+        }
+    return {prefix: values}
+
+
+def params_changes(commit: str) -> dict[str, dict]:
+    """params.yaml now against at `commit`: {dotted key: {"committed": a, "ran": b}}."""
+    before = dotted(yaml.safe_load(git("show", f"{commit}:params.yaml")))
+    now = dotted(yaml.safe_load(Path("params.yaml").read_text()))
+    return {
+        k: {"committed": before.get(k), "ran": now.get(k)}
+        for k in sorted(before.keys() | now.keys())
+        if before.get(k) != now.get(k)
+    }
+
+
+def committed_params(commit: str) -> Params:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+        file.write(git("show", f"{commit}:params.yaml"))
+        file.flush()
+        return load_params(Path(file.name))
+
+
+def differs_from_paper(params: Params, key: str, commit: str) -> list[dict]:
+    """Every way this run departs from the paper: each setting that is not the committed paper recipe's
+    (steps, batch, ...), then the paper recipe's own deviations as its paper file states them."""
+    ran, paper_recipe = params.recipe(key).flat(), committed_params(commit).recipe(key, "paper").flat()
+    found = [
+        {
+            "what": f"{name}: {ran.get(name)!r} where the paper's recipe has {paper_recipe.get(name)!r}",
+            "moves_number": name not in HARMLESS,
+            "why": HARMLESS.get(name, ""),
+            "affects": "",
+        }
+        for name in sorted(ran.keys() | paper_recipe.keys())
+        if ran.get(name) != paper_recipe.get(name)
+    ]
+    paper = PAPERS[params.papers[key].paper].paper
+    return found + [
+        {"what": d.what, "moves_number": d.moves_number, "why": d.why, "affects": d.affects}
+        for d in paper.deviations
+    ]
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_files(dataset: str) -> dict[str, str]:
+    """sha256 of every raw file read (the IDX files, the archives' contents); a copy of many small files
+    (Omniglot's drawings) gives one manifest hash per top-level folder: sha256 of its sorted `path hash`
+    lines, which `sha256sum` over the same files reproduces."""
+    raw = paths.raw(dataset)
+    files = sorted(p for p in raw.rglob("*") if p.is_file() and p.name != SOURCE_RECORD)
+    if not files:
+        raise StageError(f"{raw}: no raw files; run `reprozoo fetch {dataset}`")
+    if len(files) <= MANIFEST_ABOVE:
+        return {p.relative_to(raw).as_posix(): sha256(p) for p in files}
+    folders: dict[str, list[str]] = {}
+    for p in files:
+        name = p.relative_to(raw)
+        folders.setdefault(name.parts[0], []).append(f"{name.as_posix()} {sha256(p)}\n")
+    return {
+        f"{folder}/ ({len(lines)} files, manifest)": hashlib.sha256("".join(lines).encode()).hexdigest()
+        for folder, lines in folders.items()
+    }
+
+
+def is_rate(metric: str) -> bool:
+    """An error or accuracy over test examples (`test/err_…`, `test/top1_acc_…`): a binomial proportion."""
+    return metric.rsplit("/", 1)[-1].split("_")[0] in ("err", "acc", "top1", "top5")
+
+
+def interval(metric: str, value: float | None, metrics: dict, examples: int | None) -> tuple:
+    """The claim's 95% half-width: the one the run logged (over test episodes), else a binomial one over the
+    test examples for a rate; None where the run keeps no per-example values (a mean distortion)."""
+    if f"{metric}_ci95" in metrics:
+        return metrics[f"{metric}_ci95"], "test episodes"
+    if value is not None and examples and is_rate(metric) and 0 <= value <= 1:
+        return 1.96 * (value * (1 - value) / examples) ** 0.5, "test examples"
+    return None, None
+
+
+def claims(result: dict, paper: str, examples: int | None) -> list[dict]:
+    references = {}
+    for ref in PAPERS[paper].paper.references:
+        references.setdefault(ref.metric, []).append({"value": ref.value, "source": ref.source})
+    verified = {c.metric: c.verified for c in PAPERS[paper].paper.claims}
+    out = []
+    for c in result["claims"]:
+        ci95, over = interval(c["metric"], c["reproduced"], result["metrics"], examples)
+        out.append(
+            {
+                **{k: c[k] for k in ("metric", "claimed", "reproduced", "tolerance", "higher_is_better")},
+                "ci95": ci95,
+                "ci95_over": over,
+                "status": "not_comparable",  # set by the rules below
+                "source": c["source"],
+                "verified": verified.get(c["metric"], False),
+                "references": references.get(c["metric"], []),
+            }
+        )
+    return out
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def publish(params: Params, key: str, today: datetime.date | None = None, notes: str = "") -> Path:
+    recipe = params.recipe(key)
+    checks.own_checkpoint(recipe)  # this recipe's finished training, or a clear refusal
+    record, commit = read_record(key), committed_code()
+    result = read_json(paths.metrics(key), f"run `reprozoo evaluate {key}`")
+    if result.get("mlflow_run_id") != record["mlflow_run_id"]:
+        raise StageError(
+            f"{paths.metrics(key)}: the evaluation of run {result.get('mlflow_run_id')}, not of the "
+            f"checkpoint {paths.run_record(key)} names ({record['mlflow_run_id']}); run `reprozoo evaluate "
+            f"{key}`"
+        )
+    meta = read_meta(paths.shards(recipe.dataset))
+    run = tracking.store(params).client.get_run(record["mlflow_run_id"])
+    hardware = {k.removeprefix("hardware."): v for k, v in run.data.tags.items() if k.startswith("hardware.")}
+    examples = meta["splits"].get("test", {}).get("samples")
+    draft = {
+        "key": key,
+        "paper": recipe.paper,
+        "profile": recipe.profile,
+        "published": (today or datetime.date.today()).isoformat(),
+        "recipe": recipe.flat(),
+        "params_changes": params_changes(commit),
+        "differs_from_paper": differs_from_paper(params, key, commit),
+        "fingerprint": record["fingerprint"],
+        "git_commit": commit,
+        "versions": versions(),
+        "hardware": hardware,
+        "data": {
+            "dataset": recipe.dataset,
+            "source": meta["source"]["source"],
+            "settings": {k: v for k, v in meta["source"].items() if k != "source"},
+            "files": data_files(recipe.dataset),
+        },
+        "wall_time_s": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
+        "evaluate_s": sum(v for k, v in run.data.metrics.items() if k.startswith("evaluate/seconds/")),
+        "steps": record["global_step"],
+        "seeds": [recipe.seed],
+        "claims": claims(result, recipe.paper, examples),
+        "mlflow_run_id": record["mlflow_run_id"],
+        "figures": [],
+        "notes": notes,
+    }
+    parsed = evidence.Record.model_validate(draft)
+    for claim in parsed.claims:
+        claim.status = evidence.expected_status(parsed, claim)
+    stem = f"{recipe.profile}-{parsed.data.source}-{parsed.published}"
+    folder = evidence.RESULTS / key
+    parsed.figures = copy_figures(params, record["mlflow_run_id"], folder / stem)
+    path = folder / f"{stem}.json"
+    atomic_write(path, json.dumps(evidence.check(parsed, str(path)).model_dump(), indent=2) + "\n")
+    return path
+
+
+def copy_figures(params: Params, run_id: str, folder: Path) -> list[str]:
+    """The figures evaluate logged to the run, as PNGs beside the record."""
+    client = tracking.store(params).client
+    names = [a.path for a in client.list_artifacts(run_id, "figures")]
+    if not names:
+        return []
+    with atomic_dir(folder) as scratch:
+        client.download_artifacts(run_id, "figures", str(scratch))
+    return sorted(p.relative_to(evidence.RESULTS.parent).as_posix() for p in folder.rglob("*.png"))

@@ -1,0 +1,155 @@
+"""Evidence records (issue 25): `reprozoo publish` turns an evaluated run into a record the rules accept; it
+refuses what a record must not claim; every committed record is valid, and the README shows exactly them."""
+
+import copy
+import json
+import subprocess
+
+import pytest
+
+from datamodules.mnist import OFFICIAL_SHA256 as MNIST_SHA256
+from pipelines import evidence, paths
+from pipelines.config import load_params
+from pipelines.errors import StageError
+from pipelines.evaluate import evaluate_experiment
+from pipelines.publish import publish
+from pipelines.train import train_experiment
+from tests.helpers import ROOT
+
+COMMITTED = evidence.records(ROOT)
+
+
+def git(*args, cwd=None):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def evaluated(project):
+    """The tiny protonets run, trained and evaluated, in a git repository whose commit holds the code."""
+    params = load_params()
+    train_experiment(params, "protonets")
+    evaluate_experiment(params, "protonets")
+    (project / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "params.yaml", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "code")
+    return params
+
+
+def test_a_published_smoke_run_is_a_valid_record_and_never_judged(evaluated, project):
+    path = publish(evaluated, "protonets", notes="a tiny run")
+    record = evidence.read(path)  # the schema and the status rules, read back
+    assert (project / path).parent.resolve() == (project / "results" / "protonets").resolve()
+    assert path.name.startswith("smoke-synthetic-") and record.git_commit == git("rev-parse", "HEAD").strip()
+    assert all(c.status == "not_comparable" for c in record.claims) and record.claims
+    assert record.fingerprint == json.loads(paths.run_record("protonets").read_text())["fingerprint"]
+    as_json = json.loads(json.dumps(load_params().recipe("protonets").flat()))
+    assert record.recipe == as_json and record.steps == 20
+    # The smoke block's changes are deviations from the paper's recipe that move numbers.
+    assert any(d.moves_number and "trainer.max_steps" in d.what for d in record.differs_from_paper)
+    assert record.data.files and record.hardware["cores"] and record.versions["torch"]
+    assert record.wall_time_s > 0 and record.notes == "a tiny run"
+    # protonets logs its per-episode interval; the record says what it is over.
+    assert all(c.ci95 is not None and c.ci95_over == "test episodes" for c in record.claims)
+
+
+def test_publishing_refuses_a_dirty_tree_and_another_runs_evaluation(evaluated, project):
+    (project / "code.py").write_text("x = 2\n")
+    with pytest.raises(StageError, match=r"dirty tree: code\.py changed since"):
+        publish(evaluated, "protonets")
+    git("checkout", "code.py")
+    metrics = json.loads(paths.metrics("protonets").read_text())
+    paths.metrics("protonets").write_text(json.dumps({**metrics, "mlflow_run_id": "another"}))
+    with pytest.raises(StageError, match="the evaluation of run another, not of the checkpoint"):
+        publish(evaluated, "protonets")
+    assert not (project / "results").exists()  # nothing half-written
+
+
+def record_of(status="reproduced", profile="paper", source="generated", moves=False, reproduced=0.01):
+    """A fast weights record, as publish writes them, for the rules' cases."""
+    return evidence.Record.model_validate(
+        {
+            "key": "fast_weights",
+            "paper": "fast_weights",
+            "profile": profile,
+            "published": "2026-11-29",
+            "recipe": {},
+            "params_changes": {},
+            "differs_from_paper": [{"what": "x", "moves_number": moves, "why": "", "affects": ""}],
+            "fingerprint": "0" * 16,
+            "git_commit": "a" * 40,
+            "versions": {"python": "3.11", "torch": "2", "pytorch-lightning": "2"},
+            "hardware": {"cpu": "c", "cores": "1", "gpu": "none"},
+            "data": {
+                "dataset": "associative_retrieval",
+                "source": source,
+                "settings": {},
+                "files": {"train.txt": "0" * 64},
+            },
+            "wall_time_s": 1.0,
+            "evaluate_s": 1.0,
+            "steps": 1,
+            "seeds": [0],
+            "claims": [
+                {
+                    "metric": "test/err_fast_weights_r20",
+                    "claimed": 0.0181,
+                    "reproduced": reproduced,
+                    "ci95": None,
+                    "ci95_over": None,
+                    "tolerance": 0.02,
+                    "higher_is_better": False,
+                    "status": status,
+                    "source": "Table 1",
+                    "verified": True,
+                }
+            ],
+            "mlflow_run_id": "r",
+            "figures": [],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ({}, "reproduced"),
+        ({"reproduced": 0.2}, "not_reproduced"),
+        ({"profile": "smoke"}, "not_comparable"),
+        ({"source": "synthetic"}, "not_comparable"),
+        ({"moves": True}, "not_comparable"),  # a deviation that can move the number
+    ],
+)
+def test_the_status_rules(case, expected):
+    record = record_of(**case)
+    assert evidence.expected_status(record, record.claims[0]) == expected
+    for wrong in {"reproduced", "not_reproduced", "not_comparable"} - {expected}:
+        bad = copy.deepcopy(record)
+        bad.claims[0].status = wrong
+        with pytest.raises(evidence.EvidenceError, match=f"status is {wrong}, the rules give {expected}"):
+            evidence.check(bad, "r.json")
+
+
+def test_a_record_must_name_the_papers_own_number():
+    record = record_of()
+    record.claims[0].claimed = 0.5
+    with pytest.raises(evidence.EvidenceError, match="the paper's is 0.0181"):
+        evidence.check(record, "r.json")
+
+
+@pytest.mark.parametrize("path", [p for p, _ in COMMITTED], ids=lambda p: p.stem)
+def test_every_committed_record_is_valid_and_traceable(path):
+    """Read back under the rules; its commit is in this history; its figures are committed beside it;
+    MNIST's files are the official ones."""
+    record = evidence.read(path)
+    git("merge-base", "--is-ancestor", record.git_commit, "HEAD", cwd=ROOT)
+    for figure in record.figures:
+        assert (ROOT / evidence.RESULTS.parent / figure).exists(), figure
+    if record.data.dataset == "mnist" and record.data.source in evidence.REAL_SOURCES:
+        names = {name.rsplit("/", 1)[-1]: digest for name, digest in record.data.files.items()}
+        assert names == MNIST_SHA256
+
+
+def test_the_readme_shows_exactly_the_committed_records():
+    text = (ROOT / "README.md").read_text()
+    assert evidence.readme_section(text, COMMITTED) == text, "run `reprozoo report` and commit README.md"
