@@ -170,6 +170,13 @@ class MNIST(ShardDataModule):
     """Digits as (1, 28, 28) images in [0, 1], or as pixel sequences for recurrent models."""
 
     name = "mnist"
+    # How training here departs from a paper that trains on all 60,000 digits, and why it cannot move a
+    # claimed number (publish lists it in every MNIST record).
+    departs = (
+        "the last 5,000 training digits are held out to choose the checkpoint; the nets train on 55,000",
+        "the reported test set is never used for choosing; 5,000 fewer training digits move MNIST test error "
+        "by a small fraction of a point, within the claims' tolerances",
+    )
     sources = ("bundled", "synthetic", "download", "local")
     image_mode = "pill"
     in_memory = True  # 70,000 digits of 784 bytes: the per-sample stream would dominate a step

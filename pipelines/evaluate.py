@@ -61,11 +61,14 @@ def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) 
         metrics = test_metrics(trainer, model, data)
     with phases("untrained pass"):
         untrained = untrained_metrics(recipe, meta, trainer, data) if recipe.profile == "smoke" else None
-    claims, run_id = judge(recipe, metrics, data_source, untrained), record["mlflow_run_id"]
-    with phases("figures"):
-        figures = {}
-        if hasattr(cls, "figures"):
-            figures = model.figures(data, tracking.training_curves(store, run_id))
+    run_id = record["mlflow_run_id"]
+    with phases("figures"):  # and claims read off the training curves, as a paper reads its figures
+        reads_curves = hasattr(cls, "figures") or hasattr(cls, "curve_metrics")
+        history = tracking.training_curves(store, run_id) if reads_curves else {}
+        if hasattr(cls, "curve_metrics"):
+            metrics = dict(sorted({**metrics, **model.curve_metrics(history)}.items()))
+        figures = model.figures(data, history) if hasattr(cls, "figures") else {}
+    claims = judge(recipe, metrics, data_source, untrained)
     with phases("export"):
         model_uri = tracking.log_model(store, run_id, model) if cls.exportable else None
     result = {

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from datamodules import DATASETS
 from datamodules.files import SOURCE_RECORD, atomic_dir, atomic_write, read_json
 from datamodules.shards import read_meta
 from lightning_modules import PAPERS
@@ -104,10 +105,13 @@ def differs_from_paper(params: Params, key: str, commit: str) -> list[dict]:
         if ran.get(name) != paper_recipe.get(name)
     ]
     paper = PAPERS[params.papers[key].paper].paper
-    return found + [
+    found += [
         {"what": d.what, "moves_number": d.moves_number, "why": d.why, "affects": d.affects}
         for d in paper.deviations
     ]
+    if departs := getattr(DATASETS[params.papers[key].dataset], "departs", None):  # the dataset's own split
+        found.append({"what": departs[0], "moves_number": False, "why": departs[1], "affects": ""})
+    return found
 
 
 def sha256(path: Path) -> str:

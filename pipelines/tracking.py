@@ -184,9 +184,10 @@ def finish_sweep(store: Store, parent_run_id: str, summary: dict[str, Any], repo
 
 
 def training_curves(store: Store, run_id: str) -> dict[str, list[tuple[int, float]]]:
-    """Every `train/...` metric of the run as (step, value) pairs, for papers that plot their curves."""
+    """Every `train/...` and `val/...` metric of the run as (step, value) pairs, for papers that plot their
+    curves or read claims off them."""
     mlflow_client = store.client
-    keys = [k for k in mlflow_client.get_run(run_id).data.metrics if k.startswith("train/")]
+    keys = [k for k in mlflow_client.get_run(run_id).data.metrics if k.startswith(("train/", "val/"))]
     return {k: [(m.step, m.value) for m in mlflow_client.get_metric_history(run_id, k)] for k in keys}
 
 

@@ -67,3 +67,28 @@ def test_bn_net_learns_real_digits_faster_than_the_plain_one(mnist_shards):
     _, bn = fit_and_score(model, data, steps=150, metric="test/acc_bn")
     plain = score(model, data, "test/acc_plain")
     assert bn > 0.8 and bn > plain + 0.1, (bn, plain)
+
+
+def test_figure_ones_claims_are_read_off_the_runs_curves():
+    """BN first reaches the plain net's final held-out accuracy at step 2,000 of 10,000; its median input
+    to a last-layer sigmoid wanders 0.1 against the plain net's 0.5."""
+    steps = range(1000, 10001, 1000)
+    history = {
+        "val/acc_bn": [(s, 0.9 + 0.01 * i) for i, s in enumerate(steps)],  # 0.90 … 0.99
+        "val/acc_plain": [(s, 0.85 + 0.006 * i) for i, s in enumerate(steps)],  # … ends at 0.904
+        "train/input_p50_bn": [(s, 0.1 * (i % 2)) for i, s in enumerate(steps)],
+        "train/input_p50_plain": [(s, -0.5 * (i % 2)) for i, s in enumerate(steps)],
+    }
+    found = BatchNorm(experiment="mnist", num_classes=10).curve_metrics(history)
+    assert found["curve/steps_bn_to_plain_final"] == 2000
+    assert found["curve/fraction_of_steps_bn_to_plain_final"] == 0.2
+    assert abs(found["curve/median_drift_bn_over_plain"] - 0.2) < 1e-12
+    # Never reached: past the end (not judged as reached), and ImageNet reads nothing off its curves.
+    history["val/acc_plain"][-1] = (10000, 0.999)
+    assert (
+        BatchNorm(experiment="mnist", num_classes=10).curve_metrics(history)[
+            "curve/fraction_of_steps_bn_to_plain_final"
+        ]
+        == 2.0
+    )
+    assert BatchNorm(num_classes=10).curve_metrics(history) == {}
