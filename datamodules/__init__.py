@@ -23,6 +23,7 @@ DATASETS: LazyRegistry[ShardDataModule] = LazyRegistry(
         "mnist": "datamodules.mnist:MNIST",
         "multiagent": "datamodules.multiagent:MultiAgent",
         "omniglot": "datamodules.omniglot:Omniglot",
+        "omniglot_lake": "datamodules.omniglot_lake:OmniglotLake",
         "style": "datamodules.style:Style",
         "taskonomy": "datamodules.taskonomy:Taskonomy",
         "voc": "datamodules.voc:VOC",

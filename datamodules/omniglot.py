@@ -5,7 +5,8 @@ Raw layout (real and synthetic alike):
 images_{background,evaluation}/<Alphabet>/characterNN/<id>_<drawer>.png, 105×105 binary PNGs, plus
 splits/vinyals/{train,val,test}.txt, the split of Vinyals et al. (2016) as the Prototypical Networks code
 ships it: one `Alphabet/characterNN/rotDDD` class per line (1028 / 172 / 423 characters, each in four
-rotations). Shards hold each drawing once; rotations are applied when loading.
+rotations); a local copy without split files gets a derived split (datamodules/omniglot_splits.py). Shards
+hold each drawing once; rotations are applied when loading.
 """
 
 from __future__ import annotations
@@ -24,23 +25,26 @@ from torchvision.transforms.functional import to_tensor
 
 from datamodules.base import ShardDataModule
 from datamodules.episodes import EpisodeSampler
-from datamodules.files import DataError, extract
+from datamodules.files import DataError, copy_tree, extract
 from datamodules.files import download as fetch_url
+from datamodules.omniglot_splits import (
+    BACKGROUND,
+    EVALUATION,
+    SPLITS,
+    classes,
+    derive,
+    read_split,
+    split_file,
+    write_vinyals_style,
+)
 
 SETS = ("images_background", "images_evaluation")
-SPLITS = ("train", "val", "test")
 LAKE = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
 URLS = {  # (url, md5); the md5s are the ones torchvision.datasets.Omniglot verifies
     "images_background.zip": (LAKE + "images_background.zip", "68d2efa1b9178cc56df9314c21c6e718"),
     "images_evaluation.zip": (LAKE + "images_evaluation.zip", "6b91aef0f799c5bb55b94e3f2daec811"),
 }
 SPLIT_URL = "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/splits/vinyals/{}.txt"
-VINYALS_FRACTIONS = (1028 / 1623, 172 / 1623)  # train, val; test is the rest
-ROTATIONS = (0, 90, 180, 270)
-
-
-def split_file(raw_dir: Path, split: str) -> Path:
-    return raw_dir / "splits" / "vinyals" / f"{split}.txt"
 
 
 # ---- sources --------------------------------------------------------------------------------------------
@@ -51,23 +55,34 @@ def download(raw_dir: Path, downloads: Path) -> None:
     for name, (url, md5) in URLS.items():
         extract(fetch_url(url, downloads / name, md5), raw_dir)
     for split in SPLITS:
-        target = split_file(raw_dir, split)
+        target = raw_dir / "splits" / "vinyals" / f"{split}.txt"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(
             fetch_url(SPLIT_URL.format(split), downloads / f"vinyals-{split}.txt", None).read_bytes()
         )
 
 
-def check_layout(raw_dir: Path) -> None:
-    """A local copy must look like the extracted archives plus the split files."""
-    missing = [
-        p for p in (*(raw_dir / s for s in SETS), *(split_file(raw_dir, s) for s in SPLITS)) if not p.exists()
-    ]
+def check_copy(path: Path, sets: tuple[str, ...] = SETS) -> None:
+    """A local copy: the archives' folders as they unpack; split files are optional (derived if absent)."""
+    missing = [str(path / s) for s in sets if not (path / s).is_dir()]
     if missing:
-        raise DataError(
-            f"{raw_dir}: not an Omniglot copy; missing {', '.join(str(p) for p in missing)} "
-            f"(split files: {SPLIT_URL.format('<split>')})"
-        )
+        raise DataError(f"{path}: not an Omniglot copy; missing {', '.join(missing)} (the official archives)")
+
+
+def import_local(path: Path, raw_dir: Path) -> None:
+    """Your copy, mirrored; without split files, the split is derived from its folders (omniglot_splits)."""
+    check_copy(path)
+    copy_tree(path, raw_dir)
+    if not (raw_dir / "splits" / "vinyals").is_dir():
+        derive(raw_dir)
+
+
+def check_layout(raw_dir: Path) -> None:
+    """The raw copy: the archives' folders and a split (Vinyals' or the derived one)."""
+    check_copy(raw_dir)
+    missing = [str(split_file(raw_dir, s)) for s in SPLITS if not split_file(raw_dir, s).exists()]
+    if missing:
+        raise DataError(f"{raw_dir}: missing {', '.join(missing)}; run `reprozoo fetch` again")
 
 
 def _character(rng: np.random.Generator, strokes: int) -> list[np.ndarray]:
@@ -129,56 +144,28 @@ def synthesize(
             for d in range(drawers):
                 _draw(glyph, rng, curviness).save(folder / f"{a * characters + c + 1:04d}_{d + 1:02d}.png")
             names.append(f"{alphabet}/character{c + 1:02d}")
-    _write_vinyals_style_split(raw_dir, names, rng)
-
-
-def _write_vinyals_style_split(raw_dir: Path, characters: list[str], rng: np.random.Generator) -> None:
-    """Split files in the official format, with the official proportions, over shuffled characters."""
-    order = [characters[i] for i in rng.permutation(len(characters))]
-    n_train, n_val = (round(len(order) * f) for f in VINYALS_FRACTIONS)
-    parts = {
-        "train": order[:n_train],
-        "val": order[n_train : n_train + n_val],
-        "test": order[n_train + n_val :],
-    }
-    for split, names in parts.items():
-        lines = [f"{name}/rot{r:03d}" for name in sorted(names) for r in ROTATIONS]
-        split_file(raw_dir, split).parent.mkdir(parents=True, exist_ok=True)
-        split_file(raw_dir, split).write_text("\n".join(lines) + "\n")
+    write_vinyals_style(raw_dir, names, rng)
 
 
 # ---- the parser (one for real and synthetic) -------------------------------------------------------------
 
 
-def read_split(raw_dir: Path, split: str) -> dict[str, list[int]]:
-    """{"Alphabet/characterNN": [rotations]} for a split, from its Vinyals split file."""
-    path, rotations = split_file(raw_dir, split), defaultdict(list)
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            alphabet, character, rot = line.strip().split("/")
-            rotations[f"{alphabet}/{character}"].append(int(rot.removeprefix("rot")))
-        except ValueError:
-            raise DataError(f"{path}:{number}: expected Alphabet/characterNN/rotDDD, got {line!r}") from None
-    return dict(sorted(rotations.items()))
-
-
-def classes(raw_dir: Path, split: str) -> list[str]:
-    return [f"{name}/rot{r:03d}" for name, rots in read_split(raw_dir, split).items() for r in rots]
-
-
 def samples(raw_dir: Path, split: str) -> Iterator[dict]:
     """One WebDataset sample per drawing; `cls` indexes the split's characters, json carries the rotations."""
     check_layout(raw_dir)
-    sets = [raw_dir / s for s in SETS if (raw_dir / s).exists()]
+    yield from drawings(raw_dir, split)
+
+
+def drawings(raw_dir: Path, split: str) -> Iterator[dict]:
+    """The drawings of a split's characters, wherever their image set is."""
+    sets = [raw_dir / s for s in (*BACKGROUND, *EVALUATION) if (raw_dir / s).exists()]
     # folders only: a copy made on a Mac or by hand carries stray files (.DS_Store) that are no part of it
     folders = {f"{a.name}/{c.name}": c for s in sets for a in s.iterdir() if a.is_dir() for c in a.iterdir()}
     folders = {name: c for name, c in folders.items() if c.is_dir()}
     for cls, (character, rotations) in enumerate(read_split(raw_dir, split).items()):
         if character not in folders:
             raise DataError(
-                f"{split_file(raw_dir, split)}: lists {character}, which is in neither {' nor '.join(SETS)}"
+                f"{split_file(raw_dir, split)}: lists {character}, which is in none of {', '.join(sets)}"
             )
         for png in sorted(folders[character].glob("*.png")):
             yield {
@@ -201,8 +188,8 @@ class Omniglot(ShardDataModule):
     """Episodes over rotated character classes, read once from the shards into memory (Omniglot fits)."""
 
     name = "omniglot"
-    download, synthesize, samples, classes, check_layout = map(
-        staticmethod, (download, synthesize, samples, classes, check_layout)
+    download, synthesize, samples, classes, check_layout, import_local = map(
+        staticmethod, (download, synthesize, samples, classes, check_layout, import_local)
     )
 
     def __init__(

@@ -158,9 +158,13 @@ def interval(metric: str, value: float | None, metrics: dict, examples: int | No
 
 
 def claims(result: dict, paper: str, examples: int | None) -> list[dict]:
+    """Each judged claim with its interval and the other published figures on the same protocol: the
+    paper's and the dataset's own (a benchmark's baselines)."""
     references = {}
     for ref in PAPERS[paper].paper.references:
         references.setdefault(ref.metric, []).append({"value": ref.value, "source": ref.source})
+    for metric, found in getattr(DATASETS[result["dataset"]], "references", {}).items():
+        references.setdefault(metric, []).extend({"value": v, "source": s} for v, s in found)
     verified = {c.metric: c.verified for c in PAPERS[paper].paper.claims}
     out = []
     for c in result["claims"]:

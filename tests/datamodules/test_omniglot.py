@@ -2,6 +2,7 @@
 sources."""
 
 import hashlib
+import shutil
 import zipfile
 
 import pytest
@@ -14,6 +15,7 @@ from datamodules.omniglot import (
     check_layout,
     classes,
     download,
+    import_local,
     read_split,
     samples,
     split_file,
@@ -115,8 +117,34 @@ def test_a_corrupt_drawing_is_named_or_skipped(tmp_path, replica):
 
 def test_a_local_copy_missing_parts_says_what_is_missing(tmp_path):
     (tmp_path / "images_background").mkdir()
-    with pytest.raises(DataError, match="images_evaluation.*train.txt"):
+    with pytest.raises(DataError, match="missing .*images_evaluation"):
         check_layout(tmp_path)
+    (tmp_path / "images_evaluation").mkdir()
+    with pytest.raises(DataError, match="missing .*train.txt"):
+        check_layout(tmp_path)
+
+
+def test_a_copy_as_the_archives_unpack_gets_a_derived_split(tmp_path, replica):
+    """No split files (a user's copy never has them): background characters train, every 10th of them held
+    out for validation, evaluation characters test; each in four rotations, none in two splits."""
+    copy = tmp_path / "copy"
+    for name in ("images_background", "images_evaluation"):
+        shutil.copytree(replica / name, copy / name)
+    (copy / "images_background" / ".DS_Store").write_bytes(b"")
+    import_local(copy, tmp_path / "raw")
+    check_layout(tmp_path / "raw")
+    parts = {s: read_split(tmp_path / "raw", s) for s in ("train", "val", "test")}
+    background = sorted(
+        f"{a.name}/{c.name}" for a in (replica / "images_background").iterdir() for c in a.iterdir()
+    )
+    assert sorted(parts["train"]) + sorted(parts["val"]) != [] and set(parts["val"]) == set(background[::10])
+    assert set(parts["train"]) | set(parts["val"]) == set(background)
+    assert set(parts["test"]) == {
+        f"{a.name}/{c.name}" for a in (replica / "images_evaluation").iterdir() for c in a.iterdir()
+    }
+    assert all(r == [0, 90, 180, 270] for part in parts.values() for r in part.values())
+    assert split_file(tmp_path / "raw", "train").parent.name == "derived"
+    assert sum(1 for _ in samples(tmp_path / "raw", "test")) == 20 * len(parts["test"])
 
 
 def test_download_verifies_checksums_and_deletes_a_bad_file(tmp_path, monkeypatch, replica):

@@ -1,0 +1,1 @@
+../../../../datamodules/base.py

@@ -1,0 +1,1 @@
+../../../../datamodules/held_out.py
