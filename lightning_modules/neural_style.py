@@ -29,7 +29,7 @@ from torchvision.models import VGG19_Weights, vgg19
 
 from datamodules.files import pretrained as pretrained_weights
 from lightning_modules.common import SameStepForValAndTest, log_means
-from lightning_modules.paper import Mode, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 
 PAPER = Paper(
     key="neural_style",
@@ -38,7 +38,24 @@ PAPER = Paper(
     year=2015,
     arxiv="1508.06576",
     dataset="style",
-    claims=(),
+    claims=(  # §2-3 and Fig. 2-3: no table; the method's promise, as ratios far below 1 (our reading)
+        Claim(
+            "test/content_loss_over_style_images",
+            claimed=1.0,
+            source="§2, Fig. 2",
+            tolerance=0.0,
+            higher_is_better=False,
+            verified=False,
+        ),
+        Claim(
+            "test/style_loss_over_content_images",
+            claimed=1.0,
+            source="§2, Fig. 2",
+            tolerance=0.0,
+            higher_is_better=False,
+            verified=False,
+        ),
+    ),
 )
 # Indices of VGG-19's `features` whose ReLU outputs the paper reads (conv1_1 … conv5_1; conv4_2).
 STYLE_LAYERS = {"conv1_1": 1, "conv2_1": 6, "conv3_1": 11, "conv4_1": 20, "conv5_1": 29}
@@ -156,6 +173,10 @@ class NeuralStyle(SameStepForValAndTest, pl.LightningModule):
                 found["content_loss_of_style_image"] = self.content_and_style(
                     style_features, content_features, style_grams
                 )[0]
+            # The claim as numbers: the image holds the photograph's content and the painting's style, each
+            # distance a small fraction of the other image's.
+            found["content_loss_over_style_images"] = content / found["content_loss_of_style_image"]
+            found["style_loss_over_content_images"] = style / found["style_loss_of_content_image"]
         return found
 
     @staticmethod

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from datamodules.multiagent import AGENTS, Game, advance, entities_of, features, scripted_actions, start
 from lightning_modules.common import SameStepForValAndTest, curves_figure, log_means
-from lightning_modules.paper import Mode, Paper
+from lightning_modules.paper import Claim, Mode, Paper
 from lightning_modules.relational_nets import ACTIONS, FlatLSTM, FlatMLP, RFMNet, mlp
 
 PAPER = Paper(
@@ -44,7 +44,17 @@ PAPER = Paper(
     year=2018,
     arxiv="1809.11044",
     dataset="multiagent",
-    claims=(),
+    claims=(  # the paper's comparisons, as margins that must not be negative (§4, Fig. 3 and 5; verify)
+        Claim("test/acc_rfm_minus_mlp", claimed=0.0, source="§4.2, Fig. 3", tolerance=0.0, verified=False),
+        Claim("test/acc_rfm_minus_lstm", claimed=0.0, source="§4.2, Fig. 3", tolerance=0.0, verified=False),
+        Claim(
+            "test/return_with_minus_without_rfm",
+            claimed=0.0,
+            source="§4.3, Fig. 5",
+            tolerance=0.0,
+            verified=False,
+        ),
+    ),
     dataset_is_the_papers=False,
 )
 
@@ -157,6 +167,11 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
             f"{stage}/acc_{name}": (logits.argmax(-1) == actions).float().mean()
             for name, logits in self.predictions(scenes).items()
         }
+        for baseline in ("mlp", "lstm"):  # the paper's claims: the relational model beats both
+            if f"{stage}/acc_{baseline}" in found:
+                found[f"{stage}/acc_rfm_minus_{baseline}"] = (
+                    found[f"{stage}/acc_rfm"] - found[f"{stage}/acc_{baseline}"]
+                )
         log_means(self, found, len(scenes))
 
     def configure_optimizers(self):
@@ -237,7 +252,11 @@ class RFM(SameStepForValAndTest, pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         if self.hparams.agents:
-            self.log_dict({f"test/{k}": v for k, v in self.test_returns().items()})
+            returns = self.test_returns()
+            returns["return_with_minus_without_rfm"] = (
+                returns["return_with_rfm"] - returns["return_without_rfm"]
+            )
+            self.log_dict({f"test/{k}": v for k, v in returns.items()})
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:

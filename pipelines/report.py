@@ -155,6 +155,21 @@ def measured_without_claims(results: list[dict]) -> str:
     return "\n".join(["", "## Measured without a claim", *lines]) + "\n" if lines else ""
 
 
+def unmeasured(params: Params, results: list[dict]) -> str:
+    """Every claim no evaluated run has measured, with the experiments whose paper recipe would: what is left
+    to run before the paper can be judged on it."""
+    measured = {c["metric"] for r in results for c in r["claims"]}
+    lines = []
+    for paper, module in PAPERS.items():
+        keys = [k for k, section in params.papers.items() if section.paper == paper]
+        for c in module.paper.claims:
+            if c.metric not in measured:
+                runs = ", ".join(f"`{k}`" for k in keys)
+                lines.append(f"| {paper} | `{c.metric}` | {number(c.claimed)} | {c.source} | {runs} |")
+    header = ["", "## Claims no run has measured yet", "", "| paper | claim | paper's value | from | run |"]
+    return "\n".join([*header, "|---|---|---|---|---|", *lines]) + "\n" if lines else ""
+
+
 def copy_figures(params: Params, results: list[dict]) -> str:
     """Each evaluated run's figures (the `figures/` artifacts evaluate logged) under
     reports/figures/<experiment>/, and the markdown that shows them; a run whose tracking store is gone is
@@ -196,7 +211,11 @@ def write_report(params: Params) -> list[dict]:
     table = rows(results)
     atomic_write(
         paths.REPORT_MD,
-        real_data() + markdown(table) + measured_without_claims(results) + copy_figures(params, results),
+        real_data()
+        + markdown(table)
+        + measured_without_claims(results)
+        + unmeasured(params, results)
+        + copy_figures(params, results),
     )
     readme = Path("README.md")
     if readme.exists() and evidence.README_START in (text := readme.read_text()):

@@ -27,7 +27,7 @@ def test_every_paper_is_wired_everywhere():
         assert (TESTS / "papers" / f"test_{key}.py").exists()
         assert (ROOT / "lightning_modules" / f"{key}.py").exists()
         for claim in module.paper.claims:
-            # a test-pass number, or one read off the run's curves (`curve_metrics`, as a paper reads a figure)
+            # a test-pass number, or one read off the curves (`curve_metrics`, as a paper reads a figure)
             assert re.fullmatch(r"(test|curve)/[a-z0-9_]+", claim.metric), claim.metric
             assert claim.tolerance >= 0
         named = module.paper.primary_metric

@@ -153,3 +153,16 @@ def test_every_committed_record_is_valid_and_traceable(path):
 def test_the_readme_shows_exactly_the_committed_records():
     text = (ROOT / "README.md").read_text()
     assert evidence.readme_section(text, COMMITTED) == text, "run `reprozoo report` and commit README.md"
+
+
+def test_the_report_lists_every_claim_no_run_has_measured():
+    from lightning_modules import PAPERS
+    from pipelines.report import unmeasured
+
+    params = load_params(ROOT / "params.yaml")
+    everything = unmeasured(params, [])
+    assert everything.count("\n| ") == sum(len(m.paper.claims) for m in PAPERS.values()) + 1  # + header
+    measured = [{"claims": [{"metric": "test/acc_rfm_minus_mlp"}]}]
+    left = unmeasured(params, measured)
+    assert "`test/acc_rfm_minus_mlp`" not in left and "`test/acc_rfm_minus_lstm`" in left
+    assert "`relational_forward_model`, `relational_forward_model_coin_game`" in left  # what would measure it
