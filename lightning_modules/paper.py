@@ -24,6 +24,9 @@ class Claim:
     # True once the number was checked against the paper's own text (the table or figure `source` names);
     # False where it was carried over from a summary and awaits that check. The report shows which.
     verified: bool = True
+    # The data the paper measured this claim on, where it is not the paper's main dataset (Batch Norm's §4.1
+    # is on MNIST, its Fig. 3 on ImageNet).
+    dataset: str | None = None
 
     def verdict(self, reproduced: float | None, comparable: bool) -> Status:
         """A result on other data or another recipe is never judged against the paper's number.
@@ -87,8 +90,9 @@ class Paper:
 class PaperModule(Protocol):
     """What the tooling reads from a paper's LightningModule class, all of it without building the model.
 
-    A paper class may also define `figures(self, data, history) -> dict[str, Figure]`: pictures evaluate
-    logs."""
+    A paper class may also define `figures(self, data, history) -> dict[str, Figure]`, pictures evaluate logs,
+    and `curve_metrics(self, history) -> dict[str, float]`, claims read off the run's own training and
+    validation curves (`curve/...` keys), as a paper reads them off its figures."""
 
     paper: ClassVar[Paper]  # the publication: title, claims
     exportable: ClassVar[bool]  # torch.export can capture the net; False: the checkpoint is the model

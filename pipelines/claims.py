@@ -9,15 +9,15 @@ from lightning_modules.paper import Claim
 from pipelines.config import Recipe
 
 
-def comparable(recipe: Recipe, data_source: str) -> bool:
+def comparable(recipe: Recipe, data_source: str, claim: Claim | None = None) -> bool:
     """Only the paper's recipe on the paper's data is judged against the paper's numbers: real data, or a task
     the paper defines by its generator; never a synthetic replica or the bundled 5,000-digit subset of
-    MNIST."""
+    MNIST. The paper's data is the claim's own where it names one."""
     paper = PAPERS[recipe.paper].paper
     return (
         recipe.profile == "paper"
         and data_source in ("download", "local", "generated")
-        and recipe.dataset == paper.dataset
+        and recipe.dataset == ((claim and claim.dataset) or paper.dataset)
         and paper.dataset_is_the_papers
     )
 
@@ -27,7 +27,7 @@ def judge(
 ) -> list[dict]:
     """Every claim this experiment measured (a paper's other experiments measure the rest), beside what the
     untrained net scored when that was measured."""
-    fair, untrained = comparable(recipe, data_source), untrained or {}
+    untrained = untrained or {}
     return [
         {
             "metric": c.metric,
@@ -36,7 +36,7 @@ def judge(
             "tolerance": c.tolerance,
             "source": c.source,
             "higher_is_better": c.higher_is_better,
-            "status": c.verdict(metrics.get(c.metric), fair),
+            "status": c.verdict(metrics.get(c.metric), comparable(recipe, data_source, c)),
             "row": c.row,
             "column": c.column,
             "untrained": untrained.get(c.metric),

@@ -90,9 +90,12 @@ class Record(Strict):
 def judgeable(record: Record, metric: str) -> tuple[bool, str]:
     """Whether a claim of this record may be judged against the paper, and if not, why."""
     paper = PAPERS[record.paper].paper
+    claim = next((c for c in paper.claims if c.metric == metric), None)
     if record.profile != "paper":
         return False, f"profile {record.profile}, not the paper's recipe"
-    if record.data.source not in REAL_SOURCES or record.data.dataset != paper.dataset:
+    if record.data.source not in REAL_SOURCES or record.data.dataset != (
+        (claim and claim.dataset) or paper.dataset
+    ):
         return False, f"{record.data.dataset} from source {record.data.source}, not the paper's data"
     if not paper.dataset_is_the_papers:
         return False, f"{paper.dataset} only stands in for the paper's data"

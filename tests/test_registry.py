@@ -30,6 +30,7 @@ def test_every_paper_is_wired_everywhere():
             # a test-pass number, or one read off the curves (`curve_metrics`, as a paper reads a figure)
             assert re.fullmatch(r"(test|curve)/[a-z0-9_]+", claim.metric), claim.metric
             assert claim.tolerance >= 0
+            assert claim.dataset is None or claim.dataset in DATASETS, claim.metric
         named = module.paper.primary_metric
         assert named is None or named in {c.metric for c in module.paper.claims}, (
             f"{key}: primary_metric {named}"

@@ -166,3 +166,23 @@ def test_the_report_lists_every_claim_no_run_has_measured():
     left = unmeasured(params, measured)
     assert "`test/acc_rfm_minus_mlp`" not in left and "`test/acc_rfm_minus_lstm`" in left
     assert "`relational_forward_model`, `relational_forward_model_coin_game`" in left  # what would measure it
+
+
+def test_a_claim_on_the_papers_other_data_is_judged_there():
+    """Batch Norm's §4.1 claims are on MNIST, its Fig. 3 on ImageNet: an MNIST run may judge only the former."""
+    record = record_of()
+    record = record.model_copy(
+        update={
+            "key": "batch_norm_mnist",
+            "paper": "batch_norm",
+            "data": record.data.model_copy(update={"dataset": "mnist", "source": "local"}),
+            "differs_from_paper": [],
+        }
+    )
+    mnist, imagenet = (
+        record.claims[0].model_copy(update={"metric": m, "claimed": 0.0, "higher_is_better": True})
+        for m in ("test/acc_bn_minus_plain", "test/top1_acc_bn_inception")
+    )
+    assert evidence.expected_status(record, mnist) == "reproduced"
+    assert evidence.expected_status(record, imagenet) == "not_comparable"
+    assert "mnist from source local, not the paper's data" in evidence.judgeable(record, imagenet.metric)[1]
