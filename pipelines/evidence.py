@@ -153,8 +153,8 @@ def read(path: Path) -> Record:
 
 
 def records(root: Path = Path()) -> list[tuple[Path, Record]]:
-    """Every committed record, oldest first within an experiment."""
-    return [(path, read(path)) for path in sorted((root / RESULTS).glob("*/*.json"))]
+    """Every committed record (its path under `root`), oldest first within an experiment."""
+    return [(path.relative_to(root), read(path)) for path in sorted((root / RESULTS).glob("*/*.json"))]
 
 
 def table(found: list[tuple[Path, Record]]) -> str:

@@ -141,7 +141,7 @@ def test_a_record_must_name_the_papers_own_number():
 def test_every_committed_record_is_valid_and_traceable(path):
     """Read back under the rules; its commit is in this history; its figures are committed beside it;
     MNIST's files are the official ones."""
-    record = evidence.read(path)
+    record = evidence.read(ROOT / path)
     git("merge-base", "--is-ancestor", record.git_commit, "HEAD", cwd=ROOT)
     for figure in record.figures:
         assert (ROOT / evidence.RESULTS.parent / figure).exists(), figure
@@ -169,7 +169,7 @@ def test_the_report_lists_every_claim_no_run_has_measured():
 
 
 def test_a_claim_on_the_papers_other_data_is_judged_there():
-    """Batch Norm's §4.1 claims are on MNIST, its Fig. 3 on ImageNet: an MNIST run may judge only the former."""
+    """Batch Norm's §4.1 claims are on MNIST, its Fig. 3 on ImageNet: an MNIST run judges only the former."""
     record = record_of()
     record = record.model_copy(
         update={
