@@ -135,11 +135,11 @@ class ProtoNets(pl.LightningModule):
 
     @torch.no_grad()
     def figures(self, data, history: dict) -> dict:
-        """One 5-way 5-shot test episode: support rows, then the queries framed green (right) or red
-        (wrong)."""
+        """One 5-way 5-shot episode of held-out characters (validation's: a test split may be fixed runs of
+        another shape): support rows, then the queries framed green (right) or red (wrong)."""
         import matplotlib.pyplot as plt
 
-        episode = next(iter(data.episodes("test", way=5, shot=5, query=5, count=1)))
+        episode = next(iter(data.episodes("val", way=5, shot=5, query=5, count=1)))
         self.eval()
         predicted = self.episode_scores(episode).argmax(1).view(5, 5)
         figure, axes = plt.subplots(5, 10, figsize=(10, 5.4))
@@ -153,7 +153,7 @@ class ProtoNets(pl.LightningModule):
                     for spine in ax.spines.values():
                         spine.set(color="green" if predicted[row, col - 5] == row else "red", linewidth=3)
         figure.suptitle("ProtoNets: support (left), queries classified by nearest prototype (right)")
-        return {"test_episode": figure}
+        return {"held_out_episode": figure}
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

@@ -78,7 +78,7 @@ def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
     assert client.get_experiment(logged.info.experiment_id).name == "protonets"
     assert {a.path for a in client.list_artifacts(run.mlflow_run_id, "figures")} == {
-        "figures/test_episode.png"
+        "figures/held_out_episode.png"
     }
     model = client.get_logged_model(saved["model_uri"].removeprefix("models:/"))
     assert model.source_run_id == run.mlflow_run_id
