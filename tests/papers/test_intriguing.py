@@ -42,3 +42,15 @@ def test_smoke_model_has_an_adversarial_for_every_image(mnist_shards):
     assert results["test/adversarial_found_fc100_100_10"] == 1.0  # an adversarial for every image tried
     assert 0 < results["test/distortion_fc100_100_10"] < 0.3
     assert results["test/transfer_err_fc200_200_10"] > results["test/clean_err_fc200_200_10"]
+
+
+def test_table_1s_fc10_rows_are_named_by_their_weight_decay():
+    """FC10(λ) rows differ only by λ: each run's metrics name it, so a λ = 1 run is never judged against the
+    λ = 1e-4 row's numbers."""
+    from lightning_modules.intriguing import PAPER, Intriguing, model_name
+
+    assert [model_name("fc10", wd) for wd in (1e-4, 1e-2, 1.0)] == ["fc10_wd4", "fc10_wd2", "fc10_wd0"]
+    assert model_name("ae400_10", 1e-4) == "ae400_10"
+    assert Intriguing.monitor({"model": "fc10", "weight_decay": 0.01}) == ("val/err_fc10_wd2", "min")
+    claimed = {c.metric: c.claimed for c in PAPER.claims}
+    assert claimed["test/err_fc10_wd4"] == 0.074 and claimed["test/distortion_fc10_wd0"] == 0.14
