@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "datasets": {
         "omniglot": {"synthetic": {"alphabets": 4, "characters": 10, "drawers": 20}, "shard_size": 200},
-        "omniglot_lake": {"synthetic": {"alphabets": 4, "characters": 10, "runs": 2}, "shard_size": 200},
+        "omniglot_lake": {"synthetic": {"alphabets": 4, "characters": 20, "runs": 2}, "shard_size": 200},
         "cifar10": {"synthetic": {"train": 100, "test": 20}},
         "imagenet": {"synthetic": {"classes": 3, "train_per_class": 8, "val_per_class": 2}},
         "voc": {"synthetic": {"voc2007_trainval": 12, "voc2007_test": 4, "voc2012_trainval": 12}},
