@@ -111,6 +111,21 @@ def publish(
     console.print(f"published {experiment}: {publish_run(params(), experiment, notes=notes)}")
 
 
+@app.command()
+def preflight(
+    experiments: list[Experiment] = typer.Argument(None, help="experiments (default: all)"),
+    profile: str = typer.Option("paper", help="the recipe to size: paper (default) or smoke"),
+    steps: int = typer.Option(3, min=2, help="training steps to time (the first is warm-up)"),
+    max_batch: int = typer.Option(None, min=1, help="cap each batch (a CPU cannot hold a paper's)"),
+) -> None:
+    """Step each recipe at its real shapes here: s/step, peak memory, projected time; reports/preflight.*"""
+    from pipelines.preflight import REPORT, preflight, table
+
+    found = preflight(params(), [str(k) for k in experiments or []], profile, steps, max_batch)
+    console.print(table(found), markup=False)
+    console.print(f"{REPORT}.json, {REPORT}.md", highlight=False)
+
+
 @app.command(name="tune")
 def tune_(
     experiment: Experiment = EXPERIMENT,
@@ -146,21 +161,11 @@ def submit(
         None,
         help="the cluster's dashboard, e.g. http://head:8265 (default: RAY_ADDRESS, else 127.0.0.1:8265)",
     ),
-    wait: bool = typer.Option(
-        True, help="stream the logs and exit with the job's status; --no-wait prints the job id"
-    ),
-    env: str = typer.Option(
-        "lock", help="lock: install constraints.txt in the job; cluster: the cluster's Python as is"
-    ),
-    cwd: str = typer.Option(
-        None, help="run in this checkout on the cluster instead of uploading this working tree"
-    ),
-    cpus: float = typer.Option(
-        None, help="CPUs the command itself needs (Ray places it on a node with them)"
-    ),
-    gpus: float = typer.Option(
-        None, help="GPUs the command itself needs (a `dvc repro` or `train` on a GPU node)"
-    ),
+    wait: bool = typer.Option(True, help="stream the logs, exit with the job's status; --no-wait: its id"),
+    env: str = typer.Option("lock", help="lock: install constraints.txt in the job; cluster: its Python"),
+    cwd: str = typer.Option(None, help="run in this checkout on the cluster, not an upload of this tree"),
+    cpus: float = typer.Option(None, help="CPUs the command needs (Ray places it on a node with them)"),
+    gpus: float = typer.Option(None, help="GPUs the command needs (a `dvc repro` or `train` on a GPU node)"),
     status: str = typer.Option(None, help="print the status of job ID"),
     logs: str = typer.Option(None, help="print the logs of job ID"),
     stop: str = typer.Option(None, help="stop job ID"),
@@ -203,9 +208,7 @@ def retrain(
 
     started = time.time()
     decisions = run_retrain(params(), experiment or None, max_age, dry_run)
-    console.print(
-        summary(decisions, time.time() - started), highlight=False, markup=False, soft_wrap=True
-    )  # one line per paper, for logs
+    console.print(summary(decisions, time.time() - started), highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(1 if any(d.action == "failed" for d in decisions) else 0)
 
 
@@ -222,11 +225,9 @@ def bench(
     their targets; writes reports/bench.json and logs an MLflow run in `reprozoo.bench`."""
     from pipelines.bench import REPORT, check_request, log_to_mlflow, results_table, run_bench
 
-    sections = check_request(size, only)
-    loaded = params()
-    results = run_bench(
-        size, sections, progress=lambda name: console.print(f"bench {name} …", highlight=False)
-    )
+    sections, say = check_request(size, only), lambda name: console.print(f"bench {name} …", highlight=False)
+    loaded = params()  # a bad params.yaml fails before the benches run
+    results = run_bench(size, sections, progress=say)
     run_id = log_to_mlflow(loaded, results, REPORT)
     console.print(results_table(results, sections))
     console.print(f"reports/bench.json  (MLflow run {run_id})", highlight=False)
@@ -235,9 +236,7 @@ def bench(
 @app.command()
 def ui(
     port: int = typer.Option(5000, help="loopback port"),
-    host: str = typer.Option(
-        "127.0.0.1", help="the interface to bind; anything but loopback exposes every run"
-    ),
+    host: str = typer.Option("127.0.0.1", help="the interface to bind; any but loopback exposes every run"),
 ) -> None:
     """The MLflow UI over this project's tracking store, on 127.0.0.1; prints the URL."""
     import subprocess

@@ -9,7 +9,9 @@ import pytest
 from tests.helpers import ROOT
 
 # The stages and commands of `reprozoo`, one module (or package) each; cli dispatches to them.
-VERBS = set("fetch shard train evaluate report publish tune submit retrain bench ui listing deps".split())
+VERBS = set(
+    "fetch shard train evaluate report publish preflight tune submit retrain bench ui listing deps".split()
+)
 # What the verbs share; a service imports no verb.
 SERVICES = set(
     "config validation tracking registry runs claims paths errors processes choices timing checks "
