@@ -143,8 +143,12 @@ def data_files(dataset: str) -> dict[str, str]:
 
 
 def is_rate(metric: str) -> bool:
-    """An error or accuracy over test examples (`test/err_…`, `test/top1_acc_…`): a binomial proportion."""
-    return metric.rsplit("/", 1)[-1].split("_")[0] in ("err", "acc", "top1", "top5")
+    """An error or accuracy over test examples (`test/err_…`, `test/top1_acc_…`): a binomial proportion. A
+    margin between two of them (`…_minus_…`) or a ratio (`…_over_…`) is not one."""
+    name = metric.rsplit("/", 1)[-1]
+    return name.split("_")[0] in ("err", "acc", "top1", "top5") and not {"minus", "over"} & set(
+        name.split("_")
+    )
 
 
 def interval(metric: str, value: float | None, metrics: dict, examples: int | None) -> tuple:

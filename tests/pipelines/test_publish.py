@@ -186,3 +186,13 @@ def test_a_claim_on_the_papers_other_data_is_judged_there():
     assert evidence.expected_status(record, mnist) == "reproduced"
     assert evidence.expected_status(record, imagenet) == "not_comparable"
     assert "mnist from source local, not the paper's data" in evidence.judgeable(record, imagenet.metric)[1]
+
+
+def test_a_binomial_interval_only_for_a_rate_over_test_examples():
+    from pipelines.publish import interval
+
+    half, over = interval("test/err_fc10_wd4", 0.1, {}, 10_000)
+    assert over == "test examples" and half == pytest.approx(1.96 * (0.1 * 0.9 / 10_000) ** 0.5)
+    for metric in ("test/acc_bn_minus_plain", "curve/median_drift_bn_over_plain", "test/distortion_fc10_wd4"):
+        assert interval(metric, 0.1, {}, 10_000) == (None, None), metric
+    assert interval("test/acc_5way_1shot", 0.9, {"test/acc_5way_1shot_ci95": 0.01}, 10) == (0.01, "test episodes")
