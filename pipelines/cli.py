@@ -103,12 +103,13 @@ def report() -> None:
 def publish(
     experiment: Experiment = EXPERIMENT,
     notes: str = typer.Option("", help="what a reader should know: why a cell is not reproduced, a fix"),
+    set_aside: list[str] = typer.Option(None, help="METRIC=why: a claim this run cannot judge (repeatable)"),
 ) -> None:
     """Write results/<experiment>/<profile>-<source>-<date>.json: the evaluated run as evidence (recipe,
     deviations, data checksums, commit, hardware, wall time, each claim judged), figures beside it."""
     from pipelines.publish import publish as publish_run
 
-    console.print(f"published {experiment}: {publish_run(params(), experiment, notes=notes)}")
+    console.print(f"published: {publish_run(params(), experiment, notes=notes, set_aside=set_aside or [])}")
 
 
 @app.command()

@@ -85,6 +85,9 @@ class Record(Strict):
     mlflow_run_id: str
     figures: list[str]
     notes: str = ""
+    # claims the publisher sets aside as not this run's to judge, each with why (a publisher may only
+    # withhold a verdict, never grant one)
+    set_aside: dict[str, str] = {}
 
 
 def judgeable(record: Record, metric: str) -> tuple[bool, str]:
@@ -99,6 +102,8 @@ def judgeable(record: Record, metric: str) -> tuple[bool, str]:
         return False, f"{record.data.dataset} from source {record.data.source}, not the paper's data"
     if not paper.dataset_is_the_papers:
         return False, f"{paper.dataset} only stands in for the paper's data"
+    if metric in record.set_aside:
+        return False, f"set aside by the publisher: {record.set_aside[metric]}"
     moving = [d.what for d in record.differs_from_paper if d.moves_number and d.affects in metric]
     if moving:
         return False, f"differs from the paper where the number can move: {'; '.join(moving)}"

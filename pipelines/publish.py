@@ -197,7 +197,13 @@ def versions() -> dict[str, str]:
     return found
 
 
-def publish(params: Params, key: str, today: datetime.date | None = None, notes: str = "") -> Path:
+def publish(
+    params: Params, key: str, today: datetime.date | None = None, notes: str = "", set_aside: list[str] = ()
+) -> Path:
+    """`set_aside`: `METRIC=why` for each claim this run cannot judge (then not_comparable, with why)."""
+    if bad := [item for item in set_aside if "=" not in item]:
+        raise StageError(f"--set-aside {bad[0]!r}: expected METRIC=why")
+    aside = dict(item.split("=", 1) for item in set_aside)
     recipe = params.recipe(key)
     checks.own_checkpoint(recipe)  # this recipe's finished training, or a clear refusal
     record, commit = read_record(key), committed_code()
@@ -238,7 +244,11 @@ def publish(params: Params, key: str, today: datetime.date | None = None, notes:
         "mlflow_run_id": record["mlflow_run_id"],
         "figures": [],
         "notes": notes,
+        "set_aside": aside,
     }
+    unknown = sorted(set(aside) - {c["metric"] for c in draft["claims"]})
+    if unknown:
+        raise StageError(f"--set-aside {', '.join(unknown)}: not a claim this run measured")
     parsed = evidence.Record.model_validate(draft)
     for claim in parsed.claims:
         claim.status = evidence.expected_status(parsed, claim)

@@ -195,4 +195,23 @@ def test_a_binomial_interval_only_for_a_rate_over_test_examples():
     assert over == "test examples" and half == pytest.approx(1.96 * (0.1 * 0.9 / 10_000) ** 0.5)
     for metric in ("test/acc_bn_minus_plain", "curve/median_drift_bn_over_plain", "test/distortion_fc10_wd4"):
         assert interval(metric, 0.1, {}, 10_000) == (None, None), metric
-    assert interval("test/acc_5way_1shot", 0.9, {"test/acc_5way_1shot_ci95": 0.01}, 10) == (0.01, "test episodes")
+    assert interval("test/acc_5way_1shot", 0.9, {"test/acc_5way_1shot_ci95": 0.01}, 10) == (
+        0.01,
+        "test episodes",
+    )
+
+
+def test_a_publisher_may_set_a_claim_aside_but_never_grant_one(evaluated):
+    """An auxiliary net trained off its paper recipe (intriguing's transfer model at an FC10 row's λ) is not
+    judged: the claim turns not_comparable with the reason; a name that is no measured claim is refused."""
+    with pytest.raises(StageError, match="not a claim this run measured"):
+        publish(evaluated, "protonets", set_aside=["test/acc_99way=why"])
+    with pytest.raises(StageError, match="expected METRIC=why"):
+        publish(evaluated, "protonets", set_aside=["test/acc_5way_1shot"])
+    record = record_of()
+    record.set_aside = {"test/err_fast_weights_r20": "trained off its recipe"}
+    assert evidence.expected_status(record, record.claims[0]) == "not_comparable"
+    assert (
+        "set aside by the publisher: trained off its recipe"
+        in evidence.judgeable(record, "test/err_fast_weights_r20")[1]
+    )
