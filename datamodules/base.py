@@ -174,11 +174,10 @@ class ShardDataModule(pl.LightningDataModule):
             )
         if samples == 0:
             raise DataError(f"{self.shards_dir / META}: split {split!r} is empty")
-        if not train and samples < world:  # a rank with no sample never joins the metrics' final sync: a hang
-            part = "its held-out part has" if held_out else "has"
+        if held_out and samples < world:  # a streaming rank with no held-out sample hangs at the sync
             raise DataError(
-                f"{self.shards_dir / META}: split {split!r} {part} {samples} samples to evaluate, fewer than "
-                f"the {world} ranks (each needs one); evaluate on fewer devices or add samples"
+                f"{self.shards_dir / META}: split {split!r} holds out {samples} samples for validation, "
+                f"fewer than the {world} ranks (each needs one); validate on fewer devices or add samples"
             )
         return max(
             1, samples // (world * self.batch_size) if train else -(-samples // (world * self.batch_size))

@@ -43,10 +43,6 @@ PAPER = Paper(
             "test/err_fc100_100_10", claimed=0.0164, source="Table 1", tolerance=0.005, higher_is_better=False
         ),
         Claim("test/distortion_fc100_100_10", claimed=0.058, source="Table 1", tolerance=0.02),
-        Claim(
-            "test/err_fc200_200_10", claimed=0.0154, source="Table 1", tolerance=0.005, higher_is_better=False
-        ),
-        Claim("test/distortion_fc200_200_10", claimed=0.065, source="Table 1", tolerance=0.02),
         Claim("test/err_ae400_10", claimed=0.019, source="Table 1", tolerance=0.005, higher_is_better=False),
         Claim("test/distortion_ae400_10", claimed=0.086, source="Table 1", tolerance=0.02),
         # FC10(λ): a softmax on the pixels with weight decay λ = 10⁻ᵏ, named fc10_wd<k>
@@ -58,6 +54,12 @@ PAPER = Paper(
                 Claim(f"test/distortion_fc10_wd{k}", distortion, f"Table 1 (λ = 1e-{k})", 0.02),
             )
         ),
+        # last: an experiment's headline is the first claim it measures, and FC200-200-10 is also the net the
+        # other rows' examples are transferred to (trained beside them, at their λ)
+        Claim(
+            "test/err_fc200_200_10", claimed=0.0154, source="Table 1", tolerance=0.005, higher_is_better=False
+        ),
+        Claim("test/distortion_fc200_200_10", claimed=0.065, source="Table 1", tolerance=0.02),
     ),
     deviations=(
         Deviation(

@@ -32,7 +32,16 @@ TINY = {
         "associative_retrieval": {"synthetic": {"train": 2000, "val": 200, "test": 200}},
     },
     "papers": {
-        "intriguing": {"smoke": {"hparams": {"adversarial_images": 3}}},
+        **{
+            key: {"smoke": {"hparams": {"adversarial_images": 3}}}
+            for key in (
+                "intriguing",
+                "intriguing_fc10",
+                "intriguing_fc10_wd2",
+                "intriguing_fc10_wd0",
+                "intriguing_ae400",
+            )
+        },
         "protonets": {
             "smoke": {
                 "data": {"train_way": 5, "val_episodes": 4, "test_query": 5, "test_episodes": 10},
@@ -116,6 +125,7 @@ PROJECT_FILES = (
     ".gitignore",
     ".dvc/config",
     "pipelines",
+    "results",
     "deps",
     "lightning_modules",
     "datamodules",
