@@ -262,10 +262,6 @@ def publish(
 
 def copy_figures(params: Params, run_id: str, folder: Path) -> list[str]:
     """The figures evaluate logged to the run, as PNGs beside the record."""
-    client = tracking.store(params).client
-    names = [a.path for a in client.list_artifacts(run_id, "figures")]
-    if not names:
-        return []
     with atomic_dir(folder) as scratch:
-        client.download_artifacts(run_id, "figures", str(scratch))
-    return sorted(p.relative_to(evidence.RESULTS.parent).as_posix() for p in folder.rglob("*.png"))
+        names = tracking.download_figures(tracking.store(params), run_id, scratch)
+    return sorted((folder / "figures" / name).as_posix() for name in names)

@@ -178,20 +178,16 @@ def copy_figures(params: Params, results: list[dict]) -> str:
 
     lines = []
     with atomic_dir(paths.REPORT_FIGURES) as scratch:
-        mlflow_client = tracking.store(params).client
+        store = tracking.store(params)
         for r in results:
+            key = r["experiment"]
             try:
-                names = [a.path for a in mlflow_client.list_artifacts(r["mlflow_run_id"], "figures")]
-
+                names = tracking.download_figures(store, r["mlflow_run_id"], scratch / key)
             except Exception:
                 continue
-            if not names:
-                continue
-            (scratch / r["experiment"]).mkdir()
-            mlflow_client.download_artifacts(r["mlflow_run_id"], "figures", str(scratch / r["experiment"]))
-            key = r["experiment"]
-            lines += ["", f"### {key}", ""]
-            lines += [f"![{key} {name}](figures/{key}/figures/{name.split('/')[-1]})" for name in names]
+            if names:
+                lines += ["", f"### {key}", ""]
+                lines += [f"![{key} {name}](figures/{key}/figures/{name})" for name in names]
     return "\n".join(["", "## Figures", *lines]) + "\n" if lines else ""
 
 

@@ -191,6 +191,16 @@ def training_curves(store: Store, run_id: str) -> dict[str, list[tuple[int, floa
     return {k: [(m.step, m.value) for m in mlflow_client.get_metric_history(run_id, k)] for k in keys}
 
 
+def download_figures(store: Store, run_id: str, target: Path) -> list[str]:
+    """The `figures/` artifacts evaluate logged to a run, downloaded under target/figures/; their names (none
+    downloaded when there are none)."""
+    names = [a.path.split("/")[-1] for a in store.client.list_artifacts(run_id, "figures")]
+    if names:
+        target.mkdir(parents=True, exist_ok=True)
+        store.client.download_artifacts(run_id, "figures", str(target))
+    return names
+
+
 def log_checkpoint(store: Store, run_id: str, checkpoint: Path) -> None:
     store.client.log_artifact(run_id, str(checkpoint), "checkpoints")
 

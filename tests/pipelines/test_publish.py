@@ -49,6 +49,7 @@ def test_a_published_smoke_run_is_a_valid_record_and_never_judged(evaluated, pro
     assert any(d.moves_number and "trainer.max_steps" in d.what for d in record.differs_from_paper)
     assert record.data.files and record.hardware["cores"] and record.versions["torch"]
     assert record.wall_time_s > 0 and record.notes == "a tiny run"
+    assert record.figures and all((project / figure).exists() for figure in record.figures)
     # protonets logs its per-episode interval; the record says what it is over.
     assert all(c.ci95 is not None and c.ci95_over == "test episodes" for c in record.claims)
 
