@@ -50,9 +50,6 @@ class Deviation:
     why: str = ""
     affects: str = ""  # a substring of the claims' metric keys it touches; "" for every claim
 
-    def touches(self, metric: str) -> bool:
-        return self.affects in metric
-
 
 @dataclass(frozen=True)
 class Reference:
