@@ -81,3 +81,18 @@ def test_the_unbound_sequence_gives_the_same_loss_and_gradients_as_indexing_it()
     (loss_a, grads_a), (loss_b, grads_b) = grads
     assert torch.equal(loss_a, loss_b)
     assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(grads_a, grads_b))
+
+
+def test_leading_zero_pixels_leave_the_paper_nets_gradients_finite():
+    """Every MNIST digit starts with all-zero pixels: unprimed, every example's state is the same there, the
+    batch variance 0, and the backward grows by γ/√ε per step until it overflows (NaN at the paper's 784
+    steps)."""
+    torch.manual_seed(0)
+    model = RecurrentBN().train()
+    pixels = torch.rand(16, 784, 1)
+    pixels[:, :100] = 0
+    loss = torch.nn.functional.cross_entropy(model(pixels)[:, 0], torch.randint(0, 10, (16,)))
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    model.eval()  # the noise is a training device: evaluation is deterministic
+    assert torch.equal(model(pixels[:2, :10]), model(pixels[:2, :10]))
