@@ -54,3 +54,22 @@ def test_table_1s_fc10_rows_are_named_by_their_weight_decay():
     assert Intriguing.monitor({"model": "fc10", "weight_decay": 0.01}) == ("val/err_fc10_wd2", "min")
     claimed = {c.metric: c.claimed for c in PAPER.claims}
     assert claimed["test/err_fc10_wd4"] == 0.074 and claimed["test/distortion_fc10_wd0"] == 0.14
+
+
+def test_the_training_error_column_scores_every_training_digit_once(mnist_shards):
+    """Table 1's training error: a net that always answers 0 is wrong on exactly the training digits that are
+    not zeros, counted from the raw IDX files (none dropped or repeated, the partial last batch included)."""
+    from datamodules.mnist import samples
+
+    model = Intriguing(adversarial_images=1)
+    for net in (model.net, model.other):
+        last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        torch.nn.init.zeros_(last.weight), torch.nn.init.zeros_(last.bias)
+        last.bias.data[0] = 1.0
+    data = MNIST(mnist_shards, 0, batch_size=100)
+    results = trainer(1).test(model, datamodule=data, verbose=False)[0]
+    labels = [s["cls"] for s in samples(mnist_shards.parent / "raw", "train")]
+    expected = sum(label != 0 for label in labels) / len(labels)
+    assert len(labels) % 1000 and results["test/train_err_fc100_100_10"] == pytest.approx(expected, abs=1e-6)
+    assert results["test/train_err_fc200_200_10"] == pytest.approx(expected, abs=1e-6)
+    assert 0 < results["test/train_err_fc100_100_10_ci95"] < 0.05
