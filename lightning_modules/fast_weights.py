@@ -173,6 +173,7 @@ class FastWeights(pl.LightningModule):
         eta: PositiveFloat = 0.5,
         steps: PositiveInt = 1,
         lr: PositiveFloat = 1e-3,  # Deviation: Adam's settings are not in the paper's text
+        lr_milestones: tuple[PositiveInt, ...] = (),  # steps at which the rate drops tenfold (none: constant)
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -218,7 +219,9 @@ class FastWeights(pl.LightningModule):
         self.step(batch, "test")
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        drops = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.hparams.lr_milestones), gamma=0.1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": drops, "interval": "step"}}
 
     def figures(self, data, history: dict) -> dict:
         return {

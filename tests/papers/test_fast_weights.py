@@ -82,3 +82,19 @@ def test_fast_weights_learn_the_retrieval_task(tmp_path):
         metric="test/err_fast_weights_r20",
     )
     assert before > 0.8 and after < 0.6, (before, after)  # chance error is 0.9
+
+
+def test_the_rate_drops_tenfold_at_each_milestone_and_stays_constant_without_one():
+    def rates(milestones, steps=7):
+        model = FastWeights(hidden=(4,), models=("irnn",), lr=1.0, lr_milestones=milestones)
+        optimizer, scheduler = (lambda c: (c["optimizer"], c["lr_scheduler"]["scheduler"]))(
+            model.configure_optimizers()
+        )
+        seen = []
+        for _ in range(steps):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step(), scheduler.step()
+        return seen
+
+    assert rates(()) == [1.0] * 7
+    assert np.allclose(rates((2, 5)), [1.0, 1.0, 0.1, 0.1, 0.1, 0.01, 0.01])
