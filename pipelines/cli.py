@@ -127,70 +127,6 @@ def preflight(
     console.print(f"{REPORT}.json, {REPORT}.md", highlight=False)
 
 
-@app.command(name="tune")
-def tune_(
-    experiment: Experiment = EXPERIMENT,
-    address: str = typer.Option(
-        None, help="a Ray cluster (ray://… or host:port); default: RAY_ADDRESS, else a local Ray"
-    ),
-    num_cpus: int = typer.Option(None, help="CPUs for a local Ray (default: all)"),
-    num_samples: int = typer.Option(None, help="override papers.<experiment>.tune.num_samples"),
-    dry_run: bool = typer.Option(
-        False, help="resolve the sweep (space, metric, rungs) and print it; start no Ray"
-    ),
-) -> None:
-    """Ray Tune sweep over papers.<experiment>.tune; best config → reports/tune/<experiment>.json, trials as
-    nested MLflow runs."""
-    from pipelines import paths
-    from pipelines.tune import plan, run_sweep, trials_table
-
-    if dry_run:
-        console.print(json.dumps(plan(params(), experiment, num_samples).describe(experiment), indent=2))
-        return
-    summary = run_sweep(params(), experiment, address=address, num_cpus=num_cpus, num_samples=num_samples)
-    console.print(trials_table(summary, experiment))
-    console.print(
-        f"best {summary['metric']} {summary['best_value']:.4f}: {json.dumps(summary['best_config'])} → "
-        f"{paths.tune_report(experiment)}  (MLflow parent run {summary['mlflow_parent_run_id']})"
-    )
-
-
-@app.command()
-def submit(
-    command: list[str] = typer.Argument(None, help="after --: the command the job runs"),
-    address: str = typer.Option(
-        None,
-        help="the cluster's dashboard, e.g. http://head:8265 (default: RAY_ADDRESS, else 127.0.0.1:8265)",
-    ),
-    wait: bool = typer.Option(True, help="stream the logs, exit with the job's status; --no-wait: its id"),
-    env: str = typer.Option("lock", help="lock: install constraints.txt in the job; cluster: its Python"),
-    cwd: str = typer.Option(None, help="run in this checkout on the cluster, not an upload of this tree"),
-    cpus: float = typer.Option(None, help="CPUs the command needs (Ray places it on a node with them)"),
-    gpus: float = typer.Option(None, help="GPUs the command needs (a `dvc repro` or `train` on a GPU node)"),
-    status: str = typer.Option(None, help="print the status of job ID"),
-    logs: str = typer.Option(None, help="print the logs of job ID"),
-    stop: str = typer.Option(None, help="stop job ID"),
-) -> None:
-    """Run a reprozoo command (tune, train, `dvc repro …`) as a Ray job: `reprozoo submit -- reprozoo tune
-    protonets`."""
-    from pipelines import submit as jobs
-
-    if status or logs or stop:
-        for line in jobs.manage(address, status=status, logs=logs, stop=stop):
-            console.print(line, end="", markup=False, highlight=False)
-        return
-    if env not in ("lock", "cluster"):
-        raise typer.BadParameter(f"--env: expected lock or cluster, got {env!r}")
-    client, job_id = jobs.submit(command or [], address, env, cwd, cpus, gpus)
-    if not wait:
-        console.print(job_id)
-        return
-    console.print(f"submitted {job_id}; following its logs (Ctrl-C stops following, not the job)")
-    final = jobs.follow(client, job_id)
-    console.print(f"{job_id}: {final.value}")
-    raise typer.Exit(0 if final.value == "SUCCEEDED" else 1)
-
-
 @app.command()
 def retrain(
     experiment: list[str] = typer.Option(
@@ -287,6 +223,10 @@ def list_() -> None:
 
     loaded = params()
     console.print(experiments_table(loaded), datasets_table(loaded))
+
+
+# The verbs that run work on a Ray cluster (tune, submit, repro) live beside these, on the same app.
+from pipelines import cli_cluster  # noqa: E402, F401
 
 
 def main() -> None:

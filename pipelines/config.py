@@ -105,6 +105,9 @@ class ExperimentParams(Overrides):
     dataset: str
     smoke: Overrides = Overrides()  # merged over the section only when profile: smoke
     tune: TuneParams = TuneParams()
+    # What its train stage takes on a Ray cluster (`reprozoo repro`); default: a CPU, and the trainer's
+    # devices as GPUs when it trains on GPUs
+    resources: Resources | None = None
 
 
 class Params(Strict):

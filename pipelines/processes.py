@@ -50,8 +50,11 @@ def free_port() -> int:
 
 def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity (taskset, a test worker pinned to one core), which
-    its children inherit, rather than every core of the machine."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    its children inherit, rather than every core of the machine; at most OMP_NUM_THREADS, which Ray sets to
+    the CPUs a task or trial was given (two tasks on a node must not both take every core)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    granted = os.environ.get("OMP_NUM_THREADS", "")
+    return min(cores, int(granted)) if granted.isdigit() and int(granted) > 0 else cores
 
 
 def cpu_threads(processes: int, cores: int | None = None) -> int:

@@ -1,0 +1,90 @@
+"""`reprozoo repro`: `dvc repro` over a local Ray of 2 slots and a local-directory DVC remote, on a copy of
+the repository with three small experiments. One project, two runs: the first with one experiment made to fail
+(its descendants skipped, the others done and overlapping, exit 1), the second with it fixed (only its stages
+run); then a local `dvc repro` has nothing to do, and the data stages' output hashes equal a sequential
+`dvc repro`'s."""
+
+import os
+import subprocess
+import sys
+from copy import deepcopy as copy_of
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import ROOT, copy_repository, tiny_params, write_params
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray at a time on 2 cores
+
+
+def run(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(args, cwd=project, capture_output=True, text=True, env=env, timeout=1200)
+
+
+def commit(project: Path, message: str) -> None:
+    for step in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message]):
+        subprocess.run(["git", *step], cwd=project, check=True, capture_output=True)
+
+
+def project_with(folder: Path, params: dict, remote: Path) -> Path:
+    project = copy_repository(folder)
+    (project / "dvc.lock").unlink(missing_ok=True)
+    write_params(project, params)
+    assert run(project, "dvc", "remote", "add", "-d", "shared", str(remote)).returncode == 0
+    commit(project, "project")
+    return project
+
+
+def intervals(project: Path, keys: list[str]) -> dict[str, tuple[int, int]]:
+    """Each training's MLflow run: when it started and ended (its own clock, not the driver's)."""
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    found = {}
+    for key in keys:
+        (run_,) = client.search_runs([client.get_experiment_by_name(key).experiment_id])
+        found[key] = (run_.info.start_time, run_.info.end_time)
+    return found
+
+
+def test_stale_stages_run_as_ray_tasks_a_failure_stops_only_its_descendants(tmp_path):
+    params = tiny_params()
+    params["papers"] = {  # copies: YAML would write shared dicts as one anchored node
+        "protonets": copy_of(params["papers"]["protonets"]),
+        "protonets_b": copy_of(params["papers"]["protonets"]),
+        "fast_weights": params["papers"]["fast_weights"],
+    }
+    params["datasets"] = {k: params["datasets"][k] for k in ("omniglot", "associative_retrieval")}
+    broken = copy_of(params)
+    broken["papers"]["protonets_b"]["data"]["shot"] = 500  # more drawings than a character has: train fails
+    project = project_with(tmp_path / "cluster", broken, tmp_path / "remote")
+    repro = ("reprozoo", "repro", "--num-cpus", "2", "--checkouts", str(tmp_path / "checkouts"))
+
+    first = run(project, *repro)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "train@protonets_b: " in first.stdout and "not done: " in first.stdout
+    undone = first.stdout.split("not done: ")[1].split()[0:3]
+    assert {s.strip(",") for s in undone} == {"train@protonets_b", "evaluate@protonets_b", "report"}
+    for key in ("protonets", "fast_weights"):  # independent stages finished, their outputs pulled here
+        assert (project / f"metrics/{key}.json").exists() and (project / f"models/{key}/best.ckpt").exists()
+    (a_start, a_end), (b_start, b_end) = intervals(project, ["protonets", "fast_weights"]).values()
+    assert a_start < b_end and b_start < a_end  # two trainings at the same time
+
+    write_params(project, params)  # fixed: only its stages and the report are stale now
+    commit(project, "fix protonets_b")
+    second = run(project, *repro)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "train@protonets_b" in second.stdout and "train@protonets " not in second.stdout
+    assert "Running stage" not in run(project, "dvc", "repro").stdout  # the lock is complete: a no-op
+    assert (project / "reports/reproductions.md").exists()
+
+    sequential = project_with(tmp_path / "sequential", params, tmp_path / "remote2")
+    assert run(sequential, "dvc", "repro", "shard@omniglot", "shard@associative_retrieval").returncode == 0
+    ours, theirs = (yaml.safe_load((p / "dvc.lock").read_text())["stages"] for p in (project, sequential))
+    for stage in ("fetch@omniglot", "shard@omniglot", "shard@associative_retrieval"):
+        assert ours[stage] == theirs[stage]  # deterministic stages: the same deps, params and output hashes
