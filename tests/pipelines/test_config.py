@@ -49,8 +49,8 @@ def test_the_shipped_params_are_valid():
         ({"profile": "fast"}, "profile: input should be 'smoke' or 'paper', got 'fast'"),
         (
             {"papers": {"protonets": {"hparamz": {}}}},
-            "papers.protonets.hparamz: unknown key; allowed: data, dataset, hparams, paper, smoke, "
-            "trainer, tune",
+            "papers.protonets.hparamz: unknown key; allowed: data, dataset, hparams, paper, resources, "
+            "smoke, trainer, tune",
         ),
         (
             {"datasets": {"omniglot": {"source": "bundled"}}},
