@@ -12,14 +12,21 @@ from pathlib import Path
 CODE_ROOT = Path(__file__).resolve().parents[1]
 
 
-def dvc(*args: str) -> subprocess.CompletedProcess:
-    """DVC from this environment (the one `make` installed), run in the current folder, output captured."""
+def dvc(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """DVC from this environment (the one `make` installed), run in `cwd` (default: the current folder) with
+    `env` over this process's environment, output captured. This environment's commands (`reprozoo`, which
+    DVC's stages run) come first on PATH."""
     binary = Path(sys.executable).with_name("dvc")
+    environment = {**os.environ, **(env or {})}
+    environment["PATH"] = f"{binary.parent}{os.pathsep}{environment.get('PATH', '')}"
     return subprocess.run(
         [str(binary) if binary.exists() else "dvc", *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
-        env={**os.environ, "PATH": f"{binary.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+        env=environment,
     )
 
 

@@ -12,7 +12,6 @@ Ray, and its persistent checkout keeps the training's last checkpoint when the r
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import time
@@ -98,15 +97,10 @@ def run_stage(
         (checkout / path).parent.mkdir(parents=True, exist_ok=True)
         (checkout / path).write_text(text)
     write_lock(checkout, locks)
-    binaries = Path(dvc_command()[0]).parent  # `reprozoo` of this environment, running the checkout's code
-    environment = {**os.environ, **env, "PYTHONPATH": str(checkout)}
-    environment["PATH"] = f"{binaries}{os.pathsep}{environment.get('PATH', '')}"
     steps = [["pull", *sorted(locks)]] if locks else []
     steps += [["repro", "--single-item", stage], ["push", stage]]
-    for step in steps:
-        done = subprocess.run(
-            [*dvc_command(), *step], cwd=checkout, capture_output=True, text=True, env=environment
-        )
+    for step in steps:  # PYTHONPATH: the stage's `reprozoo` runs the checkout's code
+        done = dvc(*step, cwd=checkout, env={**env, "PYTHONPATH": str(checkout)})
         if done.returncode:
             raise ReproError(f"`dvc {' '.join(step)}` failed:\n{(done.stdout + done.stderr)[-3000:]}")
     import ray
@@ -118,13 +112,6 @@ def run_stage(
         "node": ray.util.get_node_ip_address(),
         "seconds": time.time() - started,
     }
-
-
-def dvc_command() -> list[str]:
-    import sys
-
-    binary = Path(sys.executable).with_name("dvc")
-    return [str(binary)] if binary.exists() else ["dvc"]
 
 
 def uncached_outputs(checkout: Path, stage: str) -> dict[str, str]:
