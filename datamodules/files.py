@@ -211,12 +211,21 @@ def read_source(raw_dir: Path) -> dict:
     return read_json(path, f"run `reprozoo fetch {raw_dir.name}` again")
 
 
+# Set by `reprozoo preflight --random-weights` in its own child process: a step costs the same whatever the
+# weights' values, so a recipe can be sized on a node that has not got its weight files yet.
+RANDOM_WEIGHTS = {"on": False}
+
+
 def pretrained(weights):
     """`weights` (a torchvision WeightsEnum member) once its file is in torch hub's cache,
     `$TORCH_HOME/hub/checkpoints/<file>` (by default ~/.cache/torch), fetched there when online.
     torchvision then loads it from the cache and checks it against the hash in its name. Offline without the
-    file: an error naming the file, its URL and the setting, instead of urllib's traceback."""
+    file: an error naming the file, its URL and the setting, instead of urllib's traceback. None (the same
+    architecture, randomly initialised) while sizing with RANDOM_WEIGHTS."""
     import torch.hub
+
+    if RANDOM_WEIGHTS["on"]:
+        return None
 
     name = Path(urllib.parse.urlparse(weights.url).path).name
     path = Path(torch.hub.get_dir()) / "checkpoints" / name

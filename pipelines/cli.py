@@ -117,14 +117,20 @@ def preflight(
     experiments: list[Experiment] = typer.Argument(None, help="experiments (default: all)"),
     profile: str = typer.Option("paper", help="the recipe to size: paper (default) or smoke"),
     steps: int = typer.Option(3, min=2, help="training steps to time (the first is warm-up)"),
-    max_batch: int = typer.Option(None, min=1, help="cap each batch (a CPU cannot hold a paper's)"),
+    max_batch: int = typer.Option(None, min=1, help="cap each batch (else: halved until it fits)"),
+    memory_gib: float = typer.Option(None, min=1, help="CPU: size for this memory (80%% of RAM)"),
+    random_weights: bool = typer.Option(False, help="no weight files: random values"),
+    readme: bool = typer.Option(False, help="put the report's table into README.md (maintainers)"),
 ) -> None:
     """Step each recipe at its real shapes here: s/step, peak memory, projected time; reports/preflight.*"""
-    from pipelines.preflight import REPORT, preflight, table
+    from pipelines.preflight import REPORT, preflight, table, update_readme
 
-    found = preflight(params(), [str(k) for k in experiments or []], profile, steps, max_batch)
+    keys = [str(k) for k in experiments or []]
+    found = preflight(params(), keys, profile, steps, max_batch, memory_gib, random_weights)
     console.print(table(found), markup=False)
     console.print(f"{REPORT}.json, {REPORT}.md", highlight=False)
+    if readme:
+        update_readme()
 
 
 @app.command()

@@ -16,11 +16,12 @@ from lightning_modules import PAPERS
 from lightning_modules.paper import Status
 from pipelines.claims import number
 from pipelines.errors import ReprozooError
+from pipelines.markers import markers, replace_block
 
 RESULTS = Path("results")
 REAL_SOURCES = ("download", "local", "generated")  # the paper's own data (or its task's own generator)
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+README_START = markers("results")[0]  # the report rewrites README.md's table only where it has one
 
 
 class EvidenceError(ReprozooError):
@@ -186,7 +187,4 @@ def table(found: list[tuple[Path, Record]]) -> str:
 
 def readme_section(text: str, found: list[tuple[Path, Record]]) -> str:
     """README.md with the table between its markers replaced by the one `results/` gives now."""
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        raise EvidenceError(f"README.md: no {README_START} … {README_END} markers for the results table")
-    return text[: start + len(README_START)] + "\n" + table(found) + text[end:]
+    return replace_block(text, "results", table(found))

@@ -2,8 +2,11 @@
 (the paper's by default) is built on this machine's accelerator and stepped a few times at its real shapes,
 in a process of its own so that one experiment's peak memory is its own: does it build (the error in one line
 if not), seconds per step and samples per second, peak memory (RSS on CPU, the most allocated on CUDA), one
-evaluation step, the recipe's step count and the projected wall time. A batch capped to fit (`--max-batch`)
-says the gradient accumulation that reaches the paper's. Written to reports/preflight.{json,md}.
+evaluation step, the recipe's step count and the projected wall time. A batch that does not fit in memory
+is halved until one does (on CPU the child's address space is capped at 80% of RAM, so an oversized batch
+fails with an allocation error instead of swapping the machine to a halt); a batch capped to fit (or by
+`--max-batch`) says the gradient accumulation that reaches the paper's. Written to
+reports/preflight.{json,md}.
 
 Inputs are the dataset's shards as they are (a synthetic replica is enough: the recipe's data settings give
 the batches their real shapes), so `reprozoo fetch` and `shard` come first."""
@@ -13,30 +16,52 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from datamodules.files import atomic_write
+from datamodules.files import atomic_write, read_json
 from pipelines.config import Params
+from pipelines.markers import replace_block
 
 REPORT = Path("reports") / "preflight"
 PROBE = (
-    "import sys, json; from pipelines.preflight import probe; "
-    "print(json.dumps(probe(*json.loads(sys.argv[1]))))"
+    "import sys, json; from pipelines.preflight import cap_memory, probe; "
+    "args = json.loads(sys.argv[1]); cap_memory(args.pop()); print(json.dumps(probe(*args)))"
 )
 
 
-def probe(key: str, profile: str, steps: int, max_batch: int | None) -> dict:
+def cap_memory(gib: float | None) -> None:
+    """On CPU, cap this process's address space (80% of RAM unless told) so that a batch too big for the
+    machine fails with an allocation error rather than swapping it to a halt; CUDA says "out of memory"
+    itself."""
+    import resource
+
+    import torch
+
+    if not torch.cuda.is_available():
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        cap = int(gib * 2**30) if gib else int(0.8 * total)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def probe(key: str, profile: str, steps: int, max_batch: int | None, random_weights: bool = False) -> dict:
     """One experiment, in this process: build, `steps` training steps (the first is warm-up), one
-    evaluation step; the figures as a dict."""
+    evaluation step; the figures as a dict. `random_weights`: pretrained weights replaced by random ones of
+    the same architecture (sets a process-wide switch: only for a process of its own)."""
     import resource
 
     import pytorch_lightning as pl
     import torch
 
+    from datamodules import files
+
+    files.RANDOM_WEIGHTS["on"] = random_weights
+
     from pipelines.config import load_params
+    from pipelines.processes import hardware
     from pipelines.runs import build_model_and_data
 
     recipe = load_params().recipe(key, profile)
@@ -46,6 +71,7 @@ def probe(key: str, profile: str, steps: int, max_batch: int | None) -> dict:
         recipe, data=recipe.data | {"num_workers": 0} | ({"batch_size": batch} if batch else {})
     )
     found = {"key": key, "profile": profile, "paper_batch": paper_batch, "batch": batch}
+    found["weights"] = "random (sizing only)" if random_weights else "as the recipe says"
     found["recipe_steps"] = recipe.trainer.max_steps
     try:
         model, data, _ = build_model_and_data(recipe)
@@ -81,6 +107,8 @@ def probe(key: str, profile: str, steps: int, max_batch: int | None) -> dict:
         )
         stamps.insert(0, start)
     except Exception as error:
+        if out_of_memory(error):
+            return found | {"builds": True, "fits": False}
         return found | {
             "builds": False,
             "error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}",
@@ -101,6 +129,8 @@ def probe(key: str, profile: str, steps: int, max_batch: int | None) -> dict:
     accumulate = math.ceil(paper_batch / batch) if paper_batch and batch else 1
     return found | {
         "builds": True,
+        "fits": True,
+        "hardware": hardware(),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "step_s": step_s,
         "samples_per_s": (batch or 1) / step_s,
@@ -113,24 +143,60 @@ def probe(key: str, profile: str, steps: int, max_batch: int | None) -> dict:
     }
 
 
-def preflight(params: Params, keys: list[str], profile: str, steps: int, max_batch: int | None) -> list[dict]:
-    """Each experiment in a child process; the table is rewritten as it grows (a long preflight shows
-    progress)."""
-    results = []
-    for key in keys or list(params.papers):
-        child = subprocess.run(
-            [sys.executable, "-c", PROBE, json.dumps([key, profile, steps, max_batch])],
-            capture_output=True,
-            text=True,
-        )
-        lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
-        if child.returncode != 0 or not lines:
-            last = (child.stderr.strip().splitlines() or ["no output"])[-1]
-            results.append({"key": key, "profile": profile, "builds": False, "error": last[:300]})
-        else:
-            results.append(json.loads(lines[-1]))
-        write(results)
-    return results
+def out_of_memory(error: BaseException) -> bool:
+    """An allocation the device could not satisfy: CUDA's OutOfMemoryError, or the CPU allocator refused
+    under the address-space cap."""
+    text = str(error)
+    return isinstance(error, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def preflight(
+    params: Params,
+    keys: list[str],
+    profile: str,
+    steps: int,
+    max_batch: int | None,
+    memory_gib: float | None = None,
+    random_weights: bool = False,
+) -> list[dict]:
+    """Each experiment in a child process, its batch halved until it fits; the rows probed. The report is
+    rewritten as it grows (a long preflight shows progress) and keeps the rows of the same profile's earlier
+    run for experiments not probed this time (re-probing one after a fix keeps the others)."""
+    order = list(params.papers)
+    rows = {r["key"]: r for r in earlier() if r.get("profile") == profile and r.get("key") in order}
+    for key in keys or order:
+        rows[key] = fitted([key, profile, steps, max_batch, random_weights], memory_gib)
+        write(sorted(rows.values(), key=lambda row: order.index(row["key"])))
+    return [rows[key] for key in keys or order]
+
+
+def earlier() -> list[dict]:
+    path = REPORT.with_suffix(".json")
+    return read_json(path, f"delete {path} to start a new report") if path.exists() else []
+
+
+def fitted(args: list, memory_gib: float | None) -> dict:
+    """The probe (`args` as `probe` takes them) at the largest batch that fits: the paper's, or the cap,
+    halved on each failure to fit."""
+    did_not_fit: list[int] = []
+    while True:
+        row = child_probe(args, memory_gib) | {"did_not_fit": did_not_fit}
+        if row.get("fits", True) or not row.get("batch") or row["batch"] == 1:
+            return row
+        did_not_fit.append(row["batch"])
+        args = args[:3] + [row["batch"] // 2] + args[4:]
+
+
+def child_probe(args: list, memory_gib: float | None) -> dict:
+    key, profile = args[:2]
+    child = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps([*args, memory_gib])], capture_output=True, text=True
+    )
+    lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
+    if child.returncode != 0 or not lines:
+        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"key": key, "profile": profile, "builds": False, "error": last[:300]}
+    return json.loads(lines[-1])
 
 
 def write(results: list[dict]) -> None:
@@ -148,9 +214,49 @@ def table(results: list[dict]) -> str:
         if not r.get("builds"):
             lines.append(f"| {r['key']} | no: {r.get('error', '')} | | | | | | | | |")
             continue
+        if not r.get("fits", True):
+            lines.append(f"| {r['key']} | yes | does not fit at batch 1 | | | | | | | |")
+            continue
         lines.append(
             f"| {r['key']} | yes | {r['device']} | {r['batch']} ({r['paper_batch']}) | {r['step_s']:.3g} | "
             f"{r['samples_per_s']:.3g} | {r['peak_memory_gib']:.2f} | {r['recipe_steps']:,} | "
             f"{r['accumulate_to_paper_batch']} | {r['projected_hours']:,.1f} |"
         )
+    hours = [r["projected_hours"] for r in results if "projected_hours" in r]
+    if hours:
+        lines += [
+            "",
+            f"All {len(hours)} measured trainings: {sum(hours):,.0f} hours one after another on one such "
+            f"machine; with `reprozoo repro` over {NODES} such machines, {on_nodes(hours, NODES):,.0f} hours "
+            f"(the longest training alone is {max(hours):,.0f}).",
+        ]
     return "\n".join(lines) + "\n"
+
+
+NODES = 8  # the cluster size the projection is given for
+
+
+def on_nodes(hours: list[float], nodes: int) -> float:
+    """The wall hours of trainings taking `hours` each over `nodes` machines, one training per machine at a
+    time, each next-longest training onto the machine free soonest (within 4/3 of the best schedule)."""
+    loads = [0.0] * nodes
+    for each in sorted(hours, reverse=True):
+        loads[loads.index(min(loads))] += each
+    return max(loads)
+
+
+def readme_section(text: str, results: list[dict]) -> str:
+    """README.md with its preflight block replaced by this run's table and the machine it was measured on."""
+    measured = next((r["hardware"] for r in results if "hardware" in r), None)
+    machine = "an unrecorded machine"
+    if measured:
+        machine = (
+            f"{measured['hardware.cpu']}, {measured['hardware.cores']} cores, "
+            f"{measured['hardware.memory_gib']} GiB, GPU: {measured['hardware.gpu']}"
+        )
+    return replace_block(text, "preflight", f"Measured on {machine}:\n\n{table(results)}")
+
+
+def update_readme(readme: Path = Path("README.md")) -> None:
+    """The last report's table into README.md (what the maintainers commit beside reports/preflight.*)."""
+    atomic_write(readme, readme_section(readme.read_text(), earlier()))

@@ -163,3 +163,20 @@ def test_pretrained_weights_offline_name_the_file_the_url_and_the_setting(tmp_pa
     cached = tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"
     cached.write_bytes(b"")  # present: torchvision loads (and hash-checks) it; nothing is fetched
     assert pretrained(VGG16_Weights.IMAGENET1K_V1) is VGG16_Weights.IMAGENET1K_V1
+
+
+def test_sizing_with_random_weights_needs_no_weight_file(tmp_path, monkeypatch):
+    """preflight --random-weights: the same architecture, randomly initialised, on a machine that has not got
+    the file (and no internet): nothing is looked for or fetched."""
+    import torch.hub
+
+    from datamodules import files
+    from lightning_modules.fcn import FCN
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("fetched"))
+    monkeypatch.setitem(files.RANDOM_WEIGHTS, "on", True)
+    net = FCN(classes=21, pretrained=True)
+    assert sum(p.numel() for p in net.parameters()) > 100_000_000  # VGG-16's trunk and fc6/fc7 as convs
+    assert not (tmp_path / "hub").exists()
