@@ -227,12 +227,17 @@ class ShardDataModule(pl.LightningDataModule):
         # all-reduce: with_epoch cuts (or, on a rank with fewer shards, repeats) the stream to that many.
         return loader.with_epoch(batches)
 
+    def sampled(self, split: str, sample: Callable[[dict], Any] | None = None) -> list:
+        """Every sample of the split this module keeps, in shard order, as `sample` (default: the split's own)
+        makes them."""
+        keep, to_sample = self.keep(split) or (lambda _: True), sample or self.sample(split)
+        return [to_sample(s) for s in self.read_all(split) if keep(s)]
+
     def memory_loader(self, split: str, sample: Callable[[dict], Any] | None = None) -> DataLoader:
         """The split as a list in RAM behind a plain DataLoader, with its own sampler under DDP; the seeded
         generator draws a new, reproducible order every epoch."""
         if split not in self._in_memory:
-            keep, to_sample = self.keep(split) or (lambda _: True), sample or self.sample(split)
-            self._in_memory[split] = [to_sample(s) for s in self.read_all(split) if keep(s)]
+            self._in_memory[split] = self.sampled(split, sample)
         train, (rank, world) = split == self.train_split, rank_and_world()
         self.batches_per_rank(split)  # the same early check as streaming
         # Lightning leaves a loader that has a DistributedSampler alone. Training brings one (Lightning would

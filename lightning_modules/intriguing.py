@@ -252,8 +252,7 @@ class Intriguing(pl.LightningModule):
         if data is None:  # a bare test loop, with no training split to score
             return {}
         split, nets = data.train_split, {self.name: self.net, self.hparams.transfer_model: self.other}
-        keep, sample = data.keep(split) or (lambda _: True), data.sample(split)
-        digits = DataLoader([sample(raw) for raw in data.read_all(split) if keep(raw)], batch_size=1000)
+        digits = DataLoader(data.sampled(split), batch_size=1000)
         wrong = {
             name: sum(int((net(x.to(self.device)).argmax(1).cpu() != y).sum()) for x, y in digits)
             for name, net in nets.items()

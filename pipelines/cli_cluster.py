@@ -115,6 +115,8 @@ def repro(
             lambda s, r: live.update(cluster.table(s, r), refresh=True),
         )
     cluster.collect(root, state, results)
+    for name in [n for n, s in state.items() if s == "done" and results[n].get("resumed")]:
+        console.print(f"{name}: resumed from the checkpoint mirrored on the DVC remote", highlight=False)
     for name in [n for n, s in state.items() if s == "failed"]:
         console.print(f"{name}: {results[name]['error']}", markup=False, highlight=False, soft_wrap=True)
     unfinished = [n for n, s in state.items() if s != "done"]

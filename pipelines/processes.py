@@ -1,5 +1,5 @@
-"""The other processes reprozoo starts or joins: DVC from this environment, a local Ray or a cluster's, and
-the free loopback ports that process groups (DDP, a browser, a test server) meet on."""
+"""The other processes reprozoo starts or joins: git, DVC from this environment, a local Ray or a cluster's,
+and the free loopback ports that process groups (DDP, a browser, a test server) meet on."""
 
 from __future__ import annotations
 
@@ -10,6 +10,18 @@ import sys
 from pathlib import Path
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def changed_since_head(may_differ: tuple[str, ...], cwd: Path | None = None) -> tuple[str, list[str]]:
+    """HEAD's commit and the tracked files that differ from it, but for those starting with `may_differ`:
+    what a command that names a commit (publish) or runs it elsewhere (repro) refuses to start from."""
+    status = git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    changed = [line[3:] for line in status.splitlines() if not line[3:].startswith(may_differ)]
+    return git("rev-parse", "HEAD", cwd=cwd).strip(), changed
 
 
 def dvc(

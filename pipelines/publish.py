@@ -26,6 +26,7 @@ from lightning_modules import PAPERS
 from pipelines import checks, evidence, paths, tracking
 from pipelines.config import Params, load_params
 from pipelines.errors import StageError
+from pipelines.processes import changed_since_head, git
 from pipelines.runs import read_record
 
 # Files a run's record carries itself, so they may differ from the commit.
@@ -41,18 +42,12 @@ PACKAGES += ("mlflow", "dvc", "pydantic", "scikit-learn", "pycocotools")
 MANIFEST_ABOVE = 64  # raw copies of more files are recorded as one manifest hash per top-level folder
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
-
-
 def committed_code() -> str:
     """HEAD's commit, refusing a tree whose code differs from it."""
     try:
-        commit = git("rev-parse", "HEAD").strip()
-        status = git("status", "--porcelain", "--untracked-files=no")
+        commit, changed = changed_since_head(CARRIED)
     except (OSError, subprocess.CalledProcessError) as error:
         raise StageError(f"publish needs the project's git repository: {error}") from None
-    changed = [line[3:] for line in status.splitlines() if not line[3:].startswith(CARRIED)]
     if changed:
         raise StageError(
             f"publishing from a dirty tree: {', '.join(changed)} changed since {commit[:12]}; commit first "

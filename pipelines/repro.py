@@ -7,7 +7,8 @@ stages it reads into the checkout, pulls their outputs from the DVC remote, runs
 pushes its outputs and hands back its lock entry (and the small uncached outputs, metrics). The driver
 writes the entries into the local dvc.lock and pulls the outputs, so a local `dvc repro` afterwards has
 nothing to do. A failed stage stops only the stages that read it; a task whose worker dies is retried by
-Ray, and its persistent checkout keeps the training's last checkpoint when the retry lands on the same node.
+Ray, and a retried training resumes from its last checkpoint, on the same node or another
+(pipelines/stage_tries.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.errors import ReprozooError
-from pipelines.processes import dvc
+from pipelines.processes import changed_since_head, dvc, git
 
 
 class ReproError(ReprozooError):
@@ -34,20 +35,12 @@ class Plan:
     resources: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-
-
 def check_tree(root: Path) -> str:
     """HEAD, when every tracked file but DVC's own records is as committed: the workers check out HEAD."""
-    dirty = [
-        line[3:]
-        for line in git(root, "status", "--porcelain", "--untracked-files=no").splitlines()
-        if line[3:] != "dvc.lock" and not line[3:].startswith("metrics/")
-    ]
+    commit, dirty = changed_since_head(("dvc.lock", "metrics/"), cwd=root)
     if dirty:
         raise ReproError(f"commit first: the workers run HEAD, and these differ from it: {', '.join(dirty)}")
-    return git(root, "rev-parse", "HEAD")
+    return commit
 
 
 def plan(root: Path, targets: list[str], resources) -> Plan:
@@ -88,25 +81,30 @@ def run_stage(
     stage: str, commit: str, origin: str, checkouts: str, locks: dict, files: dict, env: dict
 ) -> dict:
     """One stage in this node's checkout of `commit`: its inputs pulled, run, its outputs pushed."""
+    from pipelines.stage_tries import mirrored, stop_earlier_tries
+
     started, checkout = time.time(), Path(checkouts) / commit[:12] / stage.replace("@", "-")
+    stop_earlier_tries(checkout)
     if not (checkout / ".git").exists():  # kept between tries: a retried training resumes from last.ckpt
         checkout.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["git", "clone", "-q", "--no-checkout", origin, str(checkout)], check=True)
-        git(checkout, "checkout", "-q", commit)
+        git("checkout", "-q", commit, cwd=checkout)
     for path, text in files.items():  # outputs DVC keeps out of its cache (metrics) of the stages read
         (checkout / path).parent.mkdir(parents=True, exist_ok=True)
         (checkout / path).write_text(text)
     write_lock(checkout, locks)
     steps = [["pull", *sorted(locks)]] if locks else []
     steps += [["repro", "--single-item", stage], ["push", stage]]
-    for step in steps:  # PYTHONPATH: the stage's `reprozoo` runs the checkout's code
-        done = dvc(*step, cwd=checkout, env={**env, "PYTHONPATH": str(checkout)})
-        if done.returncode:
-            raise ReproError(f"`dvc {' '.join(step)}` failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    with mirrored(checkout, commit, stage) as resumed:
+        for step in steps:  # PYTHONPATH: the stage's `reprozoo` runs the checkout's code
+            done = dvc(*step, cwd=checkout, env={**env, "PYTHONPATH": str(checkout)})
+            if done.returncode:
+                raise ReproError(f"`dvc {' '.join(step)}` failed:\n{(done.stdout + done.stderr)[-3000:]}")
     import ray
 
     return {
         "stage": stage,
+        "resumed": resumed,
         "lock": read_lock(checkout)[stage],
         "files": uncached_outputs(checkout, stage),
         "node": ray.util.get_node_ip_address(),
@@ -230,6 +228,8 @@ def table(state: dict, results: dict):
     for name, now in state.items():
         found = results.get(name, {})
         seconds = f"{found['seconds']:.0f}" if "seconds" in found else ""
-        note = found.get("error", "").strip().splitlines()[:1]
+        note = found.get("error", "").strip().splitlines()[:1] or (
+            ["resumed from the checkpoint on the DVC remote"] if found.get("resumed") else []
+        )
         view.add_row(name, now, found.get("node", ""), seconds, note[0] if note else "")
     return view

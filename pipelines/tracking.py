@@ -27,7 +27,7 @@ from mlflow.types import Schema, TensorSpec
 
 from pipelines import paths
 from pipelines.config import Params, Recipe
-from pipelines.processes import hardware
+from pipelines.processes import git, hardware
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,7 @@ def experiment_id(store: Store, name: str) -> str:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
+        return git("rev-parse", "HEAD").strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

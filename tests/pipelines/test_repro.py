@@ -19,13 +19,16 @@ from tests.helpers import ROOT, copy_repository, tiny_params, write_params
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray at a time on 2 cores
 
 
-def run(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {
+def environment() -> dict[str, str]:
+    return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "PYTHONPATH": str(ROOT),
     }
-    return subprocess.run(args, cwd=project, capture_output=True, text=True, env=env, timeout=1200)
+
+
+def run(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=project, capture_output=True, text=True, env=environment(), timeout=1200)
 
 
 def commit(project: Path, message: str) -> None:
@@ -88,3 +91,61 @@ def test_stale_stages_run_as_ray_tasks_a_failure_stops_only_its_descendants(tmp_
     ours, theirs = (yaml.safe_load((p / "dvc.lock").read_text())["stages"] for p in (project, sequential))
     for stage in ("fetch@omniglot", "shard@omniglot", "shard@associative_retrieval"):
         assert ours[stage] == theirs[stage]  # deterministic stages: the same deps, params and output hashes
+
+
+def stage_processes(checkout: Path) -> list:
+    """The stage's processes (dvc, its `reprozoo train`) and the Ray worker running its task."""
+    import psutil
+
+    found = [
+        p
+        for p in psutil.process_iter(["cwd"])
+        if p.info["cwd"] and Path(p.info["cwd"]).is_relative_to(checkout)
+    ]
+    workers = {p.parent() for p in found} - set(found)
+    return [*workers, *found]
+
+
+def test_a_worker_lost_mid_training_is_retried_and_resumes_from_the_remote(tmp_path):
+    """A node lost mid-training (its Ray worker, its processes and its disk): Ray retries the task, the new
+    checkout takes the checkpoint the first try mirrored to the DVC remote, and the same MLflow run goes on
+    to the end; the lock is right (a local `dvc repro` has nothing to do)."""
+    import shutil
+    import signal
+    import time
+
+    params = tiny_params()
+    params["papers"] = {"fast_weights": params["papers"]["fast_weights"]}
+    schedule = {"max_steps": 1500, "val_check_interval": 500, "checkpoint_every_n_steps": 50}
+    params["papers"]["fast_weights"]["smoke"]["trainer"] = schedule | {"log_every_n_steps": 50}
+    params["datasets"] = {"associative_retrieval": params["datasets"]["associative_retrieval"]}
+    project = project_with(tmp_path / "cluster", params, tmp_path / "remote")
+    checkouts = tmp_path / "checkouts"
+    repro = subprocess.Popen(
+        ["reprozoo", "repro", "--num-cpus", "2", "--checkouts", str(checkouts)],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment(),
+    )
+    deadline = time.monotonic() + 600
+    while not list((tmp_path / "remote").glob("reprozoo-resume/*/train-fast_weights/last.ckpt")):
+        assert repro.poll() is None and time.monotonic() < deadline, repro.stdout.read()
+        time.sleep(0.1)
+    (checkout,) = checkouts.glob("*/train-fast_weights")
+    lost = stage_processes(checkout)
+    for process in lost:  # frozen first, so nothing reacts while the node's disk goes
+        process.send_signal(signal.SIGSTOP)
+    shutil.rmtree(checkout)
+    for process in lost:
+        process.kill()
+
+    output, _ = repro.communicate(timeout=900)
+    assert repro.returncode == 0, output
+    assert "train@fast_weights: resumed from the checkpoint mirrored on the DVC remote" in output
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    (run_,) = client.search_runs([client.get_experiment_by_name("fast_weights").experiment_id])
+    assert run_.info.status == "FINISHED"  # one run, continued: a fresh start would have made a second
+    assert "Running stage" not in run(project, "dvc", "repro").stdout
+    assert not list((tmp_path / "remote").glob("reprozoo-resume/*/*"))  # done: the mirror is removed
