@@ -49,7 +49,7 @@ class ClaimRecord(Strict):
     claimed: float
     reproduced: float | None
     ci95: NonNegativeFloat | None  # the half-width of a 95% interval
-    ci95_over: Literal["test examples", "test episodes", "seeds"] | None
+    ci95_over: Literal["test examples", "test episodes", "training examples", "seeds"] | None
     tolerance: NonNegativeFloat
     higher_is_better: bool
     status: Status

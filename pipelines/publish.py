@@ -147,10 +147,11 @@ def is_rate(metric: str) -> bool:
 
 
 def interval(metric: str, value: float | None, metrics: dict, examples: int | None) -> tuple:
-    """The claim's 95% half-width: the one the run logged (over test episodes), else a binomial one over the
-    test examples for a rate; None where the run keeps no per-example values (a mean distortion)."""
+    """The claim's 95% half-width: the one the run logged (over test episodes; a training error's over the
+    training examples), else a binomial one over the test examples for a rate; None where the run keeps no
+    per-example values (a mean distortion)."""
     if f"{metric}_ci95" in metrics:
-        return metrics[f"{metric}_ci95"], "test episodes"
+        return metrics[f"{metric}_ci95"], "training examples" if "/train_err" in metric else "test episodes"
     if value is not None and examples and is_rate(metric) and 0 <= value <= 1:
         return 1.96 * (value * (1 - value) / examples) ** 0.5, "test examples"
     return None, None

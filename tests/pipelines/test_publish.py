@@ -12,7 +12,7 @@ from pipelines import evidence, paths
 from pipelines.config import load_params
 from pipelines.errors import StageError
 from pipelines.evaluate import evaluate_experiment
-from pipelines.publish import publish
+from pipelines.publish import interval, publish
 from pipelines.train import train_experiment
 from tests.helpers import ROOT
 
@@ -216,3 +216,13 @@ def test_a_publisher_may_set_a_claim_aside_but_never_grant_one(evaluated):
         "set aside by the publisher: trained off its recipe"
         in evidence.judgeable(record, "test/err_fast_weights_r20")[1]
     )
+
+
+def test_each_interval_says_what_it_is_over():
+    """A run's own interval is over its test episodes, or, for a training error, over the training examples it
+    was counted on; a rate without one gets a binomial interval over the test examples; a mean, none."""
+    logged = {"test/acc_20way_1shot_ci95": 0.03, "test/train_err_fc10_wd4_ci95": 0.002}
+    assert interval("test/acc_20way_1shot", 0.91, logged, 400) == (0.03, "test episodes")
+    assert interval("test/train_err_fc10_wd4", 0.07, logged, 10_000) == (0.002, "training examples")
+    assert interval("test/err_fc10_wd4", 0.25, {}, 10_000) == (pytest.approx(0.00848705), "test examples")
+    assert interval("test/distortion_fc10_wd4", 0.06, {}, 10_000) == (None, None)
