@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from pydantic import NonNegativeInt, PositiveInt, conint
 
@@ -133,8 +134,26 @@ def decode_view(sample: dict) -> dict[str, torch.Tensor]:
     }
 
 
+def resized(view: dict[str, torch.Tensor], size: int | None) -> dict[str, torch.Tensor]:
+    """Every domain at size × size (None: as stored): the photograph smoothly, the labels (depth, normals,
+    edges, classes) by nearest neighbour, so that no label is invented (a depth between a wall and the void
+    behind it, a class between two)."""
+    if size is None:
+        return view
+    out = {}
+    for name, tensor in view.items():
+        planes = tensor[None] if tensor.dim() == 3 else tensor[None, None].float()
+        if name == "rgb":
+            planes = F.interpolate(planes, (size, size), mode="bilinear", antialias=True, align_corners=False)
+        else:
+            planes = F.interpolate(planes, (size, size), mode="nearest-exact")
+        out[name] = planes[0] if tensor.dim() == 3 else planes[0, 0].to(tensor.dtype)
+    return out
+
+
 class Taskonomy(ShardDataModule):
-    """Batches are dicts of the decoded domains (see `decode_view`), all at the stored resolution."""
+    """Batches are dicts of the decoded domains (see `decode_view`), at `size` × `size` (the paper's networks
+    take 256 × 256) or, with `size: null`, at the stored resolution."""
 
     name = "taskonomy"
     sources = ("synthetic", "local")
@@ -153,6 +172,7 @@ class Taskonomy(ShardDataModule):
         num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 1000,
         budget: NonNegativeInt = 0,
+        size: PositiveInt | None = None,
     ):
         """`budget` > 0: training batches also carry a `budget` batch drawn from only the first `budget`
         training views: the small labelled set the paper trains transfers (and the from-scratch baselines)
@@ -160,10 +180,10 @@ class Taskonomy(ShardDataModule):
         super().__init__(
             shards_dir, seed, batch_size=batch_size, num_workers=num_workers, shuffle_buffer=shuffle_buffer
         )
-        self.budget = budget
+        self.budget, self.size = budget, size
 
     def sample(self, split: str):
-        return decode_view
+        return lambda sample: resized(decode_view(sample), self.size)
 
     def train_dataloader(self):
         full = super().train_dataloader()
@@ -171,7 +191,8 @@ class Taskonomy(ShardDataModule):
             return full
         from pytorch_lightning.utilities import CombinedLoader
 
-        views = [decode_view(s) for s, _ in zip(self.read_all("train"), range(self.budget))]
+        view = self.sample("train")
+        views = [view(s) for s, _ in zip(self.read_all("train"), range(self.budget))]
         budget = torch.utils.data.DataLoader(
             views,
             batch_size=min(self.batch_size, self.budget),

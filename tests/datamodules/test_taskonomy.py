@@ -6,7 +6,7 @@ import pytest
 
 from datamodules.files import DataError
 from datamodules.rooms import render
-from datamodules.taskonomy import Taskonomy, buildings_of, samples, synthesize
+from datamodules.taskonomy import Taskonomy, buildings_of, decode_view, samples, synthesize
 from tests.helpers import synthetic_shards
 
 EMPTY_ROOM = {
@@ -44,6 +44,23 @@ def test_views_follow_splits_csv_and_decode_every_domain(tmp_path):
     view = next(iter(Taskonomy(shards, 0, batch_size=2).train_dataloader()))
     assert view["rgb"].shape == (2, 3, 16, 16) and view["segment"].shape == (2, 16, 16)
     assert 0 < float(view["depth"].max()) < 10 and float(view["normal"].abs().max()) <= 1
+
+
+def test_views_at_the_networks_size_keep_every_label_as_it_was(tmp_path):
+    """`size`: the paper's networks take 256 × 256. The photograph is resampled smoothly; depth, normals,
+    edges and classes by nearest neighbour, so each is a value the stored views had (no depth between a wall
+    and the void, no class between two); budget batches are resized alike."""
+    shards = synthetic_shards(Taskonomy, tmp_path, buildings=3, points=4, views=2, size=16)
+    data = Taskonomy(shards, 0, batch_size=2, budget=2, size=40)
+    stored = [decode_view(s) for s in data.read_all("train")]
+    batch = next(iter(data.train_dataloader()))[0]
+    for view in (batch["full"], batch["budget"]):
+        assert view["rgb"].shape == (2, 3, 40, 40) and view["segment"].shape == (2, 40, 40)
+        assert view["segment"].dtype == stored[0]["segment"].dtype and view["depth"].shape == (2, 1, 40, 40)
+    for name in ("depth", "segment", "edges"):
+        before = {v for s in stored for v in s[name].unique().tolist()}
+        assert set(batch["full"][name].unique().tolist()) <= before, name
+    assert 0 <= float(batch["full"]["rgb"].min()) and float(batch["full"]["rgb"].max()) <= 1.0001
 
 
 def test_training_batches_carry_a_budget_of_the_first_views(tmp_path):
