@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from pydantic import NonNegativeInt, PositiveInt, conint
+from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule
 from datamodules.files import DataError
@@ -136,19 +137,12 @@ def decode_view(sample: dict) -> dict[str, torch.Tensor]:
 
 def resized(view: dict[str, torch.Tensor], size: int | None) -> dict[str, torch.Tensor]:
     """Every domain at size × size (None: as stored): the photograph smoothly, the labels (depth, normals,
-    edges, classes) by nearest neighbour, so that no label is invented (a depth between a wall and the void
-    behind it, a class between two)."""
+    edges, classes) as masks, by nearest neighbour, so that no label is invented (a depth between a wall and
+    the void behind it, a class between two)."""
     if size is None:
         return view
-    out = {}
-    for name, tensor in view.items():
-        planes = tensor[None] if tensor.dim() == 3 else tensor[None, None].float()
-        if name == "rgb":
-            planes = F.interpolate(planes, (size, size), mode="bilinear", antialias=True, align_corners=False)
-        else:
-            planes = F.interpolate(planes, (size, size), mode="nearest-exact")
-        out[name] = planes[0] if tensor.dim() == 3 else planes[0, 0].to(tensor.dtype)
-    return out
+    wrapped = {n: tv_tensors.Image(t) if n == "rgb" else tv_tensors.Mask(t) for n, t in view.items()}
+    return {n: t.as_subclass(torch.Tensor) for n, t in v2.Resize((size, size))(wrapped).items()}
 
 
 class Taskonomy(ShardDataModule):
