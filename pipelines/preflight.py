@@ -29,7 +29,7 @@ from pipelines.markers import replace_block
 REPORT = Path("reports") / "preflight"
 PROBE = (
     "import sys, json; from pipelines.preflight import cap_memory, probe; "
-    "args = json.loads(sys.argv[1]); cap_memory(args.pop()); print(json.dumps(probe(*args)))"
+    "args = json.loads(sys.argv[1]); cap_memory(args.pop('memory_gib')); print(json.dumps(probe(**args)))"
 )
 
 
@@ -165,7 +165,8 @@ def preflight(
     order = list(params.papers)
     rows = {r["key"]: r for r in earlier() if r.get("profile") == profile and r.get("key") in order}
     for key in keys or order:
-        rows[key] = fitted([key, profile, steps, max_batch, random_weights], memory_gib)
+        args = {"key": key, "profile": profile, "steps": steps, "random_weights": random_weights}
+        rows[key] = fitted(args | {"max_batch": max_batch}, memory_gib)
         write(sorted(rows.values(), key=lambda row: order.index(row["key"])))
     return [rows[key] for key in keys or order]
 
@@ -175,8 +176,8 @@ def earlier() -> list[dict]:
     return read_json(path, f"delete {path} to start a new report") if path.exists() else []
 
 
-def fitted(args: list, memory_gib: float | None) -> dict:
-    """The probe (`args` as `probe` takes them) at the largest batch that fits: the paper's, or the cap,
+def fitted(args: dict, memory_gib: float | None) -> dict:
+    """The probe (`args`: probe's keyword arguments) at the largest batch that fits: the paper's, or the cap,
     halved on each failure to fit."""
     did_not_fit: list[int] = []
     while True:
@@ -184,18 +185,19 @@ def fitted(args: list, memory_gib: float | None) -> dict:
         if row.get("fits", True) or not row.get("batch") or row["batch"] == 1:
             return row
         did_not_fit.append(row["batch"])
-        args = args[:3] + [row["batch"] // 2] + args[4:]
+        args = args | {"max_batch": row["batch"] // 2}
 
 
-def child_probe(args: list, memory_gib: float | None) -> dict:
-    key, profile = args[:2]
+def child_probe(args: dict, memory_gib: float | None) -> dict:
     child = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps([*args, memory_gib])], capture_output=True, text=True
+        [sys.executable, "-c", PROBE, json.dumps(args | {"memory_gib": memory_gib})],
+        capture_output=True,
+        text=True,
     )
     lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
     if child.returncode != 0 or not lines:
         last = (child.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"key": key, "profile": profile, "builds": False, "error": last[:300]}
+        return {"key": args["key"], "profile": args["profile"], "builds": False, "error": last[:300]}
     return json.loads(lines[-1])
 
 

@@ -47,9 +47,11 @@ def test_a_recipe_that_cannot_build_is_a_row_saying_why(tiny_project):
 
 def test_re_probing_one_experiment_keeps_the_others_rows(tmp_path, monkeypatch):
     """After a fix, `preflight fpn` replaces fpn's row; the rest of the report (in params' order) stays."""
-    monkeypatch.setattr(
-        preflight_module, "fitted", lambda args, gib: {"key": args[0], "profile": args[1], "run": len(calls)}
-    )
+
+    def fitted(args, memory_gib):
+        return {"key": args["key"], "profile": args["profile"], "run": len(calls)}
+
+    monkeypatch.setattr(preflight_module, "fitted", fitted)
     calls = []
     write_params(tmp_path, tiny_params())
     monkeypatch.chdir(tmp_path)
@@ -68,17 +70,17 @@ def test_a_batch_that_does_not_fit_is_halved_until_one_does(monkeypatch):
     tried = []
 
     def child(args, memory_gib):
-        batch = min(args[3] or 256, 256)
+        batch = min(args["max_batch"] or 256, 256)
         tried.append((batch, memory_gib))
         return {"key": "k", "builds": True, "paper_batch": 256, "batch": batch, "fits": batch <= 48}
 
     monkeypatch.setattr(preflight_module, "child_probe", child)
-    row = fitted(["k", "paper", 3, None, False], 12.0)
+    row = fitted({"key": "k", "max_batch": None}, 12.0)
     assert tried == [(256, 12.0), (128, 12.0), (64, 12.0), (32, 12.0)]
     assert row["fits"] and row["batch"] == 32 and row["did_not_fit"] == [256, 128, 64]
     tried.clear()
     monkeypatch.setattr(preflight_module, "child_probe", lambda args, gib: child(args, gib) | {"fits": False})
-    row = fitted(["k", "paper", 3, 2, False], None)  # not even a batch of 1: said, not looped on
+    row = fitted({"key": "k", "max_batch": 2}, None)  # not even a batch of 1: said, not looped on
     assert [b for b, _ in tried] == [2, 1] and not row["fits"]
     assert "| k | yes | does not fit at batch 1 |" in table([row])
 
