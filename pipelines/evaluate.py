@@ -24,14 +24,33 @@ def test_metrics(
     return {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
 
 
-def untrained_metrics(
-    recipe: Recipe, meta: dict, trainer: pl.Trainer, data: pl.LightningDataModule
-) -> dict[str, float]:
-    """The same net at the seeded initialisation its training started from, on the same test set: the floor a
-    smoke run must clear to show that it learned (a smoke run's number means nothing on its own)."""
+# The untrained floor is scored on the first batches of each test loader, not all of them: an untrained net
+# scores near chance, which ten batches place closely enough to be cleared or not, and a second full pass
+# doubled evaluate's cost (protonets at smoke: 42 s). Test sets of ten batches or fewer are scored whole.
+UNTRAINED_BATCHES = 10
+
+
+def tester(recipe: Recipe, **limits: int) -> pl.Trainer:
+    # One process: the test episodes are then exactly the configured ones, with no DDP padding.
+    return pl.Trainer(
+        accelerator=recipe.trainer.accelerator,
+        devices=1,
+        precision=recipe.trainer.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        **limits,
+    )
+
+
+def untrained_metrics(recipe: Recipe, meta: dict, data: pl.LightningDataModule) -> dict[str, float]:
+    """The same net at the seeded initialisation its training started from, on the first UNTRAINED_BATCHES
+    batches of the same test loaders: the floor a smoke run must clear to show that it learned (a smoke run's
+    number means nothing on its own)."""
     pl.seed_everything(recipe.seed, workers=True)
     cls = paper_class(recipe)
-    return test_metrics(trainer, cls(**with_data_facts(cls, recipe.hparams, meta)), data)
+    model = cls(**with_data_facts(cls, recipe.hparams, meta))
+    return test_metrics(tester(recipe, limit_test_batches=UNTRAINED_BATCHES), model, data)
 
 
 def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) -> dict:
@@ -48,19 +67,10 @@ def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) 
     with phases("load"), loading_safely(checkpoint):
         model = cls.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
-    # One process: the test episodes are then exactly the configured ones, with no DDP padding.
-    trainer = pl.Trainer(
-        accelerator=recipe.trainer.accelerator,
-        devices=1,
-        precision=recipe.trainer.precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
     with phases(EVALUATE_WORK):
-        metrics = test_metrics(trainer, model, data)
+        metrics = test_metrics(tester(recipe), model, data)
     with phases("untrained pass"):
-        untrained = untrained_metrics(recipe, meta, trainer, data) if recipe.profile == "smoke" else None
+        untrained = untrained_metrics(recipe, meta, data) if recipe.profile == "smoke" else None
     run_id = record["mlflow_run_id"]
     with phases("figures"):  # and claims read off the training curves, as a paper reads its figures
         reads_curves = hasattr(cls, "figures") or hasattr(cls, "curve_metrics")
@@ -82,6 +92,7 @@ def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) 
         "model_uri": model_uri,
         "metrics": metrics,
         "untrained_metrics": untrained,
+        **({"untrained_test_batches": UNTRAINED_BATCHES} if untrained is not None else {}),
         "claims": claims,
     }
     with phases("tracking"):

@@ -67,8 +67,9 @@ def markdown(table: list[dict]) -> str:
         "## Every evaluated run in this workspace (the smoke baseline after `make repro`)",
         "",
         "Status is `reproduced` only for the paper's recipe on the paper's data; smoke and synthetic runs "
-        "are `not_comparable`. *Untrained* is the same net at its seeded initialisation on the same test "
-        "set, measured for smoke runs: the floor a run must clear to show it learned. A claim marked "
+        "are `not_comparable`. *Untrained* is the same net at its seeded initialisation on the first "
+        "batches of the same test set (`untrained_test_batches` in metrics/), measured for smoke runs: the "
+        "floor a run must clear to show it learned. A claim marked "
         "*(unverified)* was taken from a summary of the paper and is still to be checked against the "
         "paper's own table.",
         "",

@@ -38,6 +38,26 @@ def test_train_writes_checkpoints_and_a_finished_record(trained):
     assert len(history) >= 2  # per-step training curve
 
 
+def test_the_untrained_floor_is_scored_on_the_first_test_batches_only(trained, monkeypatch):
+    from lightning_modules.protonets import ProtoNets
+    from pipelines import evaluate
+
+    params, _ = trained
+    scored: dict[int, int] = {}  # test episodes per net: the trained one first, then the untrained one
+    test_step = ProtoNets.test_step
+
+    def counted(self, *args, **kwargs):
+        scored[id(self)] = scored.get(id(self), 0) + 1
+        return test_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(ProtoNets, "test_step", counted)
+    monkeypatch.setattr(evaluate, "UNTRAINED_BATCHES", 3)
+    result = evaluate.evaluate_experiment(params, "protonets")
+    settings = len(params.recipe("protonets").data["test_settings"])
+    assert list(scored.values()) == [settings * 10, settings * 3]  # 10 test episodes per (way, shot)
+    assert result["untrained_test_batches"] == 3
+
+
 def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     params, run = trained
     tracking_uri_before, default = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
