@@ -14,7 +14,13 @@ from tests.helpers import ROOT, cli, unpinned, write_params
 
 PARAMS = load_params(ROOT / "params.yaml")
 # Known not to learn within their smoke budget; strict, so the marker goes once they do.
-NOT_YET = {"mann": "MANN needs ~10^5 episodes (the paper's schedule); 300 smoke steps stay at chance"}
+NOT_YET = {
+    "mann": "MANN needs ~10^5 episodes (the paper's schedule); 300 smoke steps stay at chance",
+    "mann_15way_strings": "as mann: MANN and the LSTM stay at chance, their difference 0.0 as untrained",
+    # It learns (full-model SSIM 0.39 against 0.05 untrained), but its headline is the full model's gain over
+    # pose→frame alone, which the smoke budget does not show (-0.043 against -0.001 untrained).
+    "everybody_dance_now": "the smoke run does not show the full model's SSIM gain over pose→frame alone",
+}
 
 
 @pytest.mark.parametrize(
