@@ -1,7 +1,7 @@
 """The committed smoke baseline (metrics/*.json, written by `dvc repro` on the smoke profile) shows that each
 smoke recipe learns: the experiment's headline claim beats the same net at its seeded initialisation, scored
-on the same test set. A recipe change that stops a smoke run from learning fails here once `dvc repro` re-runs
-it."""
+on the first batches of the same test set. A recipe change that stops a smoke run from learning fails here
+once `dvc repro` re-runs it."""
 
 import json
 
