@@ -62,10 +62,12 @@ def plan(root: Path, targets: list[str], resources) -> Plan:
 
 
 def read_lock(root: Path) -> dict:
-    import yaml
+    """DVC's own YAML reader (YAML 1.2): PyYAML's 1.1 reads DVC's `1e-06` as a string, and the local
+    dvc.lock would then say the experiment's params changed."""
+    from dvc.utils.serialize import load_yaml
 
     lock = root / "dvc.lock"
-    return (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.exists() else {}
+    return (load_yaml(lock) or {}).get("stages", {}) if lock.exists() else {}
 
 
 def write_lock(root: Path, entries: dict) -> None:
