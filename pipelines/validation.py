@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import typing
 from typing import TYPE_CHECKING, Any
 
@@ -139,7 +140,9 @@ def check_space(params: Params, key: str) -> None:
 
 class UniqueKeys(yaml.SafeLoader):
     """YAML's safe loader, except that a key given twice in one mapping is an error naming it and both lines
-    (PyYAML keeps the last one silently, so an edit lower in the file would quietly win)."""
+    (PyYAML keeps the last one silently, so an edit lower in the file would quietly win), and that `1e-5` is
+    a number, as YAML 1.2 and DVC read it (PyYAML's YAML 1.1 wants `1.0e-5`; `dvc exp run -S lr=1e-5`
+    writes `1e-05`)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         first: dict[str, int] = {}
@@ -154,3 +157,8 @@ class UniqueKeys(yaml.SafeLoader):
                 )
             first[key_node.value] = line
         return super().construct_mapping(node, deep)
+
+
+UniqueKeys.add_implicit_resolver(  # YAML 1.2's exponent without a dot; the subclass gets its own table
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789")
+)

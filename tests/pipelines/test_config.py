@@ -181,6 +181,13 @@ def test_values_are_never_coerced(tmp_path, override, message):
         load_params(write_params(tmp_path, tiny_params(**override)) / "params.yaml")
 
 
+def test_an_exponent_without_a_dot_is_a_number_as_dvc_reads_it(tmp_path):
+    """PyYAML (YAML 1.1) reads `1e-5` as a string; DVC, and `dvc exp run -S` (writing `1e-05`), a number."""
+    text = (ROOT / "params.yaml").read_text().replace("ratio: 1.0e-5}", "ratio: 1e-05}")
+    (tmp_path / "params.yaml").write_text(text)
+    assert load_params(tmp_path / "params.yaml").recipe("neural_style", "smoke").hparams["ratio"] == 1e-5
+
+
 def test_a_key_given_twice_is_named_with_both_lines(tmp_path):
     text = (ROOT / "params.yaml").read_text().replace("seed: 0\n", "seed: 0\nseed: 1\n", 1)
     (tmp_path / "params.yaml").write_text(text)
