@@ -21,7 +21,7 @@ from torchvision.datasets.lfw import _LFW
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule
-from datamodules.episodes import EpisodeSampler
+from datamodules.episodes import IdentityBatches
 from datamodules.files import DataError, extract
 from datamodules.files import download as fetch_url
 from datamodules.held_out import verification_pairs
@@ -227,7 +227,7 @@ class LFW(ShardDataModule):
         shards_dir: Path,
         seed: int = 0,
         *,
-        batch_size: PositiveInt = 64,
+        batch_size: PositiveInt = 1800,  # faces per training batch (§3.2), and per evaluation batch
         num_workers: NonNegativeInt = 0,
         shuffle_buffer: PositiveInt = 2000,
         size: PositiveInt = 160,
@@ -264,24 +264,21 @@ class LFW(ShardDataModule):
     seeks_by_step = True  # batch i is an episode: a function of (seed, rank, i)
 
     def train_loader(self):
-        """FaceNet's batches (§3.2): P identities × K faces, drawn like episodes from identities with K or
-        more photos (a face may repeat across batches, never within one)."""
+        """FaceNet's batches (§3.2): `batch_size` faces, up to `faces_per_identity` of each of
+        `identities_per_batch` people, the rest random negatives (datamodules/episodes.IdentityBatches)."""
         by_identity: dict[int, list[torch.Tensor]] = {}
         resize = v2.Compose([v2.ToImage(), v2.CenterCrop(self.crop), v2.Resize(self.size, antialias=True)])
         for s in self.read_all("train", held_out=False):
             by_identity.setdefault(s["cls"], []).append(resize(s["jpg"]))
-        classes = [
-            torch.stack(faces) for faces in by_identity.values() if len(faces) >= self.faces_per_identity
-        ]
-        sampler = EpisodeSampler(
-            classes,
-            way=min(self.identities_per_batch, max(1, len(classes))),
-            shot=self.faces_per_identity,
-            query=0,
+        batches = IdentityBatches(
+            [torch.stack(faces) for faces in by_identity.values()],
+            identities=self.identities_per_batch,
+            faces=self.faces_per_identity,
+            size=self.batch_size,
             seed=self.seed,
             start=self.trainer.global_step if self.trainer else 0,
         )
-        return torch.utils.data.DataLoader(sampler, batch_size=None, num_workers=self.num_workers)
+        return torch.utils.data.DataLoader(batches, batch_size=None, num_workers=self.num_workers)
 
     def is_held_out(self, key: str, position: int) -> bool:
         return person(key) in self.held_out_people  # whole people: a held-out face is never trained on

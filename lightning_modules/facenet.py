@@ -6,15 +6,16 @@ Paper:    a CNN maps a face to a 128-d unit vector; a triplet loss pulls an anch
           batches of many faces per identity; verification thresholds the squared distance.
 Faithful: 128-d L2-normalised embedding; triplet loss on squared distances with α = 0.2; every anchor-positive
           pair of a batch with a semi-hard negative d(a,p) < d(a,n) < d(a,p) + α (the nearest such); batches
-          of P identities × K faces; AdaGrad; LFW's 10-fold protocol (threshold chosen on nine folds, applied
-          to the tenth), accuracy as mean ± standard error over folds, and VAL at 1e-3 FAR (§5.1); the
-          fixed-centre-crop evaluation variant.
+          of ~1,800 faces, up to 40 of each of 45 people, the rest random negatives (§3.2); AdaGrad; LFW's
+          10-fold protocol (threshold chosen on nine folds, applied to the tenth), accuracy as mean ± standard
+          error over folds, and VAL at 1e-3 FAR (§5.1); the fixed-centre-crop evaluation variant.
 Differs:  the backbone is torchvision's GoogLeNet (Inception v1: 5.7M parameters, 24% fewer than NN2's
           7.5M) or, for smoke runs, a small CNN; training uses LFW identities disjoint from the test pairs
           instead of the paper's private 100-200M-image set, so results are `not_comparable` even on real
           LFW; checkpoints are chosen on View-2-shaped pairs of 1 in 10 training people, held out from
-          training. Where a batch has no semi-hard negative for a pair, the farthest negative is used (as
-          TensorFlow's semi-hard loss does).
+          training; most LFW people have far fewer than 40 photos, so a batch holds what they have and more
+          random negatives. Where a batch has no semi-hard negative for a pair, the farthest negative is used
+          (as TensorFlow's semi-hard loss does).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 from torchvision.models import googlenet
 
-from datamodules.episodes import Episode
 from datamodules.files import DataError
 from lightning_modules.paper import Claim, Mode, Paper
 
@@ -166,10 +166,9 @@ class FaceNet(pl.LightningModule):
         """(n, 3, H, W) → (n, 128) unit vectors: the embedding lives on the hypersphere (§3)."""
         return F.normalize(self.net(images), dim=1)
 
-    def training_step(self, batch: Episode, batch_idx: int) -> Tensor:
-        identities, faces = batch.support.shape[:2]
-        labels = torch.arange(identities, device=self.device).repeat_interleave(faces)
-        embeddings = self(batch.support.flatten(0, 1).float() / 255.0)
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch  # many faces of a few people, and random negatives (§3.2)
+        embeddings = self(images.float() / 255.0)
         loss = triplet_loss(embeddings, labels, self.hparams.margin)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
         return loss

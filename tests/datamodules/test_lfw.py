@@ -49,11 +49,10 @@ def test_round_trip_identities_are_disjoint_and_pairs_point_at_test_images(tmp_p
     assert len(meta["pairs"]["pairs"]) == 10 * 2 * 2 and {p["fold"] for p in meta["pairs"]["pairs"]} == set(
         range(10)
     )
-    data = LFW(shards, 0, batch_size=4, size=96, identities_per_batch=3, faces_per_identity=2)
+    data = LFW(shards, 0, batch_size=8, size=96, identities_per_batch=3, faces_per_identity=2)
     test_images = data.images("test")
     assert all(p["a"] in test_images and p["b"] in test_images for p in meta["pairs"]["pairs"])
     assert next(iter(test_images.values())).shape == (3, 96, 96)
-    batch = next(iter(data.train_dataloader()))  # P identities × K faces, as FaceNet trains
-    assert batch.support.shape == (3, 2, 3, 96, 96)
-    with pytest.raises(DataError, match="50 images each"):
-        LFW(shards, 0, faces_per_identity=50).train_dataloader()
+    images, labels = next(iter(data.train_dataloader()))  # 3 people × 2 faces, then 2 random negatives
+    assert images.shape == (8, 3, 96, 96) and len(labels[:6].unique()) == 3
+    assert not set(labels[6:].tolist()) & set(labels[:6].tolist())

@@ -1,1 +1,0 @@
-../../../../datamodules/episodes.py
