@@ -1,5 +1,4 @@
-"""The few-shot batch type and the N-way K-shot sampler shared by the episodic papers (protonets, mann), and
-FaceNet's batches of many faces per identity.
+"""The few-shot batch type and the N-way K-shot sampler shared by the episodic papers (protonets, mann).
 
 Episodes come already shaped by (way, shot), so no paper re-sorts a flat batch. Episode `i` of a split
 is a pure function of (seed, rank, i): training resumes at the exact episode it stopped at, and two DDP
@@ -50,25 +49,6 @@ def evaluation_share(count: int) -> range:
     return range(rank + worker_id * world, count, world * workers)
 
 
-def generator(seed: int, stream: int, index: int) -> torch.Generator:
-    """The random state of draw `index` in `stream`: a pure function of the three, so a draw never depends on
-    the ones before it (resuming, and several ranks, need no replay)."""
-    return torch.Generator().manual_seed(hash((seed, stream, index)) & 0x7FFF_FFFF_FFFF_FFFF)
-
-
-def training_stream(draw, start: int) -> Iterator:
-    """`draw(index, stream=rank)` for index start, start + 1, ... forever, one stream per rank."""
-    rank, _ = rank_and_world()
-    worker = get_worker_info()
-    workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
-    # The DataLoader takes batches from its workers round-robin, so worker w yielding
-    # start + w, start + w + workers, ... keeps the global order start, start + 1, ...
-    index = start + worker_id
-    while True:
-        yield draw(index, stream=rank)
-        index += workers
-
-
 class EpisodeSampler(IterableDataset):
     """Draws episodes from `classes`, a list of (n_i, C, H, W) image tensors, one per class.
 
@@ -99,7 +79,7 @@ class EpisodeSampler(IterableDataset):
         self.seed, self.episodes, self.start, self.sequence = seed, episodes, start, sequence
 
     def episode(self, index: int, stream: int) -> Episode | Sequence:
-        g = generator(self.seed, stream, index)
+        g = torch.Generator().manual_seed(hash((self.seed, stream, index)) & 0x7FFF_FFFF_FFFF_FFFF)
         chosen = torch.randperm(len(self.classes), generator=g)[: self.way]
         images = []
         for c in chosen.tolist():
@@ -116,53 +96,16 @@ class EpisodeSampler(IterableDataset):
         return Episode(images[:, : self.shot], images[:, self.shot :], labels)
 
     def __iter__(self) -> Iterator[Episode | Sequence]:
+        rank, world = rank_and_world()
+        worker = get_worker_info()
+        workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
         if self.episodes is None:  # training: an endless stream per rank
-            yield from training_stream(self.episode, self.start)
+            # The DataLoader takes batches from its workers round-robin, so worker w yielding
+            # start + w, start + w + workers, ... keeps the global order start, start + 1, ...
+            index = self.start + worker_id
+            while True:
+                yield self.episode(index, stream=rank)
+                index += workers
         # Evaluation episodes share one stream, so the same seed gives the same test set on any world size.
         for index in evaluation_share(self.episodes):
             yield self.episode(index, stream=-1)
-
-
-class IdentityBatches(IterableDataset):
-    """FaceNet's training batches (§3.2): "around 40 faces are selected per identity per mini-batch.
-    Additionally, randomly sampled negative faces are added": up to `identities` people with two or more
-    photos, up to `faces` photos of each (a person gives what they have: real LFW has 1,680 people with two
-    or more and few with 40), then photos of other people at random until the batch holds `size` faces.
-
-    `people` is a list of (n_i, C, H, W) image tensors, one per person. A batch is (images, labels): labels
-    number the people, so two random negatives of one person are a positive pair, as they should be. Batch
-    `i` is a pure function of (seed, rank, i), streamed from `start` (training; `max_steps` ends it).
-    """
-
-    def __init__(
-        self, people: list[Tensor], *, identities: int, faces: int, size: int, seed: int, start: int = 0
-    ):
-        self.several = torch.tensor([i for i, photos in enumerate(people) if len(photos) >= 2])
-        if not len(self.several):
-            raise DataError(
-                "FaceNet's batches need people with two or more photos (an anchor and a positive); "
-                f"this split's {len(people)} people have one each"
-            )
-        counts = [len(photos) for photos in people]
-        self.photos = torch.cat(people)  # one tensor; each person's photos a view of it
-        self.people = list(self.photos.split(counts))
-        self.owner = torch.arange(len(people)).repeat_interleave(torch.tensor(counts))  # each photo's person
-        self.identities, self.faces, self.size, self.seed, self.start = identities, faces, size, seed, start
-
-    def batch(self, index: int, stream: int) -> tuple[Tensor, Tensor]:
-        g = generator(self.seed, stream, index)
-        chosen = self.several[torch.randperm(len(self.several), generator=g)[: self.identities]].tolist()
-        images, labels, room = [], [], self.size
-        for person in chosen:
-            if room < 2:  # a person alone in the batch has no positive: the rest are negatives
-                break
-            pick = torch.randperm(len(self.people[person]), generator=g)[: min(self.faces, room)]
-            images.append(self.people[person][pick])
-            labels.append(torch.full((len(pick),), person))
-            room -= len(pick)
-        others = (~torch.isin(self.owner, torch.tensor([int(t[0]) for t in labels]))).nonzero().squeeze(1)
-        negatives = others[torch.randperm(len(others), generator=g)[:room]]
-        return torch.cat([*images, self.photos[negatives]]), torch.cat([*labels, self.owner[negatives]])
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        yield from training_stream(self.batch, self.start)

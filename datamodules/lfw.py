@@ -21,10 +21,10 @@ from torchvision.datasets.lfw import _LFW
 from torchvision.transforms import v2
 
 from datamodules.base import ShardDataModule
-from datamodules.episodes import IdentityBatches
 from datamodules.files import DataError, extract
 from datamodules.files import download as fetch_url
 from datamodules.held_out import verification_pairs
+from datamodules.identity_batches import IdentityBatches
 from datamodules.images import classification_sample
 from datamodules.synthetic import background, encode
 
@@ -265,7 +265,7 @@ class LFW(ShardDataModule):
 
     def train_loader(self):
         """FaceNet's batches (§3.2): `batch_size` faces, up to `faces_per_identity` of each of
-        `identities_per_batch` people, the rest random negatives (datamodules/episodes.IdentityBatches)."""
+        `identities_per_batch` people, the rest random negatives (datamodules/identity_batches.py)."""
         by_identity: dict[int, list[torch.Tensor]] = {}
         resize = v2.Compose([v2.ToImage(), v2.CenterCrop(self.crop), v2.Resize(self.size, antialias=True)])
         for s in self.read_all("train", held_out=False):

@@ -1,0 +1,1 @@
+../../../../datamodules/identity_batches.py
