@@ -22,6 +22,13 @@ def test_postgres_backend_s3_artifacts_served_by_mlflow():
     assert "mlflow==3.17.2" in (ROOT / "constraints.txt").read_text()
 
 
+def test_the_buckets_of_the_artifacts_and_of_dvcs_remote_are_made_and_s3_is_reachable_when_bound():
+    """infra/README.md's cluster: `dvc remote add -d shared s3://dvc/reprozoo`, endpoint MinIO's port 9000."""
+    assert "mc mb --ignore-existing store/mlflow store/dvc" in SERVICES["bucket"]["entrypoint"][-1]
+    assert "${MINIO_BIND:-127.0.0.1}:9000:9000" in SERVICES["minio"]["ports"]
+    assert "s3://dvc/" in (ROOT / "infra" / "README.md").read_text()
+
+
 def test_every_image_is_pinned_and_every_port_is_loopback_by_default():
     for name, service in SERVICES.items():
         if "image" in service:
@@ -29,7 +36,9 @@ def test_every_image_is_pinned_and_every_port_is_loopback_by_default():
                 ":latest"
             ), name
         for port in service.get("ports", []):
-            assert port.startswith(("127.0.0.1:", "${MLFLOW_BIND:-127.0.0.1}:")), (name, port)
+            assert port.startswith(
+                ("127.0.0.1:", "${MLFLOW_BIND:-127.0.0.1}:", "${MINIO_BIND:-127.0.0.1}:")
+            ), (name, port)
 
 
 def test_no_secret_is_written_in_the_compose_file_and_env_example_names_each_one():
