@@ -22,8 +22,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The pipeline JOBS stages at a time, each run by DVC (`dvc repro --single-item`) with cores ÷ JOBS threads;
+# dvc.lock ends as a sequential `dvc repro` leaves it, which then has nothing to do. A smoke stage takes up
+# to a few GiB: raise JOBS where cores and memory allow, e.g. `make repro JOBS=4`.
+JOBS ?= 2
 repro: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/reprozoo repro --jobs $(JOBS)
 	$(call record,make-repro)
 
 test: lint

@@ -79,6 +79,9 @@ def submit(
 @app.command()
 def repro(
     targets: list[str] = typer.Argument(None, help="stages as `dvc repro` takes them; default: every stage"),
+    jobs: int = typer.Option(
+        None, min=1, help="run here, this many stages at a time, without Ray or a remote (make repro: cores)"
+    ),
     address: str = typer.Option(
         None, help="a Ray cluster (ray://head:10001); default: RAY_ADDRESS, else local"
     ),
@@ -86,35 +89,48 @@ def repro(
     origin: str = typer.Option(None, help="where nodes clone this commit (default: git's origin, else here)"),
     checkouts: str = typer.Option(None, help="each node's folder for stage checkouts (default: its temp)"),
 ) -> None:
-    """`dvc repro` across a Ray cluster: every stale stage a Ray task once the stages it reads are done,
-    outputs through the DVC remote, lock entries back into dvc.lock."""
+    """`dvc repro` as wide as the DAG allows: every stale stage started once the stages it reads are done, as
+    a Ray task (outputs through the DVC remote, lock entries back into dvc.lock) or, with --jobs, here."""
     from rich.live import Live
 
     from pipelines import repro as cluster
-    from pipelines import tracking
+    from pipelines import repro_here, tracking
     from pipelines.processes import connect_ray
 
+    here = jobs is not None
+    if here and (address or num_cpus or origin or checkouts):
+        raise typer.BadParameter(
+            "--jobs runs here: it takes no --address, --num-cpus, --origin or --checkouts"
+        )
     root, loaded = Path.cwd(), params()
-    cluster.check_remote(root)
-    the_plan = cluster.plan(root, targets or [], cluster.stage_resources(loaded))
+    if not here:
+        cluster.check_remote(root)
+    the_plan = cluster.plan(root, targets or [], cluster.stage_resources(loaded), committed=not here)
     if not the_plan.order:
         console.print("nothing stale: every stage is up to date")
         return
-    cluster.push_inputs(root, the_plan)
-    store = tracking.store(loaded)  # experiments made here keep their artifacts here, not in a checkout
+    if not here:
+        cluster.push_inputs(root, the_plan)
+    # Made before any stage starts: two trainings creating one SQLite store at once race on its schema, and
+    # experiments made here keep their artifacts here, not in a checkout.
+    store = tracking.store(loaded)
     for key in {name.partition("@")[2] for name in the_plan.order if name.startswith("train@")}:
         tracking.experiment_id(store, key)
-    connect_ray(address, num_cpus)
+    env = {"MLFLOW_TRACKING_URI": store.uri}
     with Live(console=console, auto_refresh=False) as live:
-        state, results = cluster.drive(
-            root,
-            the_plan,
-            origin or cluster.default_origin(root),
-            checkouts or cluster.default_checkouts(),
-            {"MLFLOW_TRACKING_URI": store.uri},
-            lambda s, r: live.update(cluster.table(s, r), refresh=True),
-        )
-    cluster.collect(root, state, results)
+        show = cluster.viewer(live, console)
+        if here:
+            state, results = cluster.drive(
+                the_plan, repro_here.starter(root, jobs, env), repro_here.wait, show, jobs
+            )
+        else:
+            connect_ray(address, num_cpus)
+            origin = origin or cluster.default_origin(root)
+            state, results = cluster.on_ray(
+                root, the_plan, origin, checkouts or cluster.default_checkouts(), env, show
+            )
+    if not here:
+        cluster.collect(root, state, results)
     for name in [n for n, s in state.items() if s == "done" and results[n].get("resumed")]:
         console.print(f"{name}: resumed from the checkpoint mirrored on the DVC remote", highlight=False)
     for name in [n for n, s in state.items() if s == "failed"]:

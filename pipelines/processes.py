@@ -24,22 +24,22 @@ def changed_since_head(may_differ: tuple[str, ...], cwd: Path | None = None) -> 
     return git("rev-parse", "HEAD", cwd=cwd).strip(), changed
 
 
-def dvc(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """DVC from this environment (the one `make` installed), run in `cwd` (default: the current folder) with
-    `env` over this process's environment, output captured. This environment's commands (`reprozoo`, which
-    DVC's stages run) come first on PATH."""
+def dvc_command(args: tuple[str, ...], env: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """DVC from this environment (the one `make` installed) with `args`, and the environment to run it in:
+    `env` over this process's, with this environment's commands (`reprozoo`, which DVC's stages run) first on
+    PATH."""
     binary = Path(sys.executable).with_name("dvc")
     environment = {**os.environ, **(env or {})}
     environment["PATH"] = f"{binary.parent}{os.pathsep}{environment.get('PATH', '')}"
-    return subprocess.run(
-        [str(binary) if binary.exists() else "dvc", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=environment,
-    )
+    return [str(binary) if binary.exists() else "dvc", *args], environment
+
+
+def dvc(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`dvc_command` run in `cwd` (default: the current folder), output captured."""
+    command, environment = dvc_command(args, env)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=environment)
 
 
 def connect_ray(address: str | None, num_cpus: int | None) -> None:

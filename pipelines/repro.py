@@ -43,12 +43,13 @@ def check_tree(root: Path) -> str:
     return commit
 
 
-def plan(root: Path, targets: list[str], resources) -> Plan:
-    """`resources(stage_name)` gives a stage's Ray resources."""
+def plan(root: Path, targets: list[str], resources, committed: bool = True) -> Plan:
+    """`resources(stage_name)` gives a stage's Ray resources. `committed`: the stages will run from HEAD
+    (on Ray's nodes), so the tree must be as committed; in this workspace it need not be."""
     from dvc.repo import Repo
     from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
 
-    commit = check_tree(root)
+    commit = check_tree(root) if committed else ""
     with Repo(str(root)) as repo, repo.lock:  # DVC checks a stage's status under its repository lock
         graph = get_active_graph(repo.index.graph)  # edges run from a stage to the stages it reads
         chosen = collect_stages(repo, targets) if targets else None
@@ -153,13 +154,13 @@ def stage_resources(params):
     return resources
 
 
-def drive(root: Path, the_plan: Plan, origin: str, checkouts: str, env: dict, show) -> tuple[dict, dict]:
-    """Every stale stage as a Ray task once the stages it reads are done; `show(state, results)` after each
-    change. Returns each stage's state (done, failed, skipped) and its result or error."""
-    import ray
-
-    task = ray.remote(max_retries=2)(run_stage)  # retried when its worker dies, not when the stage fails
-    locks, files, stale = read_lock(root), {}, set(the_plan.order)
+def drive(the_plan: Plan, start, wait, show, slots: int | None = None) -> tuple[dict, dict]:
+    """Every stale stage started once the stages it reads are done, at most `slots` at a time (None: as many
+    as are ready; Ray queues them for resources). `start(name)` returns a handle; `wait(handles)` returns
+    (handle, result dict) for one that ended, the result an Exception where the stage failed;
+    `show(state, results)` after each change. Returns each stage's state (done, failed, skipped) and its
+    result or error."""
+    stale = set(the_plan.order)
     state, results, running = dict.fromkeys(the_plan.order, "queued"), {}, {}
     while True:
         for name in the_plan.order:
@@ -168,26 +169,45 @@ def drive(root: Path, the_plan: Plan, origin: str, checkouts: str, env: dict, sh
                 continue
             if any(state[r] in ("failed", "skipped") for r in waits):
                 state[name], results[name] = "skipped", {"error": "a stage it reads did not finish"}
-            elif all(state[r] == "done" for r in waits):
-                inputs = {r: locks[r] for r in the_plan.reads[name] if r in locks}
-                cpus, gpus = the_plan.resources[name]["cpu"], the_plan.resources[name]["gpu"]
-                threads = {"OMP_NUM_THREADS": str(max(1, int(cpus)))}
-                ref = task.options(num_cpus=cpus, num_gpus=gpus).remote(
-                    name, the_plan.commit, origin, checkouts, inputs, dict(files), {**env, **threads}
-                )
-                running[ref], state[name] = name, "running"
+            elif all(state[r] == "done" for r in waits) and (slots is None or len(running) < slots):
+                running[start(name)], state[name] = name, "running"
         show(state, results)
         if not running:
             return state, results
-        (ready,), _ = ray.wait(list(running), num_returns=1)
-        name = running.pop(ready)
-        try:
-            results[name] = ray.get(ready)
-        except Exception as error:  # the stage's own failure, or its worker lost more often than retried
-            state[name], results[name] = "failed", {"error": str(getattr(error, "cause", None) or error)}
+        handle, result = wait(list(running))
+        name = running.pop(handle)
+        if isinstance(result, Exception):
+            state[name], results[name] = "failed", {"error": str(getattr(result, "cause", None) or result)}
         else:
-            state[name], locks[name] = "done", results[name]["lock"]
-            files.update(results[name]["files"])
+            state[name], results[name] = "done", result
+
+
+def on_ray(root: Path, the_plan: Plan, origin: str, checkouts: str, env: dict, show) -> tuple[dict, dict]:
+    """`drive` with each stage a Ray task in a checkout of its own, inputs and outputs through the remote."""
+    import ray
+
+    task = ray.remote(max_retries=2)(run_stage)  # retried when its worker dies, not when the stage fails
+    locks, files = read_lock(root), {}
+
+    def start(name: str):
+        inputs = {r: locks[r] for r in the_plan.reads[name] if r in locks}
+        cpus, gpus = the_plan.resources[name]["cpu"], the_plan.resources[name]["gpu"]
+        threads = {"OMP_NUM_THREADS": str(max(1, int(cpus)))}
+        return task.options(num_cpus=cpus, num_gpus=gpus).remote(
+            name, the_plan.commit, origin, checkouts, inputs, dict(files), {**env, **threads}
+        )
+
+    def wait(refs: list):
+        (ready,), _ = ray.wait(refs, num_returns=1)
+        try:
+            result = ray.get(ready)
+        except Exception as error:  # the stage's own failure, or its worker lost more often than retried
+            return ready, error
+        locks[result["stage"]] = result["lock"]
+        files.update(result["files"])
+        return ready, result
+
+    return drive(the_plan, start, wait, show)
 
 
 def push_inputs(root: Path, the_plan: Plan) -> None:
@@ -235,3 +255,24 @@ def table(state: dict, results: dict):
         )
         view.add_row(name, now, found.get("node", ""), seconds, note[0] if note else "")
     return view
+
+
+def viewer(live, console):
+    """`show` for `drive`: the live table; where it is not a terminal (a log, CI), where the table is printed
+    only at the end, also a line per stage that starts or ends."""
+    seen: dict[str, str] = {}
+
+    def show(state: dict, results: dict) -> None:
+        live.update(table(state, results), refresh=True)
+        if console.is_terminal:
+            return
+        for name, now in state.items():
+            if now != seen.get(name, "queued"):
+                seconds = results.get(name, {}).get("seconds")
+                took = f" ({seconds:.0f} s)" if seconds is not None else ""
+                console.print(
+                    f"{time.strftime('%H:%M:%S')} {name}: {now}{took}", markup=False, highlight=False
+                )
+        seen.update(state)
+
+    return show
