@@ -80,7 +80,7 @@ def submit(
 def repro(
     targets: list[str] = typer.Argument(None, help="stages as `dvc repro` takes them; default: every stage"),
     jobs: int = typer.Option(
-        None, min=1, help="run here, this many stages at a time, without Ray or a remote (make repro: cores)"
+        None, min=1, help="run here, this many stages at a time, without Ray or a remote (make repro: 2)"
     ),
     address: str = typer.Option(
         None, help="a Ray cluster (ray://head:10001); default: RAY_ADDRESS, else local"
