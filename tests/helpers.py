@@ -92,22 +92,33 @@ def unpinned() -> None:
     os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
+MAKE_REPRO_JOBS = 2  # the Makefile's JOBS: `make repro` runs each stage with the cores ÷ 2 threads
+
+
+def as_make_repro() -> dict[str, str]:
+    """The environment `make repro` gives a stage: the cores ÷ its JOBS threads (with `unpinned`, on the whole
+    machine). The committed smoke baseline comes from `make repro`, and torch's thread count moves the last
+    bits of a float sum."""
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // MAKE_REPRO_JOBS))}
+
+
 def cli(
     project: Path,
     *args: str,
     check: bool = True,
     timeout: int = 600,
     preexec: Callable[[], None] | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run `python -m pipelines ARGS` in `project`, as DVC would; `preexec` runs in the child before it starts
-    (a resource limit, or `unpinned`)."""
+    (a resource limit, or `unpinned`); `env` over this process's environment."""
     result = subprocess.run(
         [sys.executable, "-m", "pipelines", *args],
         cwd=project,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
         preexec_fn=preexec,
     )
     if check and result.returncode != 0:

@@ -10,7 +10,7 @@ import yaml
 
 from pipelines.claims import headline
 from pipelines.config import load_params
-from tests.helpers import ROOT, cli, unpinned, write_params
+from tests.helpers import ROOT, as_make_repro, cli, unpinned, write_params
 
 PARAMS = load_params(ROOT / "params.yaml")
 # Known not to learn within their smoke budget; strict, so the marker goes once they do.
@@ -45,10 +45,10 @@ def test_the_smoke_run_beats_its_untrained_net(experiment):
 
 @pytest.mark.slow
 def test_the_code_still_produces_the_committed_baseline(tmp_path):
-    """One experiment re-run end to end on the committed params, through the CLI as DVC runs it (a process of
-    its own: a test process's thread count or RNG history would move the numbers): its metrics must equal the
-    committed ones, bit for bit. A change that alters what the smoke pipeline computes fails here until the
-    baseline is re-run and committed with it."""
+    """One experiment re-run end to end on the committed params, through the CLI as `make repro` runs it (a
+    process of its own, with make repro's threads: a test process's thread count or RNG history would move the
+    numbers): its metrics must equal the committed ones, bit for bit. A change that alters what the smoke
+    pipeline computes fails here until the baseline is re-run and committed with it."""
     key = "fast_weights"
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     dataset = params["papers"][key]["dataset"]
@@ -56,7 +56,7 @@ def test_the_code_still_produces_the_committed_baseline(tmp_path):
     params["datasets"] = {dataset: params["datasets"][dataset]}
     write_params(tmp_path, params)
     for verb, name in (("fetch", dataset), ("shard", dataset), ("train", key), ("evaluate", key)):
-        cli(tmp_path, verb, name, preexec=unpinned)
+        cli(tmp_path, verb, name, preexec=unpinned, env=as_make_repro())
     result = json.loads((tmp_path / "metrics" / f"{key}.json").read_text())
     committed = json.loads((ROOT / "metrics" / f"{key}.json").read_text())
     assert result["metrics"] == committed["metrics"]
