@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The pipeline JOBS stages at a time, each run by DVC (`dvc repro --single-item`) with cores ÷ JOBS threads;
-# dvc.lock ends as a sequential `dvc repro` leaves it, which then has nothing to do. A smoke stage takes up
-# to a few GiB: raise JOBS where cores and memory allow, e.g. `make repro JOBS=4`.
+# dvc.lock ends as a sequential `dvc repro` leaves it, which then has nothing to do. Each stage holds its own
+# model and data: raise JOBS where cores and memory allow, e.g. `make repro JOBS=4`.
 JOBS ?= 2
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/reprozoo repro --jobs $(JOBS)

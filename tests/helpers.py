@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,14 +93,14 @@ def unpinned() -> None:
     os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
-MAKE_REPRO_JOBS = 2  # the Makefile's JOBS: `make repro` runs each stage with the cores ÷ 2 threads
-
-
 def as_make_repro() -> dict[str, str]:
-    """The environment `make repro` gives a stage: the cores ÷ its JOBS threads (with `unpinned`, on the whole
-    machine). The committed smoke baseline comes from `make repro`, and torch's thread count moves the last
-    bits of a float sum."""
-    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // MAKE_REPRO_JOBS))}
+    """The environment `make repro` gives a stage: the cores ÷ the Makefile's JOBS threads (with `unpinned`, on
+    the whole machine). The committed smoke baseline comes from `make repro`, and torch's thread count moves
+    the last bits of a float sum."""
+    from pipelines.processes import cpu_threads
+
+    jobs = int(re.search(r"^JOBS \?= (\d+)$", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1))
+    return {"OMP_NUM_THREADS": str(cpu_threads(jobs, os.cpu_count() or 1))}
 
 
 def cli(
