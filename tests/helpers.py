@@ -94,9 +94,9 @@ def unpinned() -> None:
 
 
 def as_make_repro() -> dict[str, str]:
-    """The environment `make repro` gives a stage: the cores ÷ the Makefile's JOBS threads (with `unpinned`, on
-    the whole machine). The committed smoke baseline comes from `make repro`, and torch's thread count moves
-    the last bits of a float sum."""
+    """The environment `make repro` gives a stage: the cores ÷ the Makefile's JOBS threads (with `unpinned`,
+    on the whole machine). The committed smoke baseline comes from `make repro`, and torch's thread count
+    moves the last bits of a float sum."""
     from pipelines.processes import cpu_threads
 
     jobs = int(re.search(r"^JOBS \?= (\d+)$", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1))
