@@ -28,6 +28,7 @@ from pipelines.config import Params, load_params
 from pipelines.errors import StageError
 from pipelines.processes import changed_since_head, git
 from pipelines.runs import read_record
+from pipelines.validation import UniqueKeys
 
 # Files a run's record carries itself, so they may differ from the commit.
 CARRIED = ("params.yaml", "dvc.lock", "metrics/", "reports/", "results/")
@@ -69,8 +70,9 @@ def dotted(values: object, prefix: str = "") -> dict[str, object]:
 
 def params_changes(commit: str) -> dict[str, dict]:
     """params.yaml now against at `commit`: {dotted key: {"committed": a, "ran": b}}."""
-    before = dotted(yaml.safe_load(git("show", f"{commit}:params.yaml")))
-    now = dotted(yaml.safe_load(Path("params.yaml").read_text()))
+    # params.yaml's own reader: PyYAML's safe_load reads `1e-05` (what `dvc exp run -S` writes) as a string
+    before = dotted(yaml.load(git("show", f"{commit}:params.yaml"), Loader=UniqueKeys))
+    now = dotted(yaml.load(Path("params.yaml").read_text(), Loader=UniqueKeys))
     return {
         k: {"committed": before.get(k), "ran": now.get(k)}
         for k in sorted(before.keys() | now.keys())

@@ -12,9 +12,9 @@ from pipelines import evidence, paths
 from pipelines.config import load_params
 from pipelines.errors import StageError
 from pipelines.evaluate import evaluate_experiment
-from pipelines.publish import interval, publish
+from pipelines.publish import interval, params_changes, publish
 from pipelines.train import train_experiment
-from tests.helpers import ROOT
+from tests.helpers import ROOT, chdir
 
 COMMITTED = evidence.records(ROOT)
 
@@ -226,3 +226,18 @@ def test_each_interval_says_what_it_is_over():
     assert interval("test/train_err_fc10_wd4", 0.07, logged, 10_000) == (0.002, "training examples")
     assert interval("test/err_fc10_wd4", 0.25, {}, 10_000) == (pytest.approx(0.00848705), "test examples")
     assert interval("test/distortion_fc10_wd4", 0.06, {}, 10_000) == (None, None)
+
+
+def test_a_number_written_as_dvc_writes_it_is_no_change(tmp_path):
+    """`dvc exp run -S ratio=1e-5` writes `1e-05`: the same number as the committed `1.0e-5`, not a change."""
+    (tmp_path / "params.yaml").write_text("ratio: 1.0e-5\nsteps: 10\n")
+    for args in (
+        ["init", "-q"],
+        ["add", "params.yaml"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "p"],
+    ):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "params.yaml").write_text("ratio: 1e-05\nsteps: 20\n")
+    with chdir(tmp_path):
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        assert params_changes(commit) == {"steps": {"committed": 10, "ran": 20}}
