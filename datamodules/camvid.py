@@ -99,34 +99,36 @@ def label_problem(image: Path, label: Path) -> str | None:
 
 
 def street(rng: np.random.Generator, height: int = 360, width: int = 480) -> tuple[np.ndarray, np.ndarray]:
-    """A street-like frame drawn class by class: sky, buildings, road and pavement, then things on them."""
+    """A street-like frame drawn class by class: sky, buildings, road and pavement, then things on them.
+    Sizes are drawn for CamVid's 360 rows and scale with `height`; at 360 they are the pixels as written."""
+    k = height / 360
     label = Image.new("L", (width, height), 0)  # Sky
     pen = ImageDraw.Draw(label)
     horizon = int(height * rng.uniform(0.35, 0.5))
     x = 0
     while x < width:  # Building
-        w = int(rng.integers(40, 140))
+        w = int(rng.integers(int(40 * k), int(140 * k)))
         pen.rectangle([x, int(horizon - rng.uniform(0.2, 0.35) * height), x + w, horizon], fill=1)
-        x += w + int(rng.integers(0, 20))
+        x += w + int(rng.integers(0, int(20 * k)))
     pen.polygon(
         [(0, height), (width, height), (width * 0.6, horizon), (width * 0.4, horizon)], fill=3
     )  # Road
-    pen.polygon([(0, horizon + 10), (width * 0.4, horizon), (0, height)], fill=4)  # Pavement
-    pen.rectangle([0, horizon - 25, width, horizon], fill=7) if rng.random() < 0.5 else None  # Fence
+    pen.polygon([(0, horizon + 10 * k), (width * 0.4, horizon), (0, height)], fill=4)  # Pavement
+    pen.rectangle([0, horizon - 25 * k, width, horizon], fill=7) if rng.random() < 0.5 else None  # Fence
     for _ in range(int(rng.integers(1, 4))):  # Tree
-        cx, cy = rng.uniform(0, width), horizon - rng.uniform(30, 90)
-        pen.ellipse([cx - 35, cy - 40, cx + 35, cy + 40], fill=5)
+        cx, cy = rng.uniform(0, width), horizon - rng.uniform(30 * k, 90 * k)
+        pen.ellipse([cx - 35 * k, cy - 40 * k, cx + 35 * k, cy + 40 * k], fill=5)
     for _ in range(int(rng.integers(1, 3))):  # Pole, SignSymbol
         px = rng.uniform(0.05, 0.35) * width
-        pen.rectangle([px, horizon - 120, px + 5, horizon + 40], fill=2)
-        pen.rectangle([px - 10, horizon - 130, px + 15, horizon - 110], fill=6)
+        pen.rectangle([px, horizon - 120 * k, px + 5 * k, horizon + 40 * k], fill=2)
+        pen.rectangle([px - 10 * k, horizon - 130 * k, px + 15 * k, horizon - 110 * k], fill=6)
     for _ in range(int(rng.integers(1, 4))):  # Car
-        cx, cy = rng.uniform(0.35, 0.75) * width, rng.uniform(horizon + 30, height - 40)
-        pen.rectangle([cx - 45, cy - 25, cx + 45, cy + 20], fill=8)
+        cx, cy = rng.uniform(0.35, 0.75) * width, rng.uniform(horizon + 30 * k, height - 40 * k)
+        pen.rectangle([cx - 45 * k, cy - 25 * k, cx + 45 * k, cy + 20 * k], fill=8)
     for cls in (9, 10):  # Pedestrian, Bicyclist
         if rng.random() < 0.7:
-            cx, cy = rng.uniform(0.05, 0.3) * width, rng.uniform(horizon + 10, height - 60)
-            pen.ellipse([cx - 8, cy - 45, cx + 8, cy + 20], fill=cls)
+            cx, cy = rng.uniform(0.05, 0.3) * width, rng.uniform(horizon + 10 * k, height - 60 * k)
+            pen.ellipse([cx - 8 * k, cy - 45 * k, cx + 8 * k, cy + 20 * k], fill=cls)
     label = np.array(label)
     label[rng.random(label.shape) < 0.002] = VOID  # unlabelled specks, as in CamVid
     noise = rng.normal(0, 14, (height, width, 3))

@@ -46,3 +46,15 @@ def test_a_frame_without_its_label_image_is_named(tmp_path):
     (tmp_path / "CamVid" / "train" / "a.png").write_bytes(encode(np.zeros((2, 2, 3), np.uint8), "PNG"))
     with pytest.raises(DataError, match="a.png: no label image"):
         write_split(samples(tmp_path, "train"), tmp_path / "out", "train", raw_dir=tmp_path, shard_size=5)
+
+
+@pytest.mark.parametrize("height, width", [(360, 480), (120, 160), (60, 80)])
+def test_the_replica_draws_a_street_at_any_size(height, width):
+    """The smoke profile draws CamVid at a third of its size: every part of the street scales with it (the
+    fixed offsets of 360 rows left no room for a car at 120)."""
+    from datamodules.camvid import street
+
+    for seed in range(20):
+        image, label = street(np.random.default_rng(seed), height, width)
+        assert image.shape == (height, width, 3) and label.shape == (height, width)
+        assert {0, 1, 3}.issubset(np.unique(label))  # sky, buildings and road in every frame
