@@ -91,11 +91,8 @@ def repro(
 ) -> None:
     """`dvc repro` as wide as the DAG allows: every stale stage started once the stages it reads are done, as
     a Ray task (outputs through the DVC remote, lock entries back into dvc.lock) or, with --jobs, here."""
-    from rich.live import Live
-
     from pipelines import repro as cluster
-    from pipelines import repro_here, tracking
-    from pipelines.processes import connect_ray
+    from pipelines import tracking
 
     here = jobs is not None
     if here and (address or num_cpus or origin or checkouts):
@@ -109,28 +106,17 @@ def repro(
     if not the_plan.order:
         console.print("nothing stale: every stage is up to date")
         return
-    if not here:
-        cluster.push_inputs(root, the_plan)
     # Made before any stage starts: two trainings creating one SQLite store at once race on its schema, and
     # experiments made here keep their artifacts here, not in a checkout.
     store = tracking.store(loaded)
     for key in {name.partition("@")[2] for name in the_plan.order if name.startswith("train@")}:
         tracking.experiment_id(store, key)
     env = {"MLFLOW_TRACKING_URI": store.uri}
-    with Live(console=console, auto_refresh=False) as live:
-        show = cluster.viewer(live, console)
-        if here:
-            state, results = cluster.drive(
-                the_plan, repro_here.starter(root, jobs, env), repro_here.wait, show, jobs
-            )
-        else:
-            connect_ray(address, num_cpus)
-            origin = origin or cluster.default_origin(root)
-            state, results = cluster.on_ray(
-                root, the_plan, origin, checkouts or cluster.default_checkouts(), env, show
-            )
-    if not here:
-        cluster.collect(root, state, results)
+    if here:
+        state, results = _repro_here(root, the_plan, env, jobs)
+    else:
+        state, results = _repro_on_ray(root, the_plan, env, address, num_cpus, origin, checkouts)
+    cluster.record_times(root, state, results)
     for name in [n for n, s in state.items() if s == "done" and results[n].get("resumed")]:
         console.print(f"{name}: resumed from the checkpoint mirrored on the DVC remote", highlight=False)
     for name in [n for n, s in state.items() if s == "failed"]:
@@ -139,3 +125,30 @@ def repro(
     if unfinished:
         console.print(f"not done: {', '.join(unfinished)}", markup=False, highlight=False)
     raise typer.Exit(1 if unfinished else 0)
+
+
+def _repro_here(root: Path, the_plan, env: dict[str, str], jobs: int) -> tuple[dict, dict]:
+    from rich.live import Live
+
+    from pipelines import repro as cluster
+    from pipelines import repro_here
+
+    env = {**env, **repro_here.threads(jobs)}
+    with repro_here.warm_server(root, env) as server, Live(console=console, auto_refresh=False) as live:
+        start = repro_here.starter(root, {**env, **server})
+        return cluster.drive(the_plan, start, repro_here.wait, cluster.viewer(live, console), jobs)
+
+
+def _repro_on_ray(root: Path, the_plan, env, address, num_cpus, origin, checkouts) -> tuple[dict, dict]:
+    from rich.live import Live
+
+    from pipelines import repro as cluster
+    from pipelines.processes import connect_ray
+
+    with Live(console=console, auto_refresh=False) as live:
+        connect_ray(address, num_cpus)
+        origin = origin or cluster.default_origin(root)
+        checkouts = checkouts or cluster.default_checkouts()
+        state, results = cluster.on_ray(root, the_plan, origin, checkouts, env, cluster.viewer(live, console))
+    cluster.collect(root, state, results)
+    return state, results

@@ -36,9 +36,14 @@ def pipelines_module(path):
     return path.relative_to(ROOT / "pipelines").parts[0].removesuffix(".py")
 
 
+# The command line: its entry points, and the warm server whose forks run a stage's `reprozoo` (it imports the
+# verbs, as the cli does).
+CLI = {"__init__", "__main__", "cli", "cli_cluster", "warm"}
+
+
 def test_every_pipelines_module_is_a_verb_a_service_or_the_cli():
     names = {pipelines_module(p) for p in (ROOT / "pipelines").rglob("*.py")}
-    assert names - {"__init__", "__main__", "cli", "cli_cluster"} == VERBS | SERVICES
+    assert names - CLI == VERBS | SERVICES
 
 
 @pytest.mark.parametrize(
@@ -46,7 +51,7 @@ def test_every_pipelines_module_is_a_verb_a_service_or_the_cli():
 )
 def test_no_verb_imports_another_verb_and_no_service_imports_a_verb(path):
     own = pipelines_module(path)
-    if own in ("cli", "cli_cluster", "__main__"):
+    if own in CLI:
         return
     used = {name.split(".")[1] for name in imported_modules(path) if name.startswith("pipelines.")}
     verbs = (used & VERBS) - {own}

@@ -37,6 +37,12 @@ def test_stale_stages_run_two_at_a_time_here_and_dvc_records_them(tmp_path):
         assert json.loads((project / f"metrics/{key}.json").read_text())["experiment"] == key
         log = (project / f".dvc/tmp/reprozoo/train-{key}.log").read_text()
         assert f"Running stage 'train@{key}'" in log
+    # The stages' `reprozoo` ran as forks of the warm server once it was serving (pipelines/warm.py), and a
+    # fork computes what a process of its own computes: twin's recipe is protonets', and so are its numbers.
+    served = (project / ".dvc/tmp/reprozoo/warm.log").read_text()
+    assert "serving on" in served and "runs reprozoo evaluate" in served, served
+    metrics = [json.loads((project / f"metrics/{key}.json").read_text()) for key in ("protonets", "twin")]
+    assert metrics[0]["metrics"] == metrics[1]["metrics"]
     finished = [f"{verb}@{key}" for verb in ("train", "evaluate") for key in ("protonets", "twin")]
     status = run(project, "dvc", "status", *finished)
     assert "up to date" in status.stdout, status.stdout  # recorded in dvc.lock: nothing left to do

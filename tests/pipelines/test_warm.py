@@ -1,0 +1,104 @@
+"""The warm server of `reprozoo repro --jobs` (pipelines/warm.py): a stage's `reprozoo` runs as a fork of it,
+in the stage's folder, with the stage's streams and exit status; without a server, or with code
+changed since it started, `reprozoo` runs in its own process."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from pipelines import warm
+from tests.helpers import ROOT, cli, tiny_params, write_params
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A warm server that imported the fetch verb only (the stages' whole set takes 15 s); its log."""
+    path, log = tmp_path / "socket", tmp_path / "warm.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.warm", str(path), "pipelines.cli", "pipelines.fetch"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 120
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert path.exists(), log.read_text()
+    yield path, log, process
+    process.terminate()
+    process.wait()
+
+
+def test_a_stage_runs_in_a_fork_in_its_folder_with_its_streams(server, tmp_path):
+    path, log, _ = server
+    project = tmp_path / "project"
+    project.mkdir()
+    write_params(project, tiny_params())
+
+    done = cli(project, "fetch", "omniglot", env={warm.VARIABLE: str(path)})
+
+    assert "fetched omniglot" in done.stdout  # the fork wrote to the stage's stdout
+    assert any((project / "data/raw/omniglot").iterdir())  # in the stage's folder
+    assert f"runs reprozoo fetch omniglot in {project}" in log.read_text()  # the server's fork ran it
+
+
+def test_the_stages_error_and_exit_status_come_back(server, tmp_path):
+    path, log, _ = server
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"profile": "smoke", "seed": "zero"}))
+
+    failed = cli(tmp_path, "fetch", "omniglot", check=False, env={warm.VARIABLE: str(path)})
+
+    assert failed.returncode == 2  # a user error, as `reprozoo` exits with it
+    assert "seed: input should be a valid integer, got 'zero'" in failed.stderr  # on the stage's stderr
+    assert f"runs reprozoo fetch omniglot in {tmp_path}" in log.read_text()
+
+
+def test_without_a_server_reprozoo_runs_in_its_own_process(tmp_path, monkeypatch):
+    monkeypatch.delenv(warm.VARIABLE, raising=False)
+    assert warm.delegate(["reprozoo", "--help"]) is None
+    monkeypatch.setenv(warm.VARIABLE, str(tmp_path / "nobody-listens"))
+    assert warm.delegate(["reprozoo", "--help"]) is None
+
+
+def test_a_file_changed_since_the_server_imported_it_is_noticed(tmp_path):
+    kept, edited, deleted = (tmp_path / f"{name}.py" for name in ("kept", "edited", "deleted"))
+    for path in (kept, edited, deleted):
+        path.write_text("x = 1\n")
+    files = {str(path): path.stat().st_mtime_ns for path in (kept, edited, deleted)}
+    os.utime(edited, ns=(time.time_ns(), files[str(edited)] + 1_000_000))
+    deleted.unlink()
+    assert warm.changed(files) == [str(edited), str(deleted)]
+
+
+def test_the_project_files_are_the_code_a_stage_runs():
+    files = warm.project_files()
+    assert str(ROOT / "pipelines" / "warm.py") in files
+    assert all(path.startswith(str(ROOT)) and "/.venv/" not in path for path in files)
+
+
+@pytest.mark.parametrize(
+    ("stop", "status"),
+    [(None, 0), (SystemExit(), 0), (SystemExit(3), 3), (SystemExit("bad"), 1), (ValueError("bad"), 1)],
+)
+def test_the_exit_status_is_the_interpreters(stop, status, capsys):
+    def call():
+        if stop is not None:
+            raise stop
+
+    assert warm.exit_status(call) == status
+    if status == 1:
+        assert "bad" in capsys.readouterr().err  # printed, as the interpreter prints it
+
+
+def test_the_server_ends_when_reprozoo_repro_is_gone(server):
+    """`reprozoo repro` holds the server's standard input: when that closes, however the driver ended (killed
+    outright included), the server ends."""
+    path, log, process = server
+    process.stdin.close()
+    assert process.wait(timeout=30) == 0
