@@ -13,12 +13,14 @@ Ray, and a retried training resumes from its last checkpoint, on the same node o
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines import paths
 from pipelines.errors import ReprozooError
 from pipelines.processes import changed_since_head, dvc, git
 
@@ -233,6 +235,18 @@ def collect(root: Path, state: dict, results: dict) -> None:
     done = dvc("pull", *finished)
     if done.returncode:
         raise ReproError(f"`dvc pull` of the finished stages failed:\n{(done.stdout + done.stderr)[-2000:]}")
+
+
+def record_times(root: Path, state: dict, results: dict) -> None:
+    """Each stage this run finished, with its wall time (DVC's checks and records included), over those of
+    earlier runs: `reprozoo bench --only workflow` reads an evaluate stage's beside its test pass."""
+    from datamodules.files import atomic_write
+
+    path = root / paths.STAGE_TIMES
+    times = json.loads(path.read_text()) if path.exists() else {}
+    times.update({name: results[name]["seconds"] for name, s in state.items() if s == "done"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(dict(sorted(times.items())), indent=1) + "\n")
 
 
 def default_origin(root: Path) -> str:
