@@ -151,7 +151,9 @@ def run(connection: socket.socket, files: dict[str, int]) -> int:
     replies = connection.makefile("rb")
     request = read(replies)
     if stale := changed(files):
-        reply(connection, {"cold": f"changed since the server started: {stale[0]}"})
+        command = " ".join(request["argv"][1:])
+        print(f"warm: {stale[0]} changed since the server started: reprozoo {command} runs cold", flush=True)
+        reply(connection, {"cold": stale[0]})
         return 0
     print(
         f"warm: fork {os.getpid()} runs reprozoo {' '.join(request['argv'][1:])} in {request['cwd']}",

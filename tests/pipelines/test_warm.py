@@ -3,6 +3,7 @@ in the stage's folder, with the stage's streams and exit status; without a serve
 changed since it started, `reprozoo` runs in its own process."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,14 +15,14 @@ from pipelines import warm
 from tests.helpers import ROOT, cli, tiny_params, write_params
 
 
-@pytest.fixture
-def server(tmp_path):
-    """A warm server that imported the fetch verb only (the stages' whole set takes 15 s); its log."""
+def start_server(tmp_path, code=ROOT):
+    """A warm server that imported the fetch verb only (the stages' whole set takes 15 s), from `code`'s
+    packages; its socket, log and process."""
     path, log = tmp_path / "socket", tmp_path / "warm.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "pipelines.warm", str(path), "pipelines.cli", "pipelines.fetch"],
-            cwd=ROOT,
+            cwd=code,
             stdin=subprocess.PIPE,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -30,6 +31,12 @@ def server(tmp_path):
     while not path.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert path.exists(), log.read_text()
+    return path, log, process
+
+
+@pytest.fixture
+def server(tmp_path):
+    path, log, process = start_server(tmp_path)
     yield path, log, process
     process.terminate()
     process.wait()
@@ -57,6 +64,25 @@ def test_the_stages_error_and_exit_status_come_back(server, tmp_path):
     assert failed.returncode == 2  # a user error, as `reprozoo` exits with it
     assert "seed: input should be a valid integer, got 'zero'" in failed.stderr  # on the stage's stderr
     assert f"runs reprozoo fetch omniglot in {tmp_path}" in log.read_text()
+
+
+def test_code_changed_since_the_server_started_runs_cold(tmp_path):
+    code = tmp_path / "code"  # a copy of the code, so that the test edits no file of the repository
+    for package in warm.PROJECT:
+        shutil.copytree(ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
+    path, log, process = start_server(tmp_path, code)
+    try:
+        edited = code / "pipelines" / "fetch.py"
+        edited.write_text(edited.read_text() + "\n")
+
+        done = cli(tmp_path, "--help", env={warm.VARIABLE: str(path)})
+
+        assert "fetch" in done.stdout  # run, in a process of its own
+        assert f"{edited} changed since the server started: reprozoo --help runs cold" in log.read_text()
+        assert "runs reprozoo --help" not in log.read_text()
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def test_without_a_server_reprozoo_runs_in_its_own_process(tmp_path, monkeypatch):
