@@ -2,7 +2,7 @@
 
 Raw layout: wikitext-103-raw/wiki.{train,valid,test}.raw, articles headed by " = Title = " lines, sections by
 " = = Section = = ", paragraphs separated by blank lines. A sample is one article (`txt`). The shard stage
-also trains a WordPiece vocabulary (BERT's tokeniser, `tokenizers` library) on the training split and
+also learns a WordPiece vocabulary (BERT's tokeniser; datamodules/wordpiece.py) on the training split and
 writes it beside the shards as vocab.txt. The replica is real English text: the Python standard library's
 documentation topics (pydoc_data), set out as WikiText articles.
 """
@@ -22,6 +22,7 @@ from datamodules.base import ShardDataModule
 from datamodules.files import DataError, extract
 from datamodules.files import download as fetch_url
 from datamodules.pretraining import PretrainingBatches, sentence_pairs, sentences
+from datamodules.wordpiece import vocabulary
 
 URL = "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-raw-v1.zip"
 ARCHIVE_BYTES = 191_984_949  # no md5 is published; the release's size is checked instead
@@ -73,16 +74,12 @@ def samples(raw_dir: Path, split: str) -> Iterator[dict]:
 
 
 def extras(raw_dir: Path, out_dir: Path) -> dict:
-    """A BERT-style WordPiece vocabulary (30,000 pieces, the paper's size) from the training text."""
-    from tokenizers import BertWordPieceTokenizer
-
-    tokenizer = BertWordPieceTokenizer(lowercase=True)
+    """A BERT-style WordPiece vocabulary (30,000 pieces, the paper's size) from the training text, the same
+    on every run (datamodules/wordpiece.py)."""
     texts = (text for _, text in articles(folder(raw_dir) / FILES["train"]))
-    tokenizer.train_from_iterator(
-        texts, vocab_size=30_000, min_frequency=2, special_tokens=SPECIAL, show_progress=False
-    )
-    tokenizer.save_model(str(out_dir))
-    return {"vocab": VOCAB, "vocab_size": tokenizer.get_vocab_size()}
+    vocab = vocabulary(texts, size=30_000, min_frequency=2, special=SPECIAL)
+    (out_dir / VOCAB).write_text("\n".join(vocab) + "\n")
+    return {"vocab": VOCAB, "vocab_size": len(vocab)}
 
 
 STDLIB = (
