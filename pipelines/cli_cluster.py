@@ -145,6 +145,7 @@ def _repro_on_ray(root: Path, the_plan, env, address, num_cpus, origin, checkout
     from pipelines import repro as cluster
     from pipelines.processes import connect_ray
 
+    cluster.push_inputs(root, the_plan)
     with Live(console=console, auto_refresh=False) as live:
         connect_ray(address, num_cpus)
         origin = origin or cluster.default_origin(root)
