@@ -1,10 +1,11 @@
 """`reprozoo repro`: `dvc repro` over a local Ray of 2 slots and a local-directory DVC remote, on a copy of
 the repository with three small experiments. One project, two runs: the first with one experiment made to fail
 (its descendants skipped, the others done and overlapping, exit 1), the second with it fixed (only its stages
-run); then a local `dvc repro` has nothing to do, and the data stages' output hashes equal a sequential
-`dvc repro`'s."""
+run, their up-to-date inputs pushed from here to an emptied remote); then a local `dvc repro` has nothing to
+do, and the data stages' output hashes equal a sequential `dvc repro`'s."""
 
 import os
+import shutil
 import subprocess
 import sys
 from copy import deepcopy as copy_of
@@ -80,6 +81,9 @@ def test_stale_stages_run_as_ray_tasks_a_failure_stops_only_its_descendants(tmp_
 
     write_params(project, params)  # fixed: only its stages and the report are stale now
     commit(project, "fix protonets_b")
+    # A remote that has lost what the first run pushed: the up-to-date shards that train@protonets_b reads
+    # reach its node only because the driver pushes them from here.
+    shutil.rmtree(tmp_path / "remote")
     second = run(project, *repro)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "train@protonets_b" in second.stdout and "train@protonets " not in second.stdout
@@ -110,7 +114,6 @@ def test_a_worker_lost_mid_training_is_retried_and_resumes_from_the_remote(tmp_p
     """A node lost mid-training (its Ray worker, its processes and its disk): Ray retries the task, the new
     checkout takes the checkpoint the first try mirrored to the DVC remote, and the same MLflow run goes on
     to the end; the lock is right (a local `dvc repro` has nothing to do)."""
-    import shutil
     import signal
     import time
 
