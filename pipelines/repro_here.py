@@ -45,7 +45,12 @@ def threads(jobs: int) -> dict[str, str]:
 @contextmanager
 def warm_server(root: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
     """The warm server (pipelines/warm.py) for the stages started inside: the variable that names it. Its
-    output goes to .dvc/tmp/reprozoo/warm.log; it and any fork still running end with the block."""
+    output goes to .dvc/tmp/reprozoo/warm.log; it and any fork still running end with the block. Linux only:
+    macOS's system libraries are not safe to fork once threads have touched them, so elsewhere stages start
+    cold."""
+    if sys.platform != "linux":
+        yield {}
+        return
     folder = Path(tempfile.mkdtemp(prefix="reprozoo-warm-"))  # mode 700: only this user's stages connect
     socket_path = folder / "socket"
     (root / LOGS).mkdir(parents=True, exist_ok=True)

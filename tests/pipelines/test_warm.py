@@ -128,3 +128,13 @@ def test_the_server_ends_when_reprozoo_repro_is_gone(server):
     path, log, process = server
     process.stdin.close()
     assert process.wait(timeout=30) == 0
+
+
+def test_off_linux_stages_start_cold(tmp_path, monkeypatch):
+    """Forking a process whose system libraries threads have touched is unsafe on macOS: no server there."""
+    from pipelines import repro_here
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with repro_here.warm_server(tmp_path, {}) as server:
+        assert server == {}
+    assert not (tmp_path / repro_here.LOGS / "warm.log").exists()
