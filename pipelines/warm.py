@@ -27,11 +27,12 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from pipelines.imports import PACKAGES, ROOT
+
 VARIABLE = "REPROZOO_WARM"
 STREAMS = (0, 1, 2)  # stdin, stdout, stderr: passed as file descriptors, so output is the stage's own
 VERBS = ("pipelines.cli", "pipelines.fetch", "pipelines.shard", "pipelines.train", "pipelines.evaluate")
-PROJECT = ("pipelines", "lightning_modules", "datamodules")
-ROOT = Path(__file__).resolve().parents[1]
+PROJECT = ("pipelines", *PACKAGES)  # the code a stage runs: a change to it sends the stage cold
 
 
 # --- the client: the `reprozoo` process DVC starts ---
