@@ -16,7 +16,7 @@ from tests.helpers import ROOT, cli, tiny_params, write_params
 
 
 def start_server(tmp_path, code=ROOT):
-    """A warm server that imported the fetch verb only (the stages' whole set takes 15 s), from `code`'s
+    """A warm server that imported the fetch verb only (the stages' whole set takes 7 s), from `code`'s
     packages; its socket, log and process."""
     path, log = tmp_path / "socket", tmp_path / "warm.log"
     with log.open("w") as out:
