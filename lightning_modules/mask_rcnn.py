@@ -9,18 +9,19 @@ Faithful: torchvision's Mask R-CNN ResNet-50-FPN (RoIAlign from torchvision.ops,
           + L_mask over 512 sampled RoIs per image (`roi_batch`), 800-pixel short side, SGD lr 0.02 (÷10 at
           120k and 160k of 180k iterations, 16 images a step) after Detectron's linear warm-up from lr/3 over
           500 iterations, momentum 0.9, weight decay 1e-4. Metrics: COCO box AP and mask AP.
-Differs:  smoke runs sample 64 RoIs per image, which is most of a CPU step's cost at 512; results on the COCO
+Differs:  smoke runs take a ResNet-18 under a 64-channel pyramid, with the mask head as narrow (`backbone`,
+          `fpn_channels`), and sample 64 RoIs per image: a fifth of a CPU step's cost; results on the COCO
           replica are `not_comparable`.
 """
 
 from __future__ import annotations
 
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
-from torchvision.models import ResNet50_Weights
-from torchvision.models.detection import maskrcnn_resnet50_fpn
+from torchvision.models.detection import MaskRCNN as TorchvisionMaskRCNN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 
-from datamodules.files import pretrained as pretrained_weights
-from lightning_modules.detection import TorchvisionDetector
+from lightning_modules.detection import Backbone, TorchvisionDetector, resnet_fpn
 from lightning_modules.paper import Claim, Paper
 
 PAPER = Paper(
@@ -48,6 +49,8 @@ class MaskRCNN(TorchvisionDetector):
         *,
         num_classes: PositiveInt = 80,
         pretrained: bool = False,
+        backbone: Backbone = "resnet50",
+        fpn_channels: PositiveInt = 256,
         min_size: PositiveInt = 800,
         max_size: PositiveInt = 1333,
         roi_batch: PositiveInt = 512,
@@ -59,12 +62,15 @@ class MaskRCNN(TorchvisionDetector):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.net = maskrcnn_resnet50_fpn(
-            weights=None,
-            num_classes=num_classes + 1,
+        classes = num_classes + 1  # and torchvision's background
+        self.net = TorchvisionMaskRCNN(
+            resnet_fpn(backbone, fpn_channels, pretrained),
             min_size=min_size,
             max_size=max_size,
             box_batch_size_per_image=roi_batch,
-            weights_backbone=pretrained_weights(ResNet50_Weights.IMAGENET1K_V1) if pretrained else None,
+            # the heads at the pyramid's width (torchvision's mask head is 256 wide whatever the backbone)
+            box_predictor=FastRCNNPredictor(1024, classes),  # after its two 1024-wide layers
+            mask_head=MaskRCNNHeads(fpn_channels, (fpn_channels,) * 4, dilation=1),
+            mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, classes),
         )
         self.setup_metrics("mask_rcnn")

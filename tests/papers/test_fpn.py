@@ -18,6 +18,25 @@ def test_pyramid_levels_and_channels(model):
     assert [f.shape[-1] for f in features.values()] == [32, 16, 8, 4, 2]  # strides 4 … 64
 
 
+def shapes(module: torch.nn.Module) -> dict:
+    return {name: tuple(value.shape) for name, value in module.state_dict().items()}
+
+
+def test_the_papers_network_is_torchvisions_resnet50_fpn():
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    theirs = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=11)
+    assert shapes(FPN(num_classes=10).net) == shapes(theirs)
+
+
+def test_a_narrow_pyramid_keeps_the_levels_and_strides_at_its_width():
+    narrow = FPN(num_classes=10, min_size=128, max_size=192, backbone="resnet18", fpn_channels=64).eval()
+    features = narrow.net.backbone(torch.zeros(1, 3, 128, 128))
+    assert list(features) == ["0", "1", "2", "3", "pool"]
+    assert [tuple(f.shape[1:]) for f in features.values()] == [(64, s, s) for s in (32, 16, 8, 4, 2)]
+    assert narrow.net.roi_heads.box_head.fc6.in_features == 64 * 7 * 7
+
+
 def test_one_anchor_scale_per_level_and_three_ratios(model):
     generator = model.net.rpn.anchor_generator
     assert generator.sizes == ((32,), (64,), (128,), (256,), (512,))

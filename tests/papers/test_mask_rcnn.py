@@ -41,6 +41,20 @@ def test_mask_head_is_28_by_28_per_class():
     assert tuple(model.net.roi_heads.mask_roi_pool.output_size) == (14, 14)  # ×2 by the deconvolution → 28
 
 
+def test_the_papers_network_is_torchvisions_resnet50_fpn_and_a_narrow_one_narrows_every_head():
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    from tests.papers.test_fpn import shapes
+
+    theirs = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=11)
+    assert shapes(MaskRCNN(num_classes=10).net) == shapes(theirs)
+    narrow = MaskRCNN(num_classes=10, backbone="resnet18", fpn_channels=64).net.roi_heads
+    assert {m.out_channels for m in narrow.mask_head.modules() if isinstance(m, torch.nn.Conv2d)} == {64}
+    assert narrow.mask_predictor.conv5_mask.out_channels == 64
+    assert narrow.mask_predictor.mask_fcn_logits.out_channels == 11
+    assert narrow.box_predictor.cls_score.out_features == 11
+
+
 def test_torchmetrics_mask_ap_equals_pycocotools_on_a_fixture():
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO as CocoApi
