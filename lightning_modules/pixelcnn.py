@@ -178,18 +178,25 @@ class PixelCNN(nn.Module):
         batch, _, height, width = logits.shape
         return logits.view(batch, self.colours, LEVELS, height, width).transpose(1, 2)
 
+    @property
+    def reach(self) -> int:
+        """How many rows above its own a pixel's logits read: each layer's vertical kernel reaches k//2 rows
+        up, and the horizontal stack reads the vertical one a row lower."""
+        return 1 + sum(layer.vertical.kernel_size[0] - 1 for layer in self.layers)
+
     @torch.no_grad()
     def sample(
         self, labels: Tensor, colours: int, height: int, width: int, generator: torch.Generator | None = None
     ) -> Tensor:
         """Draw images pixel by pixel, sub-pixel by sub-pixel, in raster order: (B, C, H, W) in [0, 1].
-        Row i's logits depend on rows 0..i only, so each pass reads just those: identical draws, half the
-        work."""
+        Row i's logits depend on rows i − reach … i only, so each pass reads just those: identical draws, a
+        fraction of the work (the smoke CIFAR-10 net reads 8 rows a pass, not 16.5 on average)."""
         images = torch.zeros(len(labels), colours, height, width, device=labels.device)
         for i in range(height):
+            rows = images[:, :, max(0, i - self.reach) : i + 1]  # a view: it sees each draw
             for j in range(width):
                 for c in range(colours):
-                    logits = self(images[:, :, : i + 1], labels)[:, :, c, i, j]
+                    logits = self(rows, labels)[:, :, c, -1, j]
                     probabilities = F.softmax(logits, dim=1)
                     drawn = torch.multinomial(probabilities, 1, generator=generator)[:, 0]
                     images[:, c, i, j] = drawn.float() / (LEVELS - 1)

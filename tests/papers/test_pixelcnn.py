@@ -84,17 +84,26 @@ def test_a_short_fit_on_real_digits_beats_the_uniform_and_independent_models(mni
 
 
 @pytest.mark.parametrize("gated", [True, False])
-def test_sampling_from_the_rows_above_draws_what_the_whole_image_would(gated):
-    """`sample` feeds each pass only rows 0..i (half the work): the draws equal a sampler that feeds the whole
-    image."""
+def test_sampling_from_the_rows_in_reach_draws_what_the_whole_image_would(gated):
+    """`sample` feeds each pass only the `reach` rows above row i and row i: the draws equal a sampler that
+    feeds the whole image."""
     torch.manual_seed(0)
     net, labels = PixelCNN(3, 8, 3, 3, 4, gated).eval(), torch.tensor([0, 2])
-    drawn = net.sample(labels, 3, 5, 4, generator=torch.Generator().manual_seed(1))
-    images, generator = torch.zeros(2, 3, 5, 4), torch.Generator().manual_seed(1)
+    assert net.reach == 4  # 9 rows: most passes leave rows out
+    drawn = net.sample(labels, 3, 9, 4, generator=torch.Generator().manual_seed(1))
+    images, generator = torch.zeros(2, 3, 9, 4), torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for i in range(5):
+        for i in range(9):
             for j in range(4):
                 for c in range(3):
                     probabilities = torch.softmax(net(images, labels)[:, :, c, i, j], dim=1)
                     images[:, c, i, j] = torch.multinomial(probabilities, 1, generator=generator)[:, 0] / 255
     assert torch.equal(drawn, images)
+
+
+@pytest.mark.parametrize(("layers", "kernel"), [(1, 5), (2, 3), (3, 3)])
+def test_reach_is_the_highest_row_a_pixels_logits_read(layers, kernel):
+    net = PixelCNN(1, 8, layers, kernel, 0, gated=True)
+    assert 0 < ROW - net.reach  # within the image, so the image's top does not cut the field short
+    rows = dependencies(net, 1, 0).nonzero()[:, 1]
+    assert rows.min() == ROW - net.reach  # nothing higher is read, and that row is
