@@ -37,6 +37,25 @@ def test_a_narrow_pyramid_keeps_the_levels_and_strides_at_its_width():
     assert narrow.net.roi_heads.box_head.fc6.in_features == 64 * 7 * 7
 
 
+def test_a_pretrained_backbone_keeps_its_stem_first_stage_and_statistics_as_torchvision_does(monkeypatch):
+    from torchvision.models import resnet18
+    from torchvision.ops import FrozenBatchNorm2d
+
+    import lightning_modules.detection as detection
+
+    # no weights file here: the same architecture, taken as if it had been loaded
+    monkeypatch.setattr(detection, "pretrained_weights", lambda weights: weights)
+    loaded = lambda name, weights, norm_layer: resnet18(norm_layer=norm_layer)
+    monkeypatch.setattr(detection, "get_model", loaded)
+    body = detection.resnet_fpn("resnet18", 64, pretrained=True).body
+    trained = {name.split(".")[0] for name, p in body.named_parameters() if p.requires_grad}
+    assert trained == {"layer2", "layer3", "layer4"}
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in body.modules())
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in body.modules())
+    scratch = detection.resnet_fpn("resnet18", 64, pretrained=False).body
+    assert all(p.requires_grad for p in scratch.parameters())
+
+
 def test_one_anchor_scale_per_level_and_three_ratios(model):
     generator = model.net.rpn.anchor_generator
     assert generator.sizes == ((32,), (64,), (128,), (256,), (512,))
