@@ -113,7 +113,10 @@ class TorchvisionDetector(pl.LightningModule):
 
     def evaluation_step(self, batch, stage: str) -> None:
         images, targets = batch
-        found = [{k: v for k, v in d.items()} for d in self.net(list(images))]
+        # One image at a time, as Detectron2 evaluates: batched, torchvision pads each image to its batch's
+        # largest, so its detections (and an untrained net's AP) would depend on its batch-mates, and so on
+        # the batch size and on DDP's split.
+        found = [self.net([image])[0] for image in images]
         truths = to_torchvision(targets)
         for kind in self.iou_types:
             if kind == "segm":  # torchmetrics takes boolean (n, H, W) masks; the net gives soft (n, 1, H, W)

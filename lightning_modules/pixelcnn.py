@@ -180,8 +180,7 @@ class PixelCNN(nn.Module):
 
     @property
     def reach(self) -> int:
-        """How many rows above its own a pixel's logits read: each layer's vertical kernel reaches k//2 rows
-        up, and the horizontal stack reads the vertical one a row lower."""
+        """Rows above its own that a pixel's logits read: k//2 per layer, and one as the stacks meet."""
         return 1 + sum(layer.vertical.kernel_size[0] - 1 for layer in self.layers)
 
     @torch.no_grad()
@@ -196,8 +195,7 @@ class PixelCNN(nn.Module):
             rows = images[:, :, max(0, i - self.reach) : i + 1]  # a view: it sees each draw
             for j in range(width):
                 for c in range(colours):
-                    logits = self(rows, labels)[:, :, c, -1, j]
-                    probabilities = F.softmax(logits, dim=1)
+                    probabilities = F.softmax(self(rows, labels)[:, :, c, -1, j], dim=1)
                     drawn = torch.multinomial(probabilities, 1, generator=generator)[:, 0]
                     images[:, c, i, j] = drawn.float() / (LEVELS - 1)
         return images
