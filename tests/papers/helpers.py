@@ -29,3 +29,8 @@ def fit_and_score(
     before = score(model, data, metric)
     trainer(steps).fit(model, datamodule=data)
     return before, score(model, data, metric)
+
+
+def shapes(module) -> dict[str, tuple[int, ...]]:
+    """Every parameter's and buffer's name and shape: two networks built alike have equal shapes."""
+    return {name: tuple(value.shape) for name, value in module.state_dict().items()}

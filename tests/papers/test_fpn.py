@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from lightning_modules.fpn import FPN
+from tests.papers.helpers import shapes
 
 
 @pytest.fixture(scope="module")
@@ -16,10 +17,6 @@ def test_pyramid_levels_and_channels(model):
     assert list(features) == ["0", "1", "2", "3", "pool"]  # P2, P3, P4, P5 and P6 ("pool")
     assert all(f.shape[1] == 256 for f in features.values())
     assert [f.shape[-1] for f in features.values()] == [32, 16, 8, 4, 2]  # strides 4 … 64
-
-
-def shapes(module: torch.nn.Module) -> dict:
-    return {name: tuple(value.shape) for name, value in module.state_dict().items()}
 
 
 def test_the_papers_network_is_torchvisions_resnet50_fpn():

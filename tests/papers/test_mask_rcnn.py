@@ -44,7 +44,7 @@ def test_mask_head_is_28_by_28_per_class():
 def test_the_papers_network_is_torchvisions_resnet50_fpn_and_a_narrow_one_narrows_every_head():
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-    from tests.papers.test_fpn import shapes
+    from tests.papers.helpers import shapes
 
     theirs = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=11)
     assert shapes(MaskRCNN(num_classes=10).net) == shapes(theirs)
