@@ -13,6 +13,7 @@ from datamodules.shards import read_meta
 from pipelines import checks, paths, registry, tracking
 from pipelines.claims import claim_tables, judge
 from pipelines.config import Params, Recipe
+from pipelines.processes import numerics
 from pipelines.runs import loading_safely, paper_class, read_record, with_data_facts
 from pipelines.timing import EVALUATE_WORK, Phases
 
@@ -94,6 +95,7 @@ def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) 
         "untrained_metrics": untrained,
         **({"untrained_test_batches": UNTRAINED_BATCHES} if untrained is not None else {}),
         "claims": claims,
+        "hardware": numerics(),  # a baseline equals a re-run bit for bit only on a machine that agrees here
     }
     with phases("tracking"):
         tracking.log_evaluation(store, run_id, metrics, claims, figures, claim_tables(claims))

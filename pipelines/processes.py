@@ -94,6 +94,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_capability() -> str:
+    """The vector instructions torch's CPU kernels use here (AVX2, AVX512, ...). Float sums run in another
+    order on another CPU or capability, so a trained net's last bits, and its metrics, differ between them."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def numerics() -> dict[str, str]:
+    """What a smoke run's numbers depend on besides the code, data and threads: two machines that agree on
+    these compute the same numbers bit for bit."""
+    return {"cpu": cpu_model(), "cpu_capability": cpu_capability()}
+
+
 def hardware() -> dict[str, str]:
     """What a run ran on, as MLflow tags: a published number names its machine. `cores` is this process's
     share (its CPU affinity), which is what a wall time was measured with."""
@@ -103,6 +117,7 @@ def hardware() -> dict[str, str]:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     return {
         "hardware.cpu": cpu_model(),
+        "hardware.cpu_capability": cpu_capability(),
         "hardware.cores": str(usable_cores()),
         "hardware.memory_gib": f"{memory / 2**30:.0f}",
         "hardware.gpu": ", ".join(gpus) or "none",

@@ -48,7 +48,12 @@ def test_the_code_still_produces_the_committed_baseline(tmp_path):
     """One experiment re-run end to end on the committed params, through the CLI as `make repro` runs it (a
     process of its own, with make repro's threads: a test process's thread count or RNG history would move the
     numbers): its metrics must equal the committed ones, bit for bit. A change that alters what the smoke
-    pipeline computes fails here until the baseline is re-run and committed with it."""
+    pipeline computes fails here until the baseline is re-run and committed with it.
+
+    Bit for bit only on a machine like the baseline's (its CPU and torch's kernels for it, as metrics/ records
+    them): elsewhere float sums run in another order, and 1,500 steps of training carry the difference into
+    the second decimal (measured: the AMD-made baseline re-run on an AVX-512 Xeon, 0.686 → 0.694 error).
+    There the numbers must agree within 5%, which still catches a recipe that computes something else."""
     key = "fast_weights"
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     dataset = params["papers"][key]["dataset"]
@@ -59,5 +64,9 @@ def test_the_code_still_produces_the_committed_baseline(tmp_path):
         cli(tmp_path, verb, name, preexec=unpinned, env=as_make_repro())
     result = json.loads((tmp_path / "metrics" / f"{key}.json").read_text())
     committed = json.loads((ROOT / "metrics" / f"{key}.json").read_text())
-    assert result["metrics"] == committed["metrics"]
-    assert result["untrained_metrics"] == committed["untrained_metrics"]
+    if committed.get("hardware") == result["hardware"]:
+        assert result["metrics"] == committed["metrics"]
+        assert result["untrained_metrics"] == committed["untrained_metrics"]
+    else:
+        assert result["metrics"] == pytest.approx(committed["metrics"], rel=0.05)
+        assert result["untrained_metrics"] == pytest.approx(committed["untrained_metrics"], rel=0.05)
