@@ -1,7 +1,10 @@
 """Evaluation sees every sample exactly once (issue 23): each experiment's own validation and test loaders,
-on its smoke recipe's data, over 1, 2 and 4 workers in one process and over 2 DDP ranks of 1 and 2 workers,
-score the very samples one process with no workers scores, none dropped, none twice. A rank is what
-`rank_and_world()` says it is, which is all the loaders consult, so the ranks run here one after another."""
+on its smoke recipe's data, over 2 DDP ranks, over 4 workers in one process and over 2 ranks of 1 and 2
+workers, score the very samples one process with no workers scores, none dropped, none twice. A rank is what
+`rank_and_world()` says it is, which is all the loaders consult, so the ranks run here one after another.
+
+The layouts with workers start real loader processes (about 0.15 s each, 2 s an experiment): they are the
+slow half, run by `make test`; `make test-fast` checks the ranks' split alone."""
 
 import hashlib
 from collections import Counter
@@ -16,7 +19,12 @@ from pipelines import paths
 from pipelines.config import load_params
 from tests.helpers import ROOT, chdir
 
-LAYOUTS = [(1, 1), (1, 2), (1, 4), (2, 1), (2, 2)]  # (ranks, workers per rank)
+# On one worker: every test here reads the session's all_data project, which takes a worker 14 s to make.
+pytestmark = pytest.mark.xdist_group("all_data")
+
+RANKS = [(2, 0)]  # (ranks, workers per rank)
+# 4 workers split fewer shards than workers; 2 ranks of 1 and 2 split shards over ranks, then over workers
+WORKERS = [(1, 4), (2, 1), (2, 2)]
 
 
 def distinct_data_recipes() -> dict[str, str]:
@@ -75,16 +83,21 @@ def scored(project, key: str, stage: str, ranks: int, workers: int, monkeypatch)
     return seen
 
 
+@pytest.mark.parametrize(
+    "layouts", [pytest.param(RANKS, id="ranks"), pytest.param(WORKERS, id="workers", marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("stage", ["val", "test"])
 @pytest.mark.parametrize("key", distinct_data_recipes())
-def test_every_sample_is_evaluated_exactly_once_on_any_ranks_and_workers(all_data, key, stage, monkeypatch):
+def test_every_sample_is_evaluated_exactly_once_on_any_ranks_and_workers(
+    all_data, key, stage, layouts, monkeypatch
+):
     reference = scored(all_data, key, stage, 1, 0, monkeypatch)
     assert reference and max(reference.values()) == 1, (
         f"one process with no workers scores {key} {stage} twice"
     )
     dataset = load_params(ROOT / "params.yaml").recipe(key).dataset
     held_out = stage == "val" and DATASETS[dataset].held_out_every
-    for ranks, workers in LAYOUTS:
+    for ranks, workers in layouts:
         if held_out and len(reference) < ranks:
             # A streaming rank with no held-out sample never joins the metrics' final sync (a hang): refused.
             with pytest.raises(DataError, match=f"fewer than the {ranks} ranks"):
@@ -101,14 +114,15 @@ def test_evaluation_items_are_shared_without_padding(count, monkeypatch):
         def __init__(self, id, num_workers):
             self.id, self.num_workers = id, num_workers
 
-    for ranks, workers in LAYOUTS:
+    for ranks, workers in [(1, 1), (1, 2), *RANKS, *WORKERS]:
         shares = []
         for rank in range(ranks):
             monkeypatch.setenv("RANK", str(rank))
             monkeypatch.setenv("WORLD_SIZE", str(ranks))
-            for worker in range(workers):
+            for worker in range(max(workers, 1)):  # no workers: the rank's own process, no worker info
                 monkeypatch.setattr(
-                    "datamodules.episodes.get_worker_info", lambda w=worker, n=workers: Worker(w, n)
+                    "datamodules.episodes.get_worker_info",
+                    lambda w=worker, n=workers: Worker(w, n) if n else None,
                 )
                 shares.extend(evaluation_share(count))
         assert sorted(shares) == list(range(count)), (ranks, workers)

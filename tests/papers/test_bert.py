@@ -1,6 +1,7 @@
 """BERT: BERT-base's size, weight decay groups, never judged on a stand-in corpus, and a small model
 learns."""
 
+import pytest
 import torch
 
 from datamodules.wikitext103 import WikiText103
@@ -39,6 +40,7 @@ def test_claims_are_table_6_and_never_judged_on_wikitext():
     assert not comparable(recipe, "download")
 
 
+@pytest.mark.slow
 def test_a_small_bert_learns_the_masked_words_of_real_text(wikitext_shards):
     data = WikiText103(wikitext_shards, 0, layout="pretraining", batch_size=16, max_length=64)
     model = BERT(

@@ -56,6 +56,7 @@ def test_ten_fold_protocol_on_known_distances():
     assert torch.isclose(standard_error, torch.tensor(statistics.stdev(per_fold) / 10**0.5))
 
 
+@pytest.mark.slow
 def test_learns_lfw_format_identities(lfw_shards):
     model = FaceNet(backbone="small", image_size=64, lr=0.05)
     data = LFW(lfw_shards, 0, size=64, crop=200, identities_per_batch=8, faces_per_identity=2, batch_size=16)

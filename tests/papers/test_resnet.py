@@ -50,6 +50,7 @@ def test_depth_must_be_6n_plus_2():
         cifar_net(21, True, 10)
 
 
+@pytest.mark.slow
 def test_learns_synthetic_cifar_with_its_plain_twin(cifar10_shards):
     model = ResNet(arch="cifar", depth=8, num_classes=10, lr=0.05, milestones=[10_000])
     data = CIFAR10(cifar10_shards, 0, batch_size=32)

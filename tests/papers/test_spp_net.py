@@ -41,6 +41,7 @@ def test_multi_size_training_alternates_sizes():
     assert sizes == [64, 64, 48, 48, 64, 64]
 
 
+@pytest.mark.slow
 def test_learns_synthetic_imagenet(imagenet_shards):
     model = SPPNet(
         num_classes=4, width=0.25, hidden=128, sizes=[64, 56], size_every=10, lr=0.01, milestones=[1000]

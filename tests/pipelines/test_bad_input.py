@@ -12,6 +12,7 @@ DAMAGED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damaged", list(DAMAGED))
 def test_a_truncated_json_file_is_named_with_its_remedy(tmp_path, damaged):
     write_params(tmp_path, tiny_params())

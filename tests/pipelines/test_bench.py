@@ -65,6 +65,7 @@ def test_ddp_and_tune_sections_and_the_cli(project):
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["bench.json"]
 
 
+@pytest.mark.slow
 def test_an_unknown_section_is_named_before_anything_runs(project):
     result = cli(project, "bench", "--only", "gpus", check=False)
     assert result.returncode == 2 and "--only: unknown section gpus" in result.stderr

@@ -34,6 +34,7 @@ def holder(project, key: str) -> subprocess.Popen:
     return process
 
 
+@pytest.mark.slow
 def test_a_second_training_of_the_same_experiment_is_refused_while_others_run(project):
     process = holder(project, "protonets")
     try:
@@ -53,6 +54,7 @@ def test_a_second_training_of_the_same_experiment_is_refused_while_others_run(pr
         pass
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_with_one_line_before_any_compute(project):
     process = holder(project, "protonets")
     try:

@@ -94,6 +94,7 @@ def test_broken_yaml_and_missing_file_are_named(tmp_path):
         load_params(tmp_path / "nope.yaml")
 
 
+@pytest.mark.slow
 def test_the_cli_prints_one_line_and_exits_2_before_any_compute(tmp_path):
     write_params(tmp_path, tiny_params(papers={"protonets": {"hparams": {"lr": -1}}}))
     result = cli(tmp_path, "train", "protonets", check=False)

@@ -38,6 +38,7 @@ def _gather_on_rank(rank: int, world: int, port: int, results) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_whole_test_set_metrics_gather_every_ranks_items_in_rank_order():
     """VOC07 AP and proposal recall are computed from lists, not running sums: under DDP each rank must score
     the union of all ranks' detections, or the logged mAP would be one rank's share."""

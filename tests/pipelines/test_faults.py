@@ -589,6 +589,7 @@ def test_a_bad_input_or_fault_gets_one_clear_error(name, project, monkeypatch, c
     assert {path: after.get(path) for path in before} == before  # nothing produced before is lost or changed
 
 
+@pytest.mark.slow
 def test_a_shard_stage_that_runs_out_of_space_names_it_and_keeps_the_shards_there_were(project):
     """A file-size limit (EFBIG: what a full disk looks like to a writer) in the shard stage's own process:
     one clear error, exit 2, the previous shards untouched."""

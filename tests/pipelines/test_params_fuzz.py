@@ -7,6 +7,7 @@ import re
 from functools import reduce
 from operator import getitem
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -52,6 +53,7 @@ def assert_named(error: Exception, where: str) -> None:
     ), (where, lines)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(PATHS), value=WRONG)
 def test_a_value_replaced_anywhere_loads_or_names_its_path(tmp_path, path, value):

@@ -38,6 +38,7 @@ def test_train_writes_checkpoints_and_a_finished_record(trained):
     assert len(history) >= 2  # per-step training curve
 
 
+@pytest.mark.slow
 def test_the_untrained_floor_is_scored_on_the_first_test_batches_only(trained, monkeypatch):
     from lightning_modules.protonets import ProtoNets
     from pipelines import evaluate
@@ -111,6 +112,7 @@ def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     )
 
 
+@pytest.mark.slow
 def test_the_workflow_bench_reads_each_evaluations_phases_and_makes_timings(trained):
     """Where an evaluate stage's time went, from its MLflow run; `make`'s records beside their targets, and
     what to run where one is missing."""
@@ -147,6 +149,7 @@ def test_the_workflow_bench_on_a_fresh_clone_says_what_to_run(project):
     assert "run `make repro`" in found["first_command"]["skipped"]
 
 
+@pytest.mark.slow
 def test_an_evaluation_can_be_run_again_on_the_same_training_run(trained):
     params, _ = trained
     first, again = evaluate_experiment(params, "protonets"), evaluate_experiment(params, "protonets")
@@ -165,6 +168,7 @@ def test_a_checkpoint_is_never_judged_against_another_recipe(trained):
     assert not paths.metrics("protonets").exists()
 
 
+@pytest.mark.slow
 def test_report_has_one_row_per_claim(trained):
     params, _ = trained
     evaluate_experiment(params, "protonets")
@@ -283,6 +287,7 @@ def test_evaluate_before_train_names_the_stage_to_run(project):
         evaluate_experiment(load_params(), "protonets")
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_retrained_from_scratch_and_an_interrupted_one_resumes(trained):
     params, first = trained
     again = train_experiment(params, "protonets")  # DVC re-runs a finished stage only after a change

@@ -36,6 +36,7 @@ def test_every_recipe_builds_and_steps(tiny_project, experiment):
     )
 
 
+@pytest.mark.slow
 def test_a_recipe_that_cannot_build_is_a_row_saying_why(tiny_project):
     """Missing shards: the child process's one-line error is the row; the report files are written."""
     (tiny_project / "data").unlink()

@@ -54,6 +54,7 @@ def test_a_published_smoke_run_is_a_valid_record_and_never_judged(evaluated, pro
     assert all(c.ci95 is not None and c.ci95_over == "test episodes" for c in record.claims)
 
 
+@pytest.mark.slow
 def test_publishing_refuses_a_dirty_tree_and_another_runs_evaluation(evaluated, project):
     (project / "code.py").write_text("x = 2\n")
     with pytest.raises(StageError, match=r"dirty tree: code\.py changed since"):
@@ -202,6 +203,7 @@ def test_a_binomial_interval_only_for_a_rate_over_test_examples():
     )
 
 
+@pytest.mark.slow
 def test_a_publisher_may_set_a_claim_aside_but_never_grant_one(evaluated):
     """An auxiliary net trained off its paper recipe (intriguing's transfer model at an FC10 row's λ) is not
     judged: the claim turns not_comparable with the reason; a name that is no measured claim is refused."""

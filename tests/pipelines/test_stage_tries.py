@@ -71,6 +71,7 @@ def checkout_with_remote(folder: Path, remote: Remote) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_training_is_mirrored_to_the_remote_and_restored_on_another_node(tmp_path, remote, monkeypatch):
     monkeypatch.setattr(stage_tries, "MIRROR_EVERY_S", 0.05)
     first = checkout_with_remote(tmp_path / "node-a", remote)
@@ -114,6 +115,7 @@ def test_a_training_is_mirrored_to_the_remote_and_restored_on_another_node(tmp_p
         assert not exists(stage_tries.remote_folder(second, "0123456789abcdef", "evaluate@fpn")[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("remote", ["s3"], indirect=True)  # a folder remote: the repro tests
 def test_a_stages_outputs_travel_between_nodes_through_an_s3_remote(tmp_path, remote):
     """What `reprozoo repro` asks of the remote between nodes: `dvc push <stage>` on one, `dvc pull` of the
