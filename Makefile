@@ -38,6 +38,7 @@ test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PYTEST)
 	$(call record,make-test)
 
+# The tests not marked slow (over ~4 s: pyproject.toml's markers), for an answer in about 2 minutes.
 test-fast: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PYTEST) -m "not slow"
 
