@@ -66,6 +66,48 @@ def project(tmp_path, omniglot_project) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def served(tmp_path_factory, omniglot_project) -> Iterator[tuple[str, str, Path, int]]:
+    """`reprozoo ui` serving a project whose store holds a smoke-trained and evaluated protonets: its URL, the
+    first line it printed, the project and the server's pid. One server a session (it takes ~20 s to start),
+    shared by the tests that look at it (xdist_group "ui")."""
+    import signal
+    import subprocess
+    import sys
+
+    from pipelines.config import load_params
+    from pipelines.evaluate import evaluate_experiment
+    from pipelines.train import train_experiment
+    from tests.browser import free_port, wait_for_http
+    from tests.helpers import ROOT
+
+    project = write_params(tmp_path_factory.mktemp("served"), tiny_params())
+    (project / "data").mkdir()
+    for part in ("raw", "shards"):
+        (project / "data" / part).symlink_to(omniglot_project / "data" / part)
+    with chdir(project):
+        params = load_params()
+        train_experiment(params, "protonets")
+        evaluate_experiment(params, "protonets")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "ui", "--port", str(port)],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )  # its own group: the server's workers go with it
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{url}/health", timeout=90)
+        yield url, server.stdout.readline(), project, server.pid
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
 def all_data(tmp_path_factory) -> Path:
     """A project with every dataset fetched and sharded at the tiny size (about 20 s)."""
     from pipelines.config import load_params

@@ -4,15 +4,12 @@ so a test run leaves the tree clean; `REPROZOO_SCREENSHOTS=reports pytest tests/
 refreshes the README's."""
 
 import os
-import signal
-import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.browser import CHROMIUM, browse, free_port, wait_for_http
-from tests.helpers import ROOT, cli
+from tests.browser import CHROMIUM, browse
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
@@ -20,34 +17,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def ui(project):
-    """A smoke-trained and evaluated protonets in the project's store, and `reprozoo ui` serving it."""
-    cli(project, "train", "protonets")
-    cli(project, "evaluate", "protonets")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pipelines", "ui", "--port", str(port)],
-        cwd=project,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )  # its own group: the server's workers go with it
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", timeout=90)
-        yield f"http://127.0.0.1:{port}", server
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-
-
 @pytest.mark.slow
-def test_a_reviewer_sees_claims_gaps_and_the_champion(project, ui, tmp_path):
-    url, server = ui
+@pytest.mark.xdist_group("ui")  # with the other tests of the session's one server
+def test_a_reviewer_sees_claims_gaps_and_the_champion(served, tmp_path):
+    url, first_line, project, _ = served
     shots = ROOT / os.environ["REPROZOO_SCREENSHOTS"] if os.environ.get("REPROZOO_SCREENSHOTS") else tmp_path
-    assert server.stdout.readline().startswith(f"MLflow UI for sqlite:///{project}/mlflow.db: {url}")
+    assert first_line.startswith(f"MLflow UI for sqlite:///{project}/mlflow.db: {url}")
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     experiment = client.get_experiment_by_name("protonets")
     (run,) = client.search_runs([experiment.experiment_id])

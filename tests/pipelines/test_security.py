@@ -4,7 +4,6 @@ params, logs or MLflow, or expose a server beyond this machine."""
 import json
 import os
 import pickle
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,6 @@ from pipelines.config import load_params
 from pipelines.errors import ParamsError
 from pipelines.evaluate import evaluate_experiment
 from pipelines.train import train_experiment
-from tests.browser import free_port, wait_for_http
 from tests.helpers import ROOT, tiny_params, write_params
 
 
@@ -94,28 +92,16 @@ def test_credentials_in_the_environment_never_reach_mlflow_or_the_logs(project):
 
 
 @pytest.mark.slow
-def test_reprozoo_ui_listens_on_loopback_only(project):
+@pytest.mark.xdist_group("ui")  # the session's one server (tests/conftest.py)
+def test_reprozoo_ui_listens_on_loopback_only(served):
     import psutil
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pipelines", "ui", "--port", str(port)],
-        cwd=project,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", timeout=90)
-        family = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
-        listening = {
-            c.laddr.ip for p in family for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN
-        }
-        assert listening == {"127.0.0.1"}
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    server = psutil.Process(served[3])
+    family = [server, *server.children(recursive=True)]
+    listening = {
+        c.laddr.ip for p in family for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN
+    }
+    assert listening == {"127.0.0.1"}
 
 
 def test_shipped_params_and_infra_hold_no_credentials():
