@@ -51,7 +51,7 @@ def test_the_code_still_produces_the_committed_baseline(tmp_path):
     pipeline computes fails here until the baseline is re-run and committed with it.
 
     Bit for bit only on a machine like the baseline's (its CPU and torch's kernels for it, as metrics/ records
-    them): elsewhere float sums run in another order, and 1,500 steps of training carry the difference into
+    them): elsewhere float sums run in another order, and 200 steps of training carry the difference into
     the second decimal (measured: the AMD-made baseline re-run on an AVX-512 Xeon, 0.686 → 0.694 error).
     There the numbers must agree within 5%, which still catches a recipe that computes something else."""
     key = "fast_weights"
