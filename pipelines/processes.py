@@ -116,8 +116,7 @@ def hardware() -> dict[str, str]:
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     return {
-        "hardware.cpu": cpu_model(),
-        "hardware.cpu_capability": cpu_capability(),
+        **{f"hardware.{name}": value for name, value in numerics().items()},
         "hardware.cores": str(usable_cores()),
         "hardware.memory_gib": f"{memory / 2**30:.0f}",
         "hardware.gpu": ", ".join(gpus) or "none",
