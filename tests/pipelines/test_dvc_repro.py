@@ -1,7 +1,8 @@
 """`dvc repro` and `reprozoo retrain` on one real DVC project (a copy of the repository with two experiments
-on one dataset and a second dataset no paper uses), made once per session by its first `dvc repro`:
-outputs, a no-op second run, then retrain's decisions (nothing stale, only the changed experiment re-runs, a
-better model is promoted, a failing run leaves the champion and exits non-zero), each an MLflow run.
+on one dataset and a second dataset no paper uses), made once per session by its first `dvc repro` (each
+stage's command a warm fork, as under `make repro`): outputs, a no-op second run, then retrain's decisions
+(nothing stale, only the changed experiment re-runs, a better model is promoted, a failing run leaves the
+champion and exits non-zero), each an MLflow run.
 
 The tests share the project and run in file order on one worker (xdist_group): each starts from the state
 the one before it leaves."""
@@ -16,22 +17,28 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from pipelines.repro_here import warm_server
 from tests.helpers import ROOT, copy_repository, tiny_params, write_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc_project")]
 
 
-def run(copy: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {
+def environment() -> dict[str, str]:
+    return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "PYTHONPATH": str(ROOT),
     }
-    return subprocess.run(args, cwd=copy, capture_output=True, text=True, env=env, timeout=900)
 
 
-def dvc(copy: Path, *args: str) -> str:
-    result = run(copy, "dvc", *args)
+def run(copy: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args, cwd=copy, capture_output=True, text=True, env={**environment(), **(env or {})}, timeout=900
+    )
+
+
+def dvc(copy: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    result = run(copy, "dvc", *args, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
 
@@ -84,7 +91,11 @@ def project(tmp_path_factory) -> tuple[Path, dict, str]:
     # matters is DVC's wiring (a dataset no paper uses is fetched and sharded all the same).
     params["datasets"] = {name: params["datasets"][name] for name in ("omniglot", "mnist")}
     write_params(copy, params)
-    return copy, params, dvc(copy, "repro")
+    # DVC runs every stage, and each stage's `reprozoo` is a fork of a warm server, as under `make repro`
+    # (pipelines/warm.py): 9 stages without 9 cold imports. The retrain test's `dvc repro`s start cold.
+    with warm_server(copy, environment()) as warm:
+        first = dvc(copy, "repro", env=warm)
+    return copy, params, first
 
 
 def test_dvc_repro_runs_every_stage_then_a_second_run_is_a_noop(project):
@@ -101,6 +112,7 @@ def test_dvc_repro_runs_every_stage_then_a_second_run_is_a_noop(project):
     assert {v["decision"] for v in versions(copy, "protonets_weak").values()} == {
         "promoted"
     }  # v1: nothing to beat
+    assert "runs reprozoo evaluate" in (copy / ".dvc/tmp/reprozoo/warm.log").read_text()  # forks, not cold
     assert "Running stage" not in dvc(copy, "repro")  # nothing changed: a no-op
 
 
