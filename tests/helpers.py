@@ -87,6 +87,13 @@ def write_params(project: Path, params: dict) -> Path:
     return project
 
 
+def project_environment() -> dict[str, str]:
+    """A project copy's commands (dvc, reprozoo) as a shell in the venv finds them, running this checkout's
+    code."""
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    return {**os.environ, "PATH": path, "PYTHONPATH": str(ROOT)}
+
+
 def unpinned() -> None:
     """A child's CPU affinity back to the whole machine (a pytest-xdist worker is pinned to one core), as
     `dvc repro` runs outside the tests: torch's thread count changes the last bits of a float sum."""

@@ -8,7 +8,6 @@ The tests share the project and run in file order on one worker (xdist_group): e
 the one before it leaves."""
 
 import json
-import os
 import subprocess
 import sys
 from copy import deepcopy as copy_of
@@ -18,23 +17,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipelines.repro_here import warm_server
-from tests.helpers import ROOT, copy_repository, tiny_params, write_params
+from tests.helpers import copy_repository, project_environment, tiny_params, write_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc_project")]
 
 
-def environment() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "PYTHONPATH": str(ROOT),
-    }
-
-
 def run(copy: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        args, cwd=copy, capture_output=True, text=True, env={**environment(), **(env or {})}, timeout=900
-    )
+    env = {**project_environment(), **(env or {})}
+    return subprocess.run(args, cwd=copy, capture_output=True, text=True, env=env, timeout=900)
 
 
 def dvc(copy: Path, *args: str, env: dict[str, str] | None = None) -> str:
@@ -93,7 +83,7 @@ def project(tmp_path_factory) -> tuple[Path, dict, str]:
     write_params(copy, params)
     # DVC runs every stage, and each stage's `reprozoo` is a fork of a warm server, as under `make repro`
     # (pipelines/warm.py): 9 stages without 9 cold imports. The retrain test's `dvc repro`s start cold.
-    with warm_server(copy, environment()) as warm:
+    with warm_server(copy, project_environment()) as warm:
         first = dvc(copy, "repro", env=warm)
     return copy, params, first
 

@@ -4,10 +4,8 @@ the repository with three small experiments. One project, two runs: the first wi
 run, their up-to-date inputs pushed from here to an emptied remote); then a local `dvc repro` has nothing to
 do, and the data stages' output hashes equal a sequential `dvc repro`'s."""
 
-import os
 import shutil
 import subprocess
-import sys
 from copy import deepcopy as copy_of
 from pathlib import Path
 
@@ -15,21 +13,14 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import ROOT, copy_repository, tiny_params, write_params
+from tests.helpers import copy_repository, project_environment, tiny_params, write_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray at a time on 2 cores
 
 
-def environment() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "PYTHONPATH": str(ROOT),
-    }
-
-
 def run(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=project, capture_output=True, text=True, env=environment(), timeout=1200)
+    env = project_environment()
+    return subprocess.run(args, cwd=project, capture_output=True, text=True, env=env, timeout=1200)
 
 
 def commit(project: Path, message: str) -> None:
@@ -130,7 +121,7 @@ def test_a_worker_lost_mid_training_is_retried_and_resumes_from_the_remote(tmp_p
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=environment(),
+        env=project_environment(),
     )
     deadline = time.monotonic() + 600
     while not list((tmp_path / "remote").glob("reprozoo-resume/*/train-fast_weights/last.ckpt")):
