@@ -73,6 +73,7 @@ def served(tmp_path_factory, omniglot_project) -> Iterator[tuple[str, str, Path,
     import signal
     import subprocess
     import sys
+    import threading
 
     from pipelines.config import load_params
     from pipelines.evaluate import evaluate_experiment
@@ -101,7 +102,10 @@ def served(tmp_path_factory, omniglot_project) -> Iterator[tuple[str, str, Path,
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{url}/health", timeout=90)
-        yield url, server.stdout.readline(), project, server.pid
+        first = server.stdout.readline()
+        # Drain the rest: an unread pipe would block the server once 64 KB of its logs fill it.
+        threading.Thread(target=server.stdout.read, daemon=True).start()
+        yield url, first, project, server.pid
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
