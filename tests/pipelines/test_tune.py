@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from pipelines import paths
 from pipelines.config import load_params
 from pipelines.errors import ParamsError
-from tests.helpers import tiny_params, write_params
+from tests.helpers import merge, tiny_params, write_params
 
 pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time on 2 cores
 
@@ -26,8 +26,8 @@ def local_ray():
 def sweep_params(project, smoke=None, **tune):
     params = tiny_params()
     params["papers"]["protonets"]["tune"] = tune
-    if smoke:
-        params["papers"]["protonets"]["smoke"] = smoke
+    if smoke:  # over the tiny profile's smoke, not in place of it (else the full recipe's 60-way episodes)
+        params["papers"]["protonets"]["smoke"] = merge(params["papers"]["protonets"]["smoke"], smoke)
     write_params(project, params)
     return load_params(project / "params.yaml")
 
@@ -90,7 +90,8 @@ def kill_once_checkpointed(
     while not stop.is_set() and not killed:
         if any(path.stat().st_size for path in (project / "ray_results").glob(registered)):
             for process in psutil.process_iter(["cmdline"]):
-                if process_title in " ".join(process.info["cmdline"] or []):
+                # the title Ray sets as argv[0], not a mention (this test id, on a pytest command line)
+                if (process.info["cmdline"] or [""])[0].startswith(process_title):
                     process.kill()
                     killed.append(process.pid)
                     break
@@ -124,7 +125,10 @@ def test_a_trial_whose_worker_is_killed_restarts_from_its_checkpoint(
         max_failures=1,
         workers_per_trial=workers,
         resources_per_trial={"cpu": 1},
-        smoke={"trainer": {"max_steps": 20, "val_check_interval": 5, "checkpoint_every_n_steps": 5}},
+        smoke={
+            "data": {"train_way": 20},  # ~0.35 s a step: the kill lands well before the last of 20 steps
+            "trainer": {"max_steps": 20, "val_check_interval": 5, "checkpoint_every_n_steps": 5},
+        },
     )
     killed, stop = [], threading.Event()
     killer = threading.Thread(
