@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 import yaml
 
 from pipelines import warm
@@ -106,6 +107,20 @@ def test_the_project_files_are_the_code_a_stage_runs():
     files = warm.project_files()
     assert str(ROOT / "pipelines" / "warm.py") in files
     assert all(path.startswith(str(ROOT)) and "/.venv/" not in path for path in files)
+
+
+def test_a_fork_checks_a_models_requirements_without_reading_the_installed_packages_again(monkeypatch):
+    """The server fills MLflow's package map once; a fork that logs a model then reads no distribution's files
+    (0.9 s an evaluate stage)."""
+    import importlib_metadata
+    from mlflow.utils import requirements_utils
+
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a fresh server
+    warm.fill_caches()
+    reads = []
+    monkeypatch.setattr(importlib_metadata, "packages_distributions", lambda: reads.append(1) or {})
+    requirements_utils.warn_dependency_requirement_mismatches([f"torch=={torch.__version__.split('+')[0]}"])
+    assert not reads
 
 
 @pytest.mark.parametrize(
