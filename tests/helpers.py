@@ -43,6 +43,9 @@ TINY = {
                 "intriguing_ae400",
             )
         },
+        # The costs that are the recipe's own, not the code's: L-BFGS's VGG passes, pixel-by-pixel sampling
+        "neural_style": {"smoke": {"hparams": {"size": 32, "iterations_per_step": 2}, "data": {"size": 32}}},
+        **{key: {"smoke": {"hparams": {"layers": 1}}} for key in ("pixelcnn", "pixelcnn_cifar10")},
         "protonets": {
             "smoke": {
                 "data": {"train_way": 5, "val_episodes": 4, "test_query": 5, "test_episodes": 10},
