@@ -13,7 +13,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipelines import paths
-from pipelines.runs import TrainingLocked, training_lock
 from tests.helpers import ROOT, cli
 
 HOLD = (
@@ -36,6 +35,9 @@ def holder(project, key: str) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_a_second_training_of_the_same_experiment_is_refused_while_others_run(project):
+    # imported here: the spawned store writers below import this module, and pipelines.runs brings torch
+    from pipelines.runs import TrainingLocked, training_lock
+
     process = holder(project, "protonets")
     try:
         with pytest.raises(
