@@ -97,6 +97,14 @@ def project_environment() -> dict[str, str]:
     return {**os.environ, "PATH": path, "PYTHONPATH": str(ROOT)}
 
 
+def run_in(
+    project: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 1200
+) -> subprocess.CompletedProcess:
+    """A command (`dvc …`, `reprozoo …`) in a project copy, with `project_environment()` under `env`."""
+    env = {**project_environment(), **(env or {})}
+    return subprocess.run(args, cwd=project, capture_output=True, text=True, env=env, timeout=timeout)
+
+
 def unpinned() -> None:
     """A child's CPU affinity back to the whole machine (a pytest-xdist worker is pinned to one core), as
     `dvc repro` runs outside the tests: torch's thread count changes the last bits of a float sum."""

@@ -47,9 +47,10 @@ def test_the_smoke_run_beats_its_untrained_net(experiment):
 @pytest.mark.slow
 def test_the_code_still_produces_the_committed_baseline(tmp_path):
     """One experiment re-run end to end on the committed params, through the CLI as `make repro` runs it (a
-    warm fork of its own, with make repro's threads: a test process's thread count or RNG history would move
-    the numbers): its metrics must equal the committed ones, bit for bit. A change that alters what the smoke
-    pipeline computes fails here until the baseline is re-run and committed with it.
+    warm fork once the server serves, the first verbs cold while it imports; make repro's threads: a test
+    process's thread count or RNG history would move the numbers): its metrics must equal the committed ones,
+    bit for bit. A change that alters what the smoke pipeline computes fails here until the baseline is re-run
+    and committed with it.
 
     Bit for bit only on a machine like the baseline's (its CPU and torch's kernels for it, as metrics/ records
     them): elsewhere float sums run in another order, and 200 steps of training carry the difference into
@@ -61,7 +62,7 @@ def test_the_code_still_produces_the_committed_baseline(tmp_path):
     params["papers"] = {key: params["papers"][key]}
     params["datasets"] = {dataset: params["datasets"][dataset]}
     write_params(tmp_path, params)
-    with warm_server(tmp_path, as_make_repro()) as warm:  # each verb a warm fork, as under `make repro`
+    with warm_server(tmp_path, as_make_repro()) as warm:  # as under `make repro`: forks once it serves
         for verb, name in (("fetch", dataset), ("shard", dataset), ("train", key), ("evaluate", key)):
             cli(tmp_path, verb, name, preexec=unpinned, env={**as_make_repro(), **warm})
     assert "runs reprozoo evaluate" in (tmp_path / LOGS / "warm.log").read_text()

@@ -17,24 +17,19 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipelines.repro_here import warm_server
-from tests.helpers import copy_repository, project_environment, tiny_params, write_params
+from tests.helpers import copy_repository, project_environment, run_in, tiny_params, write_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc_project")]
 
 
-def run(copy: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**project_environment(), **(env or {})}
-    return subprocess.run(args, cwd=copy, capture_output=True, text=True, env=env, timeout=900)
-
-
 def dvc(copy: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    result = run(copy, "dvc", *args, env=env)
+    result = run_in(copy, "dvc", *args, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
 
 
 def retrain(copy: Path, *args: str) -> subprocess.CompletedProcess:
-    return run(copy, sys.executable, "-m", "pipelines", "retrain", *args)
+    return run_in(copy, sys.executable, "-m", "pipelines", "retrain", *args)
 
 
 def versions(copy: Path, key: str) -> dict[str, dict]:

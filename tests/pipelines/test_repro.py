@@ -13,14 +13,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import copy_repository, project_environment, tiny_params, write_params
+from tests.helpers import copy_repository, project_environment, run_in, tiny_params, write_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray at a time on 2 cores
-
-
-def run(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = project_environment()
-    return subprocess.run(args, cwd=project, capture_output=True, text=True, env=env, timeout=1200)
 
 
 def commit(project: Path, message: str) -> None:
@@ -32,7 +27,7 @@ def project_with(folder: Path, params: dict, remote: Path) -> Path:
     project = copy_repository(folder)
     (project / "dvc.lock").unlink(missing_ok=True)
     write_params(project, params)
-    assert run(project, "dvc", "remote", "add", "-d", "shared", str(remote)).returncode == 0
+    assert run_in(project, "dvc", "remote", "add", "-d", "shared", str(remote)).returncode == 0
     commit(project, "project")
     return project
 
@@ -60,7 +55,7 @@ def test_stale_stages_run_as_ray_tasks_a_failure_stops_only_its_descendants(tmp_
     project = project_with(tmp_path / "cluster", broken, tmp_path / "remote")
     repro = ("reprozoo", "repro", "--num-cpus", "2", "--checkouts", str(tmp_path / "checkouts"))
 
-    first = run(project, *repro)
+    first = run_in(project, *repro)
     assert first.returncode == 1, first.stdout + first.stderr
     assert "train@protonets_b: " in first.stdout and "not done: " in first.stdout
     undone = first.stdout.split("not done: ")[1].split()[0:3]
@@ -75,14 +70,14 @@ def test_stale_stages_run_as_ray_tasks_a_failure_stops_only_its_descendants(tmp_
     # A remote that has lost what the first run pushed: the up-to-date shards that train@protonets_b reads
     # reach its node only because the driver pushes them from here.
     shutil.rmtree(tmp_path / "remote")
-    second = run(project, *repro)
+    second = run_in(project, *repro)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "train@protonets_b" in second.stdout and "train@protonets " not in second.stdout
-    assert "Running stage" not in run(project, "dvc", "repro").stdout  # the lock is complete: a no-op
+    assert "Running stage" not in run_in(project, "dvc", "repro").stdout  # the lock is complete: a no-op
     assert (project / "reports/reproductions.md").exists()
 
     sequential = project_with(tmp_path / "sequential", params, tmp_path / "remote2")
-    assert run(sequential, "dvc", "repro", "shard@omniglot", "shard@associative_retrieval").returncode == 0
+    assert run_in(sequential, "dvc", "repro", "shard@omniglot", "shard@associative_retrieval").returncode == 0
     ours, theirs = (yaml.safe_load((p / "dvc.lock").read_text())["stages"] for p in (project, sequential))
     for stage in ("fetch@omniglot", "shard@omniglot", "shard@associative_retrieval"):
         assert ours[stage] == theirs[stage]  # deterministic stages: the same deps, params and output hashes
@@ -141,5 +136,5 @@ def test_a_worker_lost_mid_training_is_retried_and_resumes_from_the_remote(tmp_p
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     (run_,) = client.search_runs([client.get_experiment_by_name("fast_weights").experiment_id])
     assert run_.info.status == "FINISHED"  # one run, continued: a fresh start would have made a second
-    assert "Running stage" not in run(project, "dvc", "repro").stdout
+    assert "Running stage" not in run_in(project, "dvc", "repro").stdout
     assert not list((tmp_path / "remote").glob("reprozoo-resume/*/*"))  # done: the mirror is removed

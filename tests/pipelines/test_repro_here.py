@@ -8,8 +8,8 @@ from copy import deepcopy as copy_of
 
 import pytest
 
-from tests.helpers import copy_repository, tiny_params, write_params
-from tests.pipelines.test_repro import intervals, run
+from tests.helpers import copy_repository, run_in, tiny_params, write_params
+from tests.pipelines.test_repro import intervals
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def test_stale_stages_run_two_at_a_time_here_and_dvc_records_them(tmp_path):
     (project / "dvc.lock").unlink(missing_ok=True)
     write_params(project, params)
 
-    done = run(project, "reprozoo", "repro", "--jobs", "2")
+    done = run_in(project, "reprozoo", "repro", "--jobs", "2")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "train@broken: " in done.stdout and "not done: " in done.stdout
     undone = {s.strip(",") for s in done.stdout.split("not done: ")[1].split()[0:3]}
@@ -44,5 +44,5 @@ def test_stale_stages_run_two_at_a_time_here_and_dvc_records_them(tmp_path):
     metrics = [json.loads((project / f"metrics/{key}.json").read_text()) for key in ("protonets", "twin")]
     assert metrics[0]["metrics"] == metrics[1]["metrics"]
     finished = [f"{verb}@{key}" for verb in ("train", "evaluate") for key in ("protonets", "twin")]
-    status = run(project, "dvc", "status", *finished)
+    status = run_in(project, "dvc", "status", *finished)
     assert "up to date" in status.stdout, status.stdout  # recorded in dvc.lock: nothing left to do
