@@ -1,8 +1,9 @@
 """`reprozoo repro`: `dvc repro` over a local Ray of 2 slots and a local-directory DVC remote, on a copy of
-the repository with three small experiments. One project, two runs: the first with one experiment made to fail
-(its descendants skipped, the others done and overlapping, exit 1), the second with it fixed (only its stages
-run, their up-to-date inputs pushed from here to an emptied remote); then a local `dvc repro` has nothing to
-do, and the data stages' output hashes equal a sequential `dvc repro`'s."""
+the repository with two small experiments on one dataset. One project, two runs: the first with one
+experiment made to fail mid-training (its descendants skipped, the other done, the two trainings overlapping,
+exit 1), the second with it fixed (only its stages run, their up-to-date inputs pushed from here to an
+emptied remote); then a local `dvc repro` has nothing to do, and the data stages' output hashes equal a
+sequential `dvc repro`'s."""
 
 import shutil
 import subprocess
@@ -47,11 +48,12 @@ def test_stale_stages_run_as_ray_tasks_a_failure_stops_only_its_descendants(tmp_
     params["papers"] = {  # copies: YAML would write shared dicts as one anchored node
         "protonets": copy_of(params["papers"]["protonets"]),
         "protonets_b": copy_of(params["papers"]["protonets"]),
-        "fast_weights": params["papers"]["fast_weights"],
     }
-    params["datasets"] = {k: params["datasets"][k] for k in ("omniglot", "associative_retrieval")}
+    params["datasets"] = {"omniglot": params["datasets"]["omniglot"]}
     broken = copy_of(params)
-    broken["papers"]["protonets_b"]["data"]["shot"] = 500  # more drawings than a character has: train fails
+    # More drawings than a character has: the training fails once its MLflow run has started, when Lightning
+    # builds the episodes (and ends the run FAILED, with an end time)
+    broken["papers"]["protonets_b"]["data"]["shot"] = 500
     project = project_with(tmp_path / "cluster", broken, tmp_path / "remote")
     repro = ("reprozoo", "repro", "--num-cpus", "2", "--checkouts", str(tmp_path / "checkouts"))
 
@@ -60,9 +62,9 @@ def test_stale_stages_run_as_ray_tasks_a_failure_stops_only_its_descendants(tmp_
     assert "train@protonets_b: " in first.stdout and "not done: " in first.stdout
     undone = first.stdout.split("not done: ")[1].split()[0:3]
     assert {s.strip(",") for s in undone} == {"train@protonets_b", "evaluate@protonets_b", "report"}
-    for key in ("protonets", "fast_weights"):  # independent stages finished, their outputs pulled here
-        assert (project / f"metrics/{key}.json").exists() and (project / f"models/{key}/best.ckpt").exists()
-    (a_start, a_end), (b_start, b_end) = intervals(project, ["protonets", "fast_weights"]).values()
+    # the independent stages finished, their outputs pulled here
+    assert (project / "metrics/protonets.json").exists() and (project / "models/protonets/best.ckpt").exists()
+    (a_start, a_end), (b_start, b_end) = intervals(project, ["protonets", "protonets_b"]).values()
     assert a_start < b_end and b_start < a_end  # two trainings at the same time
 
     write_params(project, params)  # fixed: only its stages and the report are stale now
@@ -77,9 +79,9 @@ def test_stale_stages_run_as_ray_tasks_a_failure_stops_only_its_descendants(tmp_
     assert (project / "reports/reproductions.md").exists()
 
     sequential = project_with(tmp_path / "sequential", params, tmp_path / "remote2")
-    assert run_in(sequential, "dvc", "repro", "shard@omniglot", "shard@associative_retrieval").returncode == 0
+    assert run_in(sequential, "dvc", "repro", "shard@omniglot").returncode == 0
     ours, theirs = (yaml.safe_load((p / "dvc.lock").read_text())["stages"] for p in (project, sequential))
-    for stage in ("fetch@omniglot", "shard@omniglot", "shard@associative_retrieval"):
+    for stage in ("fetch@omniglot", "shard@omniglot"):
         assert ours[stage] == theirs[stage]  # deterministic stages: the same deps, params and output hashes
 
 
@@ -99,19 +101,20 @@ def stage_processes(checkout: Path) -> list:
 def test_a_worker_lost_mid_training_is_retried_and_resumes_from_the_remote(tmp_path):
     """A node lost mid-training (its Ray worker, its processes and its disk): Ray retries the task, the new
     checkout takes the checkpoint the first try mirrored to the DVC remote, and the same MLflow run goes on
-    to the end; the lock is right (a local `dvc repro` has nothing to do)."""
+    to the end; the lock is right (a local `dvc repro` of the training has nothing to do). Only the training
+    and the stages it reads run: what follows it is the first test's."""
     import signal
     import time
 
     params = tiny_params()
     params["papers"] = {"fast_weights": params["papers"]["fast_weights"]}
-    schedule = {"max_steps": 1500, "val_check_interval": 500, "checkpoint_every_n_steps": 50}
+    schedule = {"max_steps": 600, "val_check_interval": 300, "checkpoint_every_n_steps": 50}
     params["papers"]["fast_weights"]["smoke"]["trainer"] = schedule | {"log_every_n_steps": 50}
     params["datasets"] = {"associative_retrieval": params["datasets"]["associative_retrieval"]}
     project = project_with(tmp_path / "cluster", params, tmp_path / "remote")
     checkouts = tmp_path / "checkouts"
     repro = subprocess.Popen(
-        ["reprozoo", "repro", "--num-cpus", "2", "--checkouts", str(checkouts)],
+        ["reprozoo", "repro", "--num-cpus", "2", "--checkouts", str(checkouts), "train@fast_weights"],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -136,5 +139,5 @@ def test_a_worker_lost_mid_training_is_retried_and_resumes_from_the_remote(tmp_p
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     (run_,) = client.search_runs([client.get_experiment_by_name("fast_weights").experiment_id])
     assert run_.info.status == "FINISHED"  # one run, continued: a fresh start would have made a second
-    assert "Running stage" not in run_in(project, "dvc", "repro").stdout
+    assert "Running stage" not in run_in(project, "dvc", "repro", "train@fast_weights").stdout
     assert not list((tmp_path / "remote").glob("reprozoo-resume/*/*"))  # done: the mirror is removed
