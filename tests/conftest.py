@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import helpers
 from tests.helpers import chdir, fetched_project, synthetic_shards, tiny_params, write_params
 
 
@@ -21,6 +22,13 @@ def pytest_configure(config):
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if worker and 1 < count <= len(cores):
         os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch(tmp_path_factory) -> Path:
+    """The session's scratch folder for tests.helpers (its empty MLflow store)."""
+    helpers.SCRATCH["folder"] = tmp_path_factory.getbasetemp()
+    return helpers.SCRATCH["folder"]
 
 
 @pytest.hookimpl(trylast=True)

@@ -84,9 +84,33 @@ def chdir(path: Path) -> Iterator[Path]:
         os.chdir(previous)
 
 
+# Where this session's scratch files go (pytest's base temp folder, one per xdist worker): set by conftest.
+SCRATCH: dict[str, Path] = {}
+
+
+def empty_mlflow_store() -> Path:
+    """An MLflow sqlite store with its tables made, once per session: MLflow makes a new store's tables by
+    running its ~50 schema migrations (0.9 s), which every test that trains in a project of its own would pay
+    again. The store tests (test_concurrency, test_faults' unwritable stores) make theirs."""
+    path = SCRATCH["folder"] / "empty-mlflow.db"
+    if not path.exists():
+        from mlflow.tracking import MlflowClient
+
+        made = path.with_suffix(".making")
+        MlflowClient(f"sqlite:///{made}").search_experiments()
+        made.rename(path)
+    return path
+
+
 def write_params(project: Path, params: dict) -> Path:
+    """`params` as the project's params.yaml; where they keep MLflow's default store (mlflow.db in the
+    project) and there is none yet, the project's starts as a copy of `empty_mlflow_store()`."""
     project.mkdir(parents=True, exist_ok=True)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    store = project / "mlflow.db"
+    default = params.get("mlflow", {}).get("tracking_uri") == "sqlite:///mlflow.db"
+    if default and "folder" in SCRATCH and not store.exists():
+        shutil.copyfile(empty_mlflow_store(), store)
     return project
 
 
