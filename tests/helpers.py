@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import os
 import re
 import shutil
@@ -70,8 +71,14 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
+@functools.cache
+def repository_params() -> dict:
+    """The repository's params.yaml, read once (callers get deep copies through `merge`)."""
+    return yaml.load((ROOT / "params.yaml").read_text(), Loader=yaml.CSafeLoader)
+
+
 def tiny_params(**override) -> dict:
-    return merge(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY), override)
+    return merge(merge(repository_params(), TINY), override)
 
 
 @contextlib.contextmanager
