@@ -25,7 +25,9 @@ import pytorch_lightning as pl
 import torch
 from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
-from torchvision.models import VGG19_Weights, vgg19
+from torchvision.models import VGG19_Weights
+from torchvision.models.vgg import cfgs as vgg_cfgs
+from torchvision.models.vgg import make_layers
 
 from datamodules.files import pretrained as pretrained_weights
 from lightning_modules.common import SameStepForValAndTest, log_means
@@ -67,14 +69,30 @@ def content_loss(features: Tensor, target: Tensor) -> Tensor:
     return 0.5 * ((features - target) ** 2).flatten(1).sum(1)
 
 
+def vgg19_features(pretrained: bool) -> nn.Sequential:
+    """VGG-19's convolutional part (torchvision's `vgg19().features`), without the 123M-parameter classifier
+    the method never reads (building and initialising it took 1 s and 500 MB per model): ImageNet's weights
+    when `pretrained`, else torchvision's initialisation of the convolutions."""
+    features = make_layers(vgg_cfgs["E"])
+    weights = pretrained_weights(VGG19_Weights.IMAGENET1K_V1) if pretrained else None
+    if weights is not None:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+        ours = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        features.load_state_dict(ours)
+        return features
+    for layer in features:
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+    return features
+
+
 class VGGFeatures(nn.Module):
     """VGG-19's convolutional part with average pooling, returning the named layers' responses."""
 
     def __init__(self, pretrained: bool):
         super().__init__()
-        features = vgg19(
-            weights=pretrained_weights(VGG19_Weights.IMAGENET1K_V1) if pretrained else None
-        ).features
+        features = vgg19_features(pretrained)
         self.layers = nn.Sequential(
             *[
                 nn.AvgPool2d(2, 2) if isinstance(m, nn.MaxPool2d) else m

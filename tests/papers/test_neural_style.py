@@ -61,9 +61,9 @@ def test_lbfgs_from_white_noise_lands_far_closer_to_each_target_than_the_other_p
     shards = synthetic_shards(Style, tmp_path, contents=1, styles=1, size=48)
     data = Style(shards, 0, size=32)
     torch.manual_seed(0)
-    model = NeuralStyle(
-        num_classes=1, size=32, iterations_per_step=10, ratio=1e-5
-    )  # random weights: see params
+    # Random weights (see params): α/β = 3e-5 weighs content enough that both margins clear 5× for any seed
+    # (at the smoke's 1e-5 the content margin is 4.6–5.6× across seeds 0–2; the style one 67–169×)
+    model = NeuralStyle(num_classes=1, size=32, iterations_per_step=10, ratio=3e-5)
     before = trainer(1).test(model, datamodule=data, verbose=False)[0]
     trainer(4).fit(model, datamodule=data)
     after = trainer(1).test(model, datamodule=data, verbose=False)[0]
