@@ -54,7 +54,7 @@ def test_asha_sweep_stops_weak_trials_and_reports_the_best_config(project, local
         grace_period=1,
         reduction_factor=2,
         smoke={
-            "data": {"train_way": 10, "val_episodes": 10, "test_episodes": 10},  # enough to learn
+            "data": {"val_episodes": 10, "test_episodes": 10},  # enough to tell learning from none
             "trainer": {"max_steps": 40, "val_check_interval": 20, "checkpoint_every_n_steps": 20},
         },
     )
