@@ -13,6 +13,7 @@ from lightning_modules.neural_style import (
     content_loss,
     gram,
     style_layer_loss,
+    vgg19_features,
 )
 
 
@@ -42,6 +43,25 @@ def test_vgg19_reads_the_papers_layers_with_average_pooling():
     assert [convs[n] + 1 for n in (0, 2, 4, 8, 12)] == list(STYLE_LAYERS.values())
     assert convs[9] + 1 == CONTENT_LAYER["conv4_2"]
     assert not any(p.requires_grad for p in vgg.parameters())
+
+
+def test_the_pretrained_features_are_torchvisions_vgg19_features(monkeypatch):
+    """Built without the classifier, they still take every `features.*` weight of torchvision's VGG-19 file
+    (a fake of it here: the real one is 548 MB)."""
+    from torchvision.models import vgg19
+
+    import lightning_modules.neural_style as module
+
+    state = vgg19().state_dict()
+
+    class Weights:
+        def get_state_dict(self, **_):
+            return state
+
+    monkeypatch.setattr(module, "pretrained_weights", lambda _: Weights())
+    ours = vgg19_features(pretrained=True).state_dict()
+    assert ours.keys() == {k.removeprefix("features.") for k in state if k.startswith("features.")}
+    assert all(torch.equal(value, state[f"features.{key}"]) for key, value in ours.items())
 
 
 def test_a_size_mismatch_between_data_and_images_is_named():
