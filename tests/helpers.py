@@ -136,6 +136,19 @@ def run_in(
     return subprocess.run(args, cwd=project, capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def intervals(project: Path, keys: list[str]) -> dict[str, tuple[int, int]]:
+    """Each training's MLflow run in the project: when it started and ended (its own clock, not the driver's
+    that scheduled it)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    found = {}
+    for key in keys:
+        (run,) = client.search_runs([client.get_experiment_by_name(key).experiment_id])
+        found[key] = (run.info.start_time, run.info.end_time)
+    return found
+
+
 def unpinned() -> None:
     """A child's CPU affinity back to the whole machine (a pytest-xdist worker is pinned to one core), as
     `dvc repro` runs outside the tests: torch's thread count changes the last bits of a float sum."""

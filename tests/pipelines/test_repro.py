@@ -14,7 +14,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import copy_repository, project_environment, run_in, tiny_params, write_params
+from tests.helpers import copy_repository, intervals, project_environment, run_in, tiny_params, write_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray at a time on 2 cores
 
@@ -31,16 +31,6 @@ def project_with(folder: Path, params: dict, remote: Path) -> Path:
     assert run_in(project, "dvc", "remote", "add", "-d", "shared", str(remote)).returncode == 0
     commit(project, "project")
     return project
-
-
-def intervals(project: Path, keys: list[str]) -> dict[str, tuple[int, int]]:
-    """Each training's MLflow run: when it started and ended (its own clock, not the driver's)."""
-    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
-    found = {}
-    for key in keys:
-        (run_,) = client.search_runs([client.get_experiment_by_name(key).experiment_id])
-        found[key] = (run_.info.start_time, run_.info.end_time)
-    return found
 
 
 def test_stale_stages_run_as_ray_tasks_a_failure_stops_only_its_descendants(tmp_path):

@@ -8,8 +8,7 @@ from copy import deepcopy as copy_of
 
 import pytest
 
-from tests.helpers import copy_repository, run_in, tiny_params, write_params
-from tests.pipelines.test_repro import intervals
+from tests.helpers import copy_repository, intervals, run_in, tiny_params, write_params
 
 pytestmark = pytest.mark.slow
 
