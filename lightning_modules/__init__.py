@@ -1,6 +1,6 @@
-"""The papers reprozoo reproduces. A paper's key is also its params.yaml section (papers.<key>), its DVC
-stages (train@<key>, evaluate@<key>), its MLflow experiment, its models/<key>/ folder and its test file
-(tests/papers/test_<key>.py). To add a paper, add one line here."""
+"""The papers reprozoo reproduces. A paper's key is also its recipes file (recipes/<key>.yaml), the key of its
+first experiment (papers.<key>: its DVC stages train@<key> and evaluate@<key>, its MLflow experiment, its
+models/<key>/ folder) and its test file (tests/papers/test_<key>.py). To add a paper, add one line here."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ Faithful: that cell with λ = 0.95, η = 0.5, S = 1, layer normalisation in the 
           every sequence and never learned; the IRNN (identity-initialised ReLU RNN) and LSTM baselines at the
           same hidden size R; one-hot characters in, a softmax over the ten digits out; Adam.
 Differs:  the A-LSTM baseline is not included; all nets of the table train in one run on the same batches; the
-          paper's learning rate and schedule are not in paper-claims.md, so Adam's are params.yaml values. On
+          paper's learning rate and schedule are not in paper-claims.md, so Adam's are recipe values. On
           the generated task results are comparable.
 """
 

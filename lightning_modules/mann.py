@@ -12,7 +12,7 @@ Faithful: controller LSTM of 200 units, memory 128 × 40, 4 read heads, γ = 0.9
           baseline trained beside it on the same episodes.
 Differs:  no rotation/translation augmentation of the 20×20 images; the 5-character codes are a fixed table
           (class index → code) rather than redrawn per episode, but class indices are random per episode;
-          Adam's settings are params.yaml values. Results on the synthetic replica are `not_comparable`.
+          Adam's settings are recipe values. Results on the synthetic replica are `not_comparable`.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def own_checkpoint(recipe: Recipe) -> Path:
         trained = f"profile {record.get('profile')}, fingerprint {record.get('fingerprint')}"
         raise StageError(
             f"{paths.run_record(key)}: the checkpoint was trained under another recipe ({trained}) than "
-            f"params.yaml's now (profile {recipe.profile}, fingerprint {expected}); train it again "
+            f"the params' now (profile {recipe.profile}, fingerprint {expected}); train it again "
             f"(`reprozoo train {key}` or `dvc repro`)"
         )
     checkpoint = Path(record["best"])

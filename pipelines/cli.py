@@ -202,7 +202,8 @@ def recipe(
     experiment: Experiment = EXPERIMENT,
     profile: str = typer.Option(None, help="smoke or paper (default: params.yaml's profile)"),
 ) -> None:
-    """Print an experiment's whole recipe as it would run: the paper's defaults with params.yaml's changes."""
+    """Print an experiment's whole recipe as it would run: the paper's defaults with recipes/<paper>.yaml's
+    changes."""
     from pipelines.listing import full_recipe
 
     console.print_json(json.dumps(full_recipe(params(), experiment, profile), default=list))

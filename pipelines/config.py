@@ -1,9 +1,10 @@
-"""params.yaml, validated. Every verb calls `load_params()` first, so a wrong key, type or value stops the
-run before any compute, with the dotted path, the bad value and what is allowed.
+"""params.yaml and recipes/<paper>.yaml, validated. Every verb calls `load_params()` first, so a wrong key,
+type or value stops the run before any compute, with the file, the dotted path, the bad value and what is
+allowed.
 
 A paper's recipe (`hparams`) and data settings (`data`) are checked against the keyword-only signature of
 its LightningModule and DataModule: the defaults and the allowed ranges live once, in code, next to the
-paper, and params.yaml names only the recipe.
+paper, and the recipe files name only what the recipe sets.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from datamodules import DATASETS
@@ -23,7 +23,8 @@ from lightning_modules import PAPERS
 from pipelines import paths
 from pipelines.errors import ParamsError, UnknownKey
 from pipelines.imports import training_code_hash
-from pipelines.validation import UniqueKeys, check_kwargs, check_space, validate
+from pipelines.params_files import Reader, locate, read_tree
+from pipelines.validation import check_kwargs, check_space, validate
 
 PARTS = ("hparams", "data", "trainer")
 
@@ -255,19 +256,21 @@ def _check_no_credentials(params: Params) -> None:
             )
 
 
-def load_params(path: Path = paths.PARAMS) -> Params:
-    """Read and validate the whole of params.yaml; raise ParamsError naming the first bad dotted path."""
+def load_params(path: Path = paths.PARAMS, read: Reader | None = None) -> Params:
+    """Read and validate params.yaml and its experiments' recipes/<paper>.yaml; raise ParamsError naming the
+    file and the first bad dotted path. `read`: another source of the files (a commit's), by their path."""
+    path = Path(path)
+    raw, sources = read_tree(path, read)
     try:
-        raw = yaml.load(Path(path).read_text(), Loader=UniqueKeys)
-    except FileNotFoundError:
-        raise ParamsError(
-            f"{path}: not found in {Path.cwd()}; run reprozoo from the repository root"
-        ) from None
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    params = validate(Params, raw, lambda name: "")
-    _check_no_credentials(params)
-    _check_registries(params)
+        params = validate(Params, raw, lambda name: "")
+        _check_no_credentials(params)
+        _check_registries(params)
+    except ParamsError as error:
+        raise type(error)(locate(str(error), path, sources)) from None
+    for key, experiment in params.papers.items():
+        if key not in sources:
+            raise ParamsError(
+                f"{path.parent / paths.recipes(experiment.paper)}: no section papers.{key}; params.yaml "
+                f"lists the experiment {key!r} of paper {experiment.paper!r}, and its recipe goes there"
+            )
     return params

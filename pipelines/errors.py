@@ -8,7 +8,8 @@ class ReprozooError(Exception):
 
 
 class ParamsError(ReprozooError):
-    """params.yaml is missing, malformed or invalid; the message names the dotted path."""
+    """params.yaml or a recipe file is missing, malformed or invalid; the message names the file and the
+    dotted path."""
 
 
 class UnknownKey(ReprozooError):

@@ -71,7 +71,7 @@ class Record(Strict):
     profile: Literal["smoke", "paper"]
     published: str  # ISO date
     recipe: dict  # every setting as it ran (hparams with the paper's defaults, data, trainer, seed)
-    params_changes: dict  # params.yaml at publishing vs at git_commit (what `dvc exp run -S` set)
+    params_changes: dict  # params.yaml and recipes/ at publishing vs at git_commit (`dvc exp run -S`)
     differs_from_paper: list[Deviation]
     fingerprint: str
     git_commit: str = Field(pattern=r"^[0-9a-f]{40}$")

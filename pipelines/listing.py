@@ -39,7 +39,7 @@ def datasets_table(params: Params) -> Table:
 
 
 def full_recipe(params: Params, key: str, profile: str | None = None) -> dict:
-    """The paper's defaults with params.yaml's changes (and the smoke block under the smoke profile)."""
+    """The paper's defaults with its recipe's changes (and the smoke block under the smoke profile)."""
     merged = params.recipe(key, profile)
     hparams = with_defaults(PAPERS[merged.paper], merged.hparams)
     return {

@@ -4,12 +4,19 @@
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+RECIPES = Path(
+    "recipes"
+)  # recipes/<paper>.yaml: that paper's experiments' settings (pipelines/params_files.py)
 REPORT_MD = Path("reports/reproductions.md")
 REPORT_PNG = Path("reports/reproductions.png")
 REPORT_FIGURES = Path("reports/figures")  # each evaluated run's figures, copied from MLflow
 TUNE_RUNS = Path("ray_results")  # Tune's experiment folders: trial checkpoints, results (not DVC's)
 TIMINGS = Path("reports/timings")  # wall times `make` and `reprozoo repro` record for `reprozoo bench`
 STAGE_TIMES = TIMINGS / "stages.json"  # each stage's, as `reprozoo repro` last ran it
+
+
+def recipes(paper: str) -> Path:
+    return RECIPES / f"{paper}.yaml"
 
 
 def raw(dataset: str) -> Path:

@@ -13,11 +13,8 @@ import hashlib
 import json
 import platform
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
-
-import yaml
 
 from datamodules import DATASETS
 from datamodules.files import SOURCE_RECORD, atomic_dir, atomic_write, read_json
@@ -26,12 +23,12 @@ from lightning_modules import PAPERS
 from pipelines import checks, evidence, paths, tracking
 from pipelines.config import Params, load_params
 from pipelines.errors import StageError
+from pipelines.params_files import Reader, read_tree
 from pipelines.processes import changed_since_head, git
 from pipelines.runs import read_record
-from pipelines.validation import UniqueKeys
 
 # Files a run's record carries itself, so they may differ from the commit.
-CARRIED = ("params.yaml", "dvc.lock", "metrics/", "reports/", "results/")
+CARRIED = ("params.yaml", "recipes/", "dvc.lock", "metrics/", "reports/", "results/")
 # Settings that cannot move a number, each with why.
 HARMLESS = {
     "trainer.log_every_n_steps": "how often training curves are logged",
@@ -68,11 +65,23 @@ def dotted(values: object, prefix: str = "") -> dict[str, object]:
     return {prefix: values}
 
 
+def at_commit(commit: str) -> Reader:
+    """The settings' files as `commit` has them (None for one it lacks)."""
+
+    def read(path: Path) -> str | None:
+        try:
+            return git("show", f"{commit}:{path.as_posix()}")
+        except subprocess.CalledProcessError:
+            return None
+
+    return read
+
+
 def params_changes(commit: str) -> dict[str, dict]:
-    """params.yaml now against at `commit`: {dotted key: {"committed": a, "ran": b}}."""
-    # params.yaml's own reader: PyYAML's safe_load reads `1e-05` (what `dvc exp run -S` writes) as a string
-    before = dotted(yaml.load(git("show", f"{commit}:params.yaml"), Loader=UniqueKeys))
-    now = dotted(yaml.load(Path("params.yaml").read_text(), Loader=UniqueKeys))
+    """params.yaml and recipes/ now against at `commit`: {dotted key: {"committed": a, "ran": b}}."""
+    # the settings' own reader: PyYAML's safe_load reads `1e-05` (what `dvc exp run -S` writes) as a string
+    before = dotted(read_tree(paths.PARAMS, at_commit(commit))[0])
+    now = dotted(read_tree(paths.PARAMS)[0])
     return {
         k: {"committed": before.get(k), "ran": now.get(k)}
         for k in sorted(before.keys() | now.keys())
@@ -81,10 +90,7 @@ def params_changes(commit: str) -> dict[str, dict]:
 
 
 def committed_params(commit: str) -> Params:
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
-        file.write(git("show", f"{commit}:params.yaml"))
-        file.flush()
-        return load_params(Path(file.name))
+    return load_params(paths.PARAMS, read=at_commit(commit))
 
 
 def differs_from_paper(params: Params, key: str, commit: str) -> list[dict]:

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import yaml
 
+from pipelines import paths
+from pipelines.params_files import NAMED_IN_PARAMS, has_file, read_tree
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -73,8 +76,9 @@ def merge(base: dict, override: dict) -> dict:
 
 @functools.cache
 def repository_params() -> dict:
-    """The repository's params.yaml, read once (callers get deep copies through `merge`)."""
-    return yaml.load((ROOT / "params.yaml").read_text(), Loader=yaml.CSafeLoader)
+    """The repository's settings as one tree (params.yaml with each experiment's recipe from recipes/ merged
+    in), read once; callers get deep copies through `merge`."""
+    return read_tree(ROOT / paths.PARAMS)[0]
 
 
 def tiny_params(**override) -> dict:
@@ -109,11 +113,28 @@ def empty_mlflow_store() -> Path:
     return path
 
 
+def split_params(params: dict) -> dict[Path, dict]:
+    """A tree as `repository_params()` gives it, as the files that hold it: params.yaml naming each
+    experiment's paper and dataset, and recipes/<paper>.yaml the rest of its section. An entry without a
+    paper that could have a file stays whole in params.yaml, for validation to reject."""
+    params, files = copy.deepcopy(params), {}
+    for key, entry in (params.get("papers") or {}).items():
+        if isinstance(entry, dict) and has_file(entry.get("paper")):
+            named = {name: entry.pop(name) for name in NAMED_IN_PARAMS if name in entry}
+            files.setdefault(paths.recipes(named["paper"]), {"papers": {}})["papers"][key] = entry
+            params["papers"][key] = named
+    return {paths.PARAMS: params, **files}
+
+
 def write_params(project: Path, params: dict) -> Path:
-    """`params` as the project's params.yaml; where they keep MLflow's default store (mlflow.db in the
-    project) and there is none yet, the project's starts as a copy of `empty_mlflow_store()`."""
+    """`params` (one tree) as the project's params.yaml and recipes/ (`split_params`); where they keep
+    MLflow's default store (mlflow.db in the project) and there is none yet, the project's starts as a copy
+    of `empty_mlflow_store()`."""
     project.mkdir(parents=True, exist_ok=True)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.rmtree(project / paths.RECIPES, ignore_errors=True)  # no recipe left from an earlier write
+    for path, values in split_params(params).items():
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        (project / path).write_text(yaml.safe_dump(values, sort_keys=False))
     store = project / "mlflow.db"
     default = params.get("mlflow", {}).get("tracking_uri") == "sqlite:///mlflow.db"
     if default and "folder" in SCRATCH and not store.exists():

@@ -15,8 +15,8 @@ VERBS = set(
 )
 # What the verbs share; a service imports no verb.
 SERVICES = set(
-    "config validation tracking registry runs claims paths errors processes choices timing checks "
-    "imports evidence markers stage_tries repro_here".split()
+    "config params_files validation tracking registry runs claims paths errors processes choices timing "
+    "checks imports evidence markers stage_tries repro_here".split()
 )
 
 

@@ -10,7 +10,7 @@ from lightning_modules import PAPERS
 from lightning_modules.paper import Paper, PaperModule, monitor, with_defaults
 from pipelines import paths
 from pipelines.config import load_params
-from tests.helpers import ROOT
+from tests.helpers import ROOT, repository_params
 
 TESTS = ROOT / "tests"
 
@@ -26,6 +26,7 @@ def test_every_paper_is_wired_everywhere():
         assert module.paper.dataset in DATASETS
         assert (TESTS / "papers" / f"test_{key}.py").exists()
         assert (ROOT / "lightning_modules" / f"{key}.py").exists()
+        assert (ROOT / paths.recipes(key)).exists()  # its experiments' recipes
         for claim in module.paper.claims:
             # a test-pass number, or one read off the curves (`curve_metrics`, as a paper reads a figure)
             assert re.fullmatch(r"(test|curve)/[a-z0-9_]+", claim.metric), claim.metric
@@ -35,6 +36,7 @@ def test_every_paper_is_wired_everywhere():
         assert named is None or named in {c.metric for c in module.paper.claims}, (
             f"{key}: primary_metric {named}"
         )
+    assert {path.stem for path in (ROOT / paths.RECIPES).glob("*")} == set(PAPERS)  # no file of no paper
 
 
 def test_every_dataset_is_wired_everywhere():
@@ -106,9 +108,9 @@ def restates(value, default) -> bool:
 
 @pytest.mark.parametrize("key", list(PARAMS.papers))
 def test_each_recipe_has_one_home(key):
-    """A paper's recipe is its class's defaults; params.yaml names only what an experiment changes (a variant,
+    """A paper's recipe is its class's defaults; recipes/ names only what an experiment changes (a variant,
     or the smoke profile), so the two can never disagree about what runs."""
-    section = yaml.safe_load((ROOT / "params.yaml").read_text())["papers"][key]
+    section = repository_params()["papers"][key]
     defaults = with_defaults(PAPERS[section["paper"]], {})
     written = section.get("hparams") or {}
     for name, value in written.items():

@@ -6,12 +6,11 @@ once `dvc repro` re-runs it."""
 import json
 
 import pytest
-import yaml
 
 from pipelines.claims import headline
 from pipelines.config import load_params
 from pipelines.repro_here import LOGS, warm_server
-from tests.helpers import ROOT, as_make_repro, cli, unpinned, write_params
+from tests.helpers import ROOT, as_make_repro, cli, merge, repository_params, unpinned, write_params
 
 PARAMS = load_params(ROOT / "params.yaml")
 # Known not to learn within their smoke budget; strict, so the marker goes once they do.
@@ -57,7 +56,7 @@ def test_the_code_still_produces_the_committed_baseline(tmp_path):
     the second decimal (measured: the AMD-made baseline re-run on an AVX-512 Xeon, 0.686 → 0.694 error).
     There the numbers must agree within 5%, which still catches a recipe that computes something else."""
     key = "fast_weights"
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = merge(repository_params(), {})
     dataset = params["papers"][key]["dataset"]
     params["papers"] = {key: params["papers"][key]}
     params["datasets"] = {dataset: params["datasets"][dataset]}

@@ -2,6 +2,8 @@
 allowed."""
 
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -182,17 +184,80 @@ def test_values_are_never_coerced(tmp_path, override, message):
         load_params(write_params(tmp_path, tiny_params(**override)) / "params.yaml")
 
 
+def shipped_files(tmp_path) -> Path:
+    """The repository's params.yaml and recipes/, as written (comments, anchors), in `tmp_path`."""
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    shutil.copyfile(ROOT / "params.yaml", tmp_path / "params.yaml")
+    return tmp_path
+
+
 def test_an_exponent_without_a_dot_is_a_number_as_dvc_reads_it(tmp_path):
     """PyYAML (YAML 1.1) reads `1e-5` as a string; DVC, and `dvc exp run -S` (writing `1e-05`), a number."""
-    text = (ROOT / "params.yaml").read_text().replace("ratio: 1.0e-5}", "ratio: 1e-05}")
-    (tmp_path / "params.yaml").write_text(text)
+    recipe = shipped_files(tmp_path) / "recipes/neural_style.yaml"
+    recipe.write_text(recipe.read_text().replace("ratio: 1.0e-5}", "ratio: 1e-05}"))
     assert load_params(tmp_path / "params.yaml").recipe("neural_style", "smoke").hparams["ratio"] == 1e-5
 
 
 def test_a_key_given_twice_is_named_with_both_lines(tmp_path):
-    text = (ROOT / "params.yaml").read_text().replace("seed: 0\n", "seed: 0\nseed: 1\n", 1)
-    (tmp_path / "params.yaml").write_text(text)
-    with pytest.raises(ParamsError, match=r"key 'seed' given twice, on lines \d+ and \d+"):
+    params = shipped_files(tmp_path) / "params.yaml"
+    params.write_text(params.read_text().replace("seed: 0\n", "seed: 0\nseed: 1\n", 1))
+    with pytest.raises(ParamsError, match=r"params.yaml: .*key 'seed' given twice, on lines \d+ and \d+"):
+        load_params(params)
+    recipe = tmp_path / "recipes/protonets.yaml"
+    recipe.write_text(recipe.read_text().replace("      shot: 5\n", "      shot: 5\n      shot: 1\n", 1))
+    params.write_text(params.read_text().replace("seed: 0\nseed: 1\n", "seed: 0\n", 1))
+    with pytest.raises(ParamsError, match=r"recipes/protonets.yaml: .*key 'shot' given twice"):
+        load_params(params)
+
+
+def test_each_setting_is_named_in_the_file_it_is_written_in(tmp_path):
+    """params.yaml lists the experiments (paper, dataset); recipes/<paper>.yaml holds each one's recipe."""
+    with pytest.raises(
+        ParamsError, match=r"/recipes/protonets.yaml: papers.protonets.hparams.lr: input should"
+    ):
+        load(tmp_path, tiny_params(papers={"protonets": {"hparams": {"lr": -1}}}))
+    with pytest.raises(
+        ParamsError, match=r"/params.yaml: papers.protonets.dataset: 'omniglotz' has no section"
+    ):
+        load(tmp_path, tiny_params(papers={"protonets": {"dataset": "omniglotz"}}))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (  # a recipe written in params.yaml, as every recipe was before recipes/
+            lambda params, recipe: params.write_text(
+                params.read_text().replace("dataset: omniglot}", "dataset: omniglot, hparams: {lr: 0.1}}")
+            ),
+            r"params.yaml: papers.protonets.hparams: params.yaml names only an experiment's paper and "
+            r"dataset; its hparams belong in recipes/protonets.yaml under papers.protonets",
+        ),
+        (
+            lambda params, recipe: recipe.write_text(recipe.read_text() + "  protonets_x: {}\n"),
+            r"recipes/protonets.yaml: papers.protonets_x: params.yaml's papers lists no experiment "
+            r"'protonets_x' of paper 'protonets'",
+        ),
+        (
+            lambda params, recipe: recipe.write_text(recipe.read_text().split("  protonets_lake:")[0]),
+            r"recipes/protonets.yaml: no section papers.protonets_lake; params.yaml lists the experiment "
+            r"'protonets_lake' of paper 'protonets'",
+        ),
+        (
+            lambda params, recipe: recipe.write_text(
+                recipe.read_text().replace("papers:\n", "papers:\n  x: 1\n")
+            ),
+            r"recipes/protonets.yaml: papers.x: params.yaml's papers lists no experiment 'x'",
+        ),
+        (
+            lambda params, recipe: recipe.write_text("- protonets\n"),
+            r"recipes/protonets.yaml: expected a mapping at the top level, got list",
+        ),
+    ],
+    ids=["recipe-in-params", "unlisted-experiment", "missing-section", "stray-key", "not-a-mapping"],
+)
+def test_the_two_files_must_agree(tmp_path, edit, message):
+    edit(shipped_files(tmp_path) / "params.yaml", tmp_path / "recipes/protonets.yaml")
+    with pytest.raises(ParamsError, match=message):
         load_params(tmp_path / "params.yaml")
 
 

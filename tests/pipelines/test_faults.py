@@ -343,6 +343,16 @@ CASES: dict[str, Case] = {
     "params missing": Case(
         ("list",), ("params.yaml", "not found"), lambda project: (project / "params.yaml").unlink()
     ),
+    "recipe not YAML": Case(
+        ("list",),
+        ("recipes/protonets.yaml", "not valid YAML"),
+        lambda project: (project / "recipes/protonets.yaml").write_text("papers: [\n"),
+    ),
+    "recipe missing": Case(
+        ("list",),
+        ("recipes/protonets.yaml", "no section papers.protonets"),
+        lambda project: (project / "recipes/protonets.yaml").unlink(),
+    ),
     # the command line: choices and ranges named before anything runs
     "unknown experiment": Case(("train", "protonet"), ("protonet",)),
     "unknown dataset": Case(("fetch", "omniglott"), ("omniglott",)),

@@ -1,6 +1,6 @@
-"""params.yaml fuzzed with hypothesis: any wrong type, out-of-range value or unknown key anywhere in the
-shipped file either still loads or fails with ParamsError naming the dotted path; never a stack trace from
-elsewhere."""
+"""params.yaml and recipes/ fuzzed with hypothesis: any wrong type, out-of-range value or unknown key anywhere
+in the shipped files either still loads or fails with ParamsError naming the file and the dotted path; never a
+stack trace from elsewhere."""
 
 import json
 import re
@@ -8,17 +8,17 @@ from functools import reduce
 from operator import getitem
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.config import load_params
 from pipelines.errors import ParamsError, UnknownKey
-from tests.helpers import ROOT
+from pipelines.params_files import NAMED_IN_PARAMS, has_file
+from tests.helpers import repository_params, write_params
 
-# Through JSON: the file's YAML anchors load as one shared mapping, which a mutation would change in both
+# Through JSON: the files' YAML anchors load as one shared mapping, which a mutation would change in both
 # places.
-SHIPPED = json.loads(json.dumps(yaml.safe_load((ROOT / "params.yaml").read_text())))
+SHIPPED = json.loads(json.dumps(repository_params()))
 
 
 def key_paths(tree: dict, prefix: tuple = ()) -> list[tuple]:
@@ -41,13 +41,22 @@ WRONG = st.one_of(
     st.lists(st.integers(-3, 3), max_size=3),
     st.dictionaries(st.text("abcxyz_", min_size=1, max_size=6), st.integers(-3, 3), max_size=2),
 )
-DOTTED = re.compile(r"^[\w.\-]+: ")
+NAMED = re.compile(r"^\S+/(params\.yaml|recipes/\w+\.yaml): ([\w.\-]+): ")
 
 
-def assert_named(error: Exception, where: str) -> None:
+def written_in(params: dict, path: tuple) -> str:
+    """The file `write_params` writes the key at `path` to."""
+    entry = params["papers"].get(path[1]) if path[0] == "papers" and len(path) > 2 else None
+    paper = entry.get("paper") if isinstance(entry, dict) else None
+    return f"recipes/{paper}.yaml" if has_file(paper) and path[2] not in NAMED_IN_PARAMS else "params.yaml"
+
+
+def assert_named(error: Exception, where: str, file: str) -> None:
     lines = str(error).split("\n")  # a value may hold other line breaks
-    assert all(DOTTED.match(line) for line in lines), lines  # every problem starts with its dotted path
-    reported = [line.split(": ")[0] for line in lines]
+    found = [NAMED.match(line) for line in lines]
+    assert all(found), lines  # every problem starts with its file and dotted path
+    reported = [match[2] for match in found]
+    assert any(match[1] == file for match in found), (file, lines)
     assert any(
         where.startswith(r) or r.startswith(where) or where in line for r, line in zip(reported, lines)
     ), (where, lines)
@@ -59,11 +68,11 @@ def assert_named(error: Exception, where: str) -> None:
 def test_a_value_replaced_anywhere_loads_or_names_its_path(tmp_path, path, value):
     params = json.loads(json.dumps(SHIPPED))
     reduce(getitem, path[:-1], params)[path[-1]] = value
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path, params)
     try:
         load_params(tmp_path / "params.yaml")
     except (ParamsError, UnknownKey) as error:
-        assert_named(error, ".".join(map(str, path)))
+        assert_named(error, ".".join(map(str, path)), written_in(params, path))
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -71,10 +80,12 @@ def test_a_value_replaced_anywhere_loads_or_names_its_path(tmp_path, path, value
 def test_an_unknown_key_anywhere_is_named(tmp_path, path, value):
     params = json.loads(json.dumps(SHIPPED))
     reduce(getitem, path, params)["zz_unknown"] = value
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path, params)
     try:
         load_params(tmp_path / "params.yaml")
     except (ParamsError, UnknownKey) as error:
-        assert_named(error, ".".join(map(str, (*path, "zz_unknown"))))
+        assert_named(
+            error, ".".join(map(str, (*path, "zz_unknown"))), written_in(params, (*path, "zz_unknown"))
+        )
     else:
         raise AssertionError(f"{'.'.join(map(str, path))}.zz_unknown was accepted")

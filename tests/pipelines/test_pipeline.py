@@ -162,7 +162,7 @@ def test_a_checkpoint_is_never_judged_against_another_recipe(trained):
     params, _ = trained
     switched = params.model_copy(update={"profile": "paper"})
     with pytest.raises(
-        StageError, match=r"another recipe \(profile smoke, .*params.yaml's now \(profile paper"
+        StageError, match=r"another recipe \(profile smoke, .*the params' now \(profile paper"
     ):
         evaluate_experiment(switched, "protonets")
     assert not paths.metrics("protonets").exists()

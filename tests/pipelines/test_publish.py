@@ -31,7 +31,7 @@ def evaluated(project):
     evaluate_experiment(params, "protonets")
     (project / "code.py").write_text("x = 1\n")
     git("init", "-q")
-    git("add", "params.yaml", "code.py")
+    git("add", "params.yaml", "recipes", "code.py")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "code")
     return params
 
