@@ -5,53 +5,15 @@ from __future__ import annotations
 
 import json
 
-import pytorch_lightning as pl
-
 from datamodules import DATASETS
 from datamodules.files import atomic_write
 from datamodules.shards import read_meta
 from pipelines import checks, paths, registry, tracking
 from pipelines.claims import claim_tables, judge
-from pipelines.config import Params, Recipe
+from pipelines.config import Params
 from pipelines.processes import numerics
-from pipelines.runs import loading_safely, paper_class, read_record, with_data_facts
+from pipelines.runs import loading_safely, paper_class, read_record, test_metrics, tester
 from pipelines.timing import EVALUATE_WORK, Phases
-
-
-def test_metrics(
-    trainer: pl.Trainer, model: pl.LightningModule, data: pl.LightningDataModule
-) -> dict[str, float]:
-    trainer.test(model, datamodule=data, verbose=False)
-    return {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
-
-
-# The untrained floor is scored on the first batches of each test loader, not all of them: an untrained net
-# scores near chance, which ten batches place closely enough to be cleared or not, and a second full pass
-# doubled evaluate's cost (protonets at smoke: 42 s). Test sets of ten batches or fewer are scored whole.
-UNTRAINED_BATCHES = 10
-
-
-def tester(recipe: Recipe, **limits: int) -> pl.Trainer:
-    # One process: the test episodes are then exactly the configured ones, with no DDP padding.
-    return pl.Trainer(
-        accelerator=recipe.trainer.accelerator,
-        devices=1,
-        precision=recipe.trainer.precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        **limits,
-    )
-
-
-def untrained_metrics(recipe: Recipe, meta: dict, data: pl.LightningDataModule) -> dict[str, float]:
-    """The same net at the seeded initialisation its training started from, on the first UNTRAINED_BATCHES
-    batches of the same test loaders: the floor a smoke run must clear to show that it learned (a smoke run's
-    number means nothing on its own)."""
-    pl.seed_everything(recipe.seed, workers=True)
-    cls = paper_class(recipe)
-    model = cls(**with_data_facts(cls, recipe.hparams, meta))
-    return test_metrics(tester(recipe, limit_test_batches=UNTRAINED_BATCHES), model, data)
 
 
 def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) -> dict:
@@ -70,8 +32,7 @@ def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) 
     data = DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data)
     with phases(EVALUATE_WORK):
         metrics = test_metrics(tester(recipe), model, data)
-    with phases("untrained pass"):
-        untrained = untrained_metrics(recipe, meta, data) if recipe.profile == "smoke" else None
+    untrained = record.get("untrained_metrics")  # scored by train before its first step (smoke only)
     run_id = record["mlflow_run_id"]
     with phases("figures"):  # and claims read off the training curves, as a paper reads its figures
         reads_curves = hasattr(cls, "figures") or hasattr(cls, "curve_metrics")
@@ -93,7 +54,7 @@ def evaluate_experiment(params: Params, key: str, phases: Phases | None = None) 
         "model_uri": model_uri,
         "metrics": metrics,
         "untrained_metrics": untrained,
-        **({"untrained_test_batches": UNTRAINED_BATCHES} if untrained is not None else {}),
+        **({"untrained_test_batches": record["untrained_test_batches"]} if untrained is not None else {}),
         "claims": claims,
         "hardware": numerics(),  # a baseline equals a re-run bit for bit only on a machine that agrees here
     }

@@ -72,6 +72,43 @@ def build_model_and_data(recipe: Recipe) -> tuple[pl.LightningModule, pl.Lightni
     return model, DATASETS[recipe.dataset](shards, recipe.seed, **recipe.data), meta
 
 
+def test_metrics(
+    trainer: pl.Trainer, model: pl.LightningModule, data: pl.LightningDataModule
+) -> dict[str, float]:
+    trainer.test(model, datamodule=data, verbose=False)
+    return {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
+
+
+def tester(recipe: Recipe, **limits: int) -> pl.Trainer:
+    # One process: the test episodes are then exactly the configured ones, with no DDP padding.
+    return pl.Trainer(
+        accelerator=recipe.trainer.accelerator,
+        devices=1,
+        precision=recipe.trainer.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        **limits,
+    )
+
+
+# The untrained floor is scored on the first batches of each test loader, not all of them: an untrained net
+# scores near chance, which ten batches place closely enough to be cleared or not, and a second full pass
+# doubled evaluate's cost (protonets at smoke: 42 s). Test sets of ten batches or fewer are scored whole.
+UNTRAINED_BATCHES = 10
+
+
+def untrained_floor(recipe: Recipe) -> dict:
+    """The net at the seeded initialisation its training starts from, on the first UNTRAINED_BATCHES batches
+    of the test loaders: the floor a smoke run must clear to show that it learned (a smoke run's number means
+    nothing on its own). `train` scores it before its first step, on a model and data of their own (the
+    training's are built after, seeded anew), and records it in run.json; `evaluate` reads it there."""
+    model, data, _ = build_model_and_data(recipe)
+    batches = UNTRAINED_BATCHES
+    metrics = test_metrics(tester(recipe, limit_test_batches=batches), model, data)
+    return {"untrained_metrics": metrics, "untrained_test_batches": batches}
+
+
 @contextlib.contextmanager
 def training_lock(key: str) -> Iterator[None]:
     """One training per experiment at a time: two would write the same last.ckpt and run.json. An flock dies

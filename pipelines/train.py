@@ -26,6 +26,7 @@ from pipelines.runs import (
     paper_class,
     read_record,
     training_lock,
+    untrained_floor,
     write_record,
 )
 
@@ -81,10 +82,13 @@ def _train(params: Params, key: str) -> TrainedRun:
     if recipe.trainer.accelerator == "cpu" and isinstance(recipe.trainer.devices, int):
         torch.set_num_threads(cpu_threads(recipe.trainer.devices))  # each DDP rank runs this, on its share
     model_dir = paths.model_dir(key)
+    resume, run_id = resumable(recipe), None
+    # Before the training's model and data are built, which seeds anew: the floor leaves them as they were.
+    starts = rank_zero_only.rank == 0 and resume is None and recipe.profile == "smoke"
+    floor = untrained_floor(recipe) if starts else {}  # a paper run is judged against the paper
     model, data, meta = build_model_and_data(recipe)
     data_source = meta["source"]["source"]
 
-    resume, run_id = resumable(recipe), None
     last, best = model_dir / "last.ckpt", model_dir / "best.ckpt"
     if rank_zero_only.rank == 0:  # DDP re-executes this command per rank; only rank 0 owns the run
         record = resume
@@ -100,6 +104,7 @@ def _train(params: Params, key: str) -> TrainedRun:
                 # every hparam as the model got it: the paper's defaults, params' changes, the data's facts
                 "mlflow_run_id": tracking.start_run(store, recipe, data_source, hparams=dict(model.hparams)),
                 "finished": False,
+                **floor,  # what evaluate judges a smoke run's numbers against
             }
             write_record(key, record)  # a killed run can be continued
         run_id = record["mlflow_run_id"]

@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, roc_curve, top_k_accuracy_score
 
 from lightning_modules.common import SegmentationScores, topk_errors
 from lightning_modules.facenet import ten_fold_accuracy, threshold_at_far
-from lightning_modules.pixelcnn import bits_per_dim
+from lightning_modules.pixelcnn_net import bits_per_dim
 from lightning_modules.voc07 import voc07_average_precision
 
 SEEDS = range(5)

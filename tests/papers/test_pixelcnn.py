@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from lightning_modules.pixelcnn import LEVELS, GatedPixelCNN, PixelCNN, bits_per_dim, quantise
+from lightning_modules.pixelcnn import GatedPixelCNN
+from lightning_modules.pixelcnn_net import LEVELS, PixelCNN, bits_per_dim, quantise
 
 SIZE, ROW, COL = 9, 5, 4
 
@@ -84,9 +85,10 @@ def test_a_short_fit_on_real_digits_beats_the_uniform_and_independent_models(mni
 
 
 @pytest.mark.parametrize("gated", [True, False])
-def test_sampling_from_the_rows_in_reach_draws_what_the_whole_image_would(gated):
-    """`sample` feeds each pass only the `reach` rows above row i and row i: the draws equal a sampler that
-    feeds the whole image."""
+def test_sampling_row_by_row_draws_what_the_whole_image_would(gated):
+    """`sample` runs the vertical stack once a row, on the `reach` rows above row i, and each pass the
+    horizontal stack on row i alone and the head at one pixel: the draws equal a sampler that feeds the whole
+    image to every pass."""
     torch.manual_seed(0)
     net, labels = PixelCNN(3, 8, 3, 3, 4, gated).eval(), torch.tensor([0, 2])
     assert net.reach == 4  # 9 rows: most passes leave rows out

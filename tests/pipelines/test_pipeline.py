@@ -39,24 +39,31 @@ def test_train_writes_checkpoints_and_a_finished_record(trained):
 
 
 @pytest.mark.slow
-def test_the_untrained_floor_is_scored_on_the_first_test_batches_only(trained, monkeypatch):
+def test_train_scores_the_untrained_floor_on_the_first_test_batches_and_evaluate_reads_it(
+    project, monkeypatch
+):
     from lightning_modules.protonets import ProtoNets
-    from pipelines import evaluate
+    from pipelines import runs
 
-    params, _ = trained
-    scored: dict[int, int] = {}  # test episodes per net: the trained one first, then the untrained one
+    params = load_params()
+    scored = []  # a test episode each: the untrained net's in train, then the trained net's in evaluate
     test_step = ProtoNets.test_step
 
     def counted(self, *args, **kwargs):
-        scored[id(self)] = scored.get(id(self), 0) + 1
+        scored.append(1)
         return test_step(self, *args, **kwargs)
 
     monkeypatch.setattr(ProtoNets, "test_step", counted)
-    monkeypatch.setattr(evaluate, "UNTRAINED_BATCHES", 3)
-    result = evaluate.evaluate_experiment(params, "protonets")
+    monkeypatch.setattr(runs, "UNTRAINED_BATCHES", 3)
+    train_experiment(params, "protonets")
     data = params.recipe("protonets").data
     episodes, settings = data["test_episodes"], len(data["test_settings"])  # an episode per (way, shot) batch
-    assert episodes > 3 and list(scored.values()) == [settings * episodes, settings * 3]
+    assert episodes > 3 and len(scored) == settings * 3  # before the first step
+    record = json.loads(paths.run_record("protonets").read_text())
+    assert record["untrained_test_batches"] == 3 and "test/acc_5way_1shot" in record["untrained_metrics"]
+    result = evaluate_experiment(params, "protonets")
+    assert len(scored) == settings * 3 + settings * episodes  # the trained net only: no second pass
+    assert result["untrained_metrics"] == record["untrained_metrics"]
     assert result["untrained_test_batches"] == 3
 
 
@@ -95,7 +102,7 @@ def test_evaluate_judges_every_claim_and_logs_to_the_same_run(trained):
     )
     assert logged.data.tags["data_source"] == "synthetic" and logged.data.tags["profile"] == "smoke"
     seconds = {k.removeprefix("evaluate/seconds/") for k in logged.data.metrics if "/seconds/" in k}
-    assert seconds == {"load", "test pass", "untrained pass", "figures", "export", "tracking"}
+    assert seconds == {"load", "test pass", "figures", "export", "tracking"}
     assert logged.data.params["hparams.lr"] == "0.001"
     client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
     assert client.get_experiment(logged.info.experiment_id).name == "protonets"
