@@ -4,9 +4,8 @@
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
-RECIPES = Path(
-    "recipes"
-)  # recipes/<paper>.yaml: that paper's experiments' settings (pipelines/params_files.py)
+# recipes/<paper>.yaml: the settings of that paper's experiments (pipelines/params_files.py)
+RECIPES = Path("recipes")
 REPORT_MD = Path("reports/reproductions.md")
 REPORT_PNG = Path("reports/reproductions.png")
 REPORT_FIGURES = Path("reports/figures")  # each evaluated run's figures, copied from MLflow
