@@ -265,7 +265,7 @@ def load_params(path: Path = paths.PARAMS, read: Reader | None = None) -> Params
         params = validate(Params, raw, lambda name: "")
         _check_no_credentials(params)
         _check_registries(params)
-    except ParamsError as error:
+    except (ParamsError, UnknownKey) as error:  # each line named by the file it is written in
         raise type(error)(locate(str(error), path, sources)) from None
     for key, experiment in params.papers.items():
         if key not in sources:

@@ -83,7 +83,7 @@ def test_an_unknown_paper_lists_the_known_ones(tmp_path):
     params["papers"]["protonet"] = params["papers"].pop("protonets")
     params["papers"]["protonet"]["paper"] = "protonet"
     with pytest.raises(
-        UnknownKey, match="papers.protonet.paper: unknown paper 'protonet'; known: .*protonets"
+        UnknownKey, match="params.yaml: papers.protonet.paper: unknown paper 'protonet'; known: .*protonets"
     ):
         load(tmp_path, params)
 
