@@ -118,7 +118,8 @@ def split_params(params: dict) -> dict[Path, dict]:
     experiment's paper and dataset, and recipes/<paper>.yaml the rest of its section. An entry without a
     paper that could have a file stays whole in params.yaml, for validation to reject."""
     params, files = copy.deepcopy(params), {}
-    for key, entry in (params.get("papers") or {}).items():
+    entries = params.get("papers")
+    for key, entry in entries.items() if isinstance(entries, dict) else ():
         if isinstance(entry, dict) and has_file(entry.get("paper")):
             named = {name: entry.pop(name) for name in NAMED_IN_PARAMS if name in entry}
             files.setdefault(paths.recipes(named["paper"]), {"papers": {}})["papers"][key] = entry

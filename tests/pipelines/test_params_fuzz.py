@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from pipelines.config import load_params
 from pipelines.errors import ParamsError, UnknownKey
-from pipelines.params_files import NAMED_IN_PARAMS, has_file
-from tests.helpers import repository_params, write_params
+from tests.helpers import repository_params, split_params, write_params
 
 # Through JSON: the files' YAML anchors load as one shared mapping, which a mutation would change in both
 # places.
@@ -45,10 +44,12 @@ NAMED = re.compile(r"^\S+/(params\.yaml|recipes/\w+\.yaml): ([\w.\-]+): ")
 
 
 def written_in(params: dict, path: tuple) -> str:
-    """The file `write_params` writes the key at `path` to."""
-    entry = params["papers"].get(path[1]) if path[0] == "papers" and len(path) > 2 else None
-    paper = entry.get("paper") if isinstance(entry, dict) else None
-    return f"recipes/{paper}.yaml" if has_file(paper) and path[2] not in NAMED_IN_PARAMS else "params.yaml"
+    """The file `write_params` writes the key at `path` to: the first of `split_params`' files holding it."""
+
+    def holds(tree: object, keys: tuple) -> bool:
+        return not keys or isinstance(tree, dict) and keys[0] in tree and holds(tree[keys[0]], keys[1:])
+
+    return next(str(file) for file, tree in split_params(params).items() if holds(tree, path))
 
 
 def assert_named(error: Exception, where: str, file: str) -> None:
