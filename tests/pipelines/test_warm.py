@@ -123,6 +123,26 @@ def test_a_fork_checks_a_models_requirements_without_reading_the_installed_packa
     assert not reads
 
 
+def test_after_the_servers_export_a_forks_first_export_imports_nothing():
+    """The server exports a tiny net once; a model exported after it (other layers, as evaluate exports a
+    paper's net) imports no module of its own. In a fresh interpreter: this test process may have exported
+    already."""
+    script = """
+import io, sys, torch
+from pipelines import warm
+warm.export_once()
+before = set(sys.modules)
+net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.LayerNorm(8), torch.nn.GELU())
+batch = {0: torch.export.Dim.AUTO}
+exported = torch.export.export(net.eval(), (torch.zeros(2, 1, 4, 4),), dynamic_shapes=(batch,))
+torch.export.save(exported, io.BytesIO())
+print(sorted(set(sys.modules) - before))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize(
     ("stop", "status"),
     [(None, 0), (SystemExit(), 0), (SystemExit(3), 3), (SystemExit("bad"), 1), (ValueError("bad"), 1)],
