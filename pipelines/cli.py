@@ -6,7 +6,6 @@ Heavy imports (torch, Lightning, MLflow) happen inside the verbs, so `reprozoo -
 from __future__ import annotations
 
 import json
-import sys
 
 import typer
 from rich.console import Console
@@ -238,10 +237,8 @@ from pipelines import cli_cluster  # noqa: E402, F401
 
 
 def main() -> None:
-    from pipelines.warm import delegate
-
-    if (status := delegate(sys.argv)) is not None:  # a stage of `reprozoo repro --jobs`, run by a warm fork
-        raise SystemExit(status)
+    """The CLI, here (`reprozoo` is pipelines/__main__.py's `main`, which first offers a stage's command to
+    the warm server)."""
     try:
         app()
     except USER_ERRORS as error:  # one line, no traceback, naming the file or key; escaped: `[5, 1]` is
