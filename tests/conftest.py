@@ -4,13 +4,31 @@ the real fetch → shard path (session-scoped, so every test reads the same few 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import helpers
 from tests.helpers import chdir, fetched_project, synthetic_shards, tiny_params, write_params
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], Path]) -> Path:
+    """`build(folder)` run once a session, by the first pytest-xdist worker to ask, into a folder the others
+    then read (the workers' base temps share a parent): every dataset a fixture makes is made once a run, not
+    once a worker (the all_data project alone takes a worker 20 s). Returns what `build` returned."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    folder, made = tmp_path_factory.getbasetemp().parent / name, f"{name}.made"
+    with FileLock(folder.with_name(f"{name}.lock")):  # the other workers wait for the first one's build
+        if not folder.with_name(made).exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed midway left
+            folder.mkdir()
+            folder.with_name(made).write_text(str(build(folder).relative_to(folder)))
+    return folder / folder.with_name(made).read_text()
 
 
 def pytest_configure(config):
@@ -54,7 +72,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def omniglot_project(tmp_path_factory) -> Path:
     """A project folder with tiny params and fetched + sharded synthetic Omniglot."""
-    return fetched_project(tmp_path_factory.mktemp("omniglot"), "omniglot")
+    return built_once(tmp_path_factory, "omniglot", lambda folder: fetched_project(folder, "omniglot"))
 
 
 @pytest.fixture(scope="session")
@@ -122,11 +140,15 @@ def served(tmp_path_factory, omniglot_project) -> Iterator[tuple[str, str, Path,
 @pytest.fixture(scope="session")
 def all_data(tmp_path_factory) -> Path:
     """A project with every dataset fetched and sharded at the tiny size (about 20 s)."""
+    return built_once(tmp_path_factory, "all", every_dataset)
+
+
+def every_dataset(project: Path) -> Path:
     from pipelines.config import load_params
     from pipelines.fetch import fetch_dataset
     from pipelines.shard import shard_dataset
 
-    project = write_params(tmp_path_factory.mktemp("all"), tiny_params())
+    write_params(project, tiny_params())
     with chdir(project):
         params = load_params()
         for name in sorted({section.dataset for section in params.papers.values()}):
@@ -139,8 +161,10 @@ def all_data(tmp_path_factory) -> Path:
 def imagenet_shards(tmp_path_factory) -> Path:
     from datamodules.imagenet import ImageNet
 
-    return synthetic_shards(
-        ImageNet, tmp_path_factory.mktemp("imagenet"), classes=4, train_per_class=30, val_per_class=10
+    return built_once(
+        tmp_path_factory,
+        "imagenet",
+        lambda folder: synthetic_shards(ImageNet, folder, classes=4, train_per_class=30, val_per_class=10),
     )
 
 
@@ -150,16 +174,19 @@ def wikitext_shards(tmp_path_factory) -> Path:
     vocabulary."""
     from datamodules.wikitext103 import WikiText103
 
-    return synthetic_shards(WikiText103, tmp_path_factory.mktemp("wikitext103"))
+    return built_once(tmp_path_factory, "wikitext103", lambda folder: synthetic_shards(WikiText103, folder))
 
 
 @pytest.fixture(scope="session")
 def mnist_shards(tmp_path_factory) -> Path:
     """The bundled real digits."""
+    return built_once(tmp_path_factory, "mnist", bundled_mnist)
+
+
+def bundled_mnist(root: Path) -> Path:
     from datamodules.mnist import MNIST
     from datamodules.shards import write_dataset
 
-    root = tmp_path_factory.mktemp("mnist")
     MNIST.bundled(root / "raw")
     write_dataset(MNIST, root / "raw", root / "shards", source={"source": "bundled"}, shard_size=1000)
     return root / "shards"
@@ -169,14 +196,20 @@ def mnist_shards(tmp_path_factory) -> Path:
 def lfw_shards(tmp_path_factory) -> Path:
     from datamodules.lfw import LFW
 
-    return synthetic_shards(LFW, tmp_path_factory.mktemp("lfw"), people=60, pairs_per_fold=6, dev_pairs=10)
+    return built_once(
+        tmp_path_factory,
+        "lfw",
+        lambda folder: synthetic_shards(LFW, folder, people=60, pairs_per_fold=6, dev_pairs=10),
+    )
 
 
 @pytest.fixture(scope="session")
 def cifar10_shards(tmp_path_factory) -> Path:
     from datamodules.cifar10 import CIFAR10
 
-    return synthetic_shards(CIFAR10, tmp_path_factory.mktemp("cifar10"), train=600, test=200)
+    return built_once(
+        tmp_path_factory, "cifar10", lambda folder: synthetic_shards(CIFAR10, folder, train=600, test=200)
+    )
 
 
 @pytest.fixture(autouse=True)

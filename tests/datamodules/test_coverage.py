@@ -19,9 +19,6 @@ from pipelines import paths
 from pipelines.config import load_params
 from tests.helpers import ROOT, chdir
 
-# On one worker: every test here reads the session's all_data project, which takes a worker 14 s to make.
-pytestmark = pytest.mark.xdist_group("all_data")
-
 RANKS = [(2, 0)]  # (ranks, workers per rank)
 # 4 workers split fewer shards than workers; 2 ranks of 1 and 2 split shards over ranks, then over workers
 WORKERS = [(1, 4), (2, 1), (2, 2)]
